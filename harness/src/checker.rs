@@ -1,0 +1,157 @@
+//! The checker: a run's event log, plus what the sandbox saw at the end, in;
+//! a verdict, counts and a diagnosis out. This is the one place verdicts are
+//! decided.
+//!
+//! Safety is judged per task: exactly one outcome, and an `ok` result must be
+//! the task's own (the owner checks the bytes against the task). An error
+//! must name its fault (the task's own error, a lost or timed-out worker, the
+//! pool breaking on a dead worker); `Terminated` names none and counts as lost.
+//! Liveness is the deadline: a run whose owner did not finish by then is hung,
+//! and the diagnosis names each pending task, the worker it was on and how
+//! that worker ended.
+
+use std::collections::BTreeMap;
+
+use crate::events::{Event, Logged, OutcomeRecord};
+use crate::plan::Plan;
+use crate::verdict::{ExitRecord, RunRecord, TaskCounts, Verdict};
+
+/// What the runner saw besides the events.
+#[derive(Debug, Clone, Default)]
+pub struct Ending {
+    /// The deadline passed before the owner finished.
+    pub deadline_passed: bool,
+    /// The plan killed the owner (and it died).
+    pub owner_killed_by_plan: bool,
+    /// What outlived the run.
+    pub leaks: Vec<String>,
+    pub oom_kills: u64,
+    pub elapsed_ms: u64,
+    /// The end of what the owner and its workers wrote to stderr.
+    pub stderr_tail: String,
+}
+
+pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
+    let n = plan.tasks.len();
+    let mut outcomes: Vec<Vec<&OutcomeRecord>> = vec![Vec::new(); n];
+    let mut worker_exits = Vec::new();
+    let mut owner_error = None;
+    for logged in events {
+        match &logged.event {
+            Event::Outcome { index, result } if *index < n => outcomes[*index].push(result),
+            Event::WorkerExit { pid, signal, code } => {
+                worker_exits.push(ExitRecord { pid: *pid, signal: *signal, code: *code });
+            }
+            Event::OwnerError { message } => owner_error = Some(message.clone()),
+            _ => {}
+        }
+    }
+    let mut tasks = TaskCounts { total: n, ..TaskCounts::default() };
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unnamed = 0;
+    for got in &outcomes {
+        match got.as_slice() {
+            [] => tasks.lost += 1,
+            [OutcomeRecord::Ok] => tasks.ok += 1,
+            [OutcomeRecord::Wrong] => tasks.wrong += 1,
+            [OutcomeRecord::Error { kind, signal, code, .. }] => {
+                tasks.failed += 1;
+                let named = match (signal, code) {
+                    (Some(sig), _) => format!("{kind}({})", pools::outcome::signal_name(*sig)),
+                    (None, Some(code)) => format!("{kind}(exit {code})"),
+                    (None, None) => kind.clone(),
+                };
+                *errors.entry(named).or_default() += 1;
+                if kind == "Terminated" {
+                    unnamed += 1;
+                }
+            }
+            _ => tasks.duplicated += 1,
+        }
+    }
+    let verdict = if ending.deadline_passed {
+        Verdict::Hung
+    } else if !ending.leaks.is_empty() {
+        Verdict::Leaked
+    } else if ending.owner_killed_by_plan {
+        Verdict::OwnerKilled
+    } else if tasks.lost + tasks.duplicated + tasks.wrong + unnamed > 0 || owner_error.is_some() {
+        Verdict::Lost
+    } else if tasks.failed > 0 {
+        Verdict::FailedLoudly
+    } else {
+        Verdict::Completed
+    };
+    let mut diagnosis = Vec::new();
+    if let Some(message) = owner_error {
+        diagnosis.push(format!("the owner failed: {message}"));
+        if !ending.stderr_tail.is_empty() {
+            diagnosis.push(format!("its stderr ended with: {}", ending.stderr_tail));
+        }
+    }
+    if matches!(verdict, Verdict::Hung | Verdict::Lost) {
+        diagnosis.extend(pending(plan, events, &outcomes));
+    }
+    if ending.oom_kills > 0 {
+        diagnosis.push(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills));
+    }
+    diagnosis.extend(ending.leaks.iter().map(|l| format!("left behind: {l}")));
+    RunRecord {
+        scenario: plan.scenario.clone(),
+        pool: plan.pool.to_string(),
+        style: plan.style.name().to_string(),
+        verdict,
+        expected: None,
+        tasks,
+        errors,
+        faults: plan.faults(),
+        worker_exits,
+        oom_kills: ending.oom_kills,
+        leaks: ending.leaks.clone(),
+        diagnosis,
+        elapsed_ms: ending.elapsed_ms,
+        events: None,
+    }
+}
+
+/// For each task without an outcome: where it was last seen running, and
+/// how that worker ended.
+fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let missing: Vec<usize> = (0..outcomes.len()).filter(|&i| outcomes[i].is_empty()).collect();
+    for &index in missing.iter().take(10) {
+        let tag = plan.tasks[index].tag;
+        let started = events.iter().rev().find_map(|l| match l.event {
+            Event::TaskStarted { tag: t, attempt, pid } if t == tag => Some((pid, attempt, l.t_ms)),
+            _ => None,
+        });
+        let Some((pid, attempt, t_ms)) = started else {
+            lines.push(format!("task {index} pending: never started"));
+            continue;
+        };
+        let fate = events.iter().find_map(|l| match &l.event {
+            Event::WorkerExit { pid: p, signal: Some(sig), .. } if *p == pid => {
+                Some(format!("which died by {} at {} ms", pools::outcome::signal_name(*sig), l.t_ms))
+            }
+            Event::WorkerExit { pid: p, code: Some(code), .. } if *p == pid => {
+                Some(format!("which exited with code {code} at {} ms", l.t_ms))
+            }
+            _ => None,
+        });
+        let killed = events.iter().find_map(|l| match &l.event {
+            Event::Nemesis { signal, pid: p, .. } if *p == pid => Some(format!("{signal} sent by the nemesis at {} ms", l.t_ms)),
+            _ => None,
+        });
+        let fate = match (fate, killed) {
+            (Some(f), Some(k)) => format!("{f} ({k})"),
+            (Some(f), None) => f,
+            (None, Some(k)) => format!("which got {k}"),
+            (None, None) => "which was still running".to_string(),
+        };
+        lines.push(format!("task {index} pending: started on worker {pid} (attempt {attempt}) at {t_ms} ms, {fate}"));
+    }
+    if missing.len() > 10 {
+        lines.push(format!("... and {} more pending tasks", missing.len() - 10));
+    }
+    lines
+}

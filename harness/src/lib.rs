@@ -1,0 +1,30 @@
+//! The poolchaos harness: runs scenarios against the pools under test, in
+//! sandboxes, under faults, and judges every run.
+//!
+//! The modules follow the data flow:
+//!
+//! ```text
+//! scenario ──▶ plan ──▶ runner (sandbox + owner + nemesis) ──▶ events ──▶ checker ──▶ verdict ──▶ report
+//! ```
+//!
+//! - [`scenario`]: the TOML files people write, read and checked.
+//! - [`plan`]: a scenario made concrete for one pool and seed.
+//! - [`runner`]: one run: the [`sandbox`], the pool's [`owner`] process, the [`nemesis`].
+//! - [`events`]: the run's event log and the owner protocol.
+//! - [`checker`]: events in, [`verdict`] out.
+//! - [`report`]: the table, Markdown, JSON and JUnit.
+//! - [`suite`]: many runs, a few at a time, into one report.
+//! - [`matrix`]: the quick in-process fault matrix and timing.
+
+pub mod checker;
+pub mod events;
+pub mod matrix;
+pub mod nemesis;
+pub mod owner;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod sandbox;
+pub mod scenario;
+pub mod suite;
+pub mod verdict;

@@ -1,0 +1,127 @@
+//! The pool's owner: the process the harness starts (by exec, as
+//! `poolchaos owner`) inside a run's sandbox. It reads its plan from stdin,
+//! starts the pool, runs the tasks in the plan's call style, and reports what
+//! it sees as [`Event`] lines on stdout. It knows nothing of faults from
+//! outside or deadlines: the harness kills it whole when time is up.
+
+use std::io::{BufRead, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pools::{CallStyle, Callbacks, PoolConfig, PoolKind, Task, WorkerProgram};
+
+use crate::events::{CallbackKind, Event, OutcomeRecord};
+use crate::plan::OwnerPlan;
+
+/// The tag of the warm-up task (outside the plan's tags).
+pub const WARMUP_TAG: u64 = u64::MAX;
+
+/// Writes events as JSON lines; shared by the pool's threads (exits, callbacks).
+#[derive(Clone)]
+struct Emitter(Arc<Mutex<std::io::Stdout>>);
+
+impl Emitter {
+    fn emit(&self, event: &Event) {
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // If the harness is gone there is no one to tell; the sandbox ends us.
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// `poolchaos owner`: runs one plan. Returns the exit code.
+pub fn main() -> i32 {
+    let emitter = Emitter(Arc::new(Mutex::new(std::io::stdout())));
+    match run(&emitter) {
+        Ok(()) => 0,
+        Err(e) => {
+            emitter.emit(&Event::OwnerError { message: format!("{e:#}") });
+            2
+        }
+    }
+}
+
+fn run(emitter: &Emitter) -> anyhow::Result<()> {
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    stdin.read_line(&mut line).context("reading the plan")?;
+    let plan: OwnerPlan = serde_json::from_str(&line).context("parsing the plan")?;
+    let kind: PoolKind = plan.pool.parse().map_err(anyhow::Error::msg)?;
+    let style = CallStyle::ALL.into_iter().find(|s| s.name() == plan.style).context("unknown call style")?;
+
+    let mut program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
+    if let Ok(fd) = std::env::var(pools::process::TRACE_FD_ENV) {
+        let fd: i32 = fd.parse().context("bad trace fd")?;
+        // SAFETY: the harness passed us this fd for exactly this use; we own it from here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+        program.trace = Some(Arc::new(fd));
+    }
+    let exits = emitter.clone();
+    program.exits = Some(Arc::new(move |pid, exit| {
+        exits.emit(&Event::WorkerExit { pid, signal: exit.signal(), code: exit.code() });
+    }));
+    let mut config = PoolConfig::new(plan.workers, program);
+    config.task_timeout = plan.task_timeout_ms.map(Duration::from_millis);
+    config.max_attempts = plan.max_attempts;
+    let pool = pools::build(kind, &config).context("starting the pool")?;
+    emitter.emit(&Event::Ready { pid: std::process::id() });
+
+    if plan.warmup {
+        let warm = Task::echo(WARMUP_TAG, b"warm-up".to_vec());
+        match pool.apply(warm.clone())? {
+            Ok(bytes) if warm.check(&bytes) => {}
+            other => bail!("warm-up task failed: {other:?}"),
+        }
+        emitter.emit(&Event::WarmedUp);
+        line.clear();
+        stdin.read_line(&mut line).context("waiting for go")?;
+    }
+
+    let outcome = |index: usize, task: &Task, outcome: &pools::Outcome| {
+        emitter.emit(&Event::Outcome { index, result: OutcomeRecord::from_outcome(task, outcome) });
+    };
+    let callbacks = || {
+        let (ok, err) = (emitter.clone(), emitter.clone());
+        Callbacks {
+            on_result: Some(Box::new(move |_| ok.emit(&Event::Callback { kind: CallbackKind::Result }))),
+            on_error: Some(Box::new(move |_| err.emit(&Event::Callback { kind: CallbackKind::Error }))),
+        }
+    };
+    let tasks = plan.tasks;
+    match style {
+        CallStyle::Map => {
+            for (i, o) in pool.map(tasks.clone())?.iter().enumerate() {
+                outcome(i, &tasks[i], o);
+            }
+        }
+        CallStyle::Apply => {
+            for (i, task) in tasks.iter().enumerate() {
+                outcome(i, task, &pool.apply(task.clone())?);
+            }
+        }
+        CallStyle::ApplyAsync => {
+            let handles =
+                tasks.iter().map(|t| pool.submit(vec![t.clone()], callbacks())).collect::<Result<Vec<_>, _>>()?;
+            for (i, handle) in handles.iter().enumerate() {
+                for o in handle.wait(None).unwrap_or_default() {
+                    outcome(i, &tasks[i], &o);
+                }
+            }
+        }
+        CallStyle::MapAsync => {
+            let handle = pool.submit(tasks.clone(), callbacks())?;
+            for (i, o) in handle.wait(None).unwrap_or_default().iter().enumerate() {
+                outcome(i, &tasks[i], o);
+            }
+        }
+    }
+    pool.close();
+    pool.join()?;
+    emitter.emit(&Event::Finished);
+    Ok(())
+}

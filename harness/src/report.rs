@@ -1,0 +1,668 @@
+//! Reports: the terminal table, `report.md`, `report.json`, `junit.xml`, and
+//! the canonical outcome matrix that the snapshots in `reports/snapshots/` pin.
+//!
+//! Everything here is made from [`RunRecord`]s, one per (scenario, pool) run.
+//! Rows are scenarios and columns are pools, both in the order they first
+//! appear in [`Report::runs`]. The canonical matrix is the exception: it is
+//! sorted, so that runs finishing in a different order change nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{ExitRecord, RunRecord, Verdict};
+
+/// Everything one invocation of the harness found.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The seed every random choice of the invocation came from; `--seed` replays it.
+    pub seed: u64,
+    /// How OOM was brought about: `cgroup-v1`, `cgroup-v2` or `rss-watchdog`.
+    pub oom_mechanism: String,
+    /// `poolchaos`, `rustc`, `kernel`, ...: what the results depend on.
+    pub versions: BTreeMap<String, String>,
+    pub runs: Vec<RunRecord>,
+    pub elapsed_ms: u64,
+}
+
+/// The marker of a run whose verdict is not the expected one.
+const MISMATCH: &str = "✗";
+
+impl Report {
+    /// Whether every run came to the verdict its scenario expects.
+    pub fn all_as_expected(&self) -> bool {
+        self.runs.iter().all(RunRecord::as_expected)
+    }
+
+    /// The terminal table, without colour codes (for snapshots and logs).
+    ///
+    /// A row per scenario, a column per pool, each cell the verdict (a cell
+    /// whose verdict is not the expected one reads `hung ✗ (expected
+    /// completed)`); then a summary line; then the diagnosis of every run
+    /// that did not meet its expectation and of every hung run.
+    pub fn table(&self) -> String {
+        self.render_table(false)
+    }
+
+    /// The terminal table with ANSI colour codes, whatever the output.
+    pub fn table_ansi(&self) -> String {
+        self.render_table(true)
+    }
+
+    /// Writes the terminal table to `out` through an [`anstream::AutoStream`]:
+    /// coloured when `out` is a terminal (and `NO_COLOR` is not set, or
+    /// `CLICOLOR_FORCE` is), plain otherwise. Pass `std::io::stdout()` (or its
+    /// lock, or `&mut` either); a `&mut dyn Write` or a `Vec<u8>` is never a
+    /// terminal and gets plain text.
+    pub fn write_table<S>(&self, out: S) -> io::Result<()>
+    where
+        S: anstream::stream::RawStream + anstream::stream::AsLockedWrite,
+    {
+        let mut stream = anstream::AutoStream::auto(out);
+        stream.write_all(self.table_ansi().as_bytes())?;
+        stream.flush()
+    }
+
+    /// `report.md`: what was run and with what, the outcome matrix, the runs
+    /// that did not go as expected, then a section per run.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let expected = self.runs.iter().filter(|r| r.as_expected()).count();
+        let _ = writeln!(md, "# poolchaos report\n");
+        let _ = writeln!(
+            md,
+            "**{expected} of {} runs as expected** · seed `{}` · OOM by `{}` · {}\n",
+            self.runs.len(),
+            self.seed,
+            self.oom_mechanism,
+            human_ms(self.elapsed_ms),
+        );
+        if !self.versions.is_empty() {
+            md += "| component | version |\n|---|---|\n";
+            for (name, version) in &self.versions {
+                let _ = writeln!(md, "| {} | `{}` |", cell_md(name), cell_md(version));
+            }
+            md += "\n";
+        }
+        let _ = writeln!(
+            md,
+            "Replay every run of this report with `--seed {}`.\n",
+            self.seed
+        );
+
+        // The matrix.
+        md += "## Outcome matrix\n\n";
+        md += "Which pool survives which fault: a row per scenario, a column per pool. \
+               🟢 completed · 🟡 failed loudly or owner killed · 🔴 hung, lost or leaked · \
+               **✗** not the verdict the scenario expects. Each cell links to its run.\n\n";
+        let pools = self.pools();
+        let _ = writeln!(
+            md,
+            "| scenario | style | {} |",
+            pools.iter().map(|p| cell_md(p)).collect::<Vec<_>>().join(" | ")
+        );
+        let _ = writeln!(md, "|---|---|{}", "---|".repeat(pools.len()));
+        for scenario in self.scenarios() {
+            let mut row = format!(
+                "| {} | {} |",
+                cell_md(scenario),
+                cell_md(&self.style_of(scenario))
+            );
+            for pool in &pools {
+                let runs = self.cell(scenario, pool);
+                let text = if runs.is_empty() {
+                    "·".to_string()
+                } else {
+                    runs.iter()
+                        .map(|r| format!("[{}]({})", verdict_md(r), anchor_link(r)))
+                        .collect::<Vec<_>>()
+                        .join("<br>")
+                };
+                let _ = write!(row, " {text} |");
+            }
+            md += &row;
+            md += "\n";
+        }
+        let _ = writeln!(md, "\nVerdicts: {}.\n", self.verdict_counts_text(" · "));
+
+        // The findings.
+        let mismatches: Vec<&RunRecord> = self.runs.iter().filter(|r| !r.as_expected()).collect();
+        md += "## Not as expected\n\n";
+        if mismatches.is_empty() {
+            md += "Every run came to the verdict its scenario expects.\n\n";
+        } else {
+            for run in &mismatches {
+                let _ = writeln!(
+                    md,
+                    "- [{} × {}]({}): **{}**, expected {}",
+                    run.scenario,
+                    run.pool,
+                    anchor_link(run),
+                    run.verdict,
+                    expected_name(run),
+                );
+            }
+            md += "\n";
+        }
+
+        // A section per run.
+        md += "## Runs\n";
+        for scenario in self.scenarios() {
+            let _ = writeln!(md, "\n### {scenario}");
+            for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
+                md += "\n";
+                md += &run_md(run);
+            }
+        }
+        md
+    }
+
+    /// `report.json`: the report itself, pretty-printed.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+
+    /// `junit.xml`: a test suite per scenario, a test case `<scenario>::<pool>`
+    /// per run, failing when the verdict is not the expected one (the failure
+    /// carries the verdict, the expectation and the diagnosis).
+    pub fn junit(&self) -> String {
+        use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+
+        let mut junit = quick_junit::Report::new("poolchaos");
+        junit.set_time(Duration::from_millis(self.elapsed_ms));
+        for scenario in self.scenarios() {
+            let mut suite = TestSuite::new(scenario);
+            suite.add_property(Property::new("seed", self.seed.to_string()));
+            suite.add_property(Property::new("oom-mechanism", self.oom_mechanism.as_str()));
+            suite.add_property(Property::new("style", self.style_of(scenario)));
+            let mut time = 0;
+            for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
+                time += run.elapsed_ms;
+                let status = if run.as_expected() {
+                    TestCaseStatus::success()
+                } else {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status
+                        .set_message(format!("{}, expected {}", run.verdict, expected_name(run)))
+                        .set_type(run.verdict.name())
+                        .set_description(run_text(run));
+                    status
+                };
+                let mut case = TestCase::new(format!("{}::{}", run.scenario, run.pool), status);
+                case.set_classname(format!("poolchaos.{}", run.scenario))
+                    .set_time(Duration::from_millis(run.elapsed_ms));
+                if run.as_expected() && (run.verdict == Verdict::Hung || !run.diagnosis.is_empty()) {
+                    case.set_system_out(run_text(run));
+                }
+                suite.add_test_case(case);
+            }
+            suite.set_time(Duration::from_millis(time));
+            junit.add_test_suite(suite);
+        }
+        junit.to_string().expect("a JUnit report always serializes")
+    }
+
+    /// Writes `report.md`, `report.json` and `junit.xml` into `dir`, creating it.
+    pub fn write_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        std::fs::write(dir.join("report.json"), self.json() + "\n")?;
+        std::fs::write(dir.join("junit.xml"), self.junit())?;
+        Ok(())
+    }
+
+    /// The canonical outcome matrix: a line per (scenario, pool), sorted, with
+    /// the verdict, the expectation, the task counts, the error kinds and the
+    /// fault kinds. Nothing that changes between runs of the same code: no
+    /// timings, pids, paths, diagnosis or leak details, no error counts.
+    pub fn canonical(&self) -> String {
+        let mut out = String::from(
+            "# scenario × pool: verdict (expectation) | tasks | error kinds | fault kinds\n",
+        );
+        let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
+        runs.sort_by(|a, b| (&a.scenario, &a.pool).cmp(&(&b.scenario, &b.pool)));
+        for run in runs {
+            let verdict = match run.expected {
+                None => format!("{} (no expectation)", run.verdict),
+                Some(e) if e == run.verdict => format!("{} (as expected)", run.verdict),
+                Some(e) => format!("{} (expected {e}) {MISMATCH}", run.verdict),
+            };
+            let t = &run.tasks;
+            let errors: Vec<&str> = run.errors.keys().map(String::as_str).collect();
+            let faults: Vec<&str> = run.faults.iter().map(|f| f.kind.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "{} × {}: {verdict} | tasks {}: ok {}, failed {}, lost {}, duplicated {}, wrong {} \
+                 | errors: {} | faults: {}",
+                run.scenario,
+                run.pool,
+                t.total,
+                t.ok,
+                t.failed,
+                t.lost,
+                t.duplicated,
+                t.wrong,
+                list_or_dash(&errors),
+                list_or_dash(&faults),
+            );
+        }
+        out
+    }
+
+    // ---- helpers -------------------------------------------------------
+
+    /// Scenarios in the order of first appearance.
+    fn scenarios(&self) -> Vec<&str> {
+        first_appearance(self.runs.iter().map(|r| r.scenario.as_str()))
+    }
+
+    /// Pools in the order of first appearance.
+    fn pools(&self) -> Vec<&str> {
+        first_appearance(self.runs.iter().map(|r| r.pool.as_str()))
+    }
+
+    fn cell(&self, scenario: &str, pool: &str) -> Vec<&RunRecord> {
+        self.runs.iter().filter(|r| r.scenario == scenario && r.pool == pool).collect()
+    }
+
+    /// The runs in table order: by scenario, then by pool.
+    fn ordered_runs(&self) -> Vec<&RunRecord> {
+        let pools = self.pools();
+        let mut runs = Vec::with_capacity(self.runs.len());
+        for scenario in self.scenarios() {
+            for pool in &pools {
+                runs.extend(self.cell(scenario, pool));
+            }
+        }
+        runs
+    }
+
+    /// The call style(s) of a scenario's runs.
+    fn style_of(&self, scenario: &str) -> String {
+        first_appearance(self.runs.iter().filter(|r| r.scenario == scenario).map(|r| r.style.as_str()))
+            .join(", ")
+    }
+
+    fn verdict_counts_text(&self, sep: &str) -> String {
+        let mut counts: BTreeMap<Verdict, usize> = BTreeMap::new();
+        for run in &self.runs {
+            *counts.entry(run.verdict).or_default() += 1;
+        }
+        if counts.is_empty() {
+            return "none".to_string();
+        }
+        counts.iter().map(|(v, n)| format!("{v} {n}")).collect::<Vec<_>>().join(sep)
+    }
+
+    fn render_table(&self, colour: bool) -> String {
+        let paint = |style: Style, text: &str| {
+            if colour { format!("{style}{text}{style:#}") } else { text.to_string() }
+        };
+        let bold = Style::new().bold();
+        let pools = self.pools();
+        let scenarios = self.scenarios();
+
+        // Cells as (text, style) pieces; widths from the plain text.
+        let header: Vec<String> = ["scenario", "style"]
+            .into_iter()
+            .map(String::from)
+            .chain(pools.iter().map(|p| p.to_string()))
+            .collect();
+        let mut rows: Vec<Vec<(String, Style)>> = Vec::new();
+        for scenario in &scenarios {
+            let mut row = vec![
+                (scenario.to_string(), Style::new()),
+                (self.style_of(scenario), Style::new().dimmed()),
+            ];
+            for pool in &pools {
+                let runs = self.cell(scenario, pool);
+                if runs.is_empty() {
+                    row.push(("·".to_string(), Style::new().dimmed()));
+                    continue;
+                }
+                let text = runs.iter().map(|r| verdict_cell(r)).collect::<Vec<_>>().join(" / ");
+                let mut style = verdict_style(runs.iter().map(|r| r.verdict).max().unwrap());
+                if runs.iter().any(|r| !r.as_expected()) {
+                    style = style.bold();
+                }
+                row.push((text, style));
+            }
+            rows.push(row);
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+        for row in &rows {
+            for (i, (text, _)) in row.iter().enumerate() {
+                widths[i] = widths[i].max(width(text));
+            }
+        }
+
+        let mut out = String::new();
+        let last = widths.len() - 1;
+        let pad = |out: &mut String, i: usize, text_width: usize| {
+            if i < last {
+                out.push_str(&" ".repeat(widths[i] - text_width + 2));
+            }
+        };
+        for (i, h) in header.iter().enumerate() {
+            out += &paint(bold, h);
+            pad(&mut out, i, width(h));
+        }
+        out += "\n";
+        for (i, w) in widths.iter().enumerate() {
+            out += &"─".repeat(*w);
+            pad(&mut out, i, *w);
+        }
+        out += "\n";
+        for row in &rows {
+            for (i, (text, style)) in row.iter().enumerate() {
+                out += &paint(*style, text);
+                pad(&mut out, i, width(text));
+            }
+            out += "\n";
+        }
+
+        // The summary line.
+        let total = self.runs.len();
+        let met = self.runs.iter().filter(|r| r.as_expected()).count();
+        out += "\n";
+        let _ = write!(out, "{total} run{}: ", if total == 1 { "" } else { "s" });
+        out += &paint(Style::new().fg_color(Some(AnsiColor::Green.into())), &format!("{met} as expected"));
+        if met < total {
+            out += ", ";
+            let style = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
+            out += &paint(style, &format!("{} not {MISMATCH}", total - met));
+        }
+        let _ = writeln!(
+            out,
+            " · {} · seed {} · OOM by {} · {}",
+            self.verdict_counts_text(", "),
+            self.seed,
+            self.oom_mechanism,
+            human_ms(self.elapsed_ms),
+        );
+
+        // The diagnosis of every run that needs a look.
+        for run in self.ordered_runs() {
+            if run.as_expected() && run.verdict != Verdict::Hung {
+                continue;
+            }
+            out += "\n";
+            let title = format!("{} × {}: {}", run.scenario, run.pool, verdict_cell(run));
+            let style = if run.as_expected() { verdict_style(run.verdict) } else { verdict_style(run.verdict).bold() };
+            out += &paint(style, &title);
+            out += "\n";
+            if run.diagnosis.is_empty() && run.leaks.is_empty() {
+                out += "  (no diagnosis)\n";
+            }
+            for line in &run.diagnosis {
+                let _ = writeln!(out, "  {line}");
+            }
+            for leak in &run.leaks {
+                let _ = writeln!(out, "  left behind: {leak}");
+            }
+            if let Some(events) = &run.events {
+                out += &paint(Style::new().dimmed(), &format!("  events: {events}"));
+                out += "\n";
+            }
+        }
+        out
+    }
+}
+
+/// Distinct items, in the order of first appearance.
+fn first_appearance<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = BTreeSet::new();
+    items.filter(|item| seen.insert(*item)).collect()
+}
+
+/// Display width of a cell: every character we print is one column wide.
+fn width(text: &str) -> usize {
+    text.chars().count()
+}
+
+/// Green for completed, yellow for the loud endings, red for the bad ones.
+fn verdict_style(verdict: Verdict) -> Style {
+    let colour = match verdict {
+        Verdict::Completed => AnsiColor::Green,
+        Verdict::FailedLoudly | Verdict::OwnerKilled => AnsiColor::Yellow,
+        Verdict::Lost | Verdict::Hung | Verdict::Leaked => AnsiColor::Red,
+    };
+    Style::new().fg_color(Some(colour.into()))
+}
+
+fn verdict_dot(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Completed => "🟢",
+        Verdict::FailedLoudly | Verdict::OwnerKilled => "🟡",
+        Verdict::Lost | Verdict::Hung | Verdict::Leaked => "🔴",
+    }
+}
+
+fn expected_name(run: &RunRecord) -> &'static str {
+    run.expected.map_or("nothing in particular", Verdict::name)
+}
+
+/// `hung`, or `hung ✗ (expected completed)`.
+fn verdict_cell(run: &RunRecord) -> String {
+    match run.expected {
+        Some(expected) if expected != run.verdict => {
+            format!("{} {MISMATCH} (expected {expected})", run.verdict)
+        }
+        _ => run.verdict.to_string(),
+    }
+}
+
+/// `🔴 hung`, or `🔴 **hung ✗** (expected completed)`.
+fn verdict_md(run: &RunRecord) -> String {
+    let dot = verdict_dot(run.verdict);
+    match run.expected {
+        Some(expected) if expected != run.verdict => {
+            format!("{dot} **{} {MISMATCH}** (expected {expected})", run.verdict)
+        }
+        _ => format!("{dot} {}", run.verdict),
+    }
+}
+
+/// The id of a run's section in `report.md`.
+fn anchor(run: &RunRecord) -> String {
+    let slug = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+            .collect()
+    };
+    format!("{}--{}", slug(&run.scenario), slug(&run.pool))
+}
+
+fn anchor_link(run: &RunRecord) -> String {
+    format!("#{}", anchor(run))
+}
+
+/// Text for a Markdown table cell.
+fn cell_md(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+fn list_or_dash(items: &[&str]) -> String {
+    if items.is_empty() { "-".to_string() } else { items.join(", ") }
+}
+
+fn human_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {:02} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+/// `4 tasks: 3 ok, 1 lost` (the zero counts left out).
+fn tasks_text(run: &RunRecord) -> String {
+    let t = &run.tasks;
+    let parts: Vec<String> = [
+        (t.ok, "ok"),
+        (t.failed, "failed"),
+        (t.lost, "lost"),
+        (t.duplicated, "duplicated"),
+        (t.wrong, "wrong"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let total = format!("{} task{}", t.total, if t.total == 1 { "" } else { "s" });
+    if parts.is_empty() { total } else { format!("{total}: {}", parts.join(", ")) }
+}
+
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        17 => "SIGCHLD",
+        18 => "SIGCONT",
+        19 => "SIGSTOP",
+        20 => "SIGTSTP",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    format!("{name} ({signal})")
+}
+
+fn exit_how(exit: &ExitRecord) -> String {
+    match (exit.signal, exit.code) {
+        (Some(signal), _) => signal_name(signal),
+        (None, Some(code)) => format!("exit {code}"),
+        (None, None) => "unknown".to_string(),
+    }
+}
+
+/// Worker exits grouped by how they ended: `SIGKILL (9) ×1 (pid 4242); exit 0 ×3`.
+/// Pids are listed for the abnormal endings only, at most eight of them.
+fn exits_text(exits: &[ExitRecord]) -> String {
+    let mut groups: BTreeMap<(bool, String), Vec<u32>> = BTreeMap::new();
+    for exit in exits {
+        let normal = exit.signal.is_none() && exit.code == Some(0);
+        groups.entry((normal, exit_how(exit))).or_default().push(exit.pid);
+    }
+    groups
+        .into_iter()
+        .map(|((normal, how), pids)| {
+            let mut text = format!("{how} ×{}", pids.len());
+            if !normal {
+                let shown: Vec<String> = pids.iter().take(8).map(u32::to_string).collect();
+                let more = if pids.len() > 8 { format!(", … {} more", pids.len() - 8) } else { String::new() };
+                let _ = write!(text, " (pid{} {}{more})", if pids.len() == 1 { "" } else { "s" }, shown.join(", "));
+            }
+            text
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A run in plain text (for JUnit): verdict, expectation, counts, diagnosis.
+fn run_text(run: &RunRecord) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "scenario: {} (style {})", run.scenario, run.style);
+    let _ = writeln!(text, "pool: {}", run.pool);
+    let _ = writeln!(text, "verdict: {}, expected {}", run.verdict, expected_name(run));
+    let _ = writeln!(text, "tasks: {}", tasks_text(run));
+    if !run.errors.is_empty() {
+        let errors: Vec<String> = run.errors.iter().map(|(kind, n)| format!("{kind} ×{n}")).collect();
+        let _ = writeln!(text, "errors: {}", errors.join(", "));
+    }
+    for fault in &run.faults {
+        let _ = writeln!(text, "fault: {} at {}", fault.kind, fault.at);
+    }
+    if !run.worker_exits.is_empty() {
+        let _ = writeln!(text, "worker exits: {}", exits_text(&run.worker_exits));
+    }
+    if run.oom_kills > 0 {
+        let _ = writeln!(text, "OOM kills: {}", run.oom_kills);
+    }
+    for leak in &run.leaks {
+        let _ = writeln!(text, "left behind: {leak}");
+    }
+    if !run.diagnosis.is_empty() {
+        text += "diagnosis:\n";
+        for line in &run.diagnosis {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    if let Some(events) = &run.events {
+        let _ = writeln!(text, "events: {events}");
+    }
+    text
+}
+
+/// A run's section of `report.md`.
+fn run_md(run: &RunRecord) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "<a id=\"{}\"></a>\n", anchor(run));
+    let _ = writeln!(md, "#### {} — {}\n", run.pool, verdict_md(run));
+    let expectation = match run.expected {
+        None => "none".to_string(),
+        Some(e) if e == run.verdict => format!("{e} ✓"),
+        Some(e) => format!("{e} — **not met**"),
+    };
+    let _ = writeln!(md, "- **Expected:** {expectation}");
+    let _ = writeln!(md, "- **Call style:** `{}`", run.style);
+    let _ = writeln!(md, "- **Tasks:** {}", tasks_text(run));
+    if run.faults.is_empty() {
+        md += "- **Faults:** none\n";
+    } else {
+        md += "- **Faults:**\n";
+        for fault in &run.faults {
+            let _ = writeln!(md, "  - `{}` at {}", fault.kind, fault.at);
+        }
+    }
+    if run.errors.is_empty() {
+        md += "- **Errors:** none\n";
+    } else {
+        let errors: Vec<String> = run.errors.iter().map(|(kind, n)| format!("`{kind}` ×{n}")).collect();
+        let _ = writeln!(md, "- **Errors:** {}", errors.join(", "));
+    }
+    if run.worker_exits.is_empty() {
+        md += "- **Worker exits:** none\n";
+    } else {
+        let _ = writeln!(md, "- **Worker exits:** {}", exits_text(&run.worker_exits));
+    }
+    if run.oom_kills > 0 {
+        let _ = writeln!(md, "- **OOM kills:** {}", run.oom_kills);
+    }
+    if !run.leaks.is_empty() {
+        md += "- **Left behind:**\n";
+        for leak in &run.leaks {
+            let _ = writeln!(md, "  - {leak}");
+        }
+    }
+    let _ = writeln!(md, "- **Time:** {}", human_ms(run.elapsed_ms));
+    if let Some(events) = &run.events {
+        let _ = writeln!(md, "- **Event log:** [`{events}`]({})", events.replace(' ', "%20"));
+    }
+    if !run.diagnosis.is_empty() {
+        md += "\nDiagnosis:\n\n```text\n";
+        for line in &run.diagnosis {
+            let _ = writeln!(md, "{line}");
+        }
+        md += "```\n";
+    }
+    md
+}

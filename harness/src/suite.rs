@@ -1,0 +1,90 @@
+//! A suite: many scenarios, each against its pools, run a few at a time, each
+//! in its own sandbox, gathered into one [`Report`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use pools::PoolKind;
+
+use crate::plan::Plan;
+use crate::report::Report;
+use crate::runner::{self, RunContext};
+use crate::scenario::Scenario;
+use crate::verdict::RunRecord;
+
+/// The (scenario, pool) pairs to run: each scenario's expected pools, kept
+/// to `only` when given.
+pub fn pairs<'a>(scenarios: &'a [Scenario], only: &[PoolKind]) -> Vec<(&'a Scenario, PoolKind)> {
+    scenarios
+        .iter()
+        .flat_map(|s| s.expect.iter().map(move |&(pool, _)| (s, pool)))
+        .filter(|(_, pool)| only.is_empty() || only.contains(pool))
+        .collect()
+}
+
+/// Runs every pair, `jobs` at a time; `tick` is called after each run.
+pub fn run(
+    scenarios: &[Scenario],
+    only: &[PoolKind],
+    seed: u64,
+    ctx: &RunContext,
+    jobs: usize,
+    tick: &(dyn Fn(&RunRecord) + Sync),
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let work = pairs(scenarios, only);
+    let queue = Mutex::new(work.iter().enumerate());
+    let done: Mutex<Vec<(usize, RunRecord)>> = Mutex::new(Vec::new());
+    let mechanism = Mutex::new(None);
+    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some((i, &(scenario, pool))) = next else { break };
+                    let plan = Plan::new(scenario, pool, seed);
+                    let run_id = format!("{i}");
+                    match runner::run(&plan, ctx, &run_id) {
+                        Ok(result) => {
+                            let mut record = result.record;
+                            record.expected = scenario.expect.iter().find(|(p, _)| *p == pool).map(|(_, v)| *v);
+                            tick(&record);
+                            *mechanism.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.mechanism);
+                            done.lock().unwrap_or_else(|e| e.into_inner()).push((i, record));
+                        }
+                        Err(e) => {
+                            let e = e.context(format!("running {} on {pool}", scenario.name));
+                            failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let mut runs = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    runs.sort_by_key(|(i, _)| *i);
+    let mechanism = mechanism.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(Report {
+        seed,
+        oom_mechanism: mechanism.map(|m| m.to_string()).unwrap_or_else(|| "none".into()),
+        versions: versions(),
+        runs: runs.into_iter().map(|(_, r)| r).collect(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The versions a report carries.
+pub fn versions() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
+    if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        v.insert("kernel".into(), kernel.trim().into());
+    }
+    v
+}

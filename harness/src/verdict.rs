@@ -1,0 +1,130 @@
+//! Verdicts, and the record of one (scenario, pool) run that every report is
+//! made from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What a run came to. Ordered by how bad it is: when a run shows several,
+/// the worst names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every task has exactly one outcome, its correct result.
+    Completed,
+    /// Every task has exactly one outcome; the errors name the fault.
+    FailedLoudly,
+    /// The plan killed the pool's owner, and nothing of the run outlived it.
+    OwnerKilled,
+    /// The run finished, but a task has no outcome, two, or a wrong result.
+    Lost,
+    /// The deadline passed with tasks pending.
+    Hung,
+    /// A process, cgroup or temp file of the run outlived it.
+    Leaked,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Completed,
+        Verdict::FailedLoudly,
+        Verdict::OwnerKilled,
+        Verdict::Lost,
+        Verdict::Hung,
+        Verdict::Leaked,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Completed => "completed",
+            Verdict::FailedLoudly => "failed-loudly",
+            Verdict::OwnerKilled => "owner-killed",
+            Verdict::Lost => "lost",
+            Verdict::Hung => "hung",
+            Verdict::Leaked => "leaked",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Verdict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verdict::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Verdict::ALL.iter().map(|v| v.name()).collect();
+            format!("unknown verdict {s:?} (known: {})", names.join(", "))
+        })
+    }
+}
+
+/// How the tasks of a run ended, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounts {
+    pub total: usize,
+    /// Exactly one outcome, the correct result.
+    pub ok: usize,
+    /// Exactly one outcome, an error.
+    pub failed: usize,
+    /// No outcome at all.
+    pub lost: usize,
+    /// More than one outcome.
+    pub duplicated: usize,
+    /// A result that is not the task's.
+    pub wrong: usize,
+}
+
+/// A fault the run injected, as planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// `sigkill`, `oom`, `hang`, ...
+    pub kind: String,
+    /// Where: `task 3 mid-task`, `worker of task 0 after 300 ms`, `owner`, ...
+    pub at: String,
+}
+
+/// A worker process that ended during the run, as its pool reaped it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub pid: u32,
+    pub signal: Option<i32>,
+    pub code: Option<i32>,
+}
+
+/// Everything a report says about one (scenario, pool) run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub scenario: String,
+    pub pool: String,
+    pub style: String,
+    pub verdict: Verdict,
+    pub expected: Option<Verdict>,
+    pub tasks: TaskCounts,
+    /// Error kinds (`WorkerLost(SIGKILL)`, `TimedOut`, ...) and how many tasks got each.
+    pub errors: BTreeMap<String, usize>,
+    pub faults: Vec<FaultRecord>,
+    pub worker_exits: Vec<ExitRecord>,
+    /// OOM kills the run's memory cgroup counted.
+    pub oom_kills: u64,
+    /// What outlived the run (empty unless the verdict is `leaked`).
+    pub leaks: Vec<String>,
+    /// For a hung or lost run: which tasks were pending, on which workers, and how those ended.
+    pub diagnosis: Vec<String>,
+    pub elapsed_ms: u64,
+    /// The run's event log, relative to the report directory.
+    pub events: Option<String>,
+}
+
+impl RunRecord {
+    /// Whether the verdict is the one the scenario expects (no expectation: yes).
+    pub fn as_expected(&self) -> bool {
+        self.expected.is_none_or(|e| e == self.verdict)
+    }
+}

@@ -1,0 +1,228 @@
+//! Jobs: a batch of tasks submitted in one call, the slots their outcomes land
+//! in, and the callbacks run when the last one lands.
+//!
+//! This is CPython's `ApplyResult`/`MapResult` in one type. Every pool
+//! delivers outcomes through [`Job::set`], which refuses a second outcome for
+//! a slot and counts it, so "exactly once" is checked in one place.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::outcome::{Outcome, TaskError};
+
+/// Called with every result when all tasks of a job succeeded.
+pub type ResultCallback = Box<dyn FnOnce(Vec<Vec<u8>>) + Send>;
+/// Called with the first error when any task of a job failed.
+pub type ErrorCallback = Box<dyn FnOnce(TaskError) + Send>;
+
+/// The `callback` and `error_callback` of `apply_async` / `map_async`.
+#[derive(Default)]
+pub struct Callbacks {
+    pub on_result: Option<ResultCallback>,
+    pub on_error: Option<ErrorCallback>,
+}
+
+/// A submitted batch: one outcome slot per task.
+pub struct Job {
+    id: u64,
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+struct State {
+    outcomes: Vec<Option<Outcome>>,
+    remaining: usize,
+    /// Set once the callbacks have run: waiters wake only then, as in CPython.
+    settled: bool,
+    duplicates: usize,
+    /// The first error to arrive: what `error_callback` gets, as in CPython.
+    first_error: Option<TaskError>,
+    callbacks: Option<Callbacks>,
+}
+
+impl Job {
+    pub(crate) fn new(id: u64, tasks: usize, callbacks: Callbacks) -> Job {
+        let job = Job {
+            id,
+            state: Mutex::new(State {
+                outcomes: (0..tasks).map(|_| None).collect(),
+                remaining: tasks,
+                settled: false,
+                duplicates: 0,
+                first_error: None,
+                callbacks: Some(callbacks),
+            }),
+            done: Condvar::new(),
+        };
+        if tasks == 0 {
+            job.finish(job.lock());
+        }
+        job
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Delivers the outcome of task `index`. Returns false, and counts a
+    /// duplicate, if that task already had one.
+    pub(crate) fn set(&self, index: usize, outcome: Outcome) -> bool {
+        let mut state = self.lock();
+        let Some(slot) = state.outcomes.get(index) else {
+            state.duplicates += 1;
+            return false;
+        };
+        if slot.is_some() {
+            state.duplicates += 1;
+            return false;
+        }
+        let first_error = match (&outcome, &state.first_error) {
+            (Err(error), None) => Some(error.clone()),
+            _ => None,
+        };
+        state.outcomes[index] = Some(outcome);
+        if first_error.is_some() {
+            state.first_error = first_error;
+        }
+        state.remaining -= 1;
+        if state.remaining == 0 {
+            self.finish(state);
+        }
+        true
+    }
+
+    /// Fails every task that has no outcome yet.
+    pub(crate) fn fail_pending(&self, error: &TaskError) {
+        let state = self.lock();
+        let pending: Vec<usize> =
+            (0..state.outcomes.len()).filter(|&i| state.outcomes[i].is_none()).collect();
+        drop(state);
+        for index in pending {
+            self.set(index, Err(error.clone()));
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.lock().settled
+    }
+
+    /// How many tasks have no outcome yet.
+    pub fn pending(&self) -> usize {
+        self.lock().remaining
+    }
+
+    /// How many outcomes arrived for a task that already had one.
+    pub fn duplicates(&self) -> usize {
+        self.lock().duplicates
+    }
+
+    /// Waits until every task has its outcome, or `timeout` passes.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Vec<Outcome>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        while !state.settled {
+            state = match deadline {
+                None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.done.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+        Some(state.outcomes.iter().map(|o| o.clone().unwrap_or(Err(TaskError::Terminated))).collect())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the callbacks, outside the lock, on the thread that delivered the
+    /// last outcome, then wakes the waiters (CPython's order: callback, then
+    /// the event).
+    fn finish(&self, mut state: MutexGuard<'_, State>) {
+        let callbacks = state.callbacks.take();
+        let first_error = state.first_error.clone();
+        let results = match (&callbacks, &first_error) {
+            (Some(Callbacks { on_result: Some(_), .. }), None) => {
+                state.outcomes.iter().filter_map(|o| o.clone()?.ok()).collect()
+            }
+            _ => Vec::new(),
+        };
+        drop(state);
+        if let Some(callbacks) = callbacks {
+            match (first_error, callbacks.on_result, callbacks.on_error) {
+                (None, Some(on_result), _) => on_result(results),
+                (Some(error), _, Some(on_error)) => on_error(error),
+                _ => {}
+            }
+        }
+        self.lock().settled = true;
+        self.done.notify_all();
+    }
+}
+
+/// The handle `apply_async` and `map_async` return.
+#[derive(Clone)]
+pub struct AsyncResult(pub(crate) std::sync::Arc<Job>);
+
+impl AsyncResult {
+    pub fn ready(&self) -> bool {
+        self.0.is_ready()
+    }
+
+    /// Every task's outcome, or `None` if `timeout` passed first.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Vec<Outcome>> {
+        self.0.wait(timeout)
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_second_outcome_for_a_task_is_refused_and_counted() {
+        let job = Job::new(1, 2, Callbacks::default());
+        assert!(job.set(0, Ok(vec![1])));
+        assert!(!job.set(0, Ok(vec![2])));
+        assert!(!job.set(5, Ok(vec![2])));
+        assert_eq!((job.pending(), job.duplicates()), (1, 2));
+        assert!(job.set(1, Ok(vec![3])));
+        assert_eq!(job.wait(Some(Duration::ZERO)), Some(vec![Ok(vec![1]), Ok(vec![3])]));
+    }
+
+    #[test]
+    fn the_error_callback_gets_the_first_error_and_runs_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let job = Job::new(
+            1,
+            2,
+            Callbacks {
+                on_result: Some(Box::new(|_| panic!("no result callback on error"))),
+                on_error: Some(Box::new(move |e| {
+                    assert_eq!(e, TaskError::Terminated);
+                    seen.fetch_add(1, Ordering::SeqCst);
+                })),
+            },
+        );
+        job.set(1, Err(TaskError::Terminated));
+        job.fail_pending(&TaskError::Task { message: "later".into() });
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn waiting_on_a_pending_job_times_out() {
+        let job = Job::new(1, 1, Callbacks::default());
+        assert_eq!(job.wait(Some(Duration::from_millis(10))), None);
+    }
+}

@@ -1,0 +1,511 @@
+//! `supervised`: ours. Persistent workers, each with a private pair of
+//! pipes, driven by one supervisor thread that owns every worker and every
+//! task, so a death is noticed at once and costs no task.
+//!
+//! ```text
+//!  callers                     supervisor thread                         workers
+//!  ───────                     ─────────────────                         ───────
+//!  submit ──Mailbox + eventfd──▶ poll(eventfd, per worker: results pipe,
+//!                                      pidfd, task pipe when writable)
+//!                               queue ──window of frames, one write──▶ stdin ─▶ worker 1
+//!  Job::set ◀── match by id ◀── results, many frames a read ◀─────────── stdout ◀─┘
+//!                               pidfd readable / EOF ⇒ reap, blame, respawn
+//! ```
+//!
+//! - **Speed.** Each worker has a window of tasks in flight (up to
+//!   `PoolConfig::window`, fewer for slow tasks so the tail stays short), sent
+//!   in one write and answered in batches, so a round trip is paid per window,
+//!   not per task. Every task is still tracked alone: the worker runs them in
+//!   order and each result names its task.
+//! - **Death.** A worker's death shows as EOF on its results pipe and as its
+//!   pidfd turning readable; no poll interval. Its in-flight tasks are not
+//!   lost, and no bystander is blamed: the worker's [scoreboard] says which
+//!   task it was running. That one is charged an attempt and retried, or
+//!   failed as `WorkerLost` when out of attempts (so a poison task fails
+//!   after `max_attempts`); the others, finished (their results died in the
+//!   worker's buffer) or never started, go back to the queue uncharged.
+//! - **Deadlines.** The scoreboard says when the running task started (or,
+//!   between tasks, when the last one finished). Past `task_timeout` the
+//!   worker is SIGKILLed (a stopped worker too) and the running task handled
+//!   as a death, failing as `TimedOut` when out of attempts; a worker stopped
+//!   between tasks is killed too, blaming no task.
+//! - **Memory.** With `rss_ceiling_kib`, a worker over the ceiling after a
+//!   task says `Recycling` and exits; its unstarted tasks go back to the
+//!   queue uncharged and a fresh worker takes its place.
+//!
+//! [scoreboard]: crate::scoreboard
+//! - **Owner death.** Workers are spawned by this thread with
+//!   `PR_SET_PDEATHSIG(SIGKILL)`, and exit on EOF of their task pipe.
+//! - **Exactly once.** A task is in exactly one place: the queue, the
+//!   suspects, or one worker's window; it leaves a window only through its
+//!   result or its worker's death.
+//!
+//! Known cost: a worker flushes results when its input runs dry, every
+//! 32 KiB, or 200 µs after the oldest unflushed one, checked between tasks;
+//! so a quick result queued just before a long task waits for that task.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::Signal;
+
+use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
+use crate::outcome::{Exit, TaskError};
+use crate::process::{self, Child, RSS_CEILING_ENV, Spawn, WorkerProgram};
+use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, now_ns};
+use crate::wire::{self, FromWorker, ToWorkerRef};
+use crate::{PoolConfig, PoolError, PoolKind};
+
+/// How much work (in time) a worker's window holds once task costs are known.
+const WINDOW_WORK: Duration = Duration::from_millis(2);
+/// How long a worker whose results pipe closed gets to finish dying.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+/// How long a closing pool waits for a worker to exit on EOF.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Pause after a failed spawn before the next try.
+const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Starts a supervised pool. Fails if the first workers cannot be spawned.
+pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
+    let settings = Settings::from(config);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let pool = ActorPool::start(PoolKind::Supervised, move |mailbox| {
+        let mut supervisor = Supervisor::new(settings, mailbox);
+        let ready = supervisor.fill_workers();
+        let failed = ready.is_err();
+        let _ = ready_tx.send(ready);
+        if !failed {
+            supervisor.run();
+        }
+        supervisor.shutdown();
+    })?;
+    ready_rx.recv().map_err(|_| PoolError::Spawn(io::Error::other("supervisor thread died")))??;
+    Ok(pool)
+}
+
+struct Settings {
+    workers: usize,
+    program: WorkerProgram,
+    task_timeout: Option<Duration>,
+    max_attempts: u32,
+    rss_ceiling_kib: Option<u64>,
+    window: usize,
+}
+
+impl From<&PoolConfig> for Settings {
+    fn from(c: &PoolConfig) -> Self {
+        Settings {
+            workers: c.workers.max(1),
+            program: c.program.clone(),
+            task_timeout: c.task_timeout,
+            max_attempts: c.max_attempts.max(1),
+            rss_ceiling_kib: c.rss_ceiling_kib,
+            window: c.window.max(1),
+        }
+    }
+}
+
+struct InFlight {
+    entry: Entry,
+    /// Its number among the tasks sent to this worker (see the scoreboard).
+    seq: u64,
+    sent_ns: u64,
+}
+
+/// Why a worker takes no more tasks.
+#[derive(Debug, Clone, Copy)]
+enum Retiring {
+    /// It said it is over its memory ceiling and will exit.
+    Recycling,
+    /// We killed it at a deadline.
+    TimedOut { after: Duration },
+}
+
+struct Worker {
+    child: Child,
+    board: Scoreboard,
+    /// The task pipe; `None` once closed for a graceful shutdown.
+    to: Option<OwnedFd>,
+    from: OwnedFd,
+    sent: u64,
+    inflight: VecDeque<InFlight>,
+    out: Vec<u8>,
+    written: usize,
+    inbuf: Vec<u8>,
+    last_result_ns: u64,
+    /// Moving average of one task's service time, in ns (0 = unknown yet).
+    service_ns: f64,
+    retiring: Option<Retiring>,
+    /// The results pipe closed, or something on it was not ours: reap it.
+    gone: bool,
+}
+
+impl Worker {
+    fn spawn(s: &Settings) -> io::Result<Worker> {
+        let (task_r, task_w) = process::pipe()?;
+        let (result_r, result_w) = process::pipe()?;
+        let board = Scoreboard::create()?;
+        let env: Vec<(&'static str, OsString)> =
+            s.rss_ceiling_kib.map(|kib| (RSS_CEILING_ENV, kib.to_string().into())).into_iter().collect();
+        let spawn = Spawn {
+            mode: "private",
+            stdin: task_r,
+            stdout: result_w,
+            inherit: vec![(board.fd(), SCOREBOARD_FD_ENV)],
+            env,
+            die_with_parent: true,
+        };
+        let child = Child::spawn(&s.program, spawn)?;
+        process::set_nonblocking(task_w.as_fd())?;
+        process::set_nonblocking(result_r.as_fd())?;
+        Ok(Worker {
+            child,
+            board,
+            to: Some(task_w),
+            from: result_r,
+            sent: 0,
+            inflight: VecDeque::new(),
+            out: Vec::new(),
+            written: 0,
+            inbuf: Vec::new(),
+            last_result_ns: now_ns(),
+            service_ns: 0.0,
+            retiring: None,
+            gone: false,
+        })
+    }
+
+    fn accepts_work(&self) -> bool {
+        self.to.is_some() && self.retiring.is_none() && !self.gone
+    }
+
+    /// How many tasks it may hold: enough to cover a round trip, few enough
+    /// that the slowest worker does not hold the batch's tail.
+    fn window(&self, max: usize) -> usize {
+        if self.service_ns <= 0.0 {
+            return max;
+        }
+        let fits = (WINDOW_WORK.as_nanos() as f64 / self.service_ns).ceil() as usize;
+        fits.clamp(2.min(max), max)
+    }
+
+    fn send(&mut self, entry: Entry, now_ns: u64) {
+        let id = entry.id();
+        wire::encode_into(&ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task }, &mut self.out);
+        self.sent += 1;
+        self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
+    }
+
+    /// Writes what it can of the pending frames; never blocks.
+    fn write_pending(&mut self) {
+        let Some(to) = &self.to else { return };
+        while self.written < self.out.len() {
+            match rustix::io::write(to, &self.out[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(rustix::io::Errno::INTR) => continue,
+                // EPIPE: it is dying; its pidfd will say so.
+                Err(_) => {
+                    self.gone = true;
+                    return;
+                }
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+    }
+
+    fn wants_write(&self) -> bool {
+        self.to.is_some() && self.written < self.out.len()
+    }
+
+    /// When (CLOCK_MONOTONIC ns) it must have made progress: its running
+    /// task's start, or between tasks the later of its last finish and its
+    /// oldest task's dispatch, plus the timeout.
+    fn deadline_ns(&self, timeout: Option<Duration>) -> Option<u64> {
+        let timeout = timeout?.as_nanos() as u64;
+        let front = self.inflight.front()?;
+        if self.retiring.is_some() {
+            return None;
+        }
+        let score = self.board.read();
+        let since = match score.running() {
+            Some(_) => score.started_at.as_nanos() as u64,
+            None => front.sent_ns.max(score.finished_at.as_nanos() as u64),
+        };
+        Some(since + timeout)
+    }
+
+    /// Reads every result that has arrived and lands it. Marks the worker
+    /// gone on EOF or on anything it should not have said.
+    fn read_results(&mut self) {
+        let mut buf = [0u8; 64 << 10];
+        loop {
+            match rustix::io::read(&self.from, &mut buf) {
+                Ok(0) => {
+                    self.gone = true;
+                    break;
+                }
+                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
+            }
+        }
+        let inbuf = std::mem::take(&mut self.inbuf);
+        let used = match wire::split_frames(&inbuf) {
+            Ok((frames, used)) => {
+                let now = now_ns();
+                for range in frames {
+                    if !self.land(&inbuf[range], now) {
+                        self.gone = true;
+                        break;
+                    }
+                }
+                used
+            }
+            Err(_) => {
+                self.gone = true;
+                0
+            }
+        };
+        self.inbuf = inbuf;
+        self.inbuf.drain(..used);
+        if self.gone {
+            // Kill it so its death, and what it held, are handled like any other.
+            let _ = self.child.signal(Signal::KILL);
+        }
+    }
+
+    /// Lands one frame; false if the frame is not what this worker owes us.
+    fn land(&mut self, frame: &[u8], now: u64) -> bool {
+        match wire::decode::<FromWorker>(frame) {
+            Ok(FromWorker::Done { id, result }) => {
+                if self.inflight.front().is_none_or(|f| f.entry.id() != id) {
+                    return false;
+                }
+                let Some(done) = self.inflight.pop_front() else { return false };
+                let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
+                self.service_ns =
+                    if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
+                self.last_result_ns = now;
+                done.entry.deliver(result.map_err(|message| TaskError::Task { message }));
+                true
+            }
+            Ok(FromWorker::Recycling { .. }) => {
+                self.retiring = Some(Retiring::Recycling);
+                true
+            }
+            Ok(FromWorker::Sentinel) | Err(_) => false,
+        }
+    }
+}
+
+struct Supervisor {
+    s: Settings,
+    mailbox: Arc<Mailbox>,
+    lifecycle: Lifecycle,
+    queue: VecDeque<Entry>,
+    workers: Vec<Worker>,
+    spawn_paused_until: Option<Instant>,
+}
+
+impl Supervisor {
+    fn new(s: Settings, mailbox: Arc<Mailbox>) -> Self {
+        Supervisor {
+            s,
+            mailbox,
+            lifecycle: Lifecycle::Running,
+            queue: VecDeque::new(),
+            workers: Vec::new(),
+            spawn_paused_until: None,
+        }
+    }
+
+    fn run(&mut self) {
+        loop {
+            let (batches, lifecycle) = self.mailbox.take();
+            self.lifecycle = lifecycle;
+            for batch in batches {
+                self.queue.extend(batch.into_entries());
+            }
+            match self.lifecycle {
+                Lifecycle::Terminating => return,
+                Lifecycle::Closing if self.is_idle() => return,
+                _ => {}
+            }
+            if self.spawn_paused_until.is_none_or(|t| Instant::now() >= t)
+                && let Err(e) = self.fill_workers()
+            {
+                eprintln!("supervised: cannot spawn a worker ({e}); retrying");
+                self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
+            }
+            self.dispatch();
+            for worker in &mut self.workers {
+                worker.write_pending();
+            }
+            if let Err(e) = self.wait_and_handle() {
+                eprintln!("supervised: poll failed: {e}");
+                std::thread::sleep(SPAWN_BACKOFF);
+            }
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty())
+    }
+
+    fn fill_workers(&mut self) -> io::Result<()> {
+        while self.workers.len() < self.s.workers {
+            self.workers.push(Worker::spawn(&self.s)?);
+            self.publish_pids();
+        }
+        self.spawn_paused_until = None;
+        Ok(())
+    }
+
+    fn publish_pids(&self) {
+        self.mailbox.set_pids(self.workers.iter().map(|w| w.child.pid()).collect());
+    }
+
+    /// Hands out queued tasks one at a time to each worker in turn, until
+    /// the queue is empty or every window is full.
+    fn dispatch(&mut self) {
+        let now = now_ns();
+        let max = self.s.window;
+        let mut rooms: Vec<usize> = self
+            .workers
+            .iter()
+            .map(|w| if w.accepts_work() { w.window(max).saturating_sub(w.inflight.len()) } else { 0 })
+            .collect();
+        while !self.queue.is_empty() && rooms.iter().any(|&r| r > 0) {
+            for (worker, room) in self.workers.iter_mut().zip(&mut rooms) {
+                if *room == 0 {
+                    continue;
+                }
+                let Some(entry) = self.queue.pop_front() else { break };
+                worker.send(entry, now);
+                *room -= 1;
+            }
+        }
+    }
+
+    /// Sleeps until mail, a result, a death or the nearest deadline; handles them.
+    fn wait_and_handle(&mut self) -> io::Result<()> {
+        let now = now_ns();
+        let mut timeout = self
+            .workers
+            .iter()
+            .filter_map(|w| w.deadline_ns(self.s.task_timeout))
+            .min()
+            .map(|d| Duration::from_nanos(d.saturating_sub(now)));
+        if let Some(until) = self.spawn_paused_until {
+            let wait = until.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
+        let ready: Vec<(bool, bool)> = {
+            let wake = self.mailbox.wake_fd();
+            let pidfds: Vec<_> = self.workers.iter().map(|w| w.child.pidfd()).collect();
+            let mut fds = Vec::with_capacity(1 + 3 * self.workers.len());
+            fds.push(PollFd::new(&wake, PollFlags::IN));
+            for (w, pidfd) in self.workers.iter().zip(&pidfds) {
+                fds.push(PollFd::new(&w.from, PollFlags::IN));
+                fds.push(PollFd::new(pidfd, PollFlags::IN));
+            }
+            for to in self.workers.iter().filter(|w| w.wants_write()).filter_map(|w| w.to.as_ref()) {
+                fds.push(PollFd::new(to, PollFlags::OUT));
+            }
+            process::poll(&mut fds, timeout)?;
+            (0..self.workers.len())
+                .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
+                .collect()
+        };
+        for (worker, &(results, _)) in self.workers.iter_mut().zip(&ready) {
+            if results {
+                worker.read_results();
+            }
+        }
+        self.enforce_deadlines();
+        // Reap from the back so indexes stay valid.
+        for i in (0..self.workers.len()).rev() {
+            if ready[i].1 || self.workers[i].gone {
+                let worker = self.workers.swap_remove(i);
+                self.bury(worker);
+            }
+        }
+        Ok(())
+    }
+
+    fn enforce_deadlines(&mut self) {
+        let now = now_ns();
+        let timeout = self.s.task_timeout;
+        for worker in &mut self.workers {
+            let Some(deadline) = worker.deadline_ns(timeout) else { continue };
+            if now >= deadline {
+                let late = Duration::from_nanos(now - deadline);
+                worker.retiring = Some(Retiring::TimedOut { after: timeout.unwrap_or_default() + late });
+                let _ = worker.child.signal(Signal::KILL);
+            }
+        }
+    }
+
+    /// Reaps a dead (or dying) worker and settles the tasks it held: the one
+    /// it was running is charged; the rest go back uncharged.
+    fn bury(&mut self, mut worker: Worker) {
+        let exit = match worker.child.wait_timeout(EXIT_GRACE) {
+            Ok(Some(exit)) => exit,
+            _ => worker.child.kill_and_reap().unwrap_or(Exit::Signal(libc::SIGKILL)),
+        };
+        self.publish_pids();
+        let pid = worker.child.pid();
+        let culprit = worker.board.read().running();
+        while let Some(held) = worker.inflight.pop_back() {
+            let mut entry = held.entry;
+            if Some(held.seq) != culprit {
+                self.queue.push_front(entry);
+                continue;
+            }
+            entry.attempts += 1;
+            let attempts = entry.attempts;
+            if attempts < self.s.max_attempts {
+                self.queue.push_front(entry);
+                continue;
+            }
+            let error = match worker.retiring {
+                Some(Retiring::TimedOut { after }) => TaskError::TimedOut { pid, after, attempts },
+                _ => TaskError::WorkerLost { pid, exit, attempts },
+            };
+            entry.deliver(Err(error));
+        }
+    }
+
+    /// Stops every worker: gracefully after `close`, by SIGKILL otherwise,
+    /// then fails whatever is left.
+    fn shutdown(&mut self) {
+        let graceful = self.lifecycle == Lifecycle::Closing && self.is_idle();
+        if graceful {
+            for worker in &mut self.workers {
+                worker.to = None;
+            }
+        }
+        for mut worker in self.workers.drain(..) {
+            if graceful && matches!(worker.child.wait_timeout(CLOSE_GRACE), Ok(Some(_))) {
+                continue;
+            }
+            let _ = worker.child.kill_and_reap();
+            self.queue.extend(worker.inflight.drain(..).map(|f| f.entry));
+        }
+        let error = TaskError::Terminated;
+        for entry in self.queue.drain(..) {
+            entry.deliver(Err(error.clone()));
+        }
+        for batch in self.mailbox.finish() {
+            batch.job.fail_pending(&error);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Tasks: synthetic, deterministic workloads described as data, and the
+//! faults a task can place on itself.
+//!
+//! A task's result depends only on the task, so anyone holding the task can
+//! check a result exactly ([`Task::expected_output`]). The `tag` is part of
+//! the result, so a result delivered to the wrong task is caught too.
+//!
+//! A self-placed [`Fault`] fires inside the worker at a named [`FaultPoint`]
+//! on the first `times` attempts of the task (the attempt number travels with
+//! the task on the wire). `times: 1` is a fault that a retry survives;
+//! [`Fault::ALWAYS`] makes a poison task.
+
+use serde::{Deserialize, Serialize};
+
+/// One unit of work: what to compute and, optionally, how to die doing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Caller-chosen identity, echoed at the head of the result.
+    pub tag: u64,
+    pub work: Workload,
+    pub fault: Option<Fault>,
+}
+
+/// What a task computes. Every variant has a result that depends only on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Workload {
+    /// Return these bytes.
+    Echo(Vec<u8>),
+    /// Burn this many microseconds of CPU.
+    Spin { us: u64 },
+    /// Sleep this many milliseconds.
+    Sleep { ms: u64 },
+    /// Allocate and touch this many MiB; `hold` keeps it for the worker's life.
+    Alloc { mib: u32, hold: bool },
+    /// Return a result of this many bytes (larger than a pipe buffer if you like).
+    Large { bytes: u32 },
+}
+
+/// A fault the task places on itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub point: FaultPoint,
+    /// The fault fires on attempts `0..times`; a later attempt runs clean.
+    pub times: u32,
+}
+
+/// How the worker dies or misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// `kill(getpid(), SIGKILL)`: what the OOM killer does.
+    SigKill,
+    /// A real invalid memory access.
+    SigSegv,
+    /// `abort()`: SIGABRT.
+    Abort,
+    /// `exit(code)` in the middle of the task, without a result.
+    Exit(i32),
+    /// Never return.
+    Hang,
+    /// `kill(getpid(), SIGSTOP)`: frozen until someone continues or kills it.
+    SigStop,
+    /// The task returns an error; the worker survives.
+    Error,
+    /// The task panics; the worker catches it and survives.
+    Panic,
+}
+
+/// Where in a task's life the fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FaultPoint {
+    /// After the worker took the task off its channel, before it runs.
+    Decode,
+    /// Halfway through the workload.
+    MidTask,
+    /// After part of the result frame is written to the channel.
+    WriteResult,
+}
+
+impl Fault {
+    /// `times` for a fault that fires on every attempt: a poison task.
+    pub const ALWAYS: u32 = u32::MAX;
+
+    /// A fault that fires on the first attempt only.
+    pub fn once(kind: FaultKind, point: FaultPoint) -> Self {
+        Fault { kind, point, times: 1 }
+    }
+
+    /// Whether the fault fires on this attempt (0-based).
+    pub fn fires(&self, attempt: u32) -> bool {
+        attempt < self.times
+    }
+}
+
+impl FaultKind {
+    /// Whether this fault ends the worker process (as opposed to failing the task
+    /// or stalling it).
+    pub fn kills_worker(self) -> bool {
+        matches!(
+            self,
+            FaultKind::SigKill | FaultKind::SigSegv | FaultKind::Abort | FaultKind::Exit(_)
+        )
+    }
+}
+
+impl Task {
+    /// A task that echoes `bytes`.
+    pub fn echo(tag: u64, bytes: impl Into<Vec<u8>>) -> Self {
+        Task { tag, work: Workload::Echo(bytes.into()), fault: None }
+    }
+
+    /// The same task with a fault placed on it.
+    pub fn with_fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The one correct result of this task: its tag, then the workload's bytes.
+    pub fn expected_output(&self) -> Vec<u8> {
+        let mut out = self.tag.to_le_bytes().to_vec();
+        match &self.work {
+            Workload::Echo(bytes) => out.extend_from_slice(bytes),
+            Workload::Spin { us } => out.extend_from_slice(&us.to_le_bytes()),
+            Workload::Sleep { ms } => out.extend_from_slice(&ms.to_le_bytes()),
+            Workload::Alloc { mib, .. } => out.extend_from_slice(&mib.to_le_bytes()),
+            Workload::Large { bytes } => out.extend(large_pattern(self.tag, *bytes)),
+        }
+        out
+    }
+
+    /// Whether `output` is this task's correct result.
+    pub fn check(&self, output: &[u8]) -> bool {
+        output == self.expected_output().as_slice()
+    }
+}
+
+/// The deterministic content of a [`Workload::Large`] result.
+fn large_pattern(tag: u64, bytes: u32) -> impl Iterator<Item = u8> {
+    (0..bytes).map(move |i| (i as u8).wrapping_mul(31) ^ (tag as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_output_starts_with_the_tag() {
+        let task = Task::echo(7, b"hi".to_vec());
+        assert_eq!(task.expected_output(), [7, 0, 0, 0, 0, 0, 0, 0, b'h', b'i']);
+        assert!(!Task::echo(8, b"hi".to_vec()).check(&task.expected_output()));
+    }
+
+    #[test]
+    fn a_fault_fires_only_on_its_first_attempts() {
+        let once = Fault::once(FaultKind::SigKill, FaultPoint::MidTask);
+        assert!(once.fires(0) && !once.fires(1));
+        let poison = Fault { times: Fault::ALWAYS, ..once };
+        assert!(poison.fires(1_000_000));
+    }
+}

@@ -1,0 +1,337 @@
+//! The worker runtime: what runs inside every worker process (the
+//! `poolchaos-worker` binary), for every pool.
+//!
+//! Two channel modes:
+//! - `private` (supervised, per-task, ...): its own stdin/stdout pipes.
+//!   Reads are buffered; results are batched and written when the input
+//!   buffer runs dry (before the worker would block), when 32 KiB are
+//!   waiting, or when the oldest waiting result is 200 µs old. Exits on EOF.
+//! - `shared` (naive, seed-polling, polling): CPython's design. stdin is the
+//!   inqueue and stdout the outqueue, shared by every worker; a worker takes
+//!   the inqueue's read lock around its read of one task and the outqueue's
+//!   write lock around its write of one result. A lock is a one-byte token in
+//!   a pipe: read it to take the lock, write it back to give it up. A worker
+//!   that dies holding it takes the token to its grave, as a process holding
+//!   a CPython `multiprocessing.Lock` does.
+//!
+//! In private mode with a scoreboard (supervised), the worker records on it
+//! which task it runs (see [`crate::scoreboard`]).
+//!
+//! The self-placed faults fire here, at the points [`FaultPoint`] names.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use crate::process::{LOCK_FDS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, TRACE_FD_ENV};
+use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard};
+use crate::task::{Fault, FaultKind, FaultPoint, Task, Workload};
+use crate::wire::{self, FromWorker, TaskRef, ToWorker};
+
+const FLUSH_BYTES: usize = 32 << 10;
+const FLUSH_AGE: Duration = Duration::from_micros(200);
+
+/// Entry point of the worker binary. Returns the process exit code.
+pub fn main(mode: &str) -> i32 {
+    // A panicking task is reported as the task's error; keep stderr quiet.
+    std::panic::set_hook(Box::new(|_| {}));
+    // In a sandbox the harness asks that the OOM killer pick workers first.
+    if let Ok(adj) = std::env::var(OOM_SCORE_ADJ_ENV) {
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.trim()) {
+            eprintln!("poolchaos-worker: cannot set oom_score_adj: {e}");
+        }
+    }
+    let result = match mode {
+        "private" => Env::from_env().and_then(run_private),
+        "shared" => Env::from_env().and_then(run_shared),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown worker mode {mode:?}"))),
+    };
+    match result {
+        Ok(()) => 0,
+        // The pool went away mid-write (EPIPE) or sent garbage: nothing left to do.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("poolchaos-worker: {e}");
+            3
+        }
+    }
+}
+
+struct Env {
+    trace: Option<File>,
+    scoreboard: Option<Scoreboard>,
+    locks: Option<[RawFd; 4]>,
+    rss_ceiling_kib: Option<u64>,
+    pid: u32,
+}
+
+impl Env {
+    fn from_env() -> io::Result<Env> {
+        let fd = |s: &str| -> io::Result<RawFd> {
+            s.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad fd {s:?}")))
+        };
+        let trace = match std::env::var(TRACE_FD_ENV) {
+            // SAFETY: the pool passed us this fd, open and ours alone in this process.
+            Ok(s) => Some(File::from(unsafe { OwnedFd::from_raw_fd(fd(&s)?) })),
+            Err(_) => None,
+        };
+        if let Some(trace) = &trace {
+            // Never let a slow trace reader stall a worker.
+            crate::process::set_nonblocking(std::os::fd::AsFd::as_fd(trace))?;
+        }
+        let locks = match std::env::var(LOCK_FDS_ENV) {
+            Ok(s) => {
+                let fds = s.split(',').map(fd).collect::<io::Result<Vec<_>>>()?;
+                Some(<[RawFd; 4]>::try_from(fds).map_err(|_| io::Error::other("need 4 lock fds"))?)
+            }
+            Err(_) => None,
+        };
+        let rss_ceiling_kib = std::env::var(RSS_CEILING_ENV).ok().and_then(|s| s.parse().ok());
+        let scoreboard = match std::env::var(SCOREBOARD_FD_ENV) {
+            // SAFETY: as for the trace fd.
+            Ok(s) => Some(Scoreboard::map(unsafe { OwnedFd::from_raw_fd(fd(&s)?) })?),
+            Err(_) => None,
+        };
+        Ok(Env { trace, scoreboard, locks, rss_ceiling_kib, pid: std::process::id() })
+    }
+
+    fn trace_start(&mut self, task: &Task, attempt: u32) {
+        if let Some(trace) = &mut self.trace {
+            // One write of < PIPE_BUF bytes: atomic among the workers.
+            let line = format!("start {} {} {}\n", task.tag, attempt, self.pid);
+            let _ = trace.write(line.as_bytes());
+        }
+    }
+}
+
+/// Memory held by `Alloc { hold: true }` tasks, for the worker's life.
+static HELD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+fn run_private(mut env: Env) -> io::Result<()> {
+    // SAFETY: fds 0 and 1 are the pipes the pool gave us; nothing else owns them here.
+    let mut input = BufReader::with_capacity(64 << 10, unsafe { File::from_raw_fd(0) });
+    let mut output = unsafe { File::from_raw_fd(1) };
+    let mut out = Vec::with_capacity(FLUSH_BYTES * 2);
+    let mut oldest_unflushed: Option<Instant> = None;
+    let mut n = 0u64;
+    loop {
+        if input.buffer().is_empty() && !out.is_empty() {
+            output.write_all(&out)?;
+            out.clear();
+            oldest_unflushed = None;
+        }
+        let Some(frame) = wire::read_frame(&mut input)? else { break };
+        let (id, attempt, task) = match wire::decode::<ToWorker>(&frame)? {
+            ToWorker::Run { id, attempt, task } => (id, attempt, task),
+            ToWorker::Stop => break,
+        };
+        n += 1;
+        if let Some(board) = &env.scoreboard {
+            board.start(n);
+        }
+        env.trace_start(&task, attempt);
+        let result = execute(&task, attempt);
+        let frame = wire::encode(&FromWorker::Done { id, result });
+        if let Some(fault) = task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
+            output.write_all(&out)?;
+            out.clear();
+            die_writing(&mut output, &frame, fault)?;
+        } else {
+            out.extend_from_slice(&frame);
+        }
+        // Finished only once its result is in our hands: a result lost with
+        // the buffer is re-run, a task that dies writing it is blamed.
+        if let Some(board) = &env.scoreboard {
+            board.finish(n);
+        }
+        let age = *oldest_unflushed.get_or_insert_with(Instant::now);
+        if out.len() >= FLUSH_BYTES || age.elapsed() >= FLUSH_AGE {
+            output.write_all(&out)?;
+            out.clear();
+            oldest_unflushed = None;
+        }
+        if let Some(rss_kib) = over_ceiling(&env) {
+            wire::encode_into(&FromWorker::Recycling { rss_kib }, &mut out);
+            break;
+        }
+    }
+    output.write_all(&out)
+}
+
+fn run_shared(mut env: Env) -> io::Result<()> {
+    let [rlock_r, rlock_w, wlock_r, wlock_w] =
+        env.locks.ok_or_else(|| io::Error::other("shared mode needs the lock fds"))?;
+    // SAFETY: fds 0 and 1 are the shared queues and the lock fds were
+    // inherited for us; each is wrapped once and lives as long as the process.
+    let (mut inqueue, mut outqueue) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
+    let rlock = unsafe { Lock { take: File::from_raw_fd(rlock_r), give: File::from_raw_fd(rlock_w) } };
+    let wlock = unsafe { Lock { take: File::from_raw_fd(wlock_r), give: File::from_raw_fd(wlock_w) } };
+    loop {
+        // The read of one task happens under the inqueue's lock; an idle
+        // worker sits here holding it.
+        rlock.take()?;
+        let frame = wire::read_frame(&mut inqueue);
+        rlock.give()?;
+        let Some(frame) = frame? else { return Ok(()) };
+        let (id, attempt, task): (TaskRef, u32, Task) = match wire::decode(&frame)? {
+            ToWorker::Run { id, attempt, task } => (id, attempt, task),
+            ToWorker::Stop => return Ok(()),
+        };
+        env.trace_start(&task, attempt);
+        let result = execute(&task, attempt);
+        let frame = wire::encode(&FromWorker::Done { id, result });
+        wlock.take()?;
+        match task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
+            Some(fault) => die_writing(&mut outqueue, &frame, fault)?,
+            None => outqueue.write_all(&frame)?,
+        }
+        wlock.give()?;
+    }
+}
+
+/// A cross-process lock that stays held if its holder dies.
+struct Lock {
+    take: File,
+    give: File,
+}
+
+impl Lock {
+    fn take(&self) -> io::Result<()> {
+        let mut token = [0u8];
+        match (&self.take).read(&mut token)? {
+            1 => Ok(()),
+            _ => Err(io::Error::new(io::ErrorKind::BrokenPipe, "lock pipe closed")),
+        }
+    }
+
+    fn give(&self) -> io::Result<()> {
+        (&self.give).write_all(&[1])
+    }
+}
+
+/// Writes the first part of a result frame (more than a pipe buffer when the
+/// result is large), then dies by `fault`.
+fn die_writing(output: &mut File, frame: &[u8], fault: Fault) -> io::Result<()> {
+    output.write_all(&frame[..frame.len() / 2])?;
+    fire(fault.kind);
+    // Faults that do not kill (error, panic) at this point: finish the write.
+    output.write_all(&frame[frame.len() / 2..])
+}
+
+/// Runs the task, firing its fault where it is placed. The task's own error
+/// or panic comes back as `Err`.
+fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
+    let fault = task.fault.filter(|f| f.fires(attempt));
+    let at = |point| match fault {
+        Some(f) if f.point == point => fail_or_fire(f.kind),
+        _ => Ok(()),
+    };
+    let run = || -> Result<Vec<u8>, String> {
+        at(FaultPoint::Decode)?;
+        match &task.work {
+            Workload::Echo(_) | Workload::Large { .. } => at(FaultPoint::MidTask)?,
+            Workload::Spin { us } => {
+                spin(Duration::from_micros(us / 2));
+                at(FaultPoint::MidTask)?;
+                spin(Duration::from_micros(us - us / 2));
+            }
+            Workload::Sleep { ms } => {
+                std::thread::sleep(Duration::from_millis(ms / 2));
+                at(FaultPoint::MidTask)?;
+                std::thread::sleep(Duration::from_millis(ms - ms / 2));
+            }
+            Workload::Alloc { mib, hold } => {
+                let total = (*mib as usize) << 20;
+                let first = touched(total / 2);
+                at(FaultPoint::MidTask)?;
+                let second = touched(total - total / 2);
+                if *hold {
+                    HELD.lock().unwrap_or_else(|e| e.into_inner()).extend([first, second]);
+                }
+            }
+        }
+        // The worker computes the same deterministic bytes the checker expects;
+        // what the check catches is a result lost, torn, duplicated or misdelivered.
+        Ok(task.expected_output())
+    };
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("panic: {message}"))
+    })
+}
+
+/// Fires a fault: the deadly ones do not return; `Error` and `Panic` fail the task.
+fn fail_or_fire(kind: FaultKind) -> Result<(), String> {
+    match kind {
+        FaultKind::Error => Err("injected task error".to_string()),
+        FaultKind::Panic => panic!("injected panic"),
+        _ => {
+            fire(kind);
+            Ok(())
+        }
+    }
+}
+
+fn fire(kind: FaultKind) {
+    let me = rustix::process::getpid();
+    match kind {
+        FaultKind::SigKill => {
+            let _ = rustix::process::kill_process(me, Signal::KILL);
+        }
+        FaultKind::SigSegv => {
+            // A real invalid access, not a raised signal. Rust's handler sees
+            // it is no stack overflow, restores the default and re-faults.
+            // SAFETY: deliberately unsound: this is the fault being injected.
+            unsafe { std::ptr::read_volatile(16 as *const u8) };
+        }
+        FaultKind::Abort => std::process::abort(),
+        // SAFETY: _exit ends the process at once, as a crashing C extension would.
+        FaultKind::Exit(code) => unsafe { libc::_exit(code) },
+        FaultKind::Hang => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        FaultKind::SigStop => {
+            // Stopped until continued; then the task goes on as if nothing happened.
+            let _ = rustix::process::kill_process(me, Signal::STOP);
+            return;
+        }
+        FaultKind::Error | FaultKind::Panic => return,
+    }
+    // A deadly signal is delivered before kill() returns; if not, wait for it.
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// `len` bytes, every page written, so the memory is really resident.
+fn touched(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    for i in (0..len).step_by(4096) {
+        v[i] = 1;
+    }
+    std::hint::black_box(&mut v);
+    v
+}
+
+/// The resident set size in KiB, if it is over the ceiling.
+fn over_ceiling(env: &Env) -> Option<u64> {
+    let ceiling = env.rss_ceiling_kib?;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let rss_kib = pages * (rustix::param::page_size() as u64 / 1024);
+    (rss_kib > ceiling).then_some(rss_kib)
+}
