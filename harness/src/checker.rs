@@ -114,44 +114,73 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     }
 }
 
-/// For each task without an outcome: where it was last seen running, and
-/// how that worker ended.
+/// For each task without an outcome: the one a dead or stuck worker was
+/// running, or one that never started; tasks that ran to the end but whose
+/// call never returned are counted, not listed.
 fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<String> {
     let mut lines = Vec::new();
-    let missing: Vec<usize> = (0..outcomes.len()).filter(|&i| outcomes[i].is_empty()).collect();
-    for &index in missing.iter().take(10) {
+    let mut finished = 0;
+    for index in (0..outcomes.len()).filter(|&i| outcomes[i].is_empty()) {
         let tag = plan.tasks[index].tag;
-        let started = events.iter().rev().find_map(|l| match l.event {
-            Event::TaskStarted { tag: t, attempt, pid } if t == tag => Some((pid, attempt, l.t_ms)),
+        let started = events.iter().enumerate().rev().find_map(|(at, l)| match l.event {
+            Event::TaskStarted { tag: t, attempt, pid } if t == tag => Some((at, pid, attempt, l.t_ms)),
             _ => None,
         });
-        let Some((pid, attempt, t_ms)) = started else {
+        let Some((at, pid, attempt, t_ms)) = started else {
             lines.push(format!("task {index} pending: never started"));
             continue;
         };
         let fate = events.iter().find_map(|l| match &l.event {
             Event::WorkerExit { pid: p, signal: Some(sig), .. } if *p == pid => {
-                Some(format!("which died by {} at {} ms", pools::outcome::signal_name(*sig), l.t_ms))
+                Some(format!("died by {} at {} ms", pools::outcome::signal_name(*sig), l.t_ms))
             }
             Event::WorkerExit { pid: p, code: Some(code), .. } if *p == pid => {
-                Some(format!("which exited with code {code} at {} ms", l.t_ms))
+                Some(format!("exited with code {code} at {} ms", l.t_ms))
             }
             _ => None,
         });
-        let killed = events.iter().find_map(|l| match &l.event {
-            Event::Nemesis { signal, pid: p, .. } if *p == pid => Some(format!("{signal} sent by the nemesis at {} ms", l.t_ms)),
+        // Its worker got its result: the task ran to its end.
+        let done = events[at + 1..]
+            .iter()
+            .any(|l| matches!(l.event, Event::TaskDone { tag: t, pid: p, .. } if t == tag && p == pid));
+        let moved_on =
+            events[at + 1..].iter().any(|l| matches!(l.event, Event::TaskStarted { pid: p, .. } if p == pid));
+        if done {
+            match fate.as_ref().filter(|_| !moved_on) {
+                // Its worker died with the result in hand: while sending it.
+                Some(fate) => lines.push(format!("task {index} pending: worker {pid} had its result, then {fate}")),
+                None => finished += 1,
+            }
+            continue;
+        }
+        let fate = fate.map(|f| format!("which {f}"));
+        let struck = events.iter().find_map(|l| match &l.event {
+            Event::Nemesis { signal, pid: p, .. } if *p == pid => {
+                Some(format!("{signal} from the nemesis at {} ms", l.t_ms))
+            }
             _ => None,
         });
-        let fate = match (fate, killed) {
+        let fate = match (fate, struck) {
             (Some(f), Some(k)) => format!("{f} ({k})"),
             (Some(f), None) => f,
             (None, Some(k)) => format!("which got {k}"),
-            (None, None) => "which was still running".to_string(),
+            (None, None) => "which never finished it".to_string(),
         };
-        lines.push(format!("task {index} pending: started on worker {pid} (attempt {attempt}) at {t_ms} ms, {fate}"));
+        lines
+            .push(format!("task {index} pending: running on worker {pid} (attempt {attempt}) since {t_ms} ms, {fate}"));
     }
-    if missing.len() > 10 {
-        lines.push(format!("... and {} more pending tasks", missing.len() - 10));
+    if lines.len() > 10 {
+        let more = lines.len() - 10;
+        lines.truncate(10);
+        lines.push(format!("... and {more} more like these"));
+    }
+    if finished > 0 {
+        lines.push(format!("{finished} more task(s) ran to their end, but their outcome never reached the caller"));
+    }
+    for l in events {
+        if let Event::Nemesis { signal, pid, target } = &l.event {
+            lines.push(format!("the nemesis sent {signal} to {pid} ({target}) at {} ms", l.t_ms));
+        }
     }
     lines
 }

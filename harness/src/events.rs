@@ -12,7 +12,8 @@
 //!   `callback`, `worker-exit` (from whoever reaps the worker), `finished`.
 //! - **Workers to harness**, bypassing the owner: a trace pipe whose write end
 //!   the owner passes to every worker (env `POOLCHAOS_TRACE_FD`); each task
-//!   start is a line `start <tag> <attempt> <pid>`, logged as `task-started`.
+//!   start is a line `start <tag> <attempt> <pid>`, logged as `task-started`,
+//!   and each result ready to send a line `done ...`, logged as `task-done`.
 //!   This is how the nemesis knows which pid runs which task, and how a hung
 //!   run is diagnosed, without trusting the pool.
 //!
@@ -31,6 +32,8 @@ pub enum Event {
     WarmedUp,
     /// A worker started a task (from the trace pipe).
     TaskStarted { tag: u64, attempt: u32, pid: u32 },
+    /// A worker has a task's result, about to send it (from the trace pipe).
+    TaskDone { tag: u64, attempt: u32, pid: u32 },
     /// Task `index` of the plan got an outcome.
     Outcome { index: usize, result: OutcomeRecord },
     /// A result callback or an error callback ran.
@@ -86,13 +89,14 @@ pub struct Logged {
     pub event: Event,
 }
 
-/// Parses a `start <tag> <attempt> <pid>` trace line.
+/// Parses a `start|done <tag> <attempt> <pid>` trace line.
 pub fn parse_trace(line: &str) -> Option<Event> {
     let fields: Vec<&str> = line.split_whitespace().collect();
-    match fields[..] {
-        ["start", tag, attempt, pid] => {
-            Some(Event::TaskStarted { tag: tag.parse().ok()?, attempt: attempt.parse().ok()?, pid: pid.parse().ok()? })
-        }
+    let [what, tag, attempt, pid] = fields[..] else { return None };
+    let (tag, attempt, pid) = (tag.parse().ok()?, attempt.parse().ok()?, pid.parse().ok()?);
+    match what {
+        "start" => Some(Event::TaskStarted { tag, attempt, pid }),
+        "done" => Some(Event::TaskDone { tag, attempt, pid }),
         _ => None,
     }
 }
@@ -106,7 +110,9 @@ impl OutcomeRecord {
             Err(e) => {
                 let (kind, pid, exit, attempts) = match e {
                     TaskError::Task { .. } => ("Task", None, None, None),
-                    TaskError::WorkerLost { pid, exit, attempts } => ("WorkerLost", Some(*pid), Some(*exit), Some(*attempts)),
+                    TaskError::WorkerLost { pid, exit, attempts } => {
+                        ("WorkerLost", Some(*pid), Some(*exit), Some(*attempts))
+                    }
                     TaskError::TimedOut { pid, attempts, .. } => ("TimedOut", Some(*pid), None, Some(*attempts)),
                     TaskError::PoolBroken { pid, exit } => ("PoolBroken", Some(*pid), Some(*exit), None),
                     TaskError::Terminated => ("Terminated", None, None, None),

@@ -123,10 +123,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             // Orphaned workers of a run come to us, to be seen and reaped.
             rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
             harness::sandbox::clean_stale();
-            let ctx = RunContext {
-                exe: std::env::current_exe()?,
-                events_dir: out.as_ref().map(|o| o.join("runs")),
-            };
+            let ctx = RunContext { exe: std::env::current_exe()?, events_dir: out.as_ref().map(|o| o.join("runs")) };
             let total = suite::pairs(&scenarios, &pools).len() as u64;
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(

@@ -10,7 +10,9 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pools::{CallStyle, Fault, FaultKind, FaultPoint, Outcome, PoolConfig, PoolKind, Task, TaskError, WorkerProgram, Workload};
+use pools::{
+    CallStyle, Fault, FaultKind, FaultPoint, Outcome, PoolConfig, PoolKind, Task, TaskError, WorkerProgram, Workload,
+};
 
 /// One fault of the matrix: a name and the task that carries it.
 pub struct FaultCase {
@@ -115,7 +117,13 @@ fn judge(tasks: &[Task], outcomes: Option<Vec<Outcome>>) -> Verdict {
 }
 
 /// Runs one cell: 4 tasks on 2 workers, task 0 carrying the fault.
-pub fn run_cell(program: &WorkerProgram, pool: PoolKind, style: CallStyle, fault: &FaultCase, deadline: Duration) -> Cell {
+pub fn run_cell(
+    program: &WorkerProgram,
+    pool: PoolKind,
+    style: CallStyle,
+    fault: &FaultCase,
+    deadline: Duration,
+) -> Cell {
     let mut tasks: Vec<Task> = (0..4u64).map(|i| Task::echo(i, format!("task {i}"))).collect();
     if let Some((work, kind, point)) = &fault.fault {
         tasks[0] = Task { tag: 0, work: work.clone(), fault: Some(Fault::once(*kind, *point)) };
@@ -171,7 +179,8 @@ pub fn run(program: &WorkerProgram, pools: &[PoolKind], deadline: Duration, jobs
 pub fn table(cells: &[Cell]) -> String {
     let mut pools: Vec<PoolKind> = cells.iter().map(|c| c.pool).collect();
     pools.dedup();
-    let mut rows = vec![std::iter::once("fault".to_string()).chain(pools.iter().map(|p| p.to_string())).collect::<Vec<_>>()];
+    let mut rows =
+        vec![std::iter::once("fault".to_string()).chain(pools.iter().map(|p| p.to_string())).collect::<Vec<_>>()];
     for fault in faults() {
         let mut row = vec![fault.name.to_string()];
         for &pool in &pools {
@@ -196,7 +205,13 @@ pub fn table(cells: &[Cell]) -> String {
 }
 
 /// The best time of `repeat` no-fault maps of `tasks` echo tasks on a fresh pool.
-pub fn time_map(program: &WorkerProgram, kind: PoolKind, tasks: u64, workers: usize, repeat: usize) -> anyhow::Result<Duration> {
+pub fn time_map(
+    program: &WorkerProgram,
+    kind: PoolKind,
+    tasks: u64,
+    workers: usize,
+    repeat: usize,
+) -> anyhow::Result<Duration> {
     let pool = pools::build(kind, &PoolConfig::new(workers, program.clone()))?;
     let batch: Vec<Task> = (0..tasks).map(|i| Task::echo(i, i.to_le_bytes())).collect();
     let mut best = Duration::MAX;

@@ -54,16 +54,22 @@ impl Nemesis {
             let after = Duration::from_millis(n.after_ms);
             match n.target {
                 Target::Task(index) => on_start.push((plan.tasks[index].tag, n.signal, after)),
-                Target::RandomWorker => {
-                    scheduled.push(Scheduled { at: after, signal: n.signal, aim: Aim::RandomWorker, what: "a random worker".into() })
+                Target::RandomWorker => scheduled.push(Scheduled {
+                    at: after,
+                    signal: n.signal,
+                    aim: Aim::RandomWorker,
+                    what: "a random worker".into(),
+                }),
+                Target::Owner => {
+                    scheduled.push(Scheduled { at: after, signal: n.signal, aim: Aim::Owner, what: "the owner".into() })
                 }
-                Target::Owner => scheduled.push(Scheduled { at: after, signal: n.signal, aim: Aim::Owner, what: "the owner".into() }),
                 Target::IdleWorker => {}
             }
         }
-        let storm = plan.storm.map(|s| (s.signal, Duration::from_millis(s.every_ms), Duration::from_millis(s.every_ms)));
+        let storm =
+            plan.storm.map(|s| (s.signal, Duration::from_millis(s.every_ms), Duration::from_millis(s.every_ms)));
         // Its own stream, so the storm's choices do not shift the plan's.
-        Nemesis { on_start, scheduled, storm, dice: Dice::new(plan.seed ^ 0x6e65_6d65_7369_73) }
+        Nemesis { on_start, scheduled, storm, dice: Dice::new(plan.seed ^ 0x006e_656d_6573_6973) }
     }
 
     /// Whether the plan kills the owner.
@@ -109,13 +115,13 @@ impl Nemesis {
                 strikes.push(Strike { signal: s.signal, pid, target: s.what });
             }
         }
-        if let Some((signal, every, next)) = &mut self.storm {
-            if *next <= now {
-                *next = now + *every;
-                if !workers.is_empty() {
-                    let pid = *self.dice.pick(workers);
-                    strikes.push(Strike { signal: *signal, pid, target: "a random worker (storm)".into() });
-                }
+        if let Some((signal, every, next)) = &mut self.storm
+            && *next <= now
+        {
+            *next = now + *every;
+            if !workers.is_empty() {
+                let pid = *self.dice.pick(workers);
+                strikes.push(Strike { signal: *signal, pid, target: "a random worker (storm)".into() });
             }
         }
         strikes

@@ -82,8 +82,11 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         stdin.read_line(&mut line).context("waiting for go")?;
     }
 
-    let outcome = |index: usize, task: &Task, outcome: &pools::Outcome| {
-        emitter.emit(&Event::Outcome { index, result: OutcomeRecord::from_outcome(task, outcome) });
+    // Task `index`'s outcome is `outcomes[at]`, or the one error a refused call got.
+    let outcome = |index: usize, task: &Task, outcomes: &[pools::Outcome], at: usize| {
+        if let Some(outcome) = outcomes.get(at).or(outcomes.first().filter(|o| o.is_err())) {
+            emitter.emit(&Event::Outcome { index, result: OutcomeRecord::from_outcome(task, outcome) });
+        }
     };
     let callbacks = || {
         let (ok, err) = (emitter.clone(), emitter.clone());
@@ -93,30 +96,44 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         }
     };
     let tasks = plan.tasks;
+    // A call refused because the pool broke (polling, after a worker died)
+    // fails every task of that call, loudly, with the error that broke it.
+    let refused = |e: pools::PoolError| -> anyhow::Result<Vec<pools::Outcome>> {
+        match e {
+            pools::PoolError::Broken(error) => Ok(vec![Err(error)]),
+            other => Err(other.into()),
+        }
+    };
     match style {
         CallStyle::Map => {
-            for (i, o) in pool.map(tasks.clone())?.iter().enumerate() {
-                outcome(i, &tasks[i], o);
+            let outcomes = pool.map(tasks.clone()).or_else(refused)?;
+            for (i, task) in tasks.iter().enumerate() {
+                outcome(i, task, &outcomes, i);
             }
         }
         CallStyle::Apply => {
             for (i, task) in tasks.iter().enumerate() {
-                outcome(i, task, &pool.apply(task.clone())?);
+                let one = pool.apply(task.clone()).map(|o| vec![o]).or_else(refused)?;
+                outcome(i, task, &one, 0);
             }
         }
         CallStyle::ApplyAsync => {
-            let handles =
-                tasks.iter().map(|t| pool.submit(vec![t.clone()], callbacks())).collect::<Result<Vec<_>, _>>()?;
-            for (i, handle) in handles.iter().enumerate() {
-                for o in handle.wait(None).unwrap_or_default() {
-                    outcome(i, &tasks[i], &o);
-                }
+            let handles: Vec<_> = tasks.iter().map(|t| pool.submit(vec![t.clone()], callbacks())).collect();
+            for (i, handle) in handles.into_iter().enumerate() {
+                let one = match handle {
+                    Ok(handle) => handle.wait(None).unwrap_or_default(),
+                    Err(e) => refused(e)?,
+                };
+                outcome(i, &tasks[i], &one, 0);
             }
         }
         CallStyle::MapAsync => {
-            let handle = pool.submit(tasks.clone(), callbacks())?;
-            for (i, o) in handle.wait(None).unwrap_or_default().iter().enumerate() {
-                outcome(i, &tasks[i], o);
+            let outcomes = match pool.submit(tasks.clone(), callbacks()) {
+                Ok(handle) => handle.wait(None).unwrap_or_default(),
+                Err(e) => refused(e)?,
+            };
+            for (i, task) in tasks.iter().enumerate() {
+                outcome(i, task, &outcomes, i);
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use pools::{CallStyle, Fault, PoolKind, Task};
+use pools::{CallStyle, Fault, PoolKind, Task, Workload};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,18 @@ impl Plan {
                 })
             })
             .collect();
+        if let Some(limit) = self.memory_limit_mib {
+            for t in &self.tasks {
+                if let Workload::Alloc { mib, .. } = t.work
+                    && u64::from(mib) >= limit
+                {
+                    faults.push(FaultRecord {
+                        kind: "oom".into(),
+                        at: format!("task {} allocates {mib} MiB, over the run's {limit} MiB limit", t.tag),
+                    });
+                }
+            }
+        }
         for n in &self.nemesis {
             let at = match n.target {
                 Target::Task(task) => format!("worker of task {task}, {} ms into it", n.after_ms),

@@ -186,7 +186,10 @@ impl Run {
                     PollFd::new(&self.stderr, PollFlags::IN),
                     PollFd::new(&self.owner_pidfd, PollFlags::IN),
                 ];
-                let ts = rustix::event::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+                let ts = rustix::event::Timespec {
+                    tv_sec: timeout.as_secs() as i64,
+                    tv_nsec: i64::from(timeout.subsec_nanos()),
+                };
                 match rustix::event::poll(&mut fds, Some(&ts)) {
                     Ok(_) | Err(rustix::io::Errno::INTR) => {}
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -221,7 +224,11 @@ impl Run {
                     if strike.pid == owner_pid && strike.signal == Signal::Sigkill {
                         ending.owner_killed_by_plan = true;
                     }
-                    log.push(Event::Nemesis { signal: strike.signal_name().into(), pid: strike.pid, target: strike.target });
+                    log.push(Event::Nemesis {
+                        signal: strike.signal_name().into(),
+                        pid: strike.pid,
+                        target: strike.target,
+                    });
                 }
             }
         }
@@ -262,11 +269,11 @@ impl Run {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            if let Some(pid) = victim {
-                if send(pid, n.signal) {
-                    let target = "the idle worker in its locked read of the task channel".to_string();
-                    log.push(Event::Nemesis { signal: crate::plan::signal_name(n.signal).into(), pid, target });
-                }
+            if let Some(pid) = victim
+                && send(pid, n.signal)
+            {
+                let target = "the idle worker in its locked read of the task channel".to_string();
+                log.push(Event::Nemesis { signal: crate::plan::signal_name(n.signal).into(), pid, target });
             }
         }
         // Give the pool's reaper a moment to see the death before the batch.

@@ -187,8 +187,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ScenarioError { path: path.to_owned(), line, column, field: field.to_string(), message }
     };
-    let de = toml::de::Deserializer::parse(text)
-        .map_err(|e| error(e.span(), "-", first_line(e.message())))?;
+    let de = toml::de::Deserializer::parse(text).map_err(|e| error(e.span(), "-", first_line(e.message())))?;
     let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
         // Spanned<T> shows up in the path as a private field; people never wrote it.
         let field = e.path().to_string().replace(".$__serde_spanned_private_value", "");
@@ -362,20 +361,28 @@ impl Raw {
             return Err(error(Some(self.workers.span()), "workers", "must be at least 1".into()));
         }
         let style = call_style(self.style.get_ref()).ok_or_else(|| {
-            error(at(self.style.span()), "style", format!("unknown call style {:?} (known: map, apply, apply_async, map_async)", self.style.get_ref()))
+            error(
+                at(self.style.span()),
+                "style",
+                format!("unknown call style {:?} (known: map, apply, apply_async, map_async)", self.style.get_ref()),
+            )
         })?;
         if *self.deadline_ms.get_ref() == 0 {
             return Err(error(Some(self.deadline_ms.span()), "deadline_ms", "must be more than 0".into()));
         }
-        if let Some(limit) = &self.memory_limit_mib {
-            if *limit.get_ref() < 16 {
-                return Err(error(Some(limit.span()), "memory_limit_mib", "below 16 MiB not even the owner can run".into()));
-            }
+        if let Some(limit) = &self.memory_limit_mib
+            && *limit.get_ref() < 16
+        {
+            return Err(error(
+                Some(limit.span()),
+                "memory_limit_mib",
+                "below 16 MiB not even the owner can run".into(),
+            ));
         }
-        if let Some(t) = &self.task_timeout_ms {
-            if *t.get_ref() == 0 {
-                return Err(error(Some(t.span()), "task_timeout_ms", "must be more than 0".into()));
-            }
+        if let Some(t) = &self.task_timeout_ms
+            && *t.get_ref() == 0
+        {
+            return Err(error(Some(t.span()), "task_timeout_ms", "must be more than 0".into()));
         }
         let max_attempts = match &self.max_attempts {
             Some(m) if *m.get_ref() == 0 => {
@@ -433,7 +440,11 @@ impl Raw {
                     .enumerate()
                     .map(|(i, k)| {
                         fault_kind(k.get_ref()).ok_or_else(|| {
-                            error(Some(k.span()), &format!("random.kinds[{i}]"), format!("unknown fault kind {:?} (known: {KINDS})", k.get_ref()))
+                            error(
+                                Some(k.span()),
+                                &format!("random.kinds[{i}]"),
+                                format!("unknown fault kind {:?} (known: {KINDS})", k.get_ref()),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -446,7 +457,11 @@ impl Raw {
                     .enumerate()
                     .map(|(i, p)| {
                         fault_point(p.get_ref()).ok_or_else(|| {
-                            error(Some(p.span()), &format!("random.points[{i}]"), format!("unknown point {:?} (known: {POINTS})", p.get_ref()))
+                            error(
+                                Some(p.span()),
+                                &format!("random.points[{i}]"),
+                                format!("unknown point {:?} (known: {POINTS})", p.get_ref()),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -513,11 +528,19 @@ impl RawGroup {
             None => None,
             Some(f) => {
                 let kind = fault_kind(f.kind.get_ref()).ok_or_else(|| {
-                    error(Some(f.kind.span()), &format!("tasks[{i}].fault.kind"), format!("unknown fault kind {:?} (known: {KINDS})", f.kind.get_ref()))
+                    error(
+                        Some(f.kind.span()),
+                        &format!("tasks[{i}].fault.kind"),
+                        format!("unknown fault kind {:?} (known: {KINDS})", f.kind.get_ref()),
+                    )
                 })?;
                 let span = f.at.span();
                 let at = fault_point(f.at.get_ref()).ok_or_else(|| {
-                    error(if span.is_empty() { None } else { Some(span) }, &format!("tasks[{i}].fault.at"), format!("unknown point {:?} (known: {POINTS})", f.at.get_ref()))
+                    error(
+                        if span.is_empty() { None } else { Some(span) },
+                        &format!("tasks[{i}].fault.at"),
+                        format!("unknown point {:?} (known: {POINTS})", f.at.get_ref()),
+                    )
                 })?;
                 let times = match &f.times {
                     None => 1,
@@ -591,9 +614,18 @@ naive = "hung"
             err(&GOOD.replace("naive = \"hung\"", "fastpool = \"hung\"")),
             "s.toml:21:1: expect.fastpool: unknown pool \"fastpool\" (known: naive, seed-polling, polling, per-task, supervised)"
         );
-        assert!(err(&GOOD.replace("kind = \"sigkill\"", "kind = \"sigfoo\"")).starts_with("s.toml:12:18: tasks[1].fault.kind: unknown fault kind"));
-        assert!(err(&GOOD.replace("count = 3", "count = 3\ncolour = 1")).starts_with("s.toml:8:1: tasks[0].colour: unknown field `colour`"));
-        assert!(err(&GOOD.replace("task = 3", "task = 4")).starts_with("s.toml:17:8: nemesis[0].task: task 4 does not exist"));
+        assert!(
+            err(&GOOD.replace("kind = \"sigkill\"", "kind = \"sigfoo\""))
+                .starts_with("s.toml:12:18: tasks[1].fault.kind: unknown fault kind")
+        );
+        assert!(
+            err(&GOOD.replace("count = 3", "count = 3\ncolour = 1"))
+                .starts_with("s.toml:8:1: tasks[0].colour: unknown field `colour`")
+        );
+        assert!(
+            err(&GOOD.replace("task = 3", "task = 4"))
+                .starts_with("s.toml:17:8: nemesis[0].task: task 4 does not exist")
+        );
         assert!(err("description = ").starts_with("s.toml:1:15: -: string values must be quoted"));
     }
 }

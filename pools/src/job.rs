@@ -94,8 +94,7 @@ impl Job {
     /// Fails every task that has no outcome yet.
     pub(crate) fn fail_pending(&self, error: &TaskError) {
         let state = self.lock();
-        let pending: Vec<usize> =
-            (0..state.outcomes.len()).filter(|&i| state.outcomes[i].is_none()).collect();
+        let pending: Vec<usize> = (0..state.outcomes.len()).filter(|&i| state.outcomes[i].is_none()).collect();
         drop(state);
         for index in pending {
             self.set(index, Err(error.clone()));

@@ -49,9 +49,7 @@ pub struct NaivePool {
 impl NaivePool {
     /// Starts `config.workers` workers and the three handler threads.
     pub fn new(config: &PoolConfig) -> Result<Self, PoolError> {
-        Ok(NaivePool {
-            core: SharedQueue::new(config, None)?,
-        })
+        Ok(NaivePool { core: SharedQueue::new(config, None)? })
     }
 
     /// Tasks of cached jobs still owed an outcome (what `_cache` holds).

@@ -54,7 +54,14 @@ pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
 fn probe(program: &WorkerProgram) -> io::Result<()> {
     let (task_r, task_w) = process::pipe()?;
     let (_result_r, result_w) = process::pipe()?;
-    let spawn = Spawn { mode: "private", stdin: task_r, stdout: result_w, inherit: Vec::new(), env: Vec::new(), die_with_parent: true };
+    let spawn = Spawn {
+        mode: "private",
+        stdin: task_r,
+        stdout: result_w,
+        inherit: Vec::new(),
+        env: Vec::new(),
+        die_with_parent: true,
+    };
     let mut child = Child::spawn(program, spawn)?;
     drop(task_w);
     match child.wait_timeout(Duration::from_secs(10))? {
@@ -86,8 +93,14 @@ impl Run {
         let spawned = (|| {
             let (task_r, task_w) = process::pipe()?;
             let (result_r, result_w) = process::pipe()?;
-            let spawn =
-                Spawn { mode: "private", stdin: task_r, stdout: result_w, inherit: Vec::new(), env: Vec::new(), die_with_parent: true };
+            let spawn = Spawn {
+                mode: "private",
+                stdin: task_r,
+                stdout: result_w,
+                inherit: Vec::new(),
+                env: Vec::new(),
+                die_with_parent: true,
+            };
             let child = Child::spawn(program, spawn)?;
             process::set_nonblocking(task_w.as_fd())?;
             process::set_nonblocking(result_r.as_fd())?;
@@ -213,7 +226,8 @@ impl Supervisor {
 
     fn wait_and_handle(&mut self, paused_until: Option<Instant>) -> io::Result<()> {
         let now = Instant::now();
-        let deadlines = self.running.iter().filter(|r| r.timed_out.is_none()).filter_map(|r| Some(r.started + self.timeout?));
+        let deadlines =
+            self.running.iter().filter(|r| r.timed_out.is_none()).filter_map(|r| Some(r.started + self.timeout?));
         let timeout = deadlines.chain(paused_until).min().map(|d| d.saturating_duration_since(now));
         let exited: Vec<bool> = {
             let wake = self.mailbox.wake_fd();

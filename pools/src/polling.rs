@@ -67,23 +67,13 @@ impl PollingPool {
         let core = Arc::new(SharedQueue::new(config, Some(hook))?);
         let broken: Broken = Arc::new(Mutex::new(None));
         let (stop, stopped) = mpsc::channel();
-        let supervisor = Supervisor {
-            core: core.clone(),
-            broken: broken.clone(),
-            reaped,
-            stopped,
-        };
+        let supervisor = Supervisor { core: core.clone(), broken: broken.clone(), reaped, stopped };
         let interval = config.poll_interval;
         // On failure `core` is dropped, which terminates it.
         let handle = std::thread::Builder::new()
             .name("polling-supervisor".to_string())
             .spawn(move || supervisor.run(interval))?;
-        Ok(PollingPool {
-            core,
-            broken,
-            stop,
-            supervisor: Mutex::new(Some(handle)),
-        })
+        Ok(PollingPool { core, broken, stop, supervisor: Mutex::new(Some(handle)) })
     }
 
     /// Why the pool broke, if it has.
@@ -117,10 +107,7 @@ impl Supervisor {
     }
 
     fn break_pool(&self, death: Reaped) {
-        let error = TaskError::PoolBroken {
-            pid: death.pid,
-            exit: death.exit,
-        };
+        let error = TaskError::PoolBroken { pid: death.pid, exit: death.exit };
         // Broken first: a submission racing with us fails as broken, or its
         // job is in the cache by the time we fail what the cache holds.
         *lock(&self.broken) = Some(error.clone());
@@ -140,12 +127,10 @@ impl Pool for PollingPool {
         if let Some(error) = self.broken() {
             return Err(PoolError::Broken(error));
         }
-        self.core
-            .submit(tasks, callbacks)
-            .map_err(|e| match (e, self.broken()) {
-                (PoolError::NotRunning, Some(error)) => PoolError::Broken(error),
-                (e, _) => e,
-            })
+        self.core.submit(tasks, callbacks).map_err(|e| match (e, self.broken()) {
+            (PoolError::NotRunning, Some(error)) => PoolError::Broken(error),
+            (e, _) => e,
+        })
     }
 
     fn close(&self) {

@@ -107,10 +107,7 @@ impl std::fmt::Debug for Child {
 impl Child {
     pub(crate) fn spawn(program: &WorkerProgram, spawn: Spawn<'_>) -> io::Result<Child> {
         let mut cmd = Command::new(&program.path);
-        cmd.arg(spawn.mode)
-            .stdin(Stdio::from(spawn.stdin))
-            .stdout(Stdio::from(spawn.stdout))
-            .stderr(Stdio::inherit());
+        cmd.arg(spawn.mode).stdin(Stdio::from(spawn.stdin)).stdout(Stdio::from(spawn.stdout)).stderr(Stdio::inherit());
         let mut inherited: Vec<RawFd> = Vec::new();
         if let Some(trace) = &program.trace {
             cmd.env(TRACE_FD_ENV, trace.as_raw_fd().to_string());
@@ -245,11 +242,7 @@ impl Drop for Child {
 }
 
 fn decode_status(status: &rustix::process::WaitIdStatus) -> Option<Exit> {
-    if status.exited() {
-        status.exit_status().map(Exit::Code)
-    } else {
-        status.terminating_signal().map(Exit::Signal)
-    }
+    if status.exited() { status.exit_status().map(Exit::Code) } else { status.terminating_signal().map(Exit::Signal) }
 }
 
 /// A pipe whose both ends close on exec.
@@ -271,10 +264,8 @@ pub(crate) fn poll_one(fd: BorrowedFd<'_>, events: PollFlags, timeout: Option<Du
 
 /// `poll(2)`, retried on EINTR, with an optional timeout.
 pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
-    let ts = timeout.map(|t| rustix::time::Timespec {
-        tv_sec: t.as_secs() as i64,
-        tv_nsec: i64::from(t.subsec_nanos()),
-    });
+    let ts =
+        timeout.map(|t| rustix::time::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: i64::from(t.subsec_nanos()) });
     loop {
         match rustix::event::poll(fds, ts.as_ref()) {
             Err(rustix::io::Errno::INTR) => continue,

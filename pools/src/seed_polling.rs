@@ -36,10 +36,7 @@ pub struct SeedPollingPool {
 
 impl SeedPollingPool {
     pub fn new(config: &PoolConfig) -> Result<Self, PoolError> {
-        Ok(SeedPollingPool {
-            core: SharedQueue::new(config, None)?,
-            interval: config.poll_interval,
-        })
+        Ok(SeedPollingPool { core: SharedQueue::new(config, None)?, interval: config.poll_interval })
     }
 
     /// One pass of the post's loop: `Some(any_failed)` once no listed worker
@@ -86,9 +83,7 @@ impl Pool for SeedPollingPool {
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
-                return Err(PoolError::TimedOut {
-                    pending: self.core.pending(),
-                });
+                return Err(PoolError::TimedOut { pending: self.core.pending() });
             }
             std::thread::sleep(left.map_or(self.interval, |left| left.min(self.interval)));
         }

@@ -202,11 +202,7 @@ impl Queues {
 /// use it `O_NONBLOCK` without changing the one the workers share.
 fn reopen_nonblocking(fd: BorrowedFd<'_>, access: OFlags) -> io::Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    Ok(rustix::fs::open(
-        path.as_str(),
-        access | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+    Ok(rustix::fs::open(path.as_str(), access | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?)
 }
 
 /// One entry of the worker list (CPython's `Pool._pool`): a worker process
@@ -222,12 +218,7 @@ pub(crate) struct Worker {
 impl Worker {
     fn new(child: Child) -> io::Result<Worker> {
         let watch = child.pidfd().try_clone_to_owned()?;
-        Ok(Worker {
-            pid: child.pid(),
-            watch,
-            child: Mutex::new(child),
-            reported: AtomicBool::new(false),
-        })
+        Ok(Worker { pid: child.pid(), watch, child: Mutex::new(child), reported: AtomicBool::new(false) })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -372,11 +363,7 @@ impl Inner {
         }
         if let Some(hook) = &self.on_reap {
             let asked_to_stop = self.stops_sent.load(Ordering::SeqCst) && exit == Exit::Code(0);
-            hook(Reaped {
-                pid: worker.pid,
-                exit,
-                expected: self.stopped() || asked_to_stop,
-            });
+            hook(Reaped { pid: worker.pid, exit, expected: self.stopped() || asked_to_stop });
         }
     }
 
@@ -384,11 +371,7 @@ impl Inner {
     /// the next round (CPython's handler thread would die of it instead).
     fn maintain_pool(&self) -> io::Result<()> {
         let cleaned = self.join_exited_workers();
-        if cleaned || lock(&self.workers).len() < self.processes {
-            self.repopulate()
-        } else {
-            Ok(())
-        }
+        if cleaned || lock(&self.workers).len() < self.processes { self.repopulate() } else { Ok(()) }
     }
 
     /// The worker handler's loop condition: `RUN`, or `CLOSE` while the cache
@@ -406,10 +389,7 @@ impl Inner {
     /// signalled or the pool stops.
     fn wait_for_updates(&self, timeout: Option<Duration>) {
         let workers = self.workers_snapshot();
-        let mut fds: Vec<PollFd<'_>> = workers
-            .iter()
-            .map(|w| PollFd::new(&w.watch, PollFlags::IN))
-            .collect();
+        let mut fds: Vec<PollFd<'_>> = workers.iter().map(|w| PollFd::new(&w.watch, PollFlags::IN)).collect();
         fds.push(PollFd::new(&self.notifier.read, PollFlags::IN));
         fds.push(PollFd::new(&self.stop.read, PollFlags::IN));
         if process::poll(&mut fds, timeout).is_err() {
@@ -420,16 +400,9 @@ impl Inner {
 
     /// Waits until `fd` is ready for `events`, or the pool stops.
     fn wait_ready(&self, fd: BorrowedFd<'_>, events: PollFlags) -> Result<(), Halt> {
-        let mut fds = [
-            PollFd::new(&fd, events),
-            PollFd::new(&self.stop.read, PollFlags::IN),
-        ];
+        let mut fds = [PollFd::new(&fd, events), PollFd::new(&self.stop.read, PollFlags::IN)];
         process::poll(&mut fds, None)?;
-        if self.stopped() {
-            Err(Halt::Stopped)
-        } else {
-            Ok(())
-        }
+        if self.stopped() { Err(Halt::Stopped) } else { Ok(()) }
     }
 
     /// Writes all of `buf` to a non-blocking `fd`, giving up if the pool stops.
@@ -469,10 +442,7 @@ impl Inner {
         let mut token = [0u8];
         match self.read_some(self.queues.wlock_take_nb.as_fd(), &mut token)? {
             1 => Ok(()),
-            _ => Err(Halt::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "lock pipe closed",
-            ))),
+            _ => Err(Halt::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "lock pipe closed"))),
         }
     }
 
@@ -486,10 +456,7 @@ impl Inner {
     fn send_sentinels(&self) -> Result<(), Halt> {
         self.stops_sent.store(true, Ordering::SeqCst);
         self.take_wlock()?;
-        let sent = self.write_all(
-            self.queues.outqueue_write_nb.as_fd(),
-            &wire::encode(&FromWorker::Sentinel),
-        );
+        let sent = self.write_all(self.queues.outqueue_write_nb.as_fd(), &wire::encode(&FromWorker::Sentinel));
         self.give_wlock();
         sent?;
         let stop = wire::encode(&ToWorker::Stop);
@@ -504,18 +471,8 @@ impl Inner {
         let mut frame = Vec::new();
         for (index, task) in tasks.into_iter().enumerate() {
             frame.clear();
-            let id = TaskRef {
-                job,
-                index: index as u32,
-            };
-            wire::encode_into(
-                &ToWorker::Run {
-                    id,
-                    attempt: 0,
-                    task,
-                },
-                &mut frame,
-            );
+            let id = TaskRef { job, index: index as u32 };
+            wire::encode_into(&ToWorker::Run { id, attempt: 0, task }, &mut frame);
             self.write_all(self.queues.inqueue_write.as_fd(), &frame)?;
         }
         Ok(())
@@ -527,10 +484,7 @@ impl Inner {
         let Some(job) = self.shared().cache.get(&id.job).cloned() else {
             return;
         };
-        job.set(
-            id.index as usize,
-            result.map_err(|message| TaskError::Task { message }),
-        );
+        job.set(id.index as usize, result.map_err(|message| TaskError::Task { message }));
         if job.pending() > 0 {
             return;
         }
@@ -550,19 +504,13 @@ impl Inner {
         let mut finished = lock(&self.finished);
         while *finished < count {
             finished = match deadline {
-                None => self
-                    .finished_cv
-                    .wait(finished)
-                    .unwrap_or_else(PoisonError::into_inner),
+                None => self.finished_cv.wait(finished).unwrap_or_else(PoisonError::into_inner),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return false;
                     }
-                    self.finished_cv
-                        .wait_timeout(finished, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    self.finished_cv.wait_timeout(finished, left).unwrap_or_else(PoisonError::into_inner).0
                 }
             };
         }
@@ -603,11 +551,7 @@ struct FrameReader {
 
 impl FrameReader {
     fn new() -> FrameReader {
-        FrameReader {
-            buf: Vec::new(),
-            start: 0,
-            chunk: vec![0u8; READ_CHUNK],
-        }
+        FrameReader { buf: Vec::new(), start: 0, chunk: vec![0u8; READ_CHUNK] }
     }
 
     fn next(&mut self, inner: &Inner) -> Result<FromWorker, Halt> {
@@ -634,10 +578,7 @@ impl FrameReader {
         };
         let len = u32::from_le_bytes(*header) as usize;
         if len > wire::MAX_FRAME {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {len} bytes"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
         }
         if unread.len() < 4 + len {
             return Ok(None);
@@ -677,15 +618,9 @@ pub(crate) struct SharedQueue {
 impl SharedQueue {
     /// Starts `config.workers` workers and the handler threads. `on_reap`
     /// hears of every worker the pool reaps.
-    pub(crate) fn new(
-        config: &PoolConfig,
-        on_reap: Option<ReapHook>,
-    ) -> Result<SharedQueue, PoolError> {
+    pub(crate) fn new(config: &PoolConfig, on_reap: Option<ReapHook>) -> Result<SharedQueue, PoolError> {
         if config.workers == 0 {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a pool needs at least one worker",
-            );
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "a pool needs at least one worker");
             return Err(PoolError::Spawn(e));
         }
         let (taskqueue, tasks) = mpsc::channel();
@@ -693,10 +628,7 @@ impl SharedQueue {
             program: config.program.clone(),
             processes: config.workers,
             queues: Queues::new()?,
-            shared: Mutex::new(Shared {
-                state: State::Run,
-                cache: HashMap::new(),
-            }),
+            shared: Mutex::new(Shared { state: State::Run, cache: HashMap::new() }),
             workers: Mutex::new(Vec::new()),
             taskqueue,
             next_job: AtomicU64::new(0),
@@ -711,38 +643,25 @@ impl SharedQueue {
         // On failure the workers started so far are killed and reaped with `inner`.
         inner.repopulate()?;
         // From here on, dropping `pool` on failure terminates what was started.
-        let pool = SharedQueue {
-            inner,
-            handlers: Mutex::new(Vec::new()),
-        };
+        let pool = SharedQueue { inner, handlers: Mutex::new(Vec::new()) };
         pool.start_handler("worker-handler", handle_workers)?;
         pool.start_handler("task-handler", move |inner| handle_tasks(inner, tasks))?;
         pool.start_handler("result-handler", handle_results)?;
         Ok(pool)
     }
 
-    fn start_handler(
-        &self,
-        name: &str,
-        body: impl FnOnce(&Inner) + Send + 'static,
-    ) -> io::Result<()> {
+    fn start_handler(&self, name: &str, body: impl FnOnce(&Inner) + Send + 'static) -> io::Result<()> {
         let inner = self.inner.clone();
-        let handle = thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let _finished = Finished(&inner);
-                body(&inner)
-            })?;
+        let handle = thread::Builder::new().name(name.to_string()).spawn(move || {
+            let _finished = Finished(&inner);
+            body(&inner)
+        })?;
         lock(&self.handlers).push(handle);
         Ok(())
     }
 
     /// `apply_async` / `map_async`: caches a job and queues its tasks.
-    pub(crate) fn submit(
-        &self,
-        tasks: Vec<Task>,
-        callbacks: Callbacks,
-    ) -> Result<AsyncResult, PoolError> {
+    pub(crate) fn submit(&self, tasks: Vec<Task>, callbacks: Callbacks) -> Result<AsyncResult, PoolError> {
         if tasks.is_empty() {
             // Done at once, outside any lock (its callbacks run now).
             if self.state() != State::Run {
@@ -823,9 +742,7 @@ impl SharedQueue {
     }
 
     fn timed_out(&self) -> PoolError {
-        PoolError::TimedOut {
-            pending: self.pending(),
-        }
+        PoolError::TimedOut { pending: self.pending() }
     }
 
     pub(crate) fn state(&self) -> State {
@@ -834,22 +751,12 @@ impl SharedQueue {
 
     /// Tasks of cached jobs still owed an outcome.
     pub(crate) fn pending(&self) -> usize {
-        self.inner
-            .shared()
-            .cache
-            .values()
-            .map(|job| job.pending())
-            .sum()
+        self.inner.shared().cache.values().map(|job| job.pending()).sum()
     }
 
     /// Empties the cache, returning the jobs it held.
     pub(crate) fn take_cache(&self) -> Vec<Arc<Job>> {
-        self.inner
-            .shared()
-            .cache
-            .drain()
-            .map(|(_, job)| job)
-            .collect()
+        self.inner.shared().cache.drain().map(|(_, job)| job).collect()
     }
 
     /// The worker list as it is now (CPython's `pool._pool`).
@@ -859,11 +766,7 @@ impl SharedQueue {
 
     /// The pids of the listed workers that are alive.
     pub(crate) fn worker_pids(&self) -> Vec<u32> {
-        self.workers()
-            .iter()
-            .filter(|w| w.is_alive())
-            .map(|w| w.pid())
-            .collect()
+        self.workers().iter().filter(|w| w.is_alive()).map(|w| w.pid()).collect()
     }
 }
 
@@ -882,18 +785,9 @@ mod tests {
         let mut reader = FrameReader::new();
         let id = TaskRef { job: 1, index: 2 };
         for _ in 0..3 {
-            wire::encode_into(
-                &FromWorker::Done {
-                    id,
-                    result: Ok(vec![7; 5]),
-                },
-                &mut reader.buf,
-            );
+            wire::encode_into(&FromWorker::Done { id, result: Ok(vec![7; 5]) }, &mut reader.buf);
         }
-        let torn = wire::encode(&FromWorker::Done {
-            id,
-            result: Err("x".repeat(100)),
-        });
+        let torn = wire::encode(&FromWorker::Done { id, result: Err("x".repeat(100)) });
         reader.buf.extend_from_slice(&torn[..torn.len() / 2]);
         for _ in 0..3 {
             match reader.take_frame().unwrap() {
@@ -903,15 +797,9 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(
-            reader.take_frame().unwrap().is_none(),
-            "a torn frame is not a frame"
-        );
+        assert!(reader.take_frame().unwrap().is_none(), "a torn frame is not a frame");
         reader.buf.extend_from_slice(&torn[torn.len() / 2..]);
-        assert!(matches!(
-            reader.take_frame().unwrap(),
-            Some(FromWorker::Done { result: Err(_), .. })
-        ));
+        assert!(matches!(reader.take_frame().unwrap(), Some(FromWorker::Done { result: Err(_), .. })));
     }
 
     #[test]
@@ -921,11 +809,7 @@ mod tests {
         let shared_flags = rustix::fs::fcntl_getfl(&lock.take).unwrap();
         assert!(!shared_flags.contains(OFlags::NONBLOCK));
         let mut token = [0u8];
-        assert_eq!(
-            rustix::io::read(&private, &mut token),
-            Ok(1),
-            "the same pipe: it holds the token"
-        );
+        assert_eq!(rustix::io::read(&private, &mut token), Ok(1), "the same pipe: it holds the token");
         assert_eq!(rustix::io::read(&private, &mut token), Err(Errno::AGAIN));
     }
 }

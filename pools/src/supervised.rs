@@ -291,8 +291,7 @@ impl Worker {
                 }
                 let Some(done) = self.inflight.pop_front() else { return false };
                 let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
-                self.service_ns =
-                    if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
+                self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
                 self.last_result_ns = now;
                 done.entry.deliver(result.map_err(|message| TaskError::Task { message }));
                 true

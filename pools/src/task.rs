@@ -96,10 +96,7 @@ impl FaultKind {
     /// Whether this fault ends the worker process (as opposed to failing the task
     /// or stalling it).
     pub fn kills_worker(self) -> bool {
-        matches!(
-            self,
-            FaultKind::SigKill | FaultKind::SigSegv | FaultKind::Abort | FaultKind::Exit(_)
-        )
+        matches!(self, FaultKind::SigKill | FaultKind::SigSegv | FaultKind::Abort | FaultKind::Exit(_))
     }
 }
 

@@ -17,6 +17,9 @@
 //! In private mode with a scoreboard (supervised), the worker records on it
 //! which task it runs (see [`crate::scoreboard`]).
 //!
+//! With a trace fd, the worker writes `start <tag> <attempt> <pid>` before
+//! each task and `done ...` after it, for tests and the harness.
+//!
 //! The self-placed faults fire here, at the points [`FaultPoint`] names.
 
 use std::fs::File;
@@ -39,10 +42,10 @@ pub fn main(mode: &str) -> i32 {
     // A panicking task is reported as the task's error; keep stderr quiet.
     std::panic::set_hook(Box::new(|_| {}));
     // In a sandbox the harness asks that the OOM killer pick workers first.
-    if let Ok(adj) = std::env::var(OOM_SCORE_ADJ_ENV) {
-        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.trim()) {
-            eprintln!("poolchaos-worker: cannot set oom_score_adj: {e}");
-        }
+    if let Ok(adj) = std::env::var(OOM_SCORE_ADJ_ENV)
+        && let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.trim())
+    {
+        eprintln!("poolchaos-worker: cannot set oom_score_adj: {e}");
     }
     let result = match mode {
         "private" => Env::from_env().and_then(run_private),
@@ -98,10 +101,12 @@ impl Env {
         Ok(Env { trace, scoreboard, locks, rss_ceiling_kib, pid: std::process::id() })
     }
 
-    fn trace_start(&mut self, task: &Task, attempt: u32) {
+    /// Writes `<what> <tag> <attempt> <pid>` to the trace, if there is one:
+    /// `start` before a task runs, `done` once it has its result.
+    fn trace(&mut self, what: &str, task: &Task, attempt: u32) {
         if let Some(trace) = &mut self.trace {
             // One write of < PIPE_BUF bytes: atomic among the workers.
-            let line = format!("start {} {} {}\n", task.tag, attempt, self.pid);
+            let line = format!("{what} {} {} {}\n", task.tag, attempt, self.pid);
             let _ = trace.write(line.as_bytes());
         }
     }
@@ -132,8 +137,9 @@ fn run_private(mut env: Env) -> io::Result<()> {
         if let Some(board) = &env.scoreboard {
             board.start(n);
         }
-        env.trace_start(&task, attempt);
+        env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
+        env.trace("done", &task, attempt);
         let frame = wire::encode(&FromWorker::Done { id, result });
         if let Some(fault) = task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
             output.write_all(&out)?;
@@ -180,8 +186,9 @@ fn run_shared(mut env: Env) -> io::Result<()> {
             ToWorker::Run { id, attempt, task } => (id, attempt, task),
             ToWorker::Stop => return Ok(()),
         };
-        env.trace_start(&task, attempt);
+        env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
+        env.trace("done", &task, attempt);
         let frame = wire::encode(&FromWorker::Done { id, result });
         wlock.take()?;
         match task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {

@@ -17,8 +17,8 @@ use pools::naive::NaivePool;
 use pools::polling::PollingPool;
 use pools::seed_polling::SeedPollingPool;
 use pools::{
-    CallStyle, Callbacks, Driven, Exit, Fault, FaultKind, FaultPoint, Pool, PoolConfig, PoolError,
-    PoolKind, Task, TaskError, Workload,
+    CallStyle, Callbacks, Driven, Exit, Fault, FaultKind, FaultPoint, Pool, PoolConfig, PoolError, PoolKind, Task,
+    TaskError, Workload,
 };
 use rustix::process::Signal;
 
@@ -46,9 +46,7 @@ impl Case {
     /// How the faulted worker ends, for the faults that kill it.
     fn exit(self) -> Option<Exit> {
         Some(match self {
-            Case::SigKillSelf | Case::SigKillOutside | Case::SigKillWritingLargeResult => {
-                Exit::Signal(9)
-            }
+            Case::SigKillSelf | Case::SigKillOutside | Case::SigKillWritingLargeResult => Exit::Signal(9),
             Case::SigSegv => Exit::Signal(11),
             Case::Abort => Exit::Signal(6),
             Case::Exit0 => Exit::Code(0),
@@ -67,21 +65,16 @@ impl Case {
             Case::Abort => (Workload::Sleep { ms: 400 }, mid(FaultKind::Abort)),
             Case::Exit0 => (Workload::Sleep { ms: 400 }, mid(FaultKind::Exit(0))),
             Case::Exit1 => (Workload::Sleep { ms: 400 }, mid(FaultKind::Exit(1))),
-            Case::SigKillWritingLargeResult => (
-                Workload::Large { bytes: 1 << 20 },
-                Some(Fault::once(FaultKind::SigKill, FaultPoint::WriteResult)),
-            ),
+            Case::SigKillWritingLargeResult => {
+                (Workload::Large { bytes: 1 << 20 }, Some(Fault::once(FaultKind::SigKill, FaultPoint::WriteResult)))
+            }
             Case::Hang => (Workload::Sleep { ms: 400 }, mid(FaultKind::Hang)),
             Case::SigStop => (Workload::Sleep { ms: 400 }, mid(FaultKind::SigStop)),
             Case::NoFault | Case::TaskError | Case::TaskPanic => {
                 unreachable!("{self:?} has no deadly task")
             }
         };
-        Task {
-            tag: FAULTED,
-            work,
-            fault,
-        }
+        Task { tag: FAULTED, work, fault }
     }
 }
 
@@ -91,11 +84,7 @@ fn deadly_batch(case: Case) -> Vec<Task> {
     vec![
         Task::echo(0, "zero"),
         Task::echo(1, "one"),
-        Task {
-            tag: 2,
-            work: Workload::Sleep { ms: 600 },
-            fault: None,
-        },
+        Task { tag: 2, work: Workload::Sleep { ms: 600 }, fault: None },
         case.faulted_task(),
     ]
 }
@@ -103,9 +92,7 @@ fn deadly_batch(case: Case) -> Vec<Task> {
 fn start(kind: PoolKind, config: &PoolConfig) -> Box<dyn Pool> {
     match kind {
         PoolKind::Naive => Box::new(NaivePool::new(config).expect("start naive")),
-        PoolKind::SeedPolling => {
-            Box::new(SeedPollingPool::new(config).expect("start seed-polling"))
-        }
+        PoolKind::SeedPolling => Box::new(SeedPollingPool::new(config).expect("start seed-polling")),
         PoolKind::Polling => Box::new(PollingPool::new(config).expect("start polling")),
         other => panic!("{other} is not in the naive family"),
     }
@@ -166,30 +153,17 @@ fn drive(pool: &dyn Pool, style: CallStyle, tasks: Vec<Task>, deadline: Duration
 fn no_fault(pool: &dyn Pool, style: CallStyle) {
     let tasks = common::echoes(6);
     let driven = drive(pool, style, tasks.clone(), LIVE);
-    common::assert_all_ok(
-        &tasks,
-        driven.outcomes.as_deref().expect("no fault, no hang"),
-    );
+    common::assert_all_ok(&tasks, driven.outcomes.as_deref().expect("no fault, no hang"));
     let expected_callbacks = match style {
         CallStyle::ApplyAsync => (6, 0),
         CallStyle::MapAsync => (1, 0),
         _ => (0, 0),
     };
-    assert_eq!(
-        (driven.result_callbacks, driven.error_callbacks),
-        expected_callbacks
-    );
+    assert_eq!((driven.result_callbacks, driven.error_callbacks), expected_callbacks);
     pool.close();
-    assert!(matches!(
-        pool.submit(common::echoes(1), Callbacks::default()),
-        Err(PoolError::NotRunning)
-    ));
+    assert!(matches!(pool.submit(common::echoes(1), Callbacks::default()), Err(PoolError::NotRunning)));
     pool.join_timeout(Some(LIVE)).expect("a clean pool joins");
-    assert_eq!(
-        pool.worker_pids(),
-        Vec::<u32>::new(),
-        "every worker exits after close and join"
-    );
+    assert_eq!(pool.worker_pids(), Vec::<u32>::new(), "every worker exits after close and join");
 }
 
 fn task_fails(pool: &dyn Pool, case: Case, style: CallStyle) {
@@ -197,65 +171,35 @@ fn task_fails(pool: &dyn Pool, case: Case, style: CallStyle) {
         Case::TaskError => (FaultKind::Error, "injected task error"),
         _ => (FaultKind::Panic, "panic: injected panic"),
     };
-    let faulted = Task {
-        tag: 2,
-        work: Workload::Sleep { ms: 50 },
-        fault: Some(Fault::once(kind, FaultPoint::MidTask)),
-    };
-    let tasks = vec![
-        Task::echo(0, "zero"),
-        Task::echo(1, "one"),
-        faulted,
-        Task::echo(3, "three"),
-    ];
+    let faulted =
+        Task { tag: 2, work: Workload::Sleep { ms: 50 }, fault: Some(Fault::once(kind, FaultPoint::MidTask)) };
+    let tasks = vec![Task::echo(0, "zero"), Task::echo(1, "one"), faulted, Task::echo(3, "three")];
     let driven = drive(pool, style, tasks.clone(), LIVE);
     let outcomes = driven.outcomes.expect("a task error is no hang");
-    assert_eq!(
-        outcomes[2],
-        Err(TaskError::Task {
-            message: message.to_string()
-        })
-    );
+    assert_eq!(outcomes[2], Err(TaskError::Task { message: message.to_string() }));
     let others = [0, 1, 3];
-    common::assert_all_ok(
-        &others.map(|i| tasks[i].clone()),
-        &others.map(|i| outcomes[i].clone()),
-    );
+    common::assert_all_ok(&others.map(|i| tasks[i].clone()), &others.map(|i| outcomes[i].clone()));
     let expected_callbacks = match style {
         CallStyle::ApplyAsync => (3, 1),
         CallStyle::MapAsync => (0, 1),
         _ => (0, 0),
     };
-    assert_eq!(
-        (driven.result_callbacks, driven.error_callbacks),
-        expected_callbacks
-    );
+    assert_eq!((driven.result_callbacks, driven.error_callbacks), expected_callbacks);
     let again = common::echoes(4);
-    let outcomes = pool
-        .map_timeout(again.clone(), Some(LIVE))
-        .expect("the pool stays usable");
+    let outcomes = pool.map_timeout(again.clone(), Some(LIVE)).expect("the pool stays usable");
     common::assert_all_ok(&again, &outcomes);
     pool.close();
-    pool.join_timeout(Some(LIVE))
-        .expect("joins after a task error");
+    pool.join_timeout(Some(LIVE)).expect("joins after a task error");
 }
 
 /// A hung or stopped worker is no exit: no pool of the family notices.
 fn stalls(pool: &dyn Pool, case: Case, style: CallStyle) {
     let driven = drive(pool, style, deadly_batch(case), HUNG);
-    assert!(
-        driven.outcomes.is_none(),
-        "{case:?} must look hung, got {:?}",
-        driven.outcomes
-    );
+    assert!(driven.outcomes.is_none(), "{case:?} must look hung, got {:?}", driven.outcomes);
     assert_eq!(driven.error_callbacks, 0);
     assert_eq!(pool.worker_pids().len(), 2, "the stalled worker is alive");
     pool.terminate();
-    assert_eq!(
-        pool.worker_pids(),
-        Vec::<u32>::new(),
-        "terminate kills a stalled worker too"
-    );
+    assert_eq!(pool.worker_pids(), Vec::<u32>::new(), "terminate kills a stalled worker too");
 }
 
 /// Naive and seed-polling: the seed's hang, in every call style.
@@ -263,11 +207,7 @@ fn hangs(pool: &dyn Pool, case: Case, style: CallStyle, trace: Trace) {
     let culprit = Culprit::new(case, trace);
     let driven = drive(pool, style, deadly_batch(case), HUNG);
     let pid = culprit.pid();
-    assert!(
-        driven.outcomes.is_none(),
-        "{case:?} must hang, got {:?}",
-        driven.outcomes
-    );
+    assert!(driven.outcomes.is_none(), "{case:?} must hang, got {:?}", driven.outcomes);
     assert_eq!(driven.error_callbacks, 0, "error_callback is never called");
     // The worker handler reaps the dead worker and starts a replacement.
     wait_until("the dead worker is replaced", || {
@@ -291,13 +231,8 @@ fn breaks_loudly(pool: &dyn Pool, case: Case, style: CallStyle, trace: Trace) {
     let tasks = deadly_batch(case);
     let driven = drive(pool, style, tasks.clone(), LIVE);
     let pid = culprit.pid();
-    let outcomes = driven
-        .outcomes
-        .expect("polling must not hang on a dead worker");
-    let broken = TaskError::PoolBroken {
-        pid,
-        exit: case.exit().expect("a deadly case"),
-    };
+    let outcomes = driven.outcomes.expect("polling must not hang on a dead worker");
+    let broken = TaskError::PoolBroken { pid, exit: case.exit().expect("a deadly case") };
     assert_eq!(outcomes[FAULTED as usize], Err(broken.clone()));
     for (task, outcome) in tasks.iter().zip(&outcomes) {
         match outcome {
@@ -313,8 +248,7 @@ fn breaks_loudly(pool: &dyn Pool, case: Case, style: CallStyle, trace: Trace) {
         Err(other) => panic!("expected Broken, got {other}"),
         Ok(_) => panic!("a broken pool takes no work"),
     }
-    pool.join_timeout(Some(LIVE))
-        .expect("a broken pool is terminated");
+    pool.join_timeout(Some(LIVE)).expect("a broken pool is terminated");
     assert_eq!(pool.worker_pids(), Vec::<u32>::new());
 }
 
@@ -323,35 +257,19 @@ macro_rules! styles {
     ($kind:ident, $case:ident) => {
         #[test]
         fn map() {
-            crate::run_case(
-                pools::PoolKind::$kind,
-                crate::Case::$case,
-                pools::CallStyle::Map,
-            )
+            crate::run_case(pools::PoolKind::$kind, crate::Case::$case, pools::CallStyle::Map)
         }
         #[test]
         fn apply() {
-            crate::run_case(
-                pools::PoolKind::$kind,
-                crate::Case::$case,
-                pools::CallStyle::Apply,
-            )
+            crate::run_case(pools::PoolKind::$kind, crate::Case::$case, pools::CallStyle::Apply)
         }
         #[test]
         fn apply_async() {
-            crate::run_case(
-                pools::PoolKind::$kind,
-                crate::Case::$case,
-                pools::CallStyle::ApplyAsync,
-            )
+            crate::run_case(pools::PoolKind::$kind, crate::Case::$case, pools::CallStyle::ApplyAsync)
         }
         #[test]
         fn map_async() {
-            crate::run_case(
-                pools::PoolKind::$kind,
-                crate::Case::$case,
-                pools::CallStyle::MapAsync,
-            )
+            crate::run_case(pools::PoolKind::$kind, crate::Case::$case, pools::CallStyle::MapAsync)
         }
     };
 }
@@ -424,11 +342,7 @@ fn lock_fds(pid: u32) -> [u64; 4] {
         .split(|&b| b == 0)
         .find_map(|v| v.strip_prefix(b"POOLCHAOS_LOCK_FDS="))
         .expect("a shared-mode worker has its lock fds");
-    let fds: Vec<u64> = std::str::from_utf8(var)
-        .expect("utf-8")
-        .split(',')
-        .map(|f| f.parse().expect("fd"))
-        .collect();
+    let fds: Vec<u64> = std::str::from_utf8(var).expect("utf-8").split(',').map(|f| f.parse().expect("fd")).collect();
     fds.try_into().expect("four lock fds")
 }
 
@@ -438,22 +352,9 @@ fn lock_fds(pid: u32) -> [u64; 4] {
 fn idle_lock_holder(pool: &dyn Pool, workers: usize) -> (u32, Vec<u32>) {
     wait_until("the idle workers settle on the inqueue lock", || {
         let pids = pool.worker_pids();
-        let fds: Vec<u64> = pids
-            .iter()
-            .map(|&pid| blocked_read_fd(pid))
-            .collect::<Option<_>>()?;
-        let holders: Vec<u32> = pids
-            .iter()
-            .zip(&fds)
-            .filter(|&(_, &fd)| fd == 0)
-            .map(|(&p, _)| p)
-            .collect();
-        let waiters: Vec<u32> = pids
-            .iter()
-            .zip(&fds)
-            .filter(|&(_, &fd)| fd != 0)
-            .map(|(&p, _)| p)
-            .collect();
+        let fds: Vec<u64> = pids.iter().map(|&pid| blocked_read_fd(pid)).collect::<Option<_>>()?;
+        let holders: Vec<u32> = pids.iter().zip(&fds).filter(|&(_, &fd)| fd == 0).map(|(&p, _)| p).collect();
+        let waiters: Vec<u32> = pids.iter().zip(&fds).filter(|&(_, &fd)| fd != 0).map(|(&p, _)| p).collect();
         (pids.len() == workers && holders.len() == 1).then(|| (holders[0], waiters))
     })
 }
@@ -470,12 +371,7 @@ fn kill_and_wait_replaced(pool: &dyn Pool, pid: u32, workers: usize) -> Vec<u32>
 
 fn first_map_succeeds(pool: &dyn Pool) {
     let tasks = common::echoes(4);
-    common::assert_all_ok(
-        &tasks,
-        &pool
-            .map_timeout(tasks.clone(), Some(LIVE))
-            .expect("first map"),
-    );
+    common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("first map"));
 }
 
 /// Kills the idle lock holder of a one-worker pool; the next batch must hang
@@ -490,19 +386,11 @@ fn idle_lock_holder_killed_hangs(kind: PoolKind, workers: usize) {
         // Nobody can take the token again: every worker waits on the rlock's pipe.
         for &pid in &now {
             let rlock = lock_fds(pid)[0];
-            wait_until("every worker waits for the rlock", || {
-                (blocked_read_fd(pid) == Some(rlock)).then_some(())
-            });
+            wait_until("every worker waits for the rlock", || (blocked_read_fd(pid) == Some(rlock)).then_some(()));
         }
-        let batch = pool
-            .submit(common::echoes(3), Callbacks::default())
-            .expect("submit");
+        let batch = pool.submit(common::echoes(3), Callbacks::default()).expect("submit");
         assert_eq!(batch.wait(Some(HUNG)), None, "the next batch must hang");
-        assert_eq!(
-            batch.job().pending(),
-            3,
-            "no task was lost: all are still pending"
-        );
+        assert_eq!(batch.job().pending(), 3, "no task was lost: all are still pending");
         pool.terminate();
     });
 }
@@ -528,21 +416,15 @@ fn naive_death_mid_write_tears_the_frame_and_keeps_the_wlock() {
         let (config, mut trace) = common::config(2);
         let pool = start(PoolKind::Naive, &config);
         let torn = Case::SigKillWritingLargeResult.faulted_task();
-        let batch = pool
-            .submit(vec![torn], Callbacks::default())
-            .expect("submit");
+        let batch = pool.submit(vec![torn], Callbacks::default()).expect("submit");
         let dead = trace.wait_start(FAULTED, LIVE);
         assert_eq!(batch.wait(Some(HUNG)), None);
         // A healthy worker finishes a task, then waits for the wlock for ever.
-        let next = pool
-            .submit(vec![Task::echo(9, "after")], Callbacks::default())
-            .expect("submit");
+        let next = pool.submit(vec![Task::echo(9, "after")], Callbacks::default()).expect("submit");
         let pid = trace.wait_start(9, LIVE);
         assert_ne!(pid, dead);
         let wlock = lock_fds(pid)[2];
-        wait_until("the writer waits for the wlock", || {
-            (blocked_read_fd(pid) == Some(wlock)).then_some(())
-        });
+        wait_until("the writer waits for the wlock", || (blocked_read_fd(pid) == Some(wlock)).then_some(()));
         assert_eq!(next.wait(Some(Duration::from_millis(200))), None);
         pool.terminate();
     });
@@ -571,20 +453,14 @@ fn polling_one_worker_idle_lock_holder_killed_fails_loudly() {
         first_map_succeeds(&*pool);
         let (holder, _) = idle_lock_holder(&*pool, 1);
         common::kill(holder, Signal::KILL);
-        let broken = TaskError::PoolBroken {
-            pid: holder,
-            exit: Exit::Signal(9),
-        };
+        let broken = TaskError::PoolBroken { pid: holder, exit: Exit::Signal(9) };
         // Either the pool already broke, or the batch is failed when it does.
         match pool.submit(common::echoes(3), Callbacks::default()) {
             Err(PoolError::Broken(e)) => assert_eq!(e, broken),
             Err(other) => panic!("expected Broken, got {other}"),
             Ok(batch) => {
                 let outcomes = batch.wait(Some(LIVE)).expect("polling must not hang");
-                assert!(
-                    outcomes.iter().all(|o| o == &Err(broken.clone())),
-                    "{outcomes:?}"
-                );
+                assert!(outcomes.iter().all(|o| o == &Err(broken.clone())), "{outcomes:?}");
             }
         }
         let next = pool.submit(common::echoes(1), Callbacks::default());
@@ -599,17 +475,10 @@ fn naive_join_needs_close_and_submit_after_close_is_refused() {
     common::clean_run(|| {
         let (config, _trace) = common::config(2);
         let pool = start(PoolKind::Naive, &config);
-        assert!(matches!(
-            pool.join_timeout(Some(HUNG)),
-            Err(PoolError::StillRunning)
-        ));
+        assert!(matches!(pool.join_timeout(Some(HUNG)), Err(PoolError::StillRunning)));
         pool.close();
-        assert!(matches!(
-            pool.submit(common::echoes(1), Callbacks::default()),
-            Err(PoolError::NotRunning)
-        ));
-        pool.join_timeout(Some(LIVE))
-            .expect("an idle closed pool joins");
+        assert!(matches!(pool.submit(common::echoes(1), Callbacks::default()), Err(PoolError::NotRunning)));
+        pool.join_timeout(Some(LIVE)).expect("an idle closed pool joins");
         pool.terminate();
         pool.join_timeout(Some(LIVE)).expect("join after terminate");
     });
@@ -626,18 +495,12 @@ fn naive_dropped_while_hung_leaves_nothing() {
             fault: Some(Fault::once(FaultKind::SigStop, FaultPoint::MidTask)),
         };
         let torn = Case::SigKillWritingLargeResult.faulted_task();
-        let batch = pool
-            .submit(vec![stopped, torn], Callbacks::default())
-            .expect("submit");
+        let batch = pool.submit(vec![stopped, torn], Callbacks::default()).expect("submit");
         trace.wait_start(7, LIVE);
         trace.wait_start(FAULTED, LIVE);
         assert_eq!(batch.wait(Some(HUNG)), None);
         drop(pool);
-        assert_eq!(
-            batch.job().pending(),
-            2,
-            "pending jobs stay pending, as in CPython"
-        );
+        assert_eq!(batch.job().pending(), 2, "pending jobs stay pending, as in CPython");
     });
 }
 
@@ -648,8 +511,7 @@ fn seed_polling_join_after_terminate_sees_the_killed_workers() {
         let pool = start(PoolKind::SeedPolling, &config);
         first_map_succeeds(&*pool);
         pool.terminate();
-        pool.join_timeout(Some(LIVE))
-            .expect("every listed worker is dead");
+        pool.join_timeout(Some(LIVE)).expect("every listed worker is dead");
     });
 }
 
@@ -663,22 +525,12 @@ fn polling_terminate_fails_pending_tasks() {
             work: Workload::Sleep { ms: 400 },
             fault: Some(Fault::once(FaultKind::Hang, FaultPoint::MidTask)),
         };
-        let batch = pool
-            .submit(vec![task, Task::echo(6, "x")], Callbacks::default())
-            .expect("submit");
+        let batch = pool.submit(vec![task, Task::echo(6, "x")], Callbacks::default()).expect("submit");
         trace.wait_start(5, LIVE);
         pool.terminate();
-        let outcomes = batch
-            .wait(Some(LIVE))
-            .expect("terminate wakes every waiter");
-        assert_eq!(
-            outcomes,
-            vec![Err(TaskError::Terminated), Err(TaskError::Terminated)]
-        );
-        assert!(matches!(
-            pool.submit(common::echoes(1), Callbacks::default()),
-            Err(PoolError::NotRunning)
-        ));
+        let outcomes = batch.wait(Some(LIVE)).expect("terminate wakes every waiter");
+        assert_eq!(outcomes, vec![Err(TaskError::Terminated), Err(TaskError::Terminated)]);
+        assert!(matches!(pool.submit(common::echoes(1), Callbacks::default()), Err(PoolError::NotRunning)));
     });
 }
 

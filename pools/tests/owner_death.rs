@@ -31,7 +31,8 @@ fn workers_alive_after_owner_death(pool: &str) -> Vec<u32> {
     loop {
         // Orphans are ours now: reap whichever have died.
         while let Ok(Some(_)) = rustix::process::waitpid(None, WaitOptions::NOHANG) {}
-        let alive: Vec<u32> = workers.iter().copied().filter(|&p| std::path::Path::new(&format!("/proc/{p}")).exists()).collect();
+        let alive: Vec<u32> =
+            workers.iter().copied().filter(|&p| std::path::Path::new(&format!("/proc/{p}")).exists()).collect();
         if alive.is_empty() || Instant::now() >= deadline {
             return alive;
         }

@@ -244,7 +244,8 @@ fn hang_without_deadline_is_detected_as_hung() {
 #[test]
 fn task_errors_come_back_as_that_tasks_error() {
     for variant in [Variant::PerTask, Variant::Supervised] {
-        for (kind, message) in [(FaultKind::Error, "injected task error"), (FaultKind::Panic, "panic: injected panic")] {
+        for (kind, message) in [(FaultKind::Error, "injected task error"), (FaultKind::Panic, "panic: injected panic")]
+        {
             clean_run(|| {
                 let (config, _trace) = config(2);
                 let pool = start(variant, config);

@@ -58,7 +58,8 @@ impl Trace {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no worker started task {tag} within {timeout:?}");
             let mut fds = [rustix::event::PollFd::new(&self.read, rustix::event::PollFlags::IN)];
-            let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: left.min(Duration::from_millis(50)).as_nanos() as i64 };
+            let ts =
+                rustix::time::Timespec { tv_sec: 0, tv_nsec: left.min(Duration::from_millis(50)).as_nanos() as i64 };
             let _ = rustix::event::poll(&mut fds, Some(&ts));
         }
     }
@@ -75,7 +76,7 @@ impl Trace {
         while let Some(nl) = self.pending.find('\n') {
             let line: String = self.pending.drain(..=nl).collect();
             let f: Vec<&str> = line.split_whitespace().collect();
-            if let [_, tag, attempt, pid] = f[..] {
+            if let ["start", tag, attempt, pid] = f[..] {
                 self.starts.push((tag.parse().unwrap(), attempt.parse().unwrap(), pid.parse().unwrap()));
             }
         }

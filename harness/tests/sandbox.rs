@@ -1,0 +1,516 @@
+//! The sandbox against real processes and the real kernel: cgroup v1 (this
+//! project's machines are hybrid, as root), the v2 unified tree without
+//! controllers, and the fallback without cgroups.
+//!
+//! Every test cleans up after itself even when it fails: sandboxes remove
+//! their cgroups on drop, [`Proc`] kills its process group and reaps on
+//! drop, and [`CgGuard`] empties and removes hand-made cgroups.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use harness::sandbox::{self, OomMechanism, Sandbox, SandboxOptions};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// `sh -c script` as its own process group leader, stdin and stdout piped.
+/// The scripts start with `read x`, so they do nothing before the test has
+/// entered them into a sandbox and said "go".
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(script: &str) -> Proc {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        Proc::spawn_cmd(cmd)
+    }
+
+    fn spawn_cmd(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, stdin, lines }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").and_then(|()| stdin.flush()).expect("write go");
+    }
+
+    fn line(&self) -> String {
+        self.lines.recv_timeout(WAIT).expect("a line from the child in time")
+    }
+
+    fn pid_line(&self) -> u32 {
+        let line = self.line();
+        line.trim().parse().unwrap_or_else(|_| panic!("a pid, got {line:?}"))
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < until, "pid {} did not exit in time", self.pid());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Not reaped yet, so the group id is still this one's.
+        if let Ok(None) = self.child.try_wait() {
+            if let Some(pgid) = rustix::process::Pid::from_raw(self.pid() as i32) {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Cgroups made by hand (what a crashed harness would leave); emptied and
+/// removed on drop if still there.
+struct CgGuard {
+    dirs: Vec<PathBuf>,
+}
+
+impl CgGuard {
+    fn make(parents: &[PathBuf], name: &str) -> CgGuard {
+        let guard = CgGuard { dirs: parents.iter().map(|p| p.join(name)).collect() };
+        for dir in &guard.dirs {
+            std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            // As a harness does at once (kernfs dates a directory from its first lookup).
+            let _ = std::fs::metadata(dir);
+        }
+        guard
+    }
+
+    fn enter(&self, pid: u32) {
+        for dir in &self.dirs {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string()).expect("write cgroup.procs");
+        }
+    }
+}
+
+impl Drop for CgGuard {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+            }
+        }
+        for dir in &self.dirs {
+            let until = Instant::now() + Duration::from_secs(5);
+            while dir.exists() && std::fs::remove_dir(dir).is_err() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 1..)?.trim_start().chars().next()
+}
+
+/// Alive and not a zombie.
+fn alive(pid: u32) -> bool {
+    state(pid).is_some_and(|s| s != 'Z' && s != 'X')
+}
+
+fn v1_sandbox(run_id: &str, limit_mib: Option<u64>) -> Sandbox {
+    let sb = Sandbox::create(run_id, limit_mib).expect("create sandbox");
+    assert_eq!(
+        sb.mechanism(),
+        OomMechanism::CgroupV1,
+        "this machine has writable v1 memory cgroups (fell back: {:?})",
+        sb.fallback_reason()
+    );
+    sb
+}
+
+fn dir_of(sb: &Sandbox, controller: &str) -> PathBuf {
+    sb.cgroup_dirs()
+        .into_iter()
+        .find(|d| d.starts_with(Path::new("/sys/fs/cgroup").join(controller)))
+        .unwrap_or_else(|| panic!("no {controller} cgroup in {:?}", sb.cgroup_dirs()))
+}
+
+#[test]
+fn cgroup_sandbox_holds_kills_and_removes_a_run() {
+    let sb = v1_sandbox("t-basic", Some(128));
+    let name = format!("poolchaos-{}-t-basic", std::process::id());
+    let dirs = sb.cgroup_dirs();
+    assert_eq!(dirs.len(), 3, "memory, freezer, pids: {dirs:?}");
+    for d in &dirs {
+        assert!(d.is_dir(), "{}", d.display());
+        assert_eq!(d.file_name().and_then(|n| n.to_str()), Some(name.as_str()));
+    }
+    let limit = std::fs::read_to_string(dir_of(&sb, "memory").join("memory.limit_in_bytes")).expect("limit");
+    assert_eq!(limit.trim(), (128u64 << 20).to_string());
+
+    // The owner forks after entering: a sleeping child and a stopped one.
+    let mut owner = Proc::spawn("read x; sleep 1000 & echo $!; sleep 1000 & kill -STOP $!; echo $!; wait");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    let (sleeper, stopped) = (owner.pid_line(), owner.pid_line());
+    wait_until("the run has three processes", || {
+        sb.processes() == {
+            let mut v = vec![owner.pid(), sleeper, stopped];
+            v.sort();
+            v
+        }
+    });
+    wait_until("the stopped child is stopped", || state(stopped) == Some('T'));
+
+    let killed = sb.kill_all().expect("kill_all");
+    for pid in [owner.pid(), sleeper, stopped] {
+        assert!(killed.contains(&pid), "{pid} not in {killed:?}");
+    }
+    assert!(sb.processes().is_empty());
+    assert_eq!(owner.wait().signal(), Some(9));
+    wait_until("the grandchildren are gone", || !alive(sleeper) && !alive(stopped));
+
+    sb.remove().expect("remove");
+    for d in &dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn zombies_are_not_in_cgroup_procs_but_count_as_pids() {
+    let sb = v1_sandbox("t-zombie", None);
+    // The owner forks a child that exits at once and is never reaped.
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import os, sys, time\nsys.stdin.readline()\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nprint(pid, flush=True)\ntime.sleep(1000)",
+    ]);
+    let mut owner = Proc::spawn_cmd(cmd);
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    let zombie = owner.pid_line();
+    wait_until("the child is a zombie", || state(zombie) == Some('Z'));
+    assert_eq!(sb.processes(), vec![owner.pid()], "the zombie is not listed");
+    let current = std::fs::read_to_string(dir_of(&sb, "pids").join("pids.current")).expect("pids.current");
+    assert_eq!(current.trim(), "2", "the pids controller still counts the zombie");
+
+    let killed = sb.kill_all().expect("kill_all");
+    assert_eq!(killed, vec![owner.pid()]);
+    assert_eq!(owner.wait().signal(), Some(9));
+    let dirs = sb.cgroup_dirs();
+    sb.remove().expect("remove");
+    assert!(dirs.iter().all(|d| !d.exists()));
+}
+
+#[test]
+fn real_oom_kill_is_a_sigkill_and_is_counted() {
+    let sb = v1_sandbox("t-oom", Some(64));
+    assert_eq!(sb.oom_kills(), 0);
+    let mut owner = Proc::spawn("read x; exec python3 -c \"b = b'x' * (256 << 20)\"");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    let status = owner.wait();
+    assert_eq!(status.signal(), Some(9), "killed by the kernel's OOM killer: {status:?}");
+    assert!(sb.oom_kills() >= 1, "oom_kill = {}", sb.oom_kills());
+    sb.remove().expect("remove");
+}
+
+#[test]
+fn real_oom_kill_hits_the_allocator_not_its_parent() {
+    let sb = v1_sandbox("t-oom-parent", Some(64));
+    let mut owner = Proc::spawn("read x; python3 -c \"b = b'x' * (256 << 20)\"; echo \"rc=$?\"; exec sleep 1000");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    assert_eq!(owner.line(), "rc=137", "the worker died by SIGKILL");
+    assert!(sb.oom_kills() >= 1);
+    assert!(owner.running(), "the owner survives the OOM");
+    assert_eq!(sb.processes(), vec![owner.pid()]);
+    sb.remove().expect("remove");
+    assert_eq!(owner.wait().signal(), Some(9));
+}
+
+#[test]
+fn kill_all_takes_a_forking_run_whole() {
+    let sb = v1_sandbox("t-forks", None);
+    // A safety net for the shared machine: the storm is capped, and keeps
+    // trying to fork while it is being killed.
+    sb.limit_pids(1000).expect("pids.max");
+    let mut owner = Proc::spawn("read x; while :; do sleep 30 & (sleep 30 & sleep 30 & wait) & done");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    wait_until("the storm has 100 processes", || sb.processes().len() >= 100);
+
+    let started = Instant::now();
+    let killed = sb.kill_all().expect("kill_all");
+    let took = started.elapsed();
+    assert!(killed.len() >= 100, "killed {}", killed.len());
+    assert!(killed.contains(&owner.pid()));
+    assert!(sb.processes().is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sb.processes().is_empty(), "something forked its way out: {:?}", sb.processes());
+    assert_eq!(owner.wait().signal(), Some(9));
+    wait_until("every killed process is gone", || killed.iter().all(|&p| !alive(p)));
+    eprintln!("killed {} processes in {took:?}", killed.len());
+    sb.remove().expect("remove");
+}
+
+#[test]
+fn clean_stale_removes_what_a_dead_harness_left_and_only_that() {
+    // Where this process's runs go: the parents of a sandbox's cgroups.
+    let probe = v1_sandbox("t-stale-probe", None);
+    let parents: Vec<PathBuf> = probe.cgroup_dirs().iter().filter_map(|d| d.parent().map(Path::to_path_buf)).collect();
+    probe.remove().expect("remove probe");
+
+    let dead = {
+        let mut c = Command::new("true").spawn().expect("spawn true");
+        c.wait().expect("wait true");
+        c.id()
+    };
+    let stale = CgGuard::make(&parents, &format!("poolchaos-{dead}-t-stale"));
+    let kept = CgGuard::make(&parents, &format!("poolchaos-{}-t-stale-alive", std::process::id()));
+    let mut stale_inmate = Proc::spawn("exec sleep 1000");
+    stale.enter(stale_inmate.pid());
+    let mut kept_inmate = Proc::spawn("exec sleep 1000");
+    kept.enter(kept_inmate.pid());
+
+    let removed = sandbox::clean_stale();
+    for d in &stale.dirs {
+        assert!(!d.exists(), "{} is left", d.display());
+        // Another harness on this machine may have cleaned it first.
+        if !removed.contains(d) {
+            eprintln!("{} was removed by someone else", d.display());
+        }
+    }
+    assert_eq!(stale_inmate.wait().signal(), Some(9), "the stale run's process is killed");
+    for d in &kept.dirs {
+        assert!(d.is_dir(), "{} of a live harness was removed", d.display());
+        assert!(!removed.contains(d));
+    }
+    assert!(kept_inmate.running(), "a live harness's process was killed");
+}
+
+#[test]
+fn clean_stale_treats_a_recycled_pid_as_dead() {
+    let probe = v1_sandbox("t-recycled-probe", None);
+    let parent = dir_of(&probe, "freezer").parent().map(Path::to_path_buf).expect("parent");
+    probe.remove().expect("remove probe");
+
+    // Made before the process whose pid it will carry started: that process
+    // cannot be the harness that made it.
+    let tmp = CgGuard::make(std::slice::from_ref(&parent), &format!("poolchaos-tmp{}-t", std::process::id()));
+    std::thread::sleep(Duration::from_millis(2600));
+    let mut late = Proc::spawn("exec sleep 1000");
+    let renamed = parent.join(format!("poolchaos-{}-t-recycled", late.pid()));
+    std::fs::rename(&tmp.dirs[0], &renamed).expect("rename (cgroup v1 allows it)");
+    let _renamed = CgGuard { dirs: vec![renamed.clone()] };
+
+    let removed = sandbox::clean_stale();
+    assert!(!renamed.exists(), "the cgroup of a recycled pid is stale");
+    if !removed.contains(&renamed) {
+        eprintln!("{} was removed by someone else", renamed.display());
+    }
+    assert!(late.running(), "the process with the recycled pid is not touched");
+}
+
+#[test]
+fn fallback_finds_the_run_by_process_group_and_kills_it() {
+    let sb = Sandbox::create_without_cgroup("t-fallback", None).expect("create");
+    assert_eq!(sb.mechanism(), OomMechanism::RssWatchdog);
+    assert!(sb.cgroup_dirs().is_empty());
+    assert!(sb.fallback_reason().is_some());
+
+    // Not a group leader: refused.
+    let mut follower = Command::new("sleep").arg("1000").stdin(Stdio::null()).spawn().expect("spawn");
+    assert!(sb.enter(follower.id()).is_err());
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    let mut bystander = Proc::spawn("exec sleep 1000");
+    let mut owner = Proc::spawn("read x; sleep 1000 & echo $!; sh -c 'sleep 1000 & wait' & wait");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    let sleeper = owner.pid_line();
+    wait_until("the run has four processes", || sb.processes().len() == 4);
+    let procs = sb.processes();
+    assert!(procs.contains(&owner.pid()) && procs.contains(&sleeper));
+    assert!(!procs.contains(&bystander.pid()));
+
+    let killed = sb.kill_all().expect("kill_all");
+    assert_eq!(killed, procs);
+    assert!(sb.processes().is_empty());
+    assert_eq!(owner.wait().signal(), Some(9));
+    assert!(bystander.running(), "a process of another group was killed");
+    assert_eq!(sb.oom_kills(), 0);
+    sb.remove().expect("remove");
+}
+
+#[test]
+fn watchdog_kills_a_process_over_its_rss_limit() {
+    let sb = Sandbox::create_without_cgroup("t-watchdog", Some(64)).expect("create");
+    assert_eq!(sb.mechanism(), OomMechanism::RssWatchdog);
+    let mut owner = Proc::spawn(
+        "read x; python3 -c \"import time; b = b'x' * (256 << 20); time.sleep(30)\"; echo \"rc=$?\"; exec sleep 1000",
+    );
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    assert_eq!(owner.line(), "rc=137", "the allocator died by SIGKILL");
+    assert_eq!(sb.oom_kills(), 1);
+    assert!(owner.running(), "the owner, under the limit, is left alone");
+    sb.remove().expect("remove");
+    assert_eq!(owner.wait().signal(), Some(9));
+}
+
+/// Run by [`no_cgroup_env_forces_the_fallback`] in a child process, where
+/// the environment is set before any thread starts.
+#[test]
+fn no_cgroup_env_child() {
+    if std::env::var_os("POOLCHAOS_SANDBOX_TEST_CHILD").is_none() {
+        return;
+    }
+    let sb = Sandbox::create("t-env", Some(64)).expect("create");
+    println!("mechanism={}", sb.mechanism());
+}
+
+#[test]
+fn no_cgroup_env_forces_the_fallback() {
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new(exe)
+        .args(["--exact", "no_cgroup_env_child", "--nocapture", "--test-threads=1"])
+        .env("POOLCHAOS_SANDBOX_TEST_CHILD", "1")
+        .env(sandbox::NO_CGROUP_ENV, "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("mechanism=rss-watchdog"), "{stdout}");
+}
+
+#[test]
+fn v2_cgroup_kill_on_the_unified_hierarchy() {
+    // Hybrid machines: the unified tree has no controllers, but cgroup.kill
+    // and cgroup.procs are core files. Without a limit, v2 can be asked for.
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        eprintln!("skipped: no unified cgroup2 mount");
+        return;
+    }
+    let options = SandboxOptions { memory_limit_mib: None, mechanism: Some(OomMechanism::CgroupV2) };
+    let sb = Sandbox::create_with("t-v2", options).expect("create v2");
+    assert_eq!(sb.mechanism(), OomMechanism::CgroupV2);
+    let dirs = sb.cgroup_dirs();
+    assert_eq!(dirs.len(), 1);
+    assert!(dirs[0].join("cgroup.kill").exists());
+    // With a limit but no memory controller: refused, not silently unlimited.
+    let limited = SandboxOptions { memory_limit_mib: Some(64), mechanism: Some(OomMechanism::CgroupV2) };
+    assert!(Sandbox::create_with("t-v2-limited", limited).is_err());
+
+    let mut owner = Proc::spawn("read x; while :; do sleep 30 & done");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    wait_until("the v2 run has 20 processes", || sb.processes().len() >= 20);
+    let killed = sb.kill_all().expect("kill_all");
+    assert!(killed.contains(&owner.pid()));
+    assert!(sb.processes().is_empty());
+    assert_eq!(owner.wait().signal(), Some(9));
+    sb.remove().expect("remove");
+    assert!(!dirs[0].exists());
+}
+
+#[test]
+fn reap_orphans_reaps_reparented_children_but_not_kept_ones() {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
+
+    // An orphan: its parent exits first, so it is re-parented to this process.
+    let out =
+        Command::new("sh").args(["-c", "(sleep 0.2; exit 7) & echo $!"]).stdout(Stdio::piped()).output().expect("sh");
+    let orphan: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("orphan pid");
+
+    // A child someone waits for by pid, and a sandbox's owner: both kept.
+    let mut waited = Command::new("true").spawn().expect("spawn");
+    let keep = sandbox::keep_child(waited.id());
+    let sb = Sandbox::create_without_cgroup("t-reap", None).expect("create");
+    let mut owner = Proc::spawn("read x; exit 3");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+
+    wait_until("all three are zombies", || [orphan, waited.id(), owner.pid()].iter().all(|&p| state(p) == Some('Z')));
+    let reaped = sandbox::reap_orphans();
+    let orphan_status = reaped.iter().find(|(p, _)| *p == orphan).map(|(_, s)| *s);
+    assert_eq!(orphan_status.and_then(|s| s.code()), Some(7), "reaped: {reaped:?}");
+    assert!(reaped.iter().all(|(p, _)| *p != waited.id() && *p != owner.pid()), "{reaped:?}");
+    assert!(waited.wait().expect("the kept child is still ours to wait for").success());
+    assert_eq!(owner.wait().code(), Some(3));
+    drop(keep);
+    sb.remove().expect("remove");
+}
+
+#[test]
+fn a_run_that_panics_leaves_nothing() {
+    let (tx, rx) = mpsc::channel();
+    let runner = std::thread::spawn(move || {
+        let sb = v1_sandbox("t-panic", Some(64));
+        // A process that is not the test's Child: only the sandbox can clean it.
+        let out = Command::new("sh")
+            .args(["-c", "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"])
+            .stdout(Stdio::piped())
+            .output()
+            .expect("sh");
+        let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid");
+        sb.enter(pid).expect("enter");
+        tx.send((pid, sb.cgroup_dirs())).expect("send");
+        panic!("the runner panics with the run alive");
+    });
+    assert!(runner.join().is_err());
+    let (pid, dirs) = rx.recv().expect("what the runner made");
+    wait_until("the orphaned process is gone", || !alive(pid));
+    for d in &dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}

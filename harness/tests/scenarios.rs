@@ -1,0 +1,151 @@
+//! The harness end to end, as its users drive it: `poolchaos run` over the
+//! scenarios in `scenarios/`, bad scenario files, and a harness killed halfway.
+//!
+//! These need what CI has: root, and cgroup v1 `memory`/`freezer`/`pids`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::runner::RunContext;
+use harness::{scenario, suite};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn poolchaos() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_poolchaos"));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// The canonical outcome matrix of every scenario against every pool it
+/// names: a change of any pool's behaviour shows here as a snapshot diff.
+#[test]
+fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
+    let scenarios = scenario::load_all(&[root().join("scenarios")]).expect("scenarios load");
+    let ctx = RunContext { exe: env!("CARGO_BIN_EXE_poolchaos").into(), events_dir: None };
+    let report = suite::run(&scenarios, &[], 1, &ctx, 4, &|_| {}).expect("suite runs");
+    assert_eq!(report.oom_mechanism, "cgroup-v1", "a real kernel OOM kill, through the run's memory cgroup");
+    let oom = report.runs.iter().find(|r| r.scenario == "oom-big-batch" && r.pool == "per-task").expect("oom run");
+    assert!(oom.oom_kills >= 1, "the OOM scenario's cgroup counted an oom_kill");
+    insta::with_settings!({ snapshot_path => "../../reports/snapshots", prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("scenarios-matrix", report.canonical());
+    });
+    let mismatches: Vec<String> = report
+        .runs
+        .iter()
+        .filter(|r| !r.as_expected())
+        .map(|r| format!("{} x {}: {} ({:?})", r.scenario, r.pool, r.verdict, r.diagnosis))
+        .collect();
+    assert!(mismatches.is_empty(), "not as expected: {mismatches:#?}");
+}
+
+#[test]
+fn a_malformed_scenario_is_refused_with_file_line_and_field_and_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("workers = 2", "workers = \"two\"", ":2:11: workers: invalid type"),
+        ("naive = \"hung\"", "fastest = \"hung\"", ":17:1: expect.fastest: unknown pool \"fastest\""),
+        ("count = 1", "count = 1\nspeed = 3", ":9:1: tasks[0].speed: unknown field `speed`"),
+        ("at = \"mid-task\"", "at = \"midway\"", ":14:34: tasks[1].fault.at: unknown point \"midway\""),
+    ];
+    let good = std::fs::read_to_string(root().join("scenarios/segfault.toml")).expect("read");
+    let good = good.replace("count = 7", "count = 1");
+    for (from, to, expected) in cases {
+        let path = dir.path().join("bad.toml");
+        assert!(good.contains(from), "fixture has {from}");
+        std::fs::write(&path, good.replacen(from, to, 1)).expect("write");
+        let out = poolchaos().arg("run").arg(&path).output().expect("run poolchaos");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "exit 2 for {to}: {stderr}");
+        assert!(stderr.contains(&format!("{}{expected}", path.display())), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing ran");
+    }
+}
+
+fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for ctl in ["memory", "freezer", "pids"] {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let Some(path) = own.lines().find_map(|l| l.split(':').nth(2).filter(|_| l.split(':').nth(1) == Some(ctl)))
+        else {
+            continue;
+        };
+        let dir = Path::new("/sys/fs/cgroup").join(ctl).join(path.trim_start_matches('/'));
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// A harness SIGKILLed mid-run leaves its cgroups, and a naive worker busy
+/// with a long task; the next run removes both.
+#[test]
+fn the_next_run_cleans_what_a_killed_harness_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = dir.path().join("long.toml");
+    std::fs::write(
+        &long,
+        r#"description = "one long task"
+workers = 1
+deadline_ms = 60000
+[[tasks]]
+work = { sleep_ms = 30000 }
+[expect]
+naive = "completed"
+"#,
+    )
+    .expect("write");
+    let mut harness =
+        poolchaos().arg("run").arg(&long).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let prefix = format!("poolchaos-{}-", harness.id());
+    // Wait until its run is inside its cgroup, with a worker busy.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let busy = loop {
+        let procs: Vec<u32> = cgroups_named(&prefix)
+            .iter()
+            .filter(|p| p.starts_with("/sys/fs/cgroup/memory"))
+            .flat_map(|p| {
+                std::fs::read_to_string(p.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        if procs.len() >= 2 {
+            break procs;
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    harness.kill().expect("SIGKILL the harness");
+    harness.wait().expect("reap it");
+    std::thread::sleep(Duration::from_millis(300));
+    let left_cgroups = cgroups_named(&prefix);
+    assert!(!left_cgroups.is_empty(), "the killed harness left its cgroups (else this test shows nothing)");
+    let alive = |pid: &u32| Path::new(&format!("/proc/{pid}")).exists();
+    assert!(busy.iter().any(alive), "the busy naive worker outlived the harness");
+    // The next run, of anything, cleans up.
+    let out = poolchaos().args(["run", "scenarios/task-error.toml", "--pools", "supervised"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(cgroups_named(&prefix), Vec::<PathBuf>::new(), "stale cgroups removed");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while busy.iter().any(alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Zombies re-parented to init are reaped by it; anything else alive is a leak.
+    let survivors: Vec<&u32> = busy.iter().filter(|p| alive(p) && !is_zombie(**p)).collect();
+    assert!(survivors.is_empty(), "processes of the killed run still alive: {survivors:?}");
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+}
