@@ -25,6 +25,14 @@ snapshots:
     command -v cargo-insta >/dev/null || cargo install cargo-insta --locked
     cargo insta test --test-runner nextest --review
 
+# A randomized campaign against a pool: just campaign supervised 1000
+campaign pool="supervised" runs="200": build
+    target/release/poolchaos campaign --pool {{pool}} --runs {{runs}} --storm-ms 200 --oom-rate 0.01 --out reports/campaign
+
+# A long campaign (10 minutes), all fault kinds, failures shrunk into reports/failures/.
+fuzz pool="supervised": build
+    target/release/poolchaos campaign --pool {{pool}} --for 10m --storm-ms 150 --oom-rate 0.01 --stall-rate 0.01 --out reports/campaign
+
 # The quick in-process fault matrix: every pool x self-placed fault x call style.
 matrix: build
     target/release/poolchaos matrix
@@ -32,6 +40,15 @@ matrix: build
 # Time one no-fault map of 10,000 echo tasks on 2 workers, for each pool.
 speed: build
     target/release/poolchaos speed
+
+# Throughput under failures, the floor beside it, detection latency (quick, < 3 min):
+# writes reports/bench/summary.md and reports/bench/throughput.svg.
+bench: build
+    target/release/poolchaos bench
+
+# The full criterion benches (benches/): floor, throughput, latency; results in target/criterion/.
+bench-full: build
+    cargo bench -p poolchaos-benches
 
 # Say what a scenario does: just explain scenarios/seed-map-sigkill.toml
 explain file: build
@@ -45,9 +62,16 @@ fmt:
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
-# What CI runs: format check, lint, tests, then the main job.
+# What CI runs: format check, lint, tests, the main job, then the bench smoke.
 ci:
     cargo fmt --all -- --check
     just lint
     cargo nextest run --workspace --profile ci
     just chaos
+    just bench-smoke
+
+# The benches compiled and each run once (criterion's --test), and every measurement of
+# `poolchaos bench` run on a handful of tasks: nothing is timed.
+bench-smoke: build
+    cargo bench -p poolchaos-benches -- --test > /dev/null
+    target/release/poolchaos bench --smoke > /dev/null

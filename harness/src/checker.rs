@@ -34,11 +34,13 @@ pub struct Ending {
 pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     let n = plan.tasks.len();
     let mut outcomes: Vec<Vec<&OutcomeRecord>> = vec![Vec::new(); n];
+    let mut duplicates = vec![0usize; n];
     let mut worker_exits = Vec::new();
     let mut owner_error = None;
     for logged in events {
         match &logged.event {
             Event::Outcome { index, result } if *index < n => outcomes[*index].push(result),
+            Event::Duplicate { index } if *index < n => duplicates[*index] += 1,
             Event::WorkerExit { pid, signal, code } => {
                 worker_exits.push(ExitRecord { pid: *pid, signal: *signal, code: *code });
             }
@@ -49,7 +51,11 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     let mut tasks = TaskCounts { total: n, ..TaskCounts::default() };
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     let mut unnamed = 0;
-    for got in &outcomes {
+    for (got, &extra) in outcomes.iter().zip(&duplicates) {
+        if extra > 0 {
+            tasks.duplicated += 1;
+            continue;
+        }
         match got.as_slice() {
             [] => tasks.lost += 1,
             [OutcomeRecord::Ok] => tasks.ok += 1,
@@ -69,7 +75,13 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
             _ => tasks.duplicated += 1,
         }
     }
-    let verdict = if ending.deadline_passed {
+    let skipped = events.iter().find_map(|l| match &l.event {
+        Event::Skipped { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    let verdict = if skipped.is_some() {
+        Verdict::Skipped
+    } else if ending.deadline_passed {
         Verdict::Hung
     } else if !ending.leaks.is_empty() {
         Verdict::Leaked
@@ -83,6 +95,9 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
         Verdict::Completed
     };
     let mut diagnosis = Vec::new();
+    if let Some(reason) = skipped {
+        diagnosis.push(format!("skipped: {reason}"));
+    }
     if let Some(message) = owner_error {
         diagnosis.push(format!("the owner failed: {message}"));
         if !ending.stderr_tail.is_empty() {
@@ -91,6 +106,14 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     }
     if matches!(verdict, Verdict::Hung | Verdict::Lost) {
         diagnosis.extend(pending(plan, events, &outcomes));
+        for (index, (got, &extra)) in outcomes.iter().zip(&duplicates).enumerate() {
+            if extra > 0 || got.len() > 1 {
+                diagnosis.push(format!("task {index} got {} outcomes", got.len().max(1) + extra));
+            }
+            if got.iter().any(|o| matches!(o, OutcomeRecord::Wrong)) {
+                diagnosis.push(format!("task {index} got a result that is not its own"));
+            }
+        }
     }
     if ending.oom_kills > 0 {
         diagnosis.push(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills));

@@ -36,12 +36,16 @@ pub enum Event {
     TaskDone { tag: u64, attempt: u32, pid: u32 },
     /// Task `index` of the plan got an outcome.
     Outcome { index: usize, result: OutcomeRecord },
+    /// Task `index` got a second outcome (its job refused it).
+    Duplicate { index: usize },
     /// A result callback or an error callback ran.
     Callback { kind: CallbackKind },
     /// A worker ended, as its pool reaped it.
     WorkerExit { pid: u32, signal: Option<i32>, code: Option<i32> },
     /// The owner's call returned and it closed and joined its pool.
     Finished,
+    /// The target cannot run here (its package is missing): the reason.
+    Skipped { reason: String },
     /// The owner could not do what it was asked.
     OwnerError { message: String },
     /// The nemesis sent `signal` to `pid`.

@@ -14,17 +14,23 @@
 //! - [`checker`]: events in, [`verdict`] out.
 //! - [`report`]: the table, Markdown, JSON and JUnit.
 //! - [`suite`]: many runs, a few at a time, into one report.
+//! - [`campaign`]: randomized runs judged by each pool's [`oracle`], failures
+//!   [`shrink`]ed to a scenario file that replays them.
 //! - [`matrix`]: the quick in-process fault matrix and timing.
 
+pub mod campaign;
 pub mod checker;
 pub mod events;
 pub mod matrix;
 pub mod nemesis;
+pub mod oracle;
 pub mod owner;
 pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod scenario;
+pub mod shrink;
 pub mod suite;
+pub mod target;
 pub mod verdict;

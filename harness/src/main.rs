@@ -7,6 +7,8 @@
 //! - `matrix`: the quick in-process fault matrix (every pool x self-placed
 //!   fault x call style).
 //! - `speed`: one no-fault map of N echo tasks per pool, timed.
+//! - `bench`: throughput under failures, the floor beside it, detection
+//!   latency; writes `summary.md` and `throughput.svg` (the `benches` crate).
 //! - `owner`: the pool's owner inside a run (started by `run`, not by people).
 
 use std::path::PathBuf;
@@ -42,9 +44,12 @@ enum Command {
         /// Scenario files or directories.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
-        /// Only these pools (comma-separated).
+        /// Only these pools or targets: names or patterns, comma-separated (`naive,py-*`).
         #[arg(long, value_delimiter = ',')]
-        pools: Vec<PoolKind>,
+        pools: Vec<String>,
+        /// Drive this command instead (a program speaking the owner protocol, docs/targets.md).
+        #[arg(long, conflicts_with = "pools")]
+        target: Option<String>,
         /// Seed for the random parts of plans (a scenario's own seed wins).
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -57,6 +62,48 @@ enum Command {
         /// Runs at once, each in its own sandbox.
         #[arg(short = 'j', long, default_value_t = 4)]
         jobs: usize,
+    },
+    /// A randomized campaign: many seeded plans against one pool, each judged
+    /// by its oracle; failures shrunk to a scenario file under reports/failures/.
+    Campaign {
+        #[arg(long)]
+        pool: PoolKind,
+        /// How many runs (of this share).
+        #[arg(long, conflicts_with = "for_")]
+        runs: Option<u64>,
+        /// Or for how long: `90s`, `10m`, `1h`.
+        #[arg(long = "for", value_parser = parse_duration)]
+        for_: Option<Duration>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run share K of N of the same seeded plan list (`1/2`, `2/2`).
+        #[arg(long, value_parser = parse_partition)]
+        partition: Option<(u64, u64)>,
+        /// Runs at once, each in its own sandbox.
+        #[arg(short = 'j', long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Write report.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where shrunk reproducers go.
+        #[arg(long, default_value = "reports/failures")]
+        failures: PathBuf,
+        /// Do not shrink findings.
+        #[arg(long)]
+        no_shrink: bool,
+        /// Stop at the first finding.
+        #[arg(long)]
+        fail_fast: bool,
+        #[command(flatten)]
+        knobs: KnobArgs,
+    },
+    /// Join the report.json files of a campaign's shares into one.
+    Merge {
+        /// report.json files, or directories holding one.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List the scenarios.
     List {
@@ -93,11 +140,118 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
-    /// List the pools under test.
+    /// Throughput under failures, with the floor measured beside it: writes
+    /// summary.md and throughput.svg (under 3 minutes).
+    Bench {
+        /// A handful of tasks per measurement: checks that each one runs, times nothing (CI).
+        #[arg(long)]
+        smoke: bool,
+        /// Where to write summary.md and throughput.svg (default: reports/bench; none with --smoke).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only these pools (comma-separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        pools: Vec<PoolKind>,
+    },
+    /// Print the plan a pool's owner (or an external target) gets on its stdin.
+    OwnerPlan {
+        scenario: PathBuf,
+        #[arg(long)]
+        pool: harness::target::Target,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// List the pools under test and the external targets.
     Pools,
     /// The pool's owner inside a sandboxed run (internal).
     #[command(hide = true)]
     Owner,
+}
+
+/// The fault mix of a campaign (rates are per task).
+#[derive(clap::Args)]
+struct KnobArgs {
+    #[arg(long, default_value_t = 40)]
+    tasks: usize,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Self-placed SIGKILL at a random point.
+    #[arg(long, default_value_t = 0.03)]
+    kill_rate: f64,
+    /// SIGSEGV, abort, exit(0) or exit(1) mid-task.
+    #[arg(long, default_value_t = 0.01)]
+    crash_rate: f64,
+    /// Allocation past the run's memory limit: a real OOM kill.
+    #[arg(long, default_value_t = 0.005)]
+    oom_rate: f64,
+    /// Hang or SIGSTOP.
+    #[arg(long, default_value_t = 0.005)]
+    stall_rate: f64,
+    /// SIGKILL from outside, mid-task.
+    #[arg(long, default_value_t = 0.01)]
+    outside_rate: f64,
+    /// The task raises.
+    #[arg(long, default_value_t = 0.01)]
+    error_rate: f64,
+    /// A kill storm every N ms (0: none).
+    #[arg(long, default_value_t = 0)]
+    storm_ms: u64,
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    #[arg(long, default_value_t = 1000)]
+    task_timeout_ms: u64,
+    #[arg(long, default_value_t = 5000)]
+    deadline_ms: u64,
+}
+
+impl From<KnobArgs> for harness::campaign::Knobs {
+    fn from(k: KnobArgs) -> Self {
+        harness::campaign::Knobs {
+            tasks: k.tasks,
+            workers: k.workers,
+            kill_rate: k.kill_rate,
+            crash_rate: k.crash_rate,
+            oom_rate: k.oom_rate,
+            stall_rate: k.stall_rate,
+            outside_rate: k.outside_rate,
+            error_rate: k.error_rate,
+            storm_ms: k.storm_ms,
+            max_attempts: k.max_attempts,
+            task_timeout_ms: k.task_timeout_ms,
+            deadline_ms: k.deadline_ms,
+        }
+    }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 10m or 1h"))?;
+    match unit {
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: the unit is s, m or h")),
+    }
+}
+
+fn parse_partition(s: &str) -> Result<(u64, u64), String> {
+    let err = || format!("{s:?} is not a share like 1/2 (K/N with 1 <= K <= N)");
+    let (k, n) = s.split_once('/').ok_or_else(err)?;
+    let (k, n): (u64, u64) = (k.parse().map_err(|_| err())?, n.parse().map_err(|_| err())?);
+    if n == 0 || k == 0 || k > n {
+        return Err(err());
+    }
+    Ok((k, n))
+}
+
+fn load_campaign(path: &std::path::Path) -> anyhow::Result<harness::campaign::CampaignReport> {
+    let file = if path.is_dir() { path.join("report.json") } else { path.to_owned() };
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
 }
 
 fn main() -> ExitCode {
@@ -112,7 +266,7 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { paths, pools, seed, out, format, jobs } => {
+        Command::Run { paths, pools, target, seed, out, format, jobs } => {
             let scenarios = match scenario::load_all(&paths) {
                 Ok(s) => s,
                 Err(e) => {
@@ -123,8 +277,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
             // Orphaned workers of a run come to us, to be seen and reaped.
             rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
             harness::sandbox::clean_stale();
-            let ctx = RunContext { exe: std::env::current_exe()?, events_dir: out.as_ref().map(|o| o.join("runs")) };
-            let total = suite::pairs(&scenarios, &pools).len() as u64;
+            let ctx = RunContext {
+                exe: std::env::current_exe()?,
+                root: harness::target::project_root(),
+                events_dir: out.as_ref().map(|o| o.join("runs")),
+            };
+            let selection = suite::Selection { patterns: pools, command: target.map(harness::target::Target::Command) };
+            if let Some(bad) =
+                selection.patterns.iter().find(|p| !harness::target::Target::all().iter().any(|t| t.matches(p)))
+            {
+                eprintln!("poolchaos: --pools: {bad:?} names no pool or target (see `poolchaos pools`)");
+                return Ok(ExitCode::from(2));
+            }
+            let total = suite::pairs(&scenarios, &selection).len() as u64;
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed} {msg}")
@@ -134,7 +299,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 bar.set_message(format!("{} / {}: {}", r.scenario, r.pool, r.verdict));
                 bar.inc(1);
             };
-            let report = suite::run(&scenarios, &pools, seed, &ctx, jobs, &tick)?;
+            let report = suite::run(&scenarios, &selection, seed, &ctx, jobs, &tick)?;
             bar.finish_and_clear();
             if let Some(dir) = &out {
                 report.write_all(dir).with_context(|| format!("writing the report to {}", dir.display()))?;
@@ -146,6 +311,54 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Format::Junit => print!("{}", report.junit()),
             }
             Ok(if report.all_as_expected() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Campaign { pool, runs, for_, seed, partition, jobs, out, failures, no_shrink, fail_fast, knobs } => {
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+            harness::sandbox::clean_stale();
+            let ctx =
+                RunContext { exe: std::env::current_exe()?, root: harness::target::project_root(), events_dir: None };
+            let settings = harness::campaign::Settings {
+                pool,
+                seed,
+                knobs: knobs.into(),
+                runs: runs.or(if for_.is_none() { Some(100) } else { None }),
+                duration: for_,
+                partition,
+                jobs,
+                failures_dir: failures,
+                shrink: !no_shrink,
+                max_findings: fail_fast.then_some(1),
+            };
+            let bar = match settings.runs {
+                Some(n) => indicatif::ProgressBar::new(n),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos} runs {elapsed} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let tick = |r: &harness::campaign::CampaignRun| {
+                bar.set_message(format!("run {}: {}", r.index, r.verdict));
+                bar.inc(1);
+            };
+            let report = harness::campaign::run(&settings, &ctx, &tick)?;
+            bar.finish_and_clear();
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+            }
+            print!("{}", report.summary());
+            Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Merge { paths, out } => {
+            let shares = paths.iter().map(|p| load_campaign(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            let merged = harness::campaign::CampaignReport::merge(shares)?;
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&merged)?)?;
+            }
+            print!("{}", merged.summary());
+            Ok(if merged.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::List { paths } => {
             let scenarios = match scenario::load_all(&paths) {
@@ -200,9 +413,37 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { smoke, out, pools } => {
+            let program = benches::worker()?;
+            let mode = if smoke { benches::Mode::Smoke } else { benches::Mode::Quick };
+            let started = Instant::now();
+            let summary = benches::run(&program, mode, &pools, &mut |what| {
+                eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64())
+            })?;
+            let out = out.or_else(|| (!smoke).then(|| PathBuf::from("reports/bench")));
+            match &out {
+                Some(dir) => {
+                    benches::write(&summary, dir)?;
+                    println!("wrote {0}/summary.md and {0}/throughput.svg", dir.display());
+                }
+                None => print!("{}", summary.markdown()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::OwnerPlan { scenario: path, pool, seed } => match scenario::load(&path) {
+            Ok(s) => {
+                let plan = plan::Plan::new(&s, pool, seed);
+                println!("{}", serde_json::to_string(&plan::OwnerPlan::from(&plan))?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("poolchaos: {e}");
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Pools => {
-            for kind in PoolKind::ALL {
-                println!("{kind}");
+            for target in harness::target::Target::all() {
+                println!("{target}");
             }
             Ok(ExitCode::SUCCESS)
         }

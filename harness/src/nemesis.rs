@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::events::Event;
 use crate::plan::{Dice, Plan, signal_name};
-use crate::scenario::{Signal, Target};
+use crate::scenario::{Aim, Signal};
 
 /// A signal to send now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl Strike {
     }
 }
 
-enum Aim {
+enum Victim {
     Worker(u32),
     RandomWorker,
     Owner,
@@ -34,7 +34,7 @@ enum Aim {
 struct Scheduled {
     at: Duration,
     signal: Signal,
-    aim: Aim,
+    victim: Victim,
     what: String,
 }
 
@@ -53,17 +53,17 @@ impl Nemesis {
         for n in &plan.nemesis {
             let after = Duration::from_millis(n.after_ms);
             match n.target {
-                Target::Task(index) => on_start.push((plan.tasks[index].tag, n.signal, after)),
-                Target::RandomWorker => scheduled.push(Scheduled {
+                Aim::Task(index) => on_start.push((plan.tasks[index].tag, n.signal, after)),
+                Aim::RandomWorker => scheduled.push(Scheduled {
                     at: after,
                     signal: n.signal,
-                    aim: Aim::RandomWorker,
+                    victim: Victim::RandomWorker,
                     what: "a random worker".into(),
                 }),
-                Target::Owner => {
-                    scheduled.push(Scheduled { at: after, signal: n.signal, aim: Aim::Owner, what: "the owner".into() })
+                Aim::Owner => {
+                    scheduled.push(Scheduled { at: after, signal: n.signal, victim: Victim::Owner, what: "the owner".into() })
                 }
-                Target::IdleWorker => {}
+                Aim::IdleWorker => {}
             }
         }
         let storm =
@@ -74,7 +74,7 @@ impl Nemesis {
 
     /// Whether the plan kills the owner.
     pub fn kills_owner(plan: &Plan) -> bool {
-        plan.nemesis.iter().any(|n| n.target == Target::Owner && n.signal == Signal::Sigkill)
+        plan.nemesis.iter().any(|n| n.target == Aim::Owner && n.signal == Signal::Sigkill)
     }
 
     /// Takes note of an event at run time `now`.
@@ -86,7 +86,7 @@ impl Nemesis {
                 self.scheduled.push(Scheduled {
                     at: now + after,
                     signal,
-                    aim: Aim::Worker(*pid),
+                    victim: Victim::Worker(*pid),
                     what: format!("the worker of task {tag}"),
                 });
             }
@@ -106,10 +106,10 @@ impl Nemesis {
         let (due, later): (Vec<_>, Vec<_>) = self.scheduled.drain(..).partition(|s| s.at <= now);
         self.scheduled = later;
         for s in due {
-            let pid = match s.aim {
-                Aim::Worker(pid) => Some(pid),
-                Aim::Owner => Some(owner),
-                Aim::RandomWorker => (!workers.is_empty()).then(|| *self.dice.pick(workers)),
+            let pid = match s.victim {
+                Victim::Worker(pid) => Some(pid),
+                Victim::Owner => Some(owner),
+                Victim::RandomWorker => (!workers.is_empty()).then(|| *self.dice.pick(workers)),
             };
             if let Some(pid) = pid {
                 strikes.push(Strike { signal: s.signal, pid, target: s.what });

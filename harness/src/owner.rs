@@ -104,41 +104,50 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
             other => Err(other.into()),
         }
     };
+    // Every job with the index of its first task, to look for duplicates at the end.
+    let mut jobs: Vec<(usize, pools::AsyncResult)> = Vec::new();
+    let mut settle = |first: usize, handle: Result<pools::AsyncResult, pools::PoolError>| {
+        let outcomes = match handle {
+            Ok(handle) => {
+                let outcomes = handle.wait(None).unwrap_or_default();
+                jobs.push((first, handle));
+                outcomes
+            }
+            Err(e) => refused(e)?,
+        };
+        anyhow::Ok(outcomes)
+    };
     match style {
-        CallStyle::Map => {
-            let outcomes = pool.map(tasks.clone()).or_else(refused)?;
+        // `map` and `apply` are `submit` and a wait, as in the Pool trait.
+        CallStyle::Map | CallStyle::MapAsync => {
+            let cb = if style == CallStyle::Map { Callbacks::default() } else { callbacks() };
+            let outcomes = settle(0, pool.submit(tasks.clone(), cb))?;
             for (i, task) in tasks.iter().enumerate() {
                 outcome(i, task, &outcomes, i);
             }
         }
         CallStyle::Apply => {
             for (i, task) in tasks.iter().enumerate() {
-                let one = pool.apply(task.clone()).map(|o| vec![o]).or_else(refused)?;
+                let one = settle(i, pool.submit(vec![task.clone()], Callbacks::default()))?;
                 outcome(i, task, &one, 0);
             }
         }
         CallStyle::ApplyAsync => {
             let handles: Vec<_> = tasks.iter().map(|t| pool.submit(vec![t.clone()], callbacks())).collect();
             for (i, handle) in handles.into_iter().enumerate() {
-                let one = match handle {
-                    Ok(handle) => handle.wait(None).unwrap_or_default(),
-                    Err(e) => refused(e)?,
-                };
+                let one = settle(i, handle)?;
                 outcome(i, &tasks[i], &one, 0);
-            }
-        }
-        CallStyle::MapAsync => {
-            let outcomes = match pool.submit(tasks.clone(), callbacks()) {
-                Ok(handle) => handle.wait(None).unwrap_or_default(),
-                Err(e) => refused(e)?,
-            };
-            for (i, task) in tasks.iter().enumerate() {
-                outcome(i, task, &outcomes, i);
             }
         }
     }
     pool.close();
     pool.join()?;
+    // A second outcome for a task is refused by its job, and reported here.
+    for (first, job) in &jobs {
+        for slot in job.job().duplicate_slots() {
+            emitter.emit(&Event::Duplicate { index: first + slot });
+        }
+    }
     emitter.emit(&Event::Finished);
     Ok(())
 }

@@ -7,19 +7,20 @@
 
 use std::time::Duration;
 
-use pools::{CallStyle, Fault, PoolKind, Task, Workload};
+use pools::{CallStyle, Fault, Task, Workload};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{self, Nemesis, Scenario, Signal, Storm, Target};
+use crate::scenario::{self, Nemesis, Scenario, Signal, Storm, Aim};
+use crate::target::Target;
 use crate::verdict::FaultRecord;
 
 /// One run, fully decided.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub scenario: String,
-    pub pool: PoolKind,
+    pub pool: Target,
     pub seed: u64,
     pub workers: usize,
     pub style: CallStyle,
@@ -59,7 +60,7 @@ impl Dice {
 
 impl Plan {
     /// The plan of `scenario` for `pool`. The scenario's own seed wins over `seed`.
-    pub fn new(scenario: &Scenario, pool: PoolKind, seed: u64) -> Plan {
+    pub fn new(scenario: &Scenario, pool: Target, seed: u64) -> Plan {
         let seed = scenario.seed.unwrap_or(seed);
         let mut dice = Dice::new(seed);
         let mut tasks = Vec::with_capacity(scenario.task_count());
@@ -81,10 +82,10 @@ impl Plan {
         }
         Plan {
             scenario: scenario.name.clone(),
+            style: pool.style().unwrap_or(scenario.style),
             pool,
             seed,
             workers: scenario.workers,
-            style: scenario.style,
             deadline: Duration::from_millis(scenario.deadline_ms),
             memory_limit_mib: scenario.memory_limit_mib,
             task_timeout: scenario.task_timeout_ms.map(Duration::from_millis),
@@ -92,7 +93,7 @@ impl Plan {
             tasks,
             nemesis: scenario.nemesis.clone(),
             storm: scenario.storm,
-            warmup: scenario.nemesis.iter().any(|n| n.target == Target::IdleWorker),
+            warmup: scenario.nemesis.iter().any(|n| n.target == Aim::IdleWorker),
         }
     }
 
@@ -128,10 +129,10 @@ impl Plan {
         }
         for n in &self.nemesis {
             let at = match n.target {
-                Target::Task(task) => format!("worker of task {task}, {} ms into it", n.after_ms),
-                Target::IdleWorker => "idle worker (inqueue lock holder), after a warm-up task".into(),
-                Target::RandomWorker => format!("a random worker, {} ms into the run", n.after_ms),
-                Target::Owner => format!("the pool's owner, {} ms into the run", n.after_ms),
+                Aim::Task(task) => format!("worker of task {task}, {} ms into it", n.after_ms),
+                Aim::IdleWorker => "idle worker (inqueue lock holder), after a warm-up task".into(),
+                Aim::RandomWorker => format!("a random worker, {} ms into the run", n.after_ms),
+                Aim::Owner => format!("the pool's owner, {} ms into the run", n.after_ms),
             };
             faults.push(FaultRecord { kind: signal_name(n.signal).into(), at: format!("{at} (from outside)") });
         }
@@ -155,8 +156,8 @@ pub fn signal_name(signal: Signal) -> &'static str {
 /// The scenario in words: what `poolchaos explain` prints.
 pub fn explain(scenario: &Scenario, seed: u64) -> String {
     let mut out = format!("{}: {}\n", scenario.name, scenario.description);
-    let Some(&(pool, _)) = scenario.expect.first() else { return out };
-    let plan = Plan::new(scenario, pool, seed);
+    let Some((pool, _)) = scenario.expect.first() else { return out };
+    let plan = Plan::new(scenario, pool.clone(), seed);
     let style = scenario.style.name();
     out += &format!(
         "  {} task(s) on {} worker(s), called with {style}; hung if not done in {} ms (seed {}).\n",

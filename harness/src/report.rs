@@ -167,7 +167,11 @@ impl Report {
             let mut time = 0;
             for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
                 time += run.elapsed_ms;
-                let status = if run.as_expected() {
+                let status = if run.verdict == Verdict::Skipped {
+                    let mut status = TestCaseStatus::skipped();
+                    status.set_message(run.diagnosis.join("; "));
+                    status
+                } else if run.as_expected() {
                     TestCaseStatus::success()
                 } else {
                     let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
@@ -401,6 +405,7 @@ fn width(text: &str) -> usize {
 fn verdict_style(verdict: Verdict) -> Style {
     let colour = match verdict {
         Verdict::Completed => AnsiColor::Green,
+        Verdict::Skipped => AnsiColor::BrightBlack,
         Verdict::FailedLoudly | Verdict::OwnerKilled => AnsiColor::Yellow,
         Verdict::Lost | Verdict::Hung | Verdict::Leaked => AnsiColor::Red,
     };
@@ -410,6 +415,7 @@ fn verdict_style(verdict: Verdict) -> Style {
 fn verdict_dot(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Completed => "🟢",
+        Verdict::Skipped => "⚪",
         Verdict::FailedLoudly | Verdict::OwnerKilled => "🟡",
         Verdict::Lost | Verdict::Hung | Verdict::Leaked => "🔴",
     }

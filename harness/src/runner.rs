@@ -42,15 +42,18 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// What every run shares.
 #[derive(Debug, Clone)]
 pub struct RunContext {
-    /// The `poolchaos` binary, which is also the owner.
+    /// The `poolchaos` binary, which is also the owner of our pools.
     pub exe: PathBuf,
+    /// The project's files (`targets/python/`, `.venv/`), for external targets.
+    pub root: PathBuf,
     /// Where event logs go (`<scenario>--<pool>.events.jsonl`), if anywhere.
     pub events_dir: Option<PathBuf>,
 }
 
-/// A run's result, and how its OOMs would have been caught.
+/// A run's result, its event log, and how its OOMs would have been caught.
 pub struct RunResult {
     pub record: RunRecord,
+    pub events: Vec<Logged>,
     pub mechanism: OomMechanism,
 }
 
@@ -78,7 +81,7 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
     if let Some(dir) = &ctx.events_dir {
         record.events = Some(write_events(dir, plan, &events)?);
     }
-    Ok(RunResult { record, mechanism })
+    Ok(RunResult { record, events, mechanism })
 }
 
 fn write_events(dir: &Path, plan: &Plan, events: &[Logged]) -> io::Result<String> {
@@ -107,8 +110,10 @@ impl Run {
     fn start(plan: &Plan, ctx: &RunContext, sandbox: &Sandbox, tmp: &Path) -> anyhow::Result<Run> {
         let (trace_r, trace_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let trace_fd = trace_w.as_raw_fd();
-        let mut cmd = Command::new(&ctx.exe);
-        cmd.arg("owner")
+        let launch = plan.pool.launch(&ctx.exe, &ctx.root);
+        let mut cmd = Command::new(&launch.program);
+        cmd.args(&launch.args)
+            .envs(launch.env)
             .current_dir(tmp)
             .env("TMPDIR", tmp)
             .env(pools::process::TRACE_FD_ENV, trace_fd.to_string())
@@ -260,7 +265,7 @@ impl Run {
     /// channel (fd 0), SIGKILLs it, and lets the owner go on.
     fn strike_idle_worker(&mut self, plan: &Plan, sandbox: &Sandbox, log: &mut Log) {
         let owner_pid = self.owner.id();
-        for n in plan.nemesis.iter().filter(|n| n.target == crate::scenario::Target::IdleWorker) {
+        for n in plan.nemesis.iter().filter(|n| n.target == crate::scenario::Aim::IdleWorker) {
             let until = Instant::now() + IDLE_WAIT;
             let mut victim = None;
             while victim.is_none() && Instant::now() < until {

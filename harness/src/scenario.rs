@@ -44,10 +44,11 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use pools::{CallStyle, FaultKind, FaultPoint, PoolKind, Workload};
+use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::target::Target;
 use crate::verdict::Verdict;
 
 /// A scenario, read and checked.
@@ -69,7 +70,7 @@ pub struct Scenario {
     pub random: Option<RandomFaults>,
     pub storm: Option<Storm>,
     /// The pools to run, in order, and the verdict each is expected to reach.
-    pub expect: Vec<(PoolKind, Verdict)>,
+    pub expect: Vec<(Target, Verdict)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +99,7 @@ pub enum Signal {
 
 /// Whom the nemesis signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Aim {
     /// The worker running task N, `after_ms` into it.
     Task(usize),
     /// After a warm-up task, the idle worker blocked in its read of the task
@@ -113,7 +114,7 @@ pub enum Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nemesis {
     pub signal: Signal,
-    pub target: Target,
+    pub target: Aim,
     pub after_ms: u64,
 }
 
@@ -148,6 +149,82 @@ impl Scenario {
     /// How many tasks the scenario runs.
     pub fn task_count(&self) -> usize {
         self.tasks.iter().map(|g| g.count).sum()
+    }
+
+    /// The scenario as a file that reads back to the same scenario (how
+    /// campaigns save a reproducer). `header` lines become comments on top.
+    pub fn to_toml(&self, header: &[String]) -> String {
+        let mut out = String::new();
+        for line in header {
+            out += &format!("# {line}\n");
+        }
+        out += &format!("description = {:?}\n", self.description);
+        out += &format!(
+            "workers = {}\nstyle = {:?}\ndeadline_ms = {}\n",
+            self.workers,
+            self.style.name(),
+            self.deadline_ms
+        );
+        if let Some(mib) = self.memory_limit_mib {
+            out += &format!("memory_limit_mib = {mib}\n");
+        }
+        if let Some(ms) = self.task_timeout_ms {
+            out += &format!("task_timeout_ms = {ms}\n");
+        }
+        out += &format!("max_attempts = {}\n", self.max_attempts);
+        if let Some(seed) = self.seed {
+            out += &format!("seed = {seed}\n");
+        }
+        for group in &self.tasks {
+            let work = match &group.work {
+                Workload::Echo(bytes) => format!("echo = {}", bytes.len()),
+                Workload::Spin { us } => format!("spin_us = {us}"),
+                Workload::Sleep { ms } => format!("sleep_ms = {ms}"),
+                Workload::Alloc { mib, .. } => format!("alloc_mib = {mib}"),
+                Workload::Large { bytes } => format!("large_bytes = {bytes}"),
+            };
+            out += &format!("\n[[tasks]]\ncount = {}\nwork = {{ {work} }}\n", group.count);
+            if let Some(f) = group.fault {
+                let times = if f.times == u32::MAX { "\"always\"".to_string() } else { f.times.to_string() };
+                out += &format!(
+                    "fault = {{ kind = {:?}, at = {:?}, times = {times} }}\n",
+                    fault_kind_name(f.kind),
+                    fault_point_name(f.at)
+                );
+            }
+        }
+        for n in &self.nemesis {
+            let signal = match n.signal {
+                Signal::Sigkill => "sigkill",
+                Signal::Sigstop => "sigstop",
+            };
+            let target = match n.target {
+                Aim::Task(task) => format!("\"task\"\ntask = {task}"),
+                Aim::IdleWorker => "\"idle-worker\"".into(),
+                Aim::RandomWorker => "\"random-worker\"".into(),
+                Aim::Owner => "\"owner\"".into(),
+            };
+            out += &format!("\n[[nemesis]]\nsignal = {signal:?}\ntarget = {target}\nafter_ms = {}\n", n.after_ms);
+        }
+        if let Some(r) = &self.random {
+            let kinds: Vec<String> = r.kinds.iter().map(|k| format!("{:?}", fault_kind_name(*k))).collect();
+            let points: Vec<String> = r.points.iter().map(|p| format!("{:?}", fault_point_name(*p))).collect();
+            out += &format!(
+                "\n[random]\nrate = {}\nkinds = [{}]\npoints = [{}]\n",
+                r.rate,
+                kinds.join(", "),
+                points.join(", ")
+            );
+        }
+        if let Some(storm) = &self.storm {
+            let signal = if storm.signal == Signal::Sigkill { "sigkill" } else { "sigstop" };
+            out += &format!("\n[storm]\nsignal = {signal:?}\nevery_ms = {}\n", storm.every_ms);
+        }
+        out += "\n[expect]\n";
+        for (pool, verdict) in &self.expect {
+            out += &format!("{pool} = {:?}\n", verdict.name());
+        }
+        out
     }
 }
 
@@ -404,7 +481,7 @@ impl Raw {
         for (i, raw) in self.nemesis.into_iter().enumerate() {
             let field = format!("nemesis[{i}].target");
             let target = match (raw.target.get_ref().as_str(), &raw.task) {
-                ("task", Some(task)) if *task.get_ref() < total => Target::Task(*task.get_ref()),
+                ("task", Some(task)) if *task.get_ref() < total => Aim::Task(*task.get_ref()),
                 ("task", Some(task)) => {
                     return Err(error(
                         Some(task.span()),
@@ -415,9 +492,9 @@ impl Raw {
                 ("task", None) => {
                     return Err(error(Some(raw.target.span()), &field, "target \"task\" needs `task = N`".into()));
                 }
-                ("idle-worker", _) => Target::IdleWorker,
-                ("random-worker", _) => Target::RandomWorker,
-                ("owner", _) => Target::Owner,
+                ("idle-worker", _) => Aim::IdleWorker,
+                ("random-worker", _) => Aim::RandomWorker,
+                ("owner", _) => Aim::Owner,
                 (other, _) => {
                     return Err(error(
                         Some(raw.target.span()),
@@ -481,7 +558,7 @@ impl Raw {
         let expect_span = self.expect.span();
         let mut expect = Vec::new();
         for (pool, verdict) in self.expect.into_inner() {
-            let kind: PoolKind = pool
+            let kind: crate::target::Target = pool
                 .get_ref()
                 .parse()
                 .map_err(|e: String| error(Some(pool.span()), &format!("expect.{}", pool.get_ref()), e))?;
@@ -494,7 +571,7 @@ impl Raw {
         if expect.is_empty() {
             return Err(error(Some(expect_span), "expect", "name at least one pool and its expected verdict".into()));
         }
-        expect.sort_by_key(|(k, _)| *k);
+        expect.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Scenario {
             name,
             path: path.to_owned(),
@@ -566,6 +643,7 @@ impl RawGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pools::PoolKind;
 
     const GOOD: &str = r#"
 description = "d"
@@ -599,8 +677,20 @@ naive = "hung"
         let s = parse(Path::new("dir/seed.toml"), GOOD).unwrap();
         assert_eq!((s.name.as_str(), s.workers, s.task_count(), s.style), ("seed", 2, 4, CallStyle::Map));
         assert_eq!(s.tasks[1].fault, Some(SelfFault { kind: FaultKind::SigKill, at: FaultPoint::MidTask, times: 1 }));
-        assert_eq!(s.nemesis[0].target, Target::Task(3));
-        assert_eq!(s.expect, vec![(PoolKind::Naive, Verdict::Hung), (PoolKind::Supervised, Verdict::Completed)]);
+        assert_eq!(s.nemesis[0].target, Aim::Task(3));
+        let pools = |k| crate::target::Target::Pool(k);
+        assert_eq!(
+            s.expect,
+            vec![(pools(PoolKind::Naive), Verdict::Hung), (pools(PoolKind::Supervised), Verdict::Completed)]
+        );
+    }
+
+    #[test]
+    fn a_scenario_written_out_reads_back_the_same() {
+        let s = parse(Path::new("seed.toml"), GOOD).unwrap();
+        let again = parse(Path::new("seed.toml"), &s.to_toml(&["a header".into()])).unwrap();
+        assert_eq!(again.to_toml(&[]), s.to_toml(&[]));
+        assert_eq!((again.tasks, again.nemesis, again.expect), (s.tasks, s.nemesis, s.expect));
     }
 
     #[test]
@@ -612,7 +702,9 @@ naive = "hung"
         );
         assert_eq!(
             err(&GOOD.replace("naive = \"hung\"", "fastpool = \"hung\"")),
-            "s.toml:21:1: expect.fastpool: unknown pool \"fastpool\" (known: naive, seed-polling, polling, per-task, supervised)"
+            "s.toml:21:1: expect.fastpool: unknown pool \"fastpool\" (known: naive, seed-polling, polling, per-task, supervised, \
+             py-pool-map, py-pool-apply, py-pool-apply-async, py-pool-map-async, py-seed-polling, py-seed-polling-async, \
+             py-process-per-task, py-ppe, py-loky, py-pebble, py-billiard)"
         );
         assert!(
             err(&GOOD.replace("kind = \"sigkill\"", "kind = \"sigfoo\""))

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
+    /// The target could not run here (a package is missing); never a pass.
+    Skipped,
     /// Every task has exactly one outcome, its correct result.
     Completed,
     /// Every task has exactly one outcome; the errors name the fault.
@@ -27,7 +29,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Skipped,
         Verdict::Completed,
         Verdict::FailedLoudly,
         Verdict::OwnerKilled,
@@ -38,6 +41,7 @@ impl Verdict {
 
     pub fn name(self) -> &'static str {
         match self {
+            Verdict::Skipped => "skipped",
             Verdict::Completed => "completed",
             Verdict::FailedLoudly => "failed-loudly",
             Verdict::OwnerKilled => "owner-killed",
@@ -123,8 +127,10 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Whether the verdict is the one the scenario expects (no expectation: yes).
+    /// Whether the verdict is the one the scenario expects (no expectation:
+    /// yes). A skipped run meets no expectation and breaks none: reports
+    /// count it apart.
     pub fn as_expected(&self) -> bool {
-        self.expected.is_none_or(|e| e == self.verdict)
+        self.verdict == Verdict::Skipped || self.expected.is_none_or(|e| e == self.verdict)
     }
 }

@@ -26,8 +26,13 @@ fn poolchaos() -> Command {
 fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
     let scenarios = scenario::load_all(&[root().join("scenarios")]).expect("scenarios load");
-    let ctx = RunContext { exe: env!("CARGO_BIN_EXE_poolchaos").into(), events_dir: None };
-    let report = suite::run(&scenarios, &[], 1, &ctx, 4, &|_| {}).expect("suite runs");
+    let ctx = RunContext {
+        exe: env!("CARGO_BIN_EXE_poolchaos").into(),
+        root: concat!(env!("CARGO_MANIFEST_DIR"), "/..").into(),
+        events_dir: None,
+    };
+    let selection = suite::Selection { patterns: vec!["*".into()], command: None };
+    let report = suite::run(&scenarios, &selection, 1, &ctx, 4, &|_| {}).expect("suite runs");
     assert_eq!(report.oom_mechanism, "cgroup-v1", "a real kernel OOM kill, through the run's memory cgroup");
     let oom = report.runs.iter().find(|r| r.scenario == "oom-big-batch" && r.pool == "per-task").expect("oom run");
     assert!(oom.oom_kills >= 1, "the OOM scenario's cgroup counted an oom_kill");

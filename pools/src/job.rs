@@ -34,7 +34,8 @@ struct State {
     remaining: usize,
     /// Set once the callbacks have run: waiters wake only then, as in CPython.
     settled: bool,
-    duplicates: usize,
+    /// The slots that got a second outcome, once per extra outcome.
+    duplicates: Vec<usize>,
     /// The first error to arrive: what `error_callback` gets, as in CPython.
     first_error: Option<TaskError>,
     callbacks: Option<Callbacks>,
@@ -48,7 +49,7 @@ impl Job {
                 outcomes: (0..tasks).map(|_| None).collect(),
                 remaining: tasks,
                 settled: false,
-                duplicates: 0,
+                duplicates: Vec::new(),
                 first_error: None,
                 callbacks: Some(callbacks),
             }),
@@ -68,12 +69,8 @@ impl Job {
     /// duplicate, if that task already had one.
     pub(crate) fn set(&self, index: usize, outcome: Outcome) -> bool {
         let mut state = self.lock();
-        let Some(slot) = state.outcomes.get(index) else {
-            state.duplicates += 1;
-            return false;
-        };
-        if slot.is_some() {
-            state.duplicates += 1;
+        if state.outcomes.get(index).is_none_or(|slot| slot.is_some()) {
+            state.duplicates.push(index);
             return false;
         }
         let first_error = match (&outcome, &state.first_error) {
@@ -112,7 +109,12 @@ impl Job {
 
     /// How many outcomes arrived for a task that already had one.
     pub fn duplicates(&self) -> usize {
-        self.lock().duplicates
+        self.lock().duplicates.len()
+    }
+
+    /// The slot of every outcome refused as a second one, in arrival order.
+    pub fn duplicate_slots(&self) -> Vec<usize> {
+        self.lock().duplicates.clone()
     }
 
     /// Waits until every task has its outcome, or `timeout` passes.

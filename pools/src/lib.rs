@@ -35,6 +35,8 @@ pub mod task;
 pub mod wire;
 pub mod worker;
 
+mod floor;
+mod fork_server;
 mod shared_queue;
 
 use std::fmt;
@@ -145,6 +147,9 @@ pub enum PoolKind {
     Polling,
     PerTask,
     Supervised,
+    /// `supervised` with a bug planted on purpose, for testing the checker.
+    #[doc(hidden)]
+    Planted(supervised::PlantedBug),
 }
 
 impl PoolKind {
@@ -158,6 +163,7 @@ impl PoolKind {
             PoolKind::Polling => "polling",
             PoolKind::PerTask => "per-task",
             PoolKind::Supervised => "supervised",
+            PoolKind::Planted(bug) => bug.name(),
         }
     }
 }
@@ -172,7 +178,8 @@ impl FromStr for PoolKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PoolKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+        let planted = supervised::PlantedBug::ALL.map(PoolKind::Planted);
+        PoolKind::ALL.into_iter().chain(planted).find(|k| k.name() == s).ok_or_else(|| {
             let names: Vec<_> = PoolKind::ALL.iter().map(|k| k.name()).collect();
             format!("unknown pool {s:?} (known: {})", names.join(", "))
         })
@@ -193,7 +200,8 @@ pub struct PoolConfig {
     pub poll_interval: Duration,
     /// Recycle a worker between tasks once its RSS passes this (supervised).
     pub rss_ceiling_kib: Option<u64>,
-    /// Most tasks in flight on one worker (supervised).
+    /// Most tasks in flight on one worker (supervised): a round trip to a
+    /// worker is paid once per window, so quick tasks want a big one.
     pub window: usize,
 }
 
@@ -206,7 +214,7 @@ impl PoolConfig {
             max_attempts: 3,
             poll_interval: Duration::from_millis(10),
             rss_ceiling_kib: None,
-            window: 64,
+            window: 1024,
         }
     }
 }
@@ -219,6 +227,7 @@ pub fn build(kind: PoolKind, config: &PoolConfig) -> Result<Box<dyn Pool>, PoolE
         PoolKind::Polling => Box::new(polling::PollingPool::new(config)?),
         PoolKind::PerTask => Box::new(per_task::start(config)?),
         PoolKind::Supervised => Box::new(supervised::start(config)?),
+        PoolKind::Planted(bug) => Box::new(supervised::start_with(config, Some(bug))?),
     })
 }
 
@@ -268,18 +277,25 @@ pub fn drive(pool: &dyn Pool, style: CallStyle, tasks: Vec<Task>, deadline: Dura
             on_error: Some(Box::new(move |_| err.lock().unwrap_or_else(|e| e.into_inner()).1 += 1)),
         }
     };
-    let hung = |e: PoolError| match e {
-        PoolError::TimedOut { .. } => Ok(None),
-        e => Err(e),
+    // A call that timed out is hung; a call refused because the pool broke
+    // (polling, after a worker died) fails each of its tasks with that error.
+    let settle = |n: usize, result: Result<Vec<Outcome>, PoolError>| match result {
+        Ok(outcomes) => Ok(Some(outcomes)),
+        Err(PoolError::TimedOut { .. }) => Ok(None),
+        Err(PoolError::Broken(e)) => Ok(Some(vec![Err(e); n])),
+        Err(e) => Err(e),
+    };
+    let wait = |handle: Result<AsyncResult, PoolError>, n: usize| {
+        let outcomes = handle.and_then(|h| h.wait(left()).ok_or(PoolError::TimedOut { pending: h.job().pending() }));
+        settle(n, outcomes)
     };
     let outcomes = match style {
-        CallStyle::Map => pool.map_timeout(tasks, left()).map(Some).or_else(hung)?,
+        CallStyle::Map => settle(tasks.len(), pool.map_timeout(tasks, left()))?,
         CallStyle::Apply => {
             let mut outcomes = Vec::new();
             for task in tasks {
-                let mut one = pool.map_timeout(vec![task], left()).map(Some).or_else(hung)?;
-                match one.as_mut().and_then(|o| o.pop()) {
-                    Some(outcome) => outcomes.push(outcome),
+                match settle(1, pool.map_timeout(vec![task], left()))? {
+                    Some(one) => outcomes.extend(one),
                     None => return Ok(Driven { outcomes: None, result_callbacks: 0, error_callbacks: 0 }),
                 }
             }
@@ -287,18 +303,20 @@ pub fn drive(pool: &dyn Pool, style: CallStyle, tasks: Vec<Task>, deadline: Dura
         }
         CallStyle::ApplyAsync => {
             let n = tasks.len();
-            let handles =
-                tasks.into_iter().map(|t| pool.submit(vec![t], callbacks())).collect::<Result<Vec<_>, _>>()?;
+            let handles: Vec<_> = tasks.into_iter().map(|t| pool.submit(vec![t], callbacks())).collect();
             let mut outcomes = Vec::with_capacity(n);
             for handle in handles {
-                match handle.wait(left()) {
+                match wait(handle, 1)? {
                     Some(one) => outcomes.extend(one),
                     None => break,
                 }
             }
             (outcomes.len() == n).then_some(outcomes)
         }
-        CallStyle::MapAsync => pool.submit(tasks, callbacks())?.wait(left()),
+        CallStyle::MapAsync => {
+            let n = tasks.len();
+            wait(pool.submit(tasks, callbacks()), n)?
+        }
     };
     let (result_callbacks, error_callbacks) = *calls.lock().unwrap_or_else(|e| e.into_inner());
     Ok(Driven { outcomes, result_callbacks, error_callbacks })

@@ -1,14 +1,28 @@
 //! `per-task`: one process per task, at most `workers` at a time, as in the
 //! seed post's last program (a `multiprocessing.Process` per message).
 //!
-//! The supervisor thread spawns a worker for a task, writes it the task and
-//! closes its task pipe, so the worker exits after its one result. It reaps
-//! every child through its pidfd and knows how each ended: a child that dies
-//! without a result fails that task alone with `WorkerLost` naming its signal
-//! or exit code; the other tasks are untouched. With `task_timeout`, a child
-//! past its deadline is SIGKILLed and its task fails as `TimedOut`. No retry:
-//! the task's error is the answer. Workers die with the pool's owner
-//! (`PR_SET_PDEATHSIG`). Robust, and it pays a process start per task.
+//! The supervisor thread starts a process for a task, writes it the task and
+//! closes its task pipe, so the process exits after its one result. It knows
+//! how each one ended: a process that dies without a result fails that task
+//! alone with `WorkerLost` naming its signal or exit code; the other tasks
+//! are untouched. With `task_timeout`, a process past its deadline is
+//! SIGKILLed (through its pidfd) and its task fails as `TimedOut`. No retry:
+//! the task's error is the answer. Processes die with the pool's owner.
+//!
+//! How a task's process starts ([`Launch`]):
+//! - **fork server** (the default): the supervisor thread starts one
+//!   [fork server](crate::fork_server) (fork + exec of the worker binary,
+//!   PDEATHSIG), which forks a child per task that runs the `private` worker
+//!   loop. A task pays a fork of a small single-threaded process instead of
+//!   an exec and a dynamic link. The server is each child's parent: it reaps
+//!   them and reports every exit status back, and hands over a pidfd per
+//!   child for signals. Children die with the server, and the server with
+//!   this thread (PDEATHSIG on both) or on EOF of its control socket. If the
+//!   server dies, its children's tasks fail as `WorkerLost` (SIGKILL, their
+//!   PDEATHSIG) and a new server is started for the next task.
+//! - **spawn-exec**: a fork + exec of the worker binary per task (the seed's
+//!   design, and the comparison for the benches); the supervisor reaps each
+//!   child through its pidfd.
 
 use std::collections::VecDeque;
 use std::io;
@@ -21,26 +35,61 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
-use crate::outcome::{Exit, TaskError};
+use crate::fork_server::{ForkServer, Forked, Note};
+use crate::outcome::{Exit, Outcome, TaskError};
 use crate::process::{self, Child, Spawn, WorkerProgram};
 use crate::wire::{self, FromWorker, ToWorkerRef};
 use crate::{PoolConfig, PoolError, PoolKind};
 
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a shutdown waits for the fork server to report killed children.
+const KILL_GRACE: Duration = Duration::from_secs(5);
 
-/// Starts a per-task pool. Fails if the worker program cannot be started.
+/// How per-task starts each task's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Launch {
+    /// Forked by the pool's fork server (the default).
+    #[default]
+    ForkServer,
+    /// A fork + exec of the worker binary per task.
+    SpawnExec,
+}
+
+/// Starts a per-task pool with its fork server. Fails if the worker program
+/// cannot be started.
 pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
+    start_with(config, Launch::default())
+}
+
+/// Starts a per-task pool whose task processes start as `launch` says.
+pub fn start_with(config: &PoolConfig, launch: Launch) -> Result<ActorPool, PoolError> {
     let limit = config.workers.max(1);
     let program = config.program.clone();
     let timeout = config.task_timeout;
-    // Start one process up front, so a missing worker binary is an error now.
     let (ready_tx, ready_rx) = mpsc::channel();
     let pool = ActorPool::start(PoolKind::PerTask, move |mailbox| {
-        let probe = probe(&program);
-        let failed = probe.is_err();
-        let _ = ready_tx.send(probe);
-        let mut supervisor =
-            Supervisor { mailbox, program, limit, timeout, queue: VecDeque::new(), running: Vec::new() };
+        // Started on this thread, so it dies with it (PDEATHSIG). With
+        // spawn-exec, one process up front, so a missing binary is an error now.
+        let server = match launch {
+            Launch::ForkServer => ForkServer::start(&program, Vec::new()).map(Some),
+            Launch::SpawnExec => probe(&program).map(|()| None),
+        };
+        let (server, ready) = match server {
+            Ok(server) => (server, Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        let failed = ready.is_err();
+        let _ = ready_tx.send(ready);
+        let mut supervisor = Supervisor {
+            mailbox,
+            program,
+            launch,
+            server,
+            limit,
+            timeout,
+            queue: VecDeque::new(),
+            running: Vec::new(),
+        };
         if !failed {
             supervisor.run();
         }
@@ -73,10 +122,35 @@ fn probe(program: &WorkerProgram) -> io::Result<()> {
     }
 }
 
+/// A task's process, as started.
+enum Proc {
+    /// Our child: reaped through its pidfd.
+    Exec(Child),
+    /// The fork server's child: its exit comes from the server.
+    Forked(Forked),
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        match self {
+            Proc::Exec(child) => child.pid(),
+            Proc::Forked(forked) => forked.pid,
+        }
+    }
+
+    fn kill(&self) {
+        let _ = match self {
+            Proc::Exec(child) => child.signal(Signal::KILL),
+            // Through its pidfd: never another process that got its pid.
+            Proc::Forked(forked) => forked.signal(Signal::KILL),
+        };
+    }
+}
+
 /// One task's process.
 struct Run {
     entry: Entry,
-    child: Child,
+    proc: Proc,
     /// The task frame, until written whole; then the pipe is closed.
     to: Option<OwnedFd>,
     frame: Vec<u8>,
@@ -85,84 +159,120 @@ struct Run {
     inbuf: Vec<u8>,
     started: Instant,
     timed_out: Option<Duration>,
+    /// How it ended, once known (for a forked process, once its server says).
+    exit: Option<Exit>,
+    /// It has exited (its pidfd turned readable), whether or not we know how.
     exited: bool,
+    /// A forked process whose server died: nobody will say how it ended.
+    orphan: bool,
 }
 
 impl Run {
-    fn spawn(program: &WorkerProgram, entry: Entry) -> Result<Run, (Entry, io::Error)> {
-        let spawned = (|| {
+    /// Starts a process for `entry`: by the fork server if given, else by spawn-exec.
+    fn start(
+        program: &WorkerProgram,
+        server: Option<&mut ForkServer>,
+        entry: Entry,
+    ) -> Result<Run, (Entry, io::Error)> {
+        let started = (|| {
             let (task_r, task_w) = process::pipe()?;
             let (result_r, result_w) = process::pipe()?;
-            let spawn = Spawn {
-                mode: "private",
-                stdin: task_r,
-                stdout: result_w,
-                inherit: Vec::new(),
-                env: Vec::new(),
-                die_with_parent: true,
-            };
-            let child = Child::spawn(program, spawn)?;
             process::set_nonblocking(task_w.as_fd())?;
             process::set_nonblocking(result_r.as_fd())?;
-            Ok((child, task_w, result_r))
+            // The task waits in the pipe for the process to start.
+            let frame = wire::encode(&ToWorkerRef::Run { id: entry.id(), attempt: 0, task: &entry.task });
+            let mut written = 0;
+            let mut to = Some(task_w);
+            write_some(&mut to, &frame, &mut written);
+            let proc = match server {
+                Some(server) => Proc::Forked(server.spawn(task_r, result_w, &[])?),
+                None => {
+                    let spawn = Spawn {
+                        mode: "private",
+                        stdin: task_r,
+                        stdout: result_w,
+                        inherit: Vec::new(),
+                        env: Vec::new(),
+                        die_with_parent: true,
+                    };
+                    Proc::Exec(Child::spawn(program, spawn)?)
+                }
+            };
+            Ok((proc, to, frame, written, result_r))
         })();
-        match spawned {
-            Ok((child, to, from)) => {
-                let frame = wire::encode(&ToWorkerRef::Run { id: entry.id(), attempt: 0, task: &entry.task });
-                let mut run = Run {
-                    entry,
-                    child,
-                    to: Some(to),
-                    frame,
-                    written: 0,
-                    from,
-                    inbuf: Vec::new(),
-                    started: Instant::now(),
-                    timed_out: None,
-                    exited: false,
-                };
-                run.write_task();
-                Ok(run)
-            }
+        match started {
+            Ok((proc, to, frame, written, from)) => Ok(Run {
+                entry,
+                proc,
+                to,
+                frame,
+                written,
+                from,
+                inbuf: Vec::new(),
+                started: Instant::now(),
+                timed_out: None,
+                exit: None,
+                exited: false,
+                orphan: false,
+            }),
             Err(e) => Err((entry, e)),
         }
     }
 
     /// Writes what it can of the task; closes the pipe once it is all written.
     fn write_task(&mut self) {
-        let Some(to) = &self.to else { return };
-        while self.written < self.frame.len() {
-            match rustix::io::write(to, &self.frame[self.written..]) {
-                Ok(n) => self.written += n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) => return,
-                // It died before reading its task; its pidfd will say how.
-                Err(_) => break,
-            }
-        }
-        self.to = None;
+        write_some(&mut self.to, &self.frame, &mut self.written);
     }
 
     fn read_results(&mut self) {
-        let mut buf = [0u8; 64 << 10];
         loop {
-            match rustix::io::read(&self.from, &mut buf) {
+            // Straight into the buffer's spare room: nothing to zero or copy.
+            self.inbuf.reserve(16 << 10);
+            match rustix::io::read(&self.from, rustix::buffer::spare_capacity(&mut self.inbuf)) {
                 Ok(0) => return,
-                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return,
             }
         }
     }
 
-    /// Reaps the child and lands the task's outcome.
-    fn finish(mut self) {
-        let exit = match self.child.wait_timeout(Duration::from_secs(1)) {
-            Ok(Some(exit)) => exit,
-            _ => self.child.kill_and_reap().unwrap_or(Exit::Signal(libc::SIGKILL)),
-        };
+    /// Learns whether it has exited (reaping it if it is ours); never blocks.
+    fn check_exit(&mut self) {
+        match &mut self.proc {
+            _ if self.exited => {}
+            Proc::Exec(child) => {
+                self.exit = child.try_wait().ok().flatten();
+                self.exited = self.exit.is_some();
+            }
+            // A pidfd turns readable when its process exits, whoever its parent is.
+            Proc::Forked(forked) => self.exited = forked.has_exited(),
+        }
+        if self.exited && self.orphan && self.exit.is_none() {
+            // Its server died first, and its PDEATHSIG is what killed it.
+            self.exit = Some(Exit::Signal(libc::SIGKILL));
+        }
+    }
+
+    /// The pidfd to poll until it has exited.
+    fn watched_pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match &self.proc {
+            _ if self.exited => None,
+            Proc::Exec(child) => Some(child.pidfd()),
+            Proc::Forked(forked) => Some(forked.pidfd.as_fd()),
+        }
+    }
+
+    /// The task's outcome, once it is settled: the process has exited (so
+    /// all it wrote is in the pipe) and it left its result, or ran past its
+    /// deadline, or we know how it ended. A forked process that left no
+    /// result waits for its server to say how it ended.
+    fn settled(&mut self) -> Option<Outcome> {
+        if !self.exited {
+            return None;
+        }
         self.read_results();
-        let pid = self.child.pid();
+        let pid = self.proc.pid();
         let result = wire::split_frames(&self.inbuf).ok().and_then(|(frames, _)| {
             let first = frames.into_iter().next()?;
             match wire::decode::<FromWorker>(&self.inbuf[first]).ok()? {
@@ -170,18 +280,37 @@ impl Run {
                 _ => None,
             }
         });
-        let outcome = match (result, self.timed_out) {
-            (Some(result), _) => result.map_err(|message| TaskError::Task { message }),
-            (None, Some(after)) => Err(TaskError::TimedOut { pid, after, attempts: 1 }),
-            (None, None) => Err(TaskError::WorkerLost { pid, exit, attempts: 1 }),
-        };
-        self.entry.deliver(outcome);
+        match (result, self.timed_out, self.exit) {
+            (Some(result), _, _) => Some(result.map_err(|message| TaskError::Task { message })),
+            (None, Some(after), _) => Some(Err(TaskError::TimedOut { pid, after, attempts: 1 })),
+            (None, None, Some(exit)) => Some(Err(TaskError::WorkerLost { pid, exit, attempts: 1 })),
+            (None, None, None) => None,
+        }
     }
+}
+
+/// Writes what it can of `frame` to a non-blocking pipe; closes the pipe
+/// once the frame is all written, or if the reader is gone.
+fn write_some(to: &mut Option<OwnedFd>, frame: &[u8], written: &mut usize) {
+    let Some(fd) = to else { return };
+    while *written < frame.len() {
+        match rustix::io::write(&*fd, &frame[*written..]) {
+            Ok(n) => *written += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return,
+            // It died before reading its task; how it ended comes later.
+            Err(_) => break,
+        }
+    }
+    *to = None;
 }
 
 struct Supervisor {
     mailbox: Arc<Mailbox>,
     program: WorkerProgram,
+    launch: Launch,
+    /// The fork server, while one runs (fork-server launch only).
+    server: Option<ForkServer>,
     limit: usize,
     timeout: Option<Duration>,
     queue: VecDeque<Entry>,
@@ -203,19 +332,11 @@ impl Supervisor {
             }
             if paused_until.is_none_or(|t| Instant::now() >= t) {
                 paused_until = None;
-                while self.running.len() < self.limit {
-                    let Some(entry) = self.queue.pop_front() else { break };
-                    match Run::spawn(&self.program, entry) {
-                        Ok(run) => self.running.push(run),
-                        Err((entry, e)) => {
-                            eprintln!("per-task: cannot spawn a worker ({e}); retrying");
-                            self.queue.push_front(entry);
-                            paused_until = Some(Instant::now() + SPAWN_BACKOFF);
-                            break;
-                        }
-                    }
+                if let Err(e) = self.start_tasks() {
+                    eprintln!("per-task: cannot start a task's process ({e}); retrying");
+                    paused_until = Some(Instant::now() + SPAWN_BACKOFF);
                 }
-                self.mailbox.set_pids(self.running.iter().map(|r| r.child.pid()).collect());
+                self.publish_pids();
             }
             if let Err(e) = self.wait_and_handle(paused_until) {
                 eprintln!("per-task: poll failed: {e}");
@@ -224,56 +345,137 @@ impl Supervisor {
         }
     }
 
+    fn publish_pids(&self) {
+        self.mailbox.set_pids(self.running.iter().map(|r| r.proc.pid()).collect());
+    }
+
+    /// Starts queued tasks up to the limit.
+    fn start_tasks(&mut self) -> io::Result<()> {
+        while self.running.len() < self.limit && !self.queue.is_empty() {
+            if self.launch == Launch::ForkServer && self.server.is_none() {
+                self.server = Some(ForkServer::start(&self.program, Vec::new())?);
+            }
+            let Some(entry) = self.queue.pop_front() else { break };
+            match Run::start(&self.program, self.server.as_mut(), entry) {
+                Ok(run) => self.running.push(run),
+                Err((entry, e)) => {
+                    self.queue.push_front(entry);
+                    self.handle_notes();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn wait_and_handle(&mut self, paused_until: Option<Instant>) -> io::Result<()> {
         let now = Instant::now();
         let deadlines =
             self.running.iter().filter(|r| r.timed_out.is_none()).filter_map(|r| Some(r.started + self.timeout?));
         let timeout = deadlines.chain(paused_until).min().map(|d| d.saturating_duration_since(now));
-        let exited: Vec<bool> = {
+        {
             let wake = self.mailbox.wake_fd();
-            let pidfds: Vec<_> = self.running.iter().map(|r| r.child.pidfd()).collect();
             let mut fds = vec![PollFd::new(&wake, PollFlags::IN)];
-            for (run, pidfd) in self.running.iter().zip(&pidfds) {
-                fds.push(PollFd::new(&run.from, PollFlags::IN));
+            let server_fd = self.server.as_ref().map(|s| s.fd());
+            if let Some(fd) = &server_fd {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+            let pidfds: Vec<_> = self.running.iter().filter_map(Run::watched_pidfd).collect();
+            for pidfd in &pidfds {
                 fds.push(PollFd::new(pidfd, PollFlags::IN));
+            }
+            // The results pipes: a result larger than a pipe buffer must be
+            // drained while its process is still writing it.
+            for run in self.running.iter().filter(|r| !r.exited) {
+                fds.push(PollFd::new(&run.from, PollFlags::IN));
             }
             let writers: Vec<_> = self.running.iter().filter_map(|r| r.to.as_ref()).collect();
             for to in &writers {
                 fds.push(PollFd::new(*to, PollFlags::OUT));
             }
             process::poll(&mut fds, timeout)?;
-            (0..self.running.len()).map(|i| !fds[2 + 2 * i].revents().is_empty()).collect()
-        };
-        for (run, exited) in self.running.iter_mut().zip(exited) {
-            run.exited = exited;
         }
+        self.handle_notes();
         let now = Instant::now();
         for run in &mut self.running {
             run.write_task();
-            run.read_results();
+            if !run.exited {
+                run.read_results();
+            }
+            run.check_exit();
             if let Some(deadline) = self.timeout.map(|t| run.started + t)
                 && run.timed_out.is_none()
+                && run.exit.is_none()
                 && now >= deadline
             {
                 run.timed_out = Some(now - run.started);
-                let _ = run.child.signal(Signal::KILL);
+                run.proc.kill();
             }
         }
         for i in (0..self.running.len()).rev() {
-            if self.running[i].exited {
-                self.running.swap_remove(i).finish();
+            if let Some(outcome) = self.running[i].settled() {
+                self.running.swap_remove(i).entry.deliver(outcome);
             }
         }
-        self.mailbox.set_pids(self.running.iter().map(|r| r.child.pid()).collect());
+        self.publish_pids();
         Ok(())
+    }
+
+    /// Takes what the fork server reported: exits of our children, or its
+    /// own death (after which its children, killed by their PDEATHSIG, are
+    /// watched through their pidfds).
+    fn handle_notes(&mut self) {
+        let Some(server) = &mut self.server else { return };
+        for note in server.notes() {
+            match note {
+                Note::Exited { pid, exit } => {
+                    // (The server tells the program's exit sink itself.)
+                    if let Some(run) = self.running.iter_mut().find(|r| r.proc.pid() == pid) {
+                        run.exit = Some(exit);
+                        run.exited = true;
+                    }
+                }
+                Note::ServerLost => {}
+            }
+        }
+        if server.is_lost() {
+            // Its children die with it; nobody will report their exits.
+            for run in &mut self.running {
+                if matches!(run.proc, Proc::Forked(_)) && run.exit.is_none() {
+                    run.orphan = true;
+                }
+            }
+            // Reap it; the next task starts a new one.
+            if let Some(server) = self.server.take() {
+                server.shutdown();
+            }
+        }
     }
 
     /// Kills what still runs (nothing, after a clean close) and fails what is left.
     fn shutdown(&mut self) {
         let error = TaskError::Terminated;
+        for run in &self.running {
+            run.proc.kill();
+        }
+        let deadline = Instant::now() + KILL_GRACE;
+        while self.running.iter().any(|r| matches!(r.proc, Proc::Forked(_)) && r.exit.is_none() && !r.orphan)
+            && self.server.is_some()
+            && Instant::now() < deadline
+        {
+            if let Some(server) = &self.server {
+                let _ = process::poll_one(server.fd(), PollFlags::IN, Some(deadline - Instant::now()));
+            }
+            self.handle_notes();
+        }
         for mut run in self.running.drain(..) {
-            let _ = run.child.kill_and_reap();
+            if let Proc::Exec(child) = &mut run.proc {
+                let _ = child.kill_and_reap();
+            }
             run.entry.deliver(Err(error.clone()));
+        }
+        if let Some(server) = self.server.take() {
+            server.shutdown();
         }
         for entry in self.queue.drain(..) {
             entry.deliver(Err(error.clone()));

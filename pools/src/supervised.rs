@@ -12,11 +12,13 @@
 //!                               pidfd readable / EOF ⇒ reap, blame, respawn
 //! ```
 //!
-//! - **Speed.** Each worker has a window of tasks in flight (up to
-//!   `PoolConfig::window`, fewer for slow tasks so the tail stays short), sent
-//!   in one write and answered in batches, so a round trip is paid per window,
-//!   not per task. Every task is still tracked alone: the worker runs them in
-//!   order and each result names its task.
+//! - **Speed.** Each worker has a window of tasks in flight (64 until their
+//!   cost is known, then as many as fill 2 ms of work, up to
+//!   `PoolConfig::window`: 1024 by default, a handful for slow tasks so the
+//!   tail stays short), sent in one write and answered in batches, so a
+//!   round trip (two wake-ups) is paid per window, not per task. Every task
+//!   is still tracked alone: the worker runs them in order and each result
+//!   names its task.
 //! - **Death.** A worker's death shows as EOF on its results pipe and as its
 //!   pidfd turning readable; no poll interval. Its in-flight tasks are not
 //!   lost, and no bystander is blamed: the worker's [scoreboard] says which
@@ -34,15 +36,23 @@
 //!   queue uncharged and a fresh worker takes its place.
 //!
 //! [scoreboard]: crate::scoreboard
-//! - **Owner death.** Workers are spawned by this thread with
-//!   `PR_SET_PDEATHSIG(SIGKILL)`, and exit on EOF of their task pipe.
+//! - **Spawning.** Workers are forked by the pool's
+//!   [fork server](crate::fork_server) (started once by this thread with
+//!   fork + exec), which reaps them and reports how each ended: a respawn
+//!   after a death costs a fork of a small process, and this process never
+//!   forks itself (a fork of a big multi-threaded process stalls its other
+//!   threads, callers included, while the page tables are copied).
+//! - **Owner death.** The fork server dies with this thread
+//!   (`PR_SET_PDEATHSIG(SIGKILL)`), each worker with the fork server (the
+//!   same), and a worker exits on EOF of its task pipe.
 //! - **Exactly once.** A task is in exactly one place: the queue, the
 //!   suspects, or one worker's window; it leaves a window only through its
 //!   result or its worker's death.
 //!
 //! Known cost: a worker flushes results when its input runs dry, every
-//! 32 KiB, or 200 µs after the oldest unflushed one, checked between tasks;
-//! so a quick result queued just before a long task waits for that task.
+//! 32 KiB, after any task that took 200 µs or more, or 200 µs after the
+//! oldest unflushed one, checked between tasks; so a quick result queued
+//! just before the first long task of a run waits for that task.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -56,14 +66,17 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
+use crate::fork_server::{ForkServer, Forked};
 use crate::outcome::{Exit, TaskError};
-use crate::process::{self, Child, RSS_CEILING_ENV, Spawn, WorkerProgram};
+use crate::process::{self, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, now_ns};
 use crate::wire::{self, FromWorker, ToWorkerRef};
 use crate::{PoolConfig, PoolError, PoolKind};
 
 /// How much work (in time) a worker's window holds once task costs are known.
 const WINDOW_WORK: Duration = Duration::from_millis(2);
+/// A worker's window while its tasks' cost is still unknown.
+const FIRST_WINDOW: usize = 64;
 /// How long a worker whose results pipe closed gets to finish dying.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long a closing pool waits for a worker to exit on EOF.
@@ -73,9 +86,48 @@ const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Starts a supervised pool. Fails if the first workers cannot be spawned.
 pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
-    let settings = Settings::from(config);
+    start_with(config, None)
+}
+
+/// Bugs planted on purpose, to prove that the harness's checker catches
+/// them. Not for use: `poolchaos` runs them only when asked by name
+/// (`supervised-bug-...`), in its own tests and campaigns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PlantedBug {
+    /// The result of a task that was retried after a death is dropped.
+    DropRetriedResult,
+    /// The result of a task that was retried after a death is delivered twice.
+    DuplicateRetriedResult,
+    /// A dead worker's in-flight tasks are forgotten.
+    IgnoreDeath,
+    /// Per-task deadlines are not enforced.
+    NoDeadline,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 4] = [
+        PlantedBug::DropRetriedResult,
+        PlantedBug::DuplicateRetriedResult,
+        PlantedBug::IgnoreDeath,
+        PlantedBug::NoDeadline,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::DropRetriedResult => "supervised-bug-drop-retried",
+            PlantedBug::DuplicateRetriedResult => "supervised-bug-duplicate-retried",
+            PlantedBug::IgnoreDeath => "supervised-bug-ignore-death",
+            PlantedBug::NoDeadline => "supervised-bug-no-deadline",
+        }
+    }
+}
+
+/// A supervised pool, with a planted bug if `bug` says so.
+pub fn start_with(config: &PoolConfig, bug: Option<PlantedBug>) -> Result<ActorPool, PoolError> {
+    let mut settings = Settings::from(config);
+    settings.bug = bug;
     let (ready_tx, ready_rx) = mpsc::channel();
-    let pool = ActorPool::start(PoolKind::Supervised, move |mailbox| {
+    let pool = ActorPool::start(bug.map_or(PoolKind::Supervised, PoolKind::Planted), move |mailbox| {
         let mut supervisor = Supervisor::new(settings, mailbox);
         let ready = supervisor.fill_workers();
         let failed = ready.is_err();
@@ -96,6 +148,7 @@ struct Settings {
     max_attempts: u32,
     rss_ceiling_kib: Option<u64>,
     window: usize,
+    bug: Option<PlantedBug>,
 }
 
 impl From<&PoolConfig> for Settings {
@@ -107,6 +160,7 @@ impl From<&PoolConfig> for Settings {
             max_attempts: c.max_attempts.max(1),
             rss_ceiling_kib: c.rss_ceiling_kib,
             window: c.window.max(1),
+            bug: None,
         }
     }
 }
@@ -128,7 +182,9 @@ enum Retiring {
 }
 
 struct Worker {
-    child: Child,
+    bug: Option<PlantedBug>,
+    /// Forked by the pool's fork server: its exit status comes from there.
+    child: Forked,
     board: Scoreboard,
     /// The task pipe; `None` once closed for a graceful shutdown.
     to: Option<OwnedFd>,
@@ -147,24 +203,15 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(s: &Settings) -> io::Result<Worker> {
+    fn spawn(s: &Settings, server: &mut ForkServer) -> io::Result<Worker> {
         let (task_r, task_w) = process::pipe()?;
         let (result_r, result_w) = process::pipe()?;
         let board = Scoreboard::create()?;
-        let env: Vec<(&'static str, OsString)> =
-            s.rss_ceiling_kib.map(|kib| (RSS_CEILING_ENV, kib.to_string().into())).into_iter().collect();
-        let spawn = Spawn {
-            mode: "private",
-            stdin: task_r,
-            stdout: result_w,
-            inherit: vec![(board.fd(), SCOREBOARD_FD_ENV)],
-            env,
-            die_with_parent: true,
-        };
-        let child = Child::spawn(&s.program, spawn)?;
+        let child = server.spawn(task_r, result_w, &[(board.fd(), SCOREBOARD_FD_ENV)])?;
         process::set_nonblocking(task_w.as_fd())?;
         process::set_nonblocking(result_r.as_fd())?;
         Ok(Worker {
+            bug: s.bug,
             child,
             board,
             to: Some(task_w),
@@ -189,7 +236,7 @@ impl Worker {
     /// that the slowest worker does not hold the batch's tail.
     fn window(&self, max: usize) -> usize {
         if self.service_ns <= 0.0 {
-            return max;
+            return max.min(FIRST_WINDOW);
         }
         let fits = (WINDOW_WORK.as_nanos() as f64 / self.service_ns).ceil() as usize;
         fits.clamp(2.min(max), max)
@@ -197,7 +244,10 @@ impl Worker {
 
     fn send(&mut self, entry: Entry, now_ns: u64) {
         let id = entry.id();
-        wire::encode_into(&ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task }, &mut self.out);
+        crate::worker::encode_frame(
+            &ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task },
+            &mut self.out,
+        );
         self.sent += 1;
         self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
     }
@@ -245,35 +295,38 @@ impl Worker {
     /// Reads every result that has arrived and lands it. Marks the worker
     /// gone on EOF or on anything it should not have said.
     fn read_results(&mut self) {
-        let mut buf = [0u8; 64 << 10];
         loop {
-            match rustix::io::read(&self.from, &mut buf) {
+            // Straight into the buffer's spare room: nothing to zero or copy.
+            self.inbuf.reserve(64 << 10);
+            match rustix::io::read(&self.from, rustix::buffer::spare_capacity(&mut self.inbuf)) {
                 Ok(0) => {
                     self.gone = true;
                     break;
                 }
-                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => break,
             }
         }
         let inbuf = std::mem::take(&mut self.inbuf);
-        let used = match wire::split_frames(&inbuf) {
-            Ok((frames, used)) => {
-                let now = now_ns();
-                for range in frames {
-                    if !self.land(&inbuf[range], now) {
-                        self.gone = true;
-                        break;
-                    }
-                }
-                used
-            }
-            Err(_) => {
+        // Whole frames, in place; a partial one at the end stays.
+        let mut used = 0;
+        let now = now_ns();
+        while let Some(header) = inbuf[used..].first_chunk::<4>() {
+            let len = u32::from_le_bytes(*header) as usize;
+            if len > wire::MAX_FRAME {
                 self.gone = true;
-                0
+                break;
             }
-        };
+            if inbuf.len() - used - 4 < len {
+                break;
+            }
+            if !self.land(&inbuf[used + 4..used + 4 + len], now) {
+                self.gone = true;
+                break;
+            }
+            used += 4 + len;
+        }
         self.inbuf = inbuf;
         self.inbuf.drain(..used);
         if self.gone {
@@ -293,7 +346,15 @@ impl Worker {
                 let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
                 self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
                 self.last_result_ns = now;
-                done.entry.deliver(result.map_err(|message| TaskError::Task { message }));
+                let outcome = result.map_err(|message| TaskError::Task { message });
+                match (self.bug, done.entry.attempts > 0) {
+                    (Some(PlantedBug::DropRetriedResult), true) => {}
+                    (Some(PlantedBug::DuplicateRetriedResult), true) => {
+                        done.entry.job.set(done.entry.index as usize, outcome.clone());
+                        done.entry.deliver(outcome);
+                    }
+                    _ => done.entry.deliver(outcome),
+                }
                 true
             }
             Ok(FromWorker::Recycling { .. }) => {
@@ -311,6 +372,8 @@ struct Supervisor {
     lifecycle: Lifecycle,
     queue: VecDeque<Entry>,
     workers: Vec<Worker>,
+    /// Forks the workers; started with the first, replaced if it dies.
+    server: Option<ForkServer>,
     spawn_paused_until: Option<Instant>,
 }
 
@@ -322,6 +385,7 @@ impl Supervisor {
             lifecycle: Lifecycle::Running,
             queue: VecDeque::new(),
             workers: Vec::new(),
+            server: None,
             spawn_paused_until: None,
         }
     }
@@ -361,7 +425,25 @@ impl Supervisor {
 
     fn fill_workers(&mut self) -> io::Result<()> {
         while self.workers.len() < self.s.workers {
-            self.workers.push(Worker::spawn(&self.s)?);
+            let server = match &mut self.server {
+                Some(server) if !server.is_lost() => server,
+                _ => {
+                    // Its workers died with it and were buried: reap it, start anew.
+                    if let Some(lost) = self.server.take() {
+                        lost.shutdown();
+                    }
+                    // On this thread, so it dies with it (PDEATHSIG); its
+                    // environment is every worker's.
+                    let env: Vec<(&'static str, OsString)> = self
+                        .s
+                        .rss_ceiling_kib
+                        .map(|kib| (RSS_CEILING_ENV, kib.to_string().into()))
+                        .into_iter()
+                        .collect();
+                    self.server.insert(ForkServer::start(&self.s.program, env)?)
+                }
+            };
+            self.workers.push(Worker::spawn(&self.s, server)?);
             self.publish_pids();
         }
         self.spawn_paused_until = None;
@@ -441,6 +523,9 @@ impl Supervisor {
     }
 
     fn enforce_deadlines(&mut self) {
+        if self.s.bug == Some(PlantedBug::NoDeadline) {
+            return;
+        }
         let now = now_ns();
         let timeout = self.s.task_timeout;
         for worker in &mut self.workers {
@@ -456,13 +541,13 @@ impl Supervisor {
     /// Reaps a dead (or dying) worker and settles the tasks it held: the one
     /// it was running is charged; the rest go back uncharged.
     fn bury(&mut self, mut worker: Worker) {
-        let exit = match worker.child.wait_timeout(EXIT_GRACE) {
-            Ok(Some(exit)) => exit,
-            _ => worker.child.kill_and_reap().unwrap_or(Exit::Signal(libc::SIGKILL)),
-        };
+        let exit = self.reap(&mut worker.child, EXIT_GRACE);
         self.publish_pids();
         let pid = worker.child.pid();
         let culprit = worker.board.read().running();
+        if self.s.bug == Some(PlantedBug::IgnoreDeath) {
+            return;
+        }
         while let Some(held) = worker.inflight.pop_back() {
             let mut entry = held.entry;
             if Some(held.seq) != culprit {
@@ -483,6 +568,23 @@ impl Supervisor {
         }
     }
 
+    /// How `child` ended: waits up to `grace` for it to end by itself, then
+    /// SIGKILLs it. Its server reaps it and says how it ended.
+    fn reap(&mut self, child: &mut Forked, grace: Duration) -> Exit {
+        let waited = match &mut self.server {
+            Some(server) => server.wait_exit(child, grace),
+            None => child.wait_orphaned(grace),
+        };
+        match (waited, &mut self.server) {
+            (Ok(Some(exit)), _) => exit,
+            (_, Some(server)) => server.kill_and_wait(child),
+            (_, None) => {
+                let _ = child.signal(Signal::KILL);
+                child.wait_orphaned(EXIT_GRACE).ok().flatten().unwrap_or(Exit::Signal(libc::SIGKILL))
+            }
+        }
+    }
+
     /// Stops every worker: gracefully after `close`, by SIGKILL otherwise,
     /// then fails whatever is left.
     fn shutdown(&mut self) {
@@ -492,12 +594,21 @@ impl Supervisor {
                 worker.to = None;
             }
         }
-        for mut worker in self.workers.drain(..) {
-            if graceful && matches!(worker.child.wait_timeout(CLOSE_GRACE), Ok(Some(_))) {
-                continue;
+        let mut workers = std::mem::take(&mut self.workers);
+        for worker in &mut workers {
+            if graceful {
+                self.reap(&mut worker.child, CLOSE_GRACE);
+            } else {
+                let _ = worker.child.signal(Signal::KILL);
             }
-            let _ = worker.child.kill_and_reap();
+        }
+        for mut worker in workers {
+            // After a clean close, nothing is left to kill.
+            self.reap(&mut worker.child, Duration::ZERO);
             self.queue.extend(worker.inflight.drain(..).map(|f| f.entry));
+        }
+        if let Some(server) = self.server.take() {
+            server.shutdown();
         }
         let error = TaskError::Terminated;
         for entry in self.queue.drain(..) {

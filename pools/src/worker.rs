@@ -3,9 +3,15 @@
 //!
 //! Two channel modes:
 //! - `private` (supervised, per-task, ...): its own stdin/stdout pipes.
-//!   Reads are buffered; results are batched and written when the input
-//!   buffer runs dry (before the worker would block), when 32 KiB are
-//!   waiting, or when the oldest waiting result is 200 µs old. Exits on EOF.
+//!   Reads are buffered (frames are decoded straight out of the buffer);
+//!   results are batched and written when the input buffer runs dry (before
+//!   the worker would block), when 32 KiB are waiting, after a task that took
+//!   200 µs or more, or when the oldest waiting result is 200 µs old. Exits
+//!   on EOF.
+//! - `forkserver` (per-task): forks a child per task that runs the private
+//!   loop; see [`crate::fork_server`].
+//! - `echo-frames`, `fork-wait`: the floor measurements of the benches; see
+//!   `floor.rs`.
 //! - `shared` (naive, seed-polling, polling): CPython's design. stdin is the
 //!   inqueue and stdout the outqueue, shared by every worker; a worker takes
 //!   the inqueue's read lock around its read of one task and the outqueue's
@@ -23,7 +29,7 @@
 //! The self-placed faults fire here, at the points [`FaultPoint`] names.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -50,8 +56,16 @@ pub fn main(mode: &str) -> i32 {
     let result = match mode {
         "private" => Env::from_env().and_then(run_private),
         "shared" => Env::from_env().and_then(run_shared),
+        // per-task's fork server: each child it forks runs the private loop.
+        "forkserver" => crate::fork_server::serve(|| exit_code(Env::from_env().and_then(run_private))),
+        "echo-frames" | "fork-wait" => crate::floor::run(mode),
         _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown worker mode {mode:?}"))),
     };
+    exit_code(result)
+}
+
+/// The worker's exit code for how its loop ended.
+fn exit_code(result: io::Result<()>) -> i32 {
     match result {
         Ok(()) => 0,
         // The pool went away mid-write (EPIPE) or sent garbage: nothing left to do.
@@ -120,41 +134,53 @@ fn run_private(mut env: Env) -> io::Result<()> {
     let mut input = BufReader::with_capacity(64 << 10, unsafe { File::from_raw_fd(0) });
     let mut output = unsafe { File::from_raw_fd(1) };
     let mut out = Vec::with_capacity(FLUSH_BYTES * 2);
-    let mut oldest_unflushed: Option<Instant> = None;
+    // When the oldest result waiting in `out` was finished.
+    let mut oldest_unflushed: Option<Duration> = None;
     let mut n = 0u64;
+    // One clock read per task edge: the scoreboard's, read back from the page.
+    let clock = |env: &Env, n: u64, start: bool| match &env.scoreboard {
+        Some(board) if start => {
+            board.start(n);
+            board.read().started_at
+        }
+        Some(board) => {
+            board.finish(n);
+            board.read().finished_at
+        }
+        None => Duration::from_nanos(crate::scoreboard::now_ns()),
+    };
     loop {
         if input.buffer().is_empty() && !out.is_empty() {
             output.write_all(&out)?;
             out.clear();
             oldest_unflushed = None;
         }
-        let Some(frame) = wire::read_frame(&mut input)? else { break };
-        let (id, attempt, task) = match wire::decode::<ToWorker>(&frame)? {
+        let Some(message) = next_message(&mut input)? else { break };
+        let (id, attempt, task) = match message {
             ToWorker::Run { id, attempt, task } => (id, attempt, task),
             ToWorker::Stop => break,
         };
         n += 1;
-        if let Some(board) = &env.scoreboard {
-            board.start(n);
-        }
+        let started = clock(&env, n, true);
         env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
         env.trace("done", &task, attempt);
-        let frame = wire::encode(&FromWorker::Done { id, result });
+        let at = out.len();
+        encode_frame(&FromWorker::Done { id, result }, &mut out);
         if let Some(fault) = task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
+            let frame = out.split_off(at);
             output.write_all(&out)?;
             out.clear();
             die_writing(&mut output, &frame, fault)?;
-        } else {
-            out.extend_from_slice(&frame);
         }
         // Finished only once its result is in our hands: a result lost with
         // the buffer is re-run, a task that dies writing it is blamed.
-        if let Some(board) = &env.scoreboard {
-            board.finish(n);
-        }
-        let age = *oldest_unflushed.get_or_insert_with(Instant::now);
-        if out.len() >= FLUSH_BYTES || age.elapsed() >= FLUSH_AGE {
+        let finished = clock(&env, n, false);
+        let oldest = *oldest_unflushed.get_or_insert(finished);
+        // A slow task's result goes at once (a write is nothing beside it,
+        // and the next task may be as slow); quick ones go in batches.
+        let slow = finished.saturating_sub(started) >= FLUSH_AGE;
+        if out.len() >= FLUSH_BYTES || slow || finished.saturating_sub(oldest) >= FLUSH_AGE {
             output.write_all(&out)?;
             out.clear();
             oldest_unflushed = None;
@@ -165,6 +191,41 @@ fn run_private(mut env: Env) -> io::Result<()> {
         }
     }
     output.write_all(&out)
+}
+
+/// The next message from the pool: decoded straight out of the read buffer
+/// when a whole frame is there, else read whole first. `None` at a clean end
+/// of input.
+fn next_message(input: &mut BufReader<File>) -> io::Result<Option<ToWorker>> {
+    let buffered = input.buffer();
+    if let Some(header) = buffered.first_chunk::<4>() {
+        let len = u32::from_le_bytes(*header) as usize;
+        if buffered.len() - 4 >= len {
+            let message = wire::decode(&buffered[4..4 + len])?;
+            input.consume(4 + len);
+            return Ok(Some(message));
+        }
+    }
+    match wire::read_frame(input)? {
+        Some(frame) => wire::decode(&frame).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Appends one frame holding `msg` to `out`: the same bytes as
+/// [`wire::encode_into`], but a small message is serialized into a stack
+/// buffer (postcard's slice flavor) and copied in once, not extended a
+/// byte at a time. Used by the worker and by `supervised`.
+pub(crate) fn encode_frame<T: serde::Serialize>(msg: &T, out: &mut Vec<u8>) {
+    let mut scratch = [0u8; 256];
+    match postcard::to_slice(msg, &mut scratch) {
+        Ok(bytes) => {
+            out.reserve(4 + bytes.len());
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        Err(_) => wire::encode_into(msg, out),
+    }
 }
 
 fn run_shared(mut env: Env) -> io::Result<()> {
@@ -259,6 +320,13 @@ fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
                     HELD.lock().unwrap_or_else(|e| e.into_inner()).extend([first, second]);
                 }
             }
+        }
+        // A task that fails while its result is made (the deadly kinds at
+        // this point are fired mid-write by the caller).
+        if let Some(f) = fault
+            .filter(|f| f.point == FaultPoint::WriteResult && matches!(f.kind, FaultKind::Error | FaultKind::Panic))
+        {
+            fail_or_fire(f.kind)?;
         }
         // The worker computes the same deterministic bytes the checker expects;
         // what the check catches is a result lost, torn, duplicated or misdelivered.

@@ -1,0 +1,106 @@
+//! Throughput under failures: the pools' benchmarks, with the floor measured
+//! beside them.
+//!
+//! Two front ends share this library:
+//! - `poolchaos bench` ([`run`]): a quick run (under 3 minutes) of every
+//!   measurement that writes `reports/bench/summary.md` and
+//!   `reports/bench/throughput.svg`; `--smoke` runs each one on a handful of
+//!   tasks and times nothing worth reading (CI);
+//! - the criterion benches in `benches/` (`cargo bench --workspace`, `just
+//!   bench-full`): the same measurements, sampled by criterion.
+//!
+//! The modules:
+//! - [`floor`] measures what the machine charges: pipe round trips, the
+//!   pipelined limit, fork-and-wait, spawn-exec-wait, kill to EOF;
+//! - [`load`] runs batches of tasks of a cost with SIGKILLs placed at an
+//!   exact rate, one cell of the matrix per pool x cost x rate;
+//! - [`latency`] measures fault-detection latency and per-task's cost per task;
+//! - [`summary`] holds the run's figures and writes `summary.md` and the targets;
+//! - [`plot`] draws `throughput.svg`.
+//!
+//! Nothing here asserts on speed: a run fails only if a pool gets a result
+//! wrong, delivers one twice, or fails a task its fault cannot explain.
+
+pub mod floor;
+pub mod latency;
+pub mod load;
+pub mod plot;
+pub mod summary;
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use pools::per_task::Launch;
+use pools::{PoolKind, WorkerProgram};
+
+pub use summary::{Mode, Summary, Target};
+
+/// Workers per pool in every measurement.
+pub const WORKERS: usize = 2;
+
+/// Runs every measurement of `mode` on `pools` (all if empty), telling
+/// `progress` what it is at.
+pub fn run(
+    program: &WorkerProgram,
+    mode: Mode,
+    pools: &[PoolKind],
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Summary> {
+    let pools = if pools.is_empty() { &PoolKind::ALL[..] } else { pools };
+    let started = Instant::now();
+    let (floor_sizes, load_sizes, samples, per_task_n) = match mode {
+        Mode::Quick => (floor::FloorSizes::QUICK, load::LoadSizes::QUICK, 30, 2_000),
+        Mode::Smoke => (floor::FloorSizes::SMOKE, load::LoadSizes::SMOKE, 3, 20),
+    };
+    progress("the floor");
+    let floor = floor::measure(&program.path, floor_sizes).context("measuring the floor")?;
+    let mut cells = Vec::new();
+    for &kind in pools {
+        for cost in load::Cost::ALL {
+            progress(&format!("{kind}, {} tasks", cost.name()));
+            cells.extend(
+                load::measure_cost(program, kind, cost, WORKERS, &load_sizes)
+                    .with_context(|| format!("{kind}, {} tasks", cost.name()))?,
+            );
+        }
+    }
+    let mut detection = Vec::new();
+    for kind in latency::DETECTING.into_iter().filter(|k| pools.contains(k)) {
+        progress(&format!("{kind}: fault detection"));
+        detection
+            .push((kind, latency::detection(program, kind, samples).with_context(|| format!("{kind}: detection"))?));
+    }
+    progress("per-task: cost per task");
+    let repeat = if mode == Mode::Quick { 3 } else { 1 };
+    let per_task_fork_server = latency::per_task_cost(program, Launch::ForkServer, per_task_n, repeat)?;
+    let per_task_spawn_exec = latency::per_task_cost(program, Launch::SpawnExec, per_task_n / 4, repeat)?;
+    Ok(Summary {
+        mode,
+        workers: WORKERS,
+        floor,
+        cells,
+        detection,
+        poll_interval: load::config(program, WORKERS).poll_interval,
+        per_task_fork_server,
+        per_task_spawn_exec,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Writes `summary.md` and `throughput.svg` into `dir`.
+pub fn write(summary: &Summary, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("summary.md"), summary.markdown())?;
+    std::fs::write(dir.join("throughput.svg"), plot::svg(summary)?)?;
+    Ok(())
+}
+
+/// The worker binary for benches and the harness: `POOLCHAOS_WORKER`, or
+/// the one built beside the running executable.
+pub fn worker() -> anyhow::Result<WorkerProgram> {
+    WorkerProgram::beside_current_exe().context(
+        "finding poolchaos-worker beside this executable (build it: `cargo build --release --workspace`, \
+         or run the benches with `cargo bench --workspace`)",
+    )
+}

@@ -1,0 +1,296 @@
+//! Throughput under failures: batches of tasks of one cost, with SIGKILLs
+//! placed by the tasks themselves at an exact rate, run on one pool.
+//!
+//! A batch of `n` tasks at rate 1 % has a `Fault::once(SigKill, MidTask)` on
+//! every 100th task (tags 99, 199, ...), at 5 % on every 20th: the rate is
+//! exact, and a retry of the task runs clean. Each batch is one `map`-style
+//! submission; its time is from the submission to the last outcome.
+//!
+//! What a batch comes to:
+//! - every task has one outcome: throughput is the correct results per
+//!   second (`completed`); failed tasks (per-task's killed ones, polling's
+//!   broken ones) are counted apart, never as throughput;
+//! - no outcome lands for a while (`stall`, a second in the quick run) with
+//!   tasks pending: the pool **hangs** at that rate. A live pool settles a
+//!   task every few milliseconds at worst here (a respawn, a 1 ms task).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure};
+use pools::{Fault, FaultKind, FaultPoint, Pool, PoolConfig, PoolKind, Task, TaskError, WorkerProgram, Workload};
+
+/// What each task costs its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cost {
+    /// An echo of nothing: the pool's own overhead.
+    NoOp,
+    /// 100 µs of CPU.
+    Us100,
+    /// 1 ms of CPU.
+    Ms1,
+}
+
+impl Cost {
+    pub const ALL: [Cost; 3] = [Cost::NoOp, Cost::Us100, Cost::Ms1];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cost::NoOp => "no-op",
+            Cost::Us100 => "100 µs",
+            Cost::Ms1 => "1 ms",
+        }
+    }
+
+    /// For ids and file names.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Cost::NoOp => "noop",
+            Cost::Us100 => "100us",
+            Cost::Ms1 => "1ms",
+        }
+    }
+
+    pub fn workload(self) -> Workload {
+        match self {
+            Cost::NoOp => Workload::Echo(Vec::new()),
+            Cost::Us100 => Workload::Spin { us: 100 },
+            Cost::Ms1 => Workload::Spin { us: 1000 },
+        }
+    }
+
+    /// The CPU time of one task, if it has one.
+    pub fn work(self) -> Option<Duration> {
+        match self {
+            Cost::NoOp => None,
+            Cost::Us100 => Some(Duration::from_micros(100)),
+            Cost::Ms1 => Some(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// The share of tasks that SIGKILL their worker mid-task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rate {
+    Zero,
+    One,
+    Five,
+}
+
+impl Rate {
+    pub const ALL: [Rate; 3] = [Rate::Zero, Rate::One, Rate::Five];
+
+    pub fn percent(self) -> u32 {
+        match self {
+            Rate::Zero => 0,
+            Rate::One => 1,
+            Rate::Five => 5,
+        }
+    }
+
+    pub fn name(self) -> String {
+        format!("{} %", self.percent())
+    }
+
+    /// Every how many tasks one kills its worker.
+    pub fn every(self) -> Option<u64> {
+        match self {
+            Rate::Zero => None,
+            Rate::One => Some(100),
+            Rate::Five => Some(20),
+        }
+    }
+}
+
+/// `n` tasks of `cost`, tagged from `first`, every `rate.every()`-th one
+/// SIGKILLing its worker halfway through its first attempt.
+pub fn tasks(cost: Cost, rate: Rate, n: u64, first: u64) -> Vec<Task> {
+    (0..n)
+        .map(|i| {
+            let fault = rate
+                .every()
+                .filter(|every| (i + 1) % every == 0)
+                .map(|_| Fault::once(FaultKind::SigKill, FaultPoint::MidTask));
+            Task { tag: first + i, work: cost.workload(), fault }
+        })
+        .collect()
+}
+
+/// How one batch went.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub tasks: usize,
+    pub elapsed: Duration,
+    /// `None`: no outcome landed for `stall` with tasks pending (hung).
+    pub settled: Option<Settled>,
+}
+
+/// The outcomes of a batch that settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Correct results.
+    pub completed: usize,
+    /// Tasks failed as `WorkerLost` / `TimedOut` (the pool failed that task alone).
+    pub lost: usize,
+    /// Tasks failed as `PoolBroken` (the pool gave up on everything pending).
+    pub broken: usize,
+}
+
+/// Submits `tasks` at once and waits for every outcome, unless none lands
+/// for `stall` (then the batch is hung). An error if a result is wrong, a
+/// task has two outcomes, or a task fails in a way its fault cannot explain.
+pub fn run_batch(pool: &dyn Pool, tasks: Vec<Task>, stall: Duration) -> anyhow::Result<Batch> {
+    let n = tasks.len();
+    let submitted = tasks.clone();
+    let started = Instant::now();
+    let handle = pool.submit(submitted, pools::Callbacks::default())?;
+    let (mut pending, mut progress) = (n, started);
+    let outcomes = loop {
+        if let Some(outcomes) = handle.wait(Some(Duration::from_millis(20))) {
+            break Some(outcomes);
+        }
+        let now = handle.job().pending();
+        if now != pending {
+            (pending, progress) = (now, Instant::now());
+        } else if progress.elapsed() >= stall {
+            break None;
+        }
+    };
+    let elapsed = started.elapsed();
+    let Some(outcomes) = outcomes else {
+        return Ok(Batch { tasks: n, elapsed, settled: None });
+    };
+    ensure!(handle.job().duplicates() == 0, "{}: a task got two outcomes", pool.kind());
+    let mut settled = Settled::default();
+    for (task, outcome) in tasks.iter().zip(&outcomes) {
+        match outcome {
+            Ok(bytes) if task.check(bytes) => settled.completed += 1,
+            Ok(_) => bail!("{}: task {} got a wrong result", pool.kind(), task.tag),
+            Err(TaskError::WorkerLost { .. } | TaskError::TimedOut { .. }) if task.fault.is_some() => settled.lost += 1,
+            Err(TaskError::PoolBroken { .. }) => settled.broken += 1,
+            Err(e) => bail!("{}: task {} failed: {e}", pool.kind(), task.tag),
+        }
+    }
+    Ok(Batch { tasks: n, elapsed, settled: Some(settled) })
+}
+
+/// What one cell (pool x cost x rate) of the matrix came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Throughput {
+    /// Correct results per second (median of the runs), and the share of
+    /// the batch that completed (1.0 unless the pool fails killed tasks).
+    Rate { per_s: f64, completed: f64 },
+    /// The pool broke at the first death and failed everything pending
+    /// (polling): correct results per second until then, and their share.
+    Breaks { per_s: f64, completed: f64 },
+    /// The deadline passed with tasks pending.
+    Hangs,
+}
+
+impl Throughput {
+    /// Results per second, whatever the kind.
+    pub fn per_s(&self) -> Option<f64> {
+        match self {
+            Throughput::Rate { per_s, .. } | Throughput::Breaks { per_s, .. } => Some(*per_s),
+            Throughput::Hangs => None,
+        }
+    }
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub pool: PoolKind,
+    pub cost: Cost,
+    pub rate: Rate,
+    /// Tasks per batch.
+    pub tasks: u64,
+    pub throughput: Throughput,
+}
+
+/// How big and how many the batches of a cell are.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadSizes {
+    /// Tasks per batch for the persistent-worker pools, by cost.
+    pub batch: [u64; 3],
+    /// Tasks per batch for per-task, by cost.
+    pub per_task_batch: [u64; 3],
+    /// Timed batches per cell (the median is kept).
+    pub repeat: usize,
+    /// How long a batch may go without an outcome landing before it is hung.
+    pub stall: Duration,
+}
+
+impl LoadSizes {
+    pub const QUICK: LoadSizes = LoadSizes {
+        batch: [20_000, 4_000, 1_000],
+        per_task_batch: [2_000, 2_000, 1_000],
+        repeat: 3,
+        stall: Duration::from_secs(1),
+    };
+    pub const SMOKE: LoadSizes = LoadSizes {
+        batch: [100, 100, 100],
+        per_task_batch: [100, 100, 100],
+        repeat: 1,
+        stall: Duration::from_millis(500),
+    };
+
+    pub fn tasks(&self, pool: PoolKind, cost: Cost) -> u64 {
+        let i = Cost::ALL.iter().position(|&c| c == cost).unwrap_or(0);
+        if pool == PoolKind::PerTask { self.per_task_batch[i] } else { self.batch[i] }
+    }
+}
+
+/// The configuration every benched pool gets: 2 workers, supervised's 3 attempts.
+pub fn config(program: &WorkerProgram, workers: usize) -> PoolConfig {
+    PoolConfig::new(workers, program.clone())
+}
+
+/// Measures every rate of one pool at one cost: a fresh pool per cell (and
+/// per run, once it broke or hung), a warm-up batch first.
+pub fn measure_cost(
+    program: &WorkerProgram,
+    kind: PoolKind,
+    cost: Cost,
+    workers: usize,
+    sizes: &LoadSizes,
+) -> anyhow::Result<Vec<Cell>> {
+    let n = sizes.tasks(kind, cost);
+    let mut cells = Vec::new();
+    for rate in Rate::ALL {
+        let mut pool = pools::build(kind, &config(program, workers))?;
+        run_batch(&*pool, tasks(cost, Rate::Zero, (n / 10).max(10), 1 << 40), Duration::from_secs(10))?;
+        let mut runs: Vec<(Duration, Settled)> = Vec::new();
+        let mut hung = false;
+        for r in 0..sizes.repeat.max(1) {
+            let batch = run_batch(&*pool, tasks(cost, rate, n, r as u64 * n), sizes.stall)?;
+            let Some(settled) = batch.settled else {
+                hung = true;
+                break;
+            };
+            let broke = settled.broken > 0;
+            runs.push((batch.elapsed, settled));
+            if broke {
+                // A broken pool takes no more work: a fresh one for the next run.
+                pool.terminate();
+                pool = pools::build(kind, &config(program, workers))?;
+            }
+        }
+        pool.terminate();
+        drop(pool);
+        let throughput = if hung {
+            Throughput::Hangs
+        } else {
+            runs.sort_by_key(|(elapsed, _)| *elapsed);
+            let (elapsed, settled) = runs[runs.len() / 2].clone();
+            let per_s = settled.completed as f64 / elapsed.as_secs_f64().max(1e-9);
+            let completed = settled.completed as f64 / n as f64;
+            if settled.broken > 0 {
+                Throughput::Breaks { per_s, completed }
+            } else {
+                Throughput::Rate { per_s, completed }
+            }
+        };
+        cells.push(Cell { pool: kind, cost, rate, tasks: n, throughput });
+    }
+    Ok(cells)
+}

@@ -1,0 +1,138 @@
+//! `throughput.svg`: tasks per second against the failure rate, one line per
+//! pool, one panel per task cost, the floor as a dashed grey line.
+//!
+//! Drawn with plotters' SVG backend and no font support (no `ttf`): text is
+//! laid out by plotters' own width estimate, so the file is the same on
+//! every machine for the same figures. The y axis is logarithmic, so a
+//! pool thousands of times slower still shows. A pool that hangs at a rate
+//! has no point there (its line stops); a pool that breaks (polling) is drawn
+//! as crosses, not a line, at the correct results per second it made.
+
+use plotters::prelude::*;
+
+use crate::load::{Cost, Rate, Throughput};
+use crate::summary::{Summary, count};
+
+const WIDTH: u32 = 1200;
+const HEIGHT: u32 = 420;
+
+/// The colour of each pool's line, by its place in the matrix.
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(127, 127, 127),
+];
+
+/// The SVG text of the plot.
+pub fn svg(summary: &Summary) -> anyhow::Result<String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let root = root
+            .titled(
+                "Throughput under failures: tasks/s against the SIGKILL rate (2 workers, log scale)",
+                ("sans-serif", 16),
+            )
+            .map_err(err)?;
+        let panels = root.split_evenly((1, Cost::ALL.len()));
+        let pools = summary.pools();
+        for (panel, cost) in panels.iter().zip(Cost::ALL) {
+            let floor = summary.floor_per_s(cost);
+            let values: Vec<f64> =
+                summary.cells.iter().filter(|c| c.cost == cost).filter_map(|c| c.throughput.per_s()).collect();
+            let top = values.iter().copied().fold(floor, f64::max) * 2.0;
+            let bottom = values.iter().copied().fold(floor, f64::min).max(1.0) / 2.0;
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("{} tasks", cost.name()), ("sans-serif", 14))
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.5f64..5.5f64, (bottom..top).log_scale())
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .x_label_formatter(&|x| if [0.0, 1.0, 5.0].contains(x) { format!("{x:.0} %") } else { String::new() })
+                .y_label_formatter(&|y| count(*y))
+                .x_desc("tasks that SIGKILL their worker")
+                .label_style(("sans-serif", 11))
+                .draw()
+                .map_err(err)?;
+            let grey = RGBColor(160, 160, 160);
+            chart
+                .draw_series(DashedLineSeries::new([(-0.5, floor), (5.5, floor)], 6, 4, grey.stroke_width(1)))
+                .map_err(err)?
+                .label(if cost == Cost::NoOp { "floor: the pipelined limit" } else { "floor: workers / cost" })
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], grey));
+            for (i, &pool) in pools.iter().enumerate() {
+                let colour = COLOURS[i % COLOURS.len()];
+                let mut line: Vec<(f64, f64)> = Vec::new();
+                let mut crosses: Vec<(f64, f64)> = Vec::new();
+                for rate in Rate::ALL {
+                    let x = rate.percent() as f64;
+                    match summary.cell(pool, cost, rate).map(|c| &c.throughput) {
+                        Some(Throughput::Rate { per_s, .. })
+                            if line.len() == Rate::ALL.iter().position(|&r| r == rate).unwrap_or(0) =>
+                        {
+                            line.push((x, *per_s))
+                        }
+                        Some(Throughput::Breaks { per_s, .. }) => crosses.push((x, *per_s)),
+                        _ => {}
+                    }
+                }
+                let hangs = Rate::ALL
+                    .iter()
+                    .filter(|&&r| matches!(summary.cell(pool, cost, r).map(|c| &c.throughput), Some(Throughput::Hangs)))
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>();
+                let label = match (hangs.is_empty(), crosses.is_empty()) {
+                    (false, _) => format!("{pool} (hangs at {})", hangs.join(", ")),
+                    (true, false) => format!("{pool} (× breaks)"),
+                    (true, true) => pool.to_string(),
+                };
+                chart
+                    .draw_series(LineSeries::new(line.iter().copied(), colour.stroke_width(2)))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+                chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(err)?;
+                chart.draw_series(crosses.iter().map(|&p| Cross::new(p, 5, colour.stroke_width(2)))).map_err(err)?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerLeft)
+                .label_font(("sans-serif", 10))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .draw()
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(out)
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plot_is_deterministic_and_labels_every_pool() {
+        let summary = crate::summary::tests::sample();
+        let a = svg(&summary).expect("plot");
+        let b = svg(&summary).expect("plot again");
+        assert_eq!(a, b, "same figures, same file");
+        assert!(a.starts_with("<svg"), "an SVG document");
+        for label in ["naive (hangs at 1 %, 5 %)", "polling (× breaks)", "supervised", "floor: the pipelined limit"] {
+            assert!(a.contains(label), "missing {label:?}");
+        }
+    }
+}

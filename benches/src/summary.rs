@@ -1,0 +1,490 @@
+//! One `poolchaos bench` run, and what it says: `summary.md` (the matrix,
+//! the floor, detection latency, per-task's cost, the targets).
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use pools::PoolKind;
+
+use crate::floor::Floor;
+use crate::latency::spread;
+use crate::load::{Cell, Cost, Rate, Throughput};
+
+/// Which run this was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Under 3 minutes; what `just bench` writes.
+    Quick,
+    /// A handful of tasks per measurement, to see that every one runs (CI).
+    Smoke,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub mode: Mode,
+    pub workers: usize,
+    pub floor: Floor,
+    pub cells: Vec<Cell>,
+    /// Detection latencies, per pool.
+    pub detection: Vec<(PoolKind, Vec<Duration>)>,
+    /// polling's poll interval, which bounds its detection.
+    pub poll_interval: Duration,
+    /// Time per task of per-task on one worker, with the fork server.
+    pub per_task_fork_server: Duration,
+    /// The same with a spawn-exec per task.
+    pub per_task_spawn_exec: Duration,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+/// One of the issue's targets, judged on this run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub what: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+impl Summary {
+    pub fn cell(&self, pool: PoolKind, cost: Cost, rate: Rate) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.pool == pool && c.cost == cost && c.rate == rate)
+    }
+
+    /// The pools that have cells, in matrix order.
+    pub fn pools(&self) -> Vec<PoolKind> {
+        let mut pools: Vec<PoolKind> = Vec::new();
+        for c in &self.cells {
+            if !pools.contains(&c.pool) {
+                pools.push(c.pool);
+            }
+        }
+        pools
+    }
+
+    /// What a cost's throughput is compared against: the pipelined limit
+    /// for no-op tasks, `workers / cost` for the others.
+    pub fn floor_per_s(&self, cost: Cost) -> f64 {
+        match cost.work() {
+            None => self.floor.pipelined_limit_per_s,
+            Some(work) => self.workers as f64 / work.as_secs_f64(),
+        }
+    }
+
+    fn stall_text(&self) -> String {
+        let stall = match self.mode {
+            Mode::Quick => crate::load::LoadSizes::QUICK.stall,
+            Mode::Smoke => crate::load::LoadSizes::SMOKE.stall,
+        };
+        format!("{:.1} s", stall.as_secs_f64())
+    }
+
+    fn per_s(&self, pool: PoolKind, cost: Cost, rate: Rate) -> Option<f64> {
+        self.cell(pool, cost, rate)?.throughput.per_s()
+    }
+
+    fn detection_median(&self, pool: PoolKind) -> Option<Duration> {
+        self.detection.iter().find(|(p, _)| *p == pool).map(|(_, s)| spread(s).0)
+    }
+
+    /// The issue's targets, each judged on this run.
+    pub fn targets(&self) -> Vec<Target> {
+        let sup = PoolKind::Supervised;
+        let mut targets = Vec::new();
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b.max(1e-9));
+        let noop = self.per_s(sup, Cost::NoOp, Rate::Zero);
+        let vs_naive = ratio(noop, self.per_s(PoolKind::Naive, Cost::NoOp, Rate::Zero));
+        targets.push(Target {
+            what: "supervised, no-op, 0 %: ≥ 1.0x naive".into(),
+            measured: vs_naive.map_or("—".into(), |r| format!("{r:.2}x")),
+            met: vs_naive.is_some_and(|r| r >= 1.0),
+        });
+        let vs_limit = ratio(noop, Some(self.floor.pipelined_limit_per_s));
+        targets.push(Target {
+            what: "supervised, no-op, 0 %: ≥ 0.15x the pipelined limit".into(),
+            measured: vs_limit.map_or("—".into(), |r| format!("{r:.3}x")),
+            met: vs_limit.is_some_and(|r| r >= 0.15),
+        });
+        let ms1 = self.per_s(sup, Cost::Ms1, Rate::Zero);
+        let vs_ideal = ratio(ms1, Some(self.floor_per_s(Cost::Ms1)));
+        targets.push(Target {
+            what: format!("supervised, 1 ms, 0 %: ≥ 95 % of the ideal {:.0} tasks/s", self.floor_per_s(Cost::Ms1)),
+            measured: vs_ideal.map_or("—".into(), |r| format!("{:.1} %", r * 100.0)),
+            met: vs_ideal.is_some_and(|r| r >= 0.95),
+        });
+        let five = self.cell(sup, Cost::Ms1, Rate::Five).map(|c| &c.throughput);
+        let all_done = matches!(five, Some(Throughput::Rate { completed, .. }) if *completed >= 1.0);
+        let kept = ratio(five.and_then(Throughput::per_s), ms1);
+        targets.push(Target {
+            what: "supervised, 1 ms, 5 % SIGKILL: ≥ 85 % of its own 0 %, every task completed".into(),
+            measured: kept.map_or("—".into(), |r| {
+                format!("{:.1} %{}", r * 100.0, if all_done { ", all completed" } else { ", NOT all completed" })
+            }),
+            met: all_done && kept.is_some_and(|r| r >= 0.85),
+        });
+        let median = self.detection_median(sup);
+        targets.push(Target {
+            what: "supervised detection latency: median < 0.5 ms".into(),
+            measured: median.map_or("—".into(), ms),
+            met: median.is_some_and(|m| m < Duration::from_micros(500)),
+        });
+        let per_fork = self.per_task_fork_server.as_secs_f64() / self.floor.fork_wait.as_secs_f64().max(1e-12);
+        targets.push(Target {
+            what: "per-task cost per task: ≤ 2x a bare fork-and-wait".into(),
+            measured: format!("{} = {per_fork:.2}x {}", ms(self.per_task_fork_server), ms(self.floor.fork_wait)),
+            met: per_fork <= 2.0,
+        });
+        targets
+    }
+
+    /// `summary.md`.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let mode = match self.mode {
+            Mode::Quick => "quick mode",
+            Mode::Smoke => "smoke mode: a handful of tasks per measurement, the figures mean nothing",
+        };
+        let _ = writeln!(md, "# Throughput under failures\n");
+        let _ = writeln!(
+            md,
+            "`poolchaos bench` ({mode}), {} workers per pool, {} CPUs, {:.0} s. `just bench` writes this file and \
+             `throughput.svg`; `just bench-full` runs the criterion benches (`benches/`).\n",
+            self.workers,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.elapsed.as_secs_f64()
+        );
+        self.matrix(&mut md);
+        self.floor_table(&mut md);
+        self.detection_table(&mut md);
+        self.per_task_table(&mut md);
+        let _ = writeln!(md, "## Targets\n\n| target | measured | met |\n|---|---|---|");
+        for t in self.targets() {
+            let _ = writeln!(md, "| {} | {} | {} |", t.what, t.measured, if t.met { "yes" } else { "**no**" });
+        }
+        md
+    }
+
+    fn matrix(&self, md: &mut String) {
+        let columns: Vec<(Cost, Rate)> = Cost::ALL.iter().flat_map(|&c| Rate::ALL.map(move |r| (c, r))).collect();
+        let header = |md: &mut String| {
+            let _ = write!(md, "| pool |");
+            for (c, r) in &columns {
+                let _ = write!(md, " {} {} |", c.name(), r.name());
+            }
+            let _ = write!(md, "\n|---|");
+            for _ in &columns {
+                let _ = write!(md, "---:|");
+            }
+            md.push('\n');
+        };
+        let _ = writeln!(
+            md,
+            "## Tasks per second\n\nCorrect results per second of one batch submitted at once (median of the \
+             runs; tasks per batch below), by task cost and by the share of tasks that SIGKILL their own worker \
+             halfway through (every 100th / 20th task, first attempt only). In brackets: the ratio to `naive` at \
+             0 % for the same cost.\n"
+        );
+        header(md);
+        let (mut dagger, mut ddagger) = (false, false);
+        for pool in self.pools() {
+            let _ = write!(md, "| {pool} |");
+            for &(cost, rate) in &columns {
+                let naive = self.per_s(PoolKind::Naive, cost, Rate::Zero);
+                let vs = |per_s: f64| naive.map_or(String::new(), |n| format!(" ({:.2}x)", per_s / n.max(1e-9)));
+                let text = match self.cell(pool, cost, rate).map(|c| &c.throughput) {
+                    None => "—".to_string(),
+                    Some(Throughput::Hangs) => "hangs".to_string(),
+                    Some(Throughput::Breaks { per_s, completed }) => {
+                        dagger = true;
+                        format!("{} † ({:.0} % done)", count(*per_s), completed * 100.0)
+                    }
+                    Some(Throughput::Rate { per_s, completed }) if *completed < 1.0 => {
+                        ddagger = true;
+                        format!("{}{} ‡ ({:.0} % done)", count(*per_s), vs(*per_s), completed * 100.0)
+                    }
+                    Some(Throughput::Rate { per_s, .. }) => format!("{}{}", count(*per_s), vs(*per_s)),
+                };
+                let _ = write!(md, " {text} |");
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+        let _ = writeln!(
+            md,
+            "- **hangs**: no outcome landed for {} with tasks of the batch pending, and it was torn down: a \
+             killed worker's task never comes back. (A live pool here settles a task every few ms at worst.)",
+            self.stall_text()
+        );
+        if dagger {
+            let _ = writeln!(
+                md,
+                "- **†** the pool broke at the first death and failed every pending task as `PoolBroken` (polling \
+                 fails loudly and loses the work in flight): the figure is correct results per second until the \
+                 batch settled, and the share of the batch they are; not comparable to a live pool's."
+            );
+        }
+        if ddagger {
+            let _ = writeln!(
+                md,
+                "- **‡** the pool does not retry: each killed task fails as `WorkerLost` and is not counted; \
+                 the share of the batch completed follows."
+            );
+        }
+        let sizes: Vec<String> = self
+            .pools()
+            .iter()
+            .map(|&p| {
+                let per: Vec<String> = Cost::ALL
+                    .iter()
+                    .filter_map(|&c| self.cell(p, c, Rate::Zero))
+                    .map(|c| c.tasks.to_string())
+                    .collect();
+                format!("{p} {}", per.join(" / "))
+            })
+            .collect();
+        let _ = writeln!(md, "- Tasks per batch (no-op / 100 µs / 1 ms): {}.\n", sizes.join("; "));
+        let _ = writeln!(
+            md,
+            "### Against the floor\n\nThe same cells as a share of the floor for their cost: the pipelined limit \
+             ({} frames/s) for no-op tasks, the ideal `{} workers / cost` for the others ({} and {} tasks/s).\n",
+            count(self.floor.pipelined_limit_per_s),
+            self.workers,
+            count(self.floor_per_s(Cost::Us100)),
+            count(self.floor_per_s(Cost::Ms1))
+        );
+        header(md);
+        for pool in self.pools() {
+            let _ = write!(md, "| {pool} |");
+            for &(cost, rate) in &columns {
+                let text = match self.cell(pool, cost, rate).map(|c| &c.throughput) {
+                    None => "—".to_string(),
+                    Some(Throughput::Hangs) => "hangs".to_string(),
+                    Some(t) => {
+                        let share = t.per_s().unwrap_or(0.0) / self.floor_per_s(cost).max(1e-9);
+                        let mark = if matches!(t, Throughput::Breaks { .. }) { " †" } else { "" };
+                        format!("{}{mark}", percent(share))
+                    }
+                };
+                let _ = write!(md, " {text} |");
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+    }
+
+    fn floor_table(&self, md: &mut String) {
+        let f = &self.floor;
+        let _ = writeln!(md, "## The floor\n\nMeasured in the same run, on the same machine.\n");
+        let _ = writeln!(md, "| what | figure |\n|---|---:|");
+        let rows = [
+            (
+                "pipe round trip to a child, one frame in flight".to_string(),
+                format!("{} frames/s ({})", count(f.round_trip_per_s), us(1.0 / f.round_trip_per_s.max(1e-9))),
+            ),
+            (
+                format!("2 children, {} frames in flight each, one write per frame", crate::floor::IN_FLIGHT),
+                format!("{} frames/s", count(f.one_write_per_frame_per_s)),
+            ),
+            (
+                format!(
+                    "**the pipelined limit**: 2 children, {} in flight each, reads and writes batched",
+                    crate::floor::IN_FLIGHT
+                ),
+                format!("{} frames/s", count(f.pipelined_limit_per_s)),
+            ),
+            ("bare fork + `_exit` + `waitpid` (single-threaded process)".to_string(), ms(f.fork_wait)),
+            (
+                "spawn + exit + wait of `poolchaos-worker` (posix_spawn, exec, dynamic link)".to_string(),
+                ms(f.spawn_exec_wait),
+            ),
+            ("a child SIGKILLed → EOF on its pipe (median)".to_string(), ms(f.kill_to_eof)),
+            (
+                format!("ideal for 100 µs / 1 ms tasks on {} workers", self.workers),
+                format!("{} / {} tasks/s", count(self.floor_per_s(Cost::Us100)), count(self.floor_per_s(Cost::Ms1))),
+            ),
+        ];
+        for (what, figure) in rows {
+            let _ = writeln!(md, "| {what} | {figure} |");
+        }
+        md.push('\n');
+    }
+
+    fn detection_table(&self, md: &mut String) {
+        let _ = writeln!(
+            md,
+            "## Fault detection\n\nA worker running a long task is SIGKILLed by pid; from just before the kill to \
+             the waiting caller holding the task's error (`WorkerLost` for supervised with one attempt and for \
+             per-task, `PoolBroken` for polling). The floor is a killed child's pipe reaching EOF ({}).\n",
+            ms(self.floor.kill_to_eof)
+        );
+        let _ =
+            writeln!(md, "| pool | median | p90 | max | samples | median / floor |\n|---|---:|---:|---:|---:|---:|");
+        for (pool, samples) in &self.detection {
+            let (median, p90, max) = spread(samples);
+            let note = if *pool == PoolKind::Polling {
+                format!(" (polls every {})", ms(self.poll_interval))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                md,
+                "| {pool}{note} | {} | {} | {} | {} | {:.1}x |",
+                ms(median),
+                ms(p90),
+                ms(max),
+                samples.len(),
+                median.as_secs_f64() / self.floor.kill_to_eof.as_secs_f64().max(1e-12)
+            );
+        }
+        md.push('\n');
+    }
+
+    fn per_task_table(&self, md: &mut String) {
+        let f = &self.floor;
+        let _ = writeln!(
+            md,
+            "## Cost of one task in per-task\n\nOne `map` of no-op tasks on one worker (one process at a time, \
+             as in a bare fork-and-wait), time per task.\n"
+        );
+        let _ =
+            writeln!(md, "| per-task starts each task's process by | per task | / fork-and-wait | / spawn-exec-wait |");
+        let _ = writeln!(md, "|---|---:|---:|---:|");
+        let rows =
+            [("its fork server (the default)", self.per_task_fork_server), ("a spawn-exec", self.per_task_spawn_exec)];
+        for (how, cost) in rows {
+            let _ = writeln!(
+                md,
+                "| {how} | {} | {:.2}x | {:.2}x |",
+                ms(cost),
+                cost.as_secs_f64() / f.fork_wait.as_secs_f64().max(1e-12),
+                cost.as_secs_f64() / f.spawn_exec_wait.as_secs_f64().max(1e-12)
+            );
+        }
+        if let Some(per_s) = self.per_s(PoolKind::PerTask, Cost::NoOp, Rate::Zero) {
+            let _ = writeln!(
+                md,
+                "\nOn {} workers (the matrix's no-op 0 % cell), per-task takes {} per task of wall time.",
+                self.workers,
+                ms(Duration::from_secs_f64(1.0 / per_s.max(1e-9)))
+            );
+        }
+        md.push('\n');
+    }
+}
+
+/// `1,234,567`, `12,345`, `12.3`.
+pub fn count(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    if x < 100.0 {
+        return format!("{x:.1}");
+    }
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn percent(x: f64) -> String {
+    if x >= 0.1 { format!("{:.0} %", x * 100.0) } else { format!("{:.1} %", x * 100.0) }
+}
+
+fn us(seconds: f64) -> String {
+    format!("{:.1} µs", seconds * 1e6)
+}
+
+/// A duration in ms, with µs precision.
+pub fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Summary {
+        let mut cells = Vec::new();
+        for (pool, base) in
+            [(PoolKind::Naive, 400_000.0), (PoolKind::Polling, 380_000.0), (PoolKind::Supervised, 1_600_000.0)]
+        {
+            for cost in Cost::ALL {
+                let scale = match cost {
+                    Cost::NoOp => 1.0,
+                    Cost::Us100 => 0.05,
+                    Cost::Ms1 => 0.005,
+                };
+                for rate in Rate::ALL {
+                    let throughput = match (pool, rate) {
+                        (_, Rate::Zero) | (PoolKind::Supervised, _) => Throughput::Rate {
+                            per_s: base * scale * (1.0 - rate.percent() as f64 / 100.0),
+                            completed: 1.0,
+                        },
+                        (PoolKind::Polling, _) => Throughput::Breaks { per_s: 1000.0, completed: 0.02 },
+                        _ => Throughput::Hangs,
+                    };
+                    cells.push(Cell { pool, cost, rate, tasks: 1000, throughput });
+                }
+            }
+        }
+        Summary {
+            mode: Mode::Quick,
+            workers: 2,
+            floor: Floor {
+                round_trip_per_s: 65_000.0,
+                one_write_per_frame_per_s: 600_000.0,
+                pipelined_limit_per_s: 7_000_000.0,
+                fork_wait: Duration::from_micros(180),
+                spawn_exec_wait: Duration::from_micros(900),
+                kill_to_eof: Duration::from_micros(100),
+            },
+            cells,
+            detection: vec![
+                (PoolKind::Polling, vec![Duration::from_millis(6), Duration::from_millis(9)]),
+                (
+                    PoolKind::Supervised,
+                    vec![Duration::from_micros(150), Duration::from_micros(200), Duration::from_micros(900)],
+                ),
+            ],
+            poll_interval: Duration::from_millis(10),
+            per_task_fork_server: Duration::from_micros(300),
+            per_task_spawn_exec: Duration::from_micros(1100),
+            elapsed: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(count(1_234_567.4), "1,234,567");
+        assert_eq!(count(999.0), "999");
+        assert_eq!(count(12.34), "12.3");
+    }
+
+    #[test]
+    fn the_matrix_marks_hangs_and_breaks_and_gives_ratios_to_naive() {
+        let md = sample().markdown();
+        let naive = md.lines().find(|l| l.starts_with("| naive |")).expect("a naive row");
+        assert!(naive.contains("400,000 (1.00x) | hangs | hangs |"), "{naive}");
+        let polling = md.lines().find(|l| l.starts_with("| polling |")).expect("a polling row");
+        assert!(polling.contains("1,000 † (2 % done)"), "{polling}");
+        assert!(md.contains("polling (polls every 10.000 ms)"));
+        let supervised = md.lines().find(|l| l.starts_with("| supervised |")).expect("a supervised row");
+        assert!(supervised.starts_with("| supervised | 1,600,000 (4.00x) |"), "{supervised}");
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_figures() {
+        let targets = sample().targets();
+        let met: Vec<bool> = targets.iter().map(|t| t.met).collect();
+        // 4.0x naive; 1.6M / 7M = 0.23; 8,000 / 2,000 tasks/s; 95 %; 0.2 ms median; 300 / 180 µs.
+        assert_eq!(met, [true, true, true, true, true, true], "{targets:#?}");
+        let mut slow = sample();
+        slow.per_task_fork_server = Duration::from_micros(400);
+        assert!(!slow.targets()[5].met, "400 µs is more than 2x 180 µs");
+    }
+}

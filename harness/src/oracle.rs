@@ -1,0 +1,162 @@
+//! Oracles: the verdict each pool must reach for a plan, from what is known
+//! of its design, and from what the nemesis actually hit (the event log says
+//! which strikes landed on a worker in the middle of a task).
+//!
+//! | pool | must be |
+//! |---|---|
+//! | naive, seed-polling | hung iff a worker died or stalled mid-task (a deadly, stalling or OOM fault, or a strike from outside) |
+//! | polling | failed-loudly iff a worker died with results pending; hung iff a task stalled and none died |
+//! | per-task | failed-loudly iff a task faulted or was struck mid-task (deadline set), or raised |
+//! | supervised | completed, unless a task is poison or out of attempts, or raised: failed-loudly |
+//!
+//! Where a pool's answer cannot be told from the plan (naive, when the
+//! nemesis struck a worker between tasks: it may have held the inqueue lock,
+//! or merely waited for it), the oracle says so instead of guessing.
+
+use std::fmt;
+
+use pools::{FaultKind, PoolKind, Workload};
+
+use crate::events::{Event, Logged};
+use crate::plan::Plan;
+use crate::scenario::Signal;
+use crate::verdict::Verdict;
+
+/// What a pool must do with a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    Verdict(Verdict, String),
+    /// The plan does not decide it; the reason says why.
+    Undetermined(String),
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expectation::Verdict(v, why) => write!(f, "{v} ({why})"),
+            Expectation::Undetermined(why) => write!(f, "undetermined ({why})"),
+        }
+    }
+}
+
+/// What happened to the tasks of a plan, as far as an oracle cares.
+#[derive(Debug, Default)]
+struct Facts {
+    /// Tasks whose own fault kills their worker, on how many attempts (OOM: every one).
+    deadly: Vec<(usize, u32)>,
+    /// Tasks whose own fault stalls their worker (hang, SIGSTOP).
+    stalls: Vec<(usize, u32)>,
+    /// Tasks that raise or panic.
+    raises: usize,
+    /// SIGKILLs from outside that landed on a worker mid-task, and on which task.
+    struck: Vec<u64>,
+    /// SIGSTOPs from outside that landed mid-task.
+    stopped: Vec<u64>,
+    /// Strikes that landed on a worker between tasks.
+    idle_strikes: usize,
+}
+
+fn facts(plan: &Plan, events: &[Logged]) -> Facts {
+    let mut f = Facts::default();
+    for (i, task) in plan.tasks.iter().enumerate() {
+        let oom = matches!(task.work, Workload::Alloc { mib, .. } if plan.memory_limit_mib.is_some_and(|l| u64::from(mib) >= l));
+        if oom {
+            f.deadly.push((i, u32::MAX));
+        }
+        let Some(fault) = task.fault else { continue };
+        match fault.kind {
+            FaultKind::Error | FaultKind::Panic => f.raises += 1,
+            FaultKind::Hang | FaultKind::SigStop => f.stalls.push((i, fault.times)),
+            kind if kind.kills_worker() => f.deadly.push((i, fault.times)),
+            _ => {}
+        }
+    }
+    for (at, logged) in events.iter().enumerate() {
+        let Event::Nemesis { signal, pid, .. } = &logged.event else { continue };
+        // The task the struck worker was running, if any: started and not done before the strike.
+        let mut running = None;
+        for l in &events[..at] {
+            match l.event {
+                Event::TaskStarted { tag, pid: p, .. } if p == *pid => running = Some(tag),
+                Event::TaskDone { tag, pid: p, .. } if p == *pid && running == Some(tag) => running = None,
+                _ => {}
+            }
+        }
+        match (running, signal.as_str()) {
+            (Some(tag), "sigkill") => f.struck.push(tag),
+            (Some(tag), _) => f.stopped.push(tag),
+            (None, _) => f.idle_strikes += 1,
+        }
+    }
+    f
+}
+
+/// The verdict `pool` must reach on `plan`, given the run's events.
+pub fn expect(pool: PoolKind, plan: &Plan, events: &[Logged]) -> Expectation {
+    let f = facts(plan, events);
+    let owner_killed =
+        plan.nemesis.iter().any(|n| n.target == crate::scenario::Aim::Owner && n.signal == Signal::Sigkill);
+    if owner_killed {
+        return Expectation::Undetermined("the plan kills the owner".into());
+    }
+    let died = !f.deadly.is_empty() || !f.struck.is_empty();
+    let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
+    let plain = if f.raises > 0 {
+        Expectation::Verdict(Verdict::FailedLoudly, "a task raises".into())
+    } else {
+        Expectation::Verdict(Verdict::Completed, "no fault reaches a worker".into())
+    };
+    let v = |v: Verdict, why: &str| Expectation::Verdict(v, why.to_string());
+    match pool {
+        PoolKind::Naive | PoolKind::SeedPolling => {
+            if died || stalled {
+                v(Verdict::Hung, "a worker died or stalled mid-task")
+            } else if f.idle_strikes > 0 {
+                Expectation::Undetermined("a worker was struck between tasks: lock holder or not".into())
+            } else {
+                plain
+            }
+        }
+        PoolKind::Polling => {
+            if died || f.idle_strikes > 0 {
+                v(Verdict::FailedLoudly, "a worker died with results pending")
+            } else if stalled {
+                v(Verdict::Hung, "a task stalled and polling has no deadline")
+            } else {
+                plain
+            }
+        }
+        PoolKind::PerTask => {
+            if stalled && plan.task_timeout.is_none() {
+                v(Verdict::Hung, "a task stalled and there is no deadline")
+            } else if died || stalled {
+                v(Verdict::FailedLoudly, "a task's process died or was killed at its deadline")
+            } else if f.idle_strikes > 0 {
+                Expectation::Undetermined("a process was struck after its task: before or after its result".into())
+            } else {
+                plain
+            }
+        }
+        PoolKind::Supervised | PoolKind::Planted(_) => {
+            if stalled && plan.task_timeout.is_none() {
+                return v(Verdict::Hung, "a task stalled and there is no deadline");
+            }
+            let max = plan.max_attempts;
+            let poison = f.deadly.iter().chain(&f.stalls).any(|&(_, times)| times >= max);
+            // Strikes from outside are charged like deaths: too many on one task exhaust it.
+            let mut strikes: Vec<u64> = f.struck.iter().chain(&f.stopped).copied().collect();
+            strikes.sort_unstable();
+            let exhausted = strikes.chunk_by(|a, b| a == b).any(|run| {
+                let own = plan.tasks.iter().position(|t| t.tag == run[0]).and_then(|i| plan.tasks[i].fault);
+                let own =
+                    own.filter(|f| f.kind.kills_worker() || matches!(f.kind, FaultKind::Hang | FaultKind::SigStop));
+                run.len() as u32 + own.map_or(0, |f| f.times) >= max
+            });
+            if poison || exhausted {
+                v(Verdict::FailedLoudly, "a task is poison or ran out of attempts")
+            } else {
+                plain
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Campaigns: seeded plans are the same twice, shares merge to the whole,
+//! and the checker catches, shrinks and replays every planted bug.
+//!
+//! Every run here is real (sandbox, owner, workers); the knobs keep runs
+//! small, and the supervised pool's verdicts are deterministic under them.
+
+use std::path::Path;
+use std::process::Command;
+
+use harness::campaign::{self, CampaignReport, FindingKind, Knobs, Settings};
+use harness::runner::RunContext;
+use harness::shrink;
+use pools::PoolKind;
+use pools::supervised::PlantedBug;
+
+fn ctx() -> RunContext {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
+    RunContext {
+        exe: env!("CARGO_BIN_EXE_poolchaos").into(),
+        root: concat!(env!("CARGO_MANIFEST_DIR"), "/..").into(),
+        events_dir: None,
+    }
+}
+
+fn small() -> Knobs {
+    Knobs { tasks: 8, kill_rate: 0.1, stall_rate: 0.02, outside_rate: 0.03, error_rate: 0.02, ..Knobs::default() }
+}
+
+fn settings(pool: PoolKind, runs: u64, partition: Option<(u64, u64)>, failures: &Path) -> Settings {
+    Settings {
+        pool,
+        seed: 11,
+        knobs: small(),
+        runs: Some(runs),
+        duration: None,
+        partition,
+        jobs: 2,
+        failures_dir: failures.to_owned(),
+        shrink: true,
+        max_findings: None,
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_plans() {
+    let knobs = Knobs::default();
+    for index in 0..50 {
+        let a = campaign::generate(&knobs, PoolKind::Supervised, 42, index);
+        let b = campaign::generate(&knobs, PoolKind::Supervised, 42, index);
+        assert_eq!(a.to_toml(&[]), b.to_toml(&[]), "run {index}");
+    }
+    let other = campaign::generate(&knobs, PoolKind::Supervised, 43, 0);
+    assert_ne!(campaign::generate(&knobs, PoolKind::Supervised, 42, 0).to_toml(&[]), other.to_toml(&[]));
+    // The plans carry faults at all.
+    let faults: usize =
+        (0..50).map(|i| shrink::fault_count(&campaign::generate(&knobs, PoolKind::Supervised, 42, i))).sum();
+    assert!(faults > 20, "{faults} faults in 50 plans");
+}
+
+#[test]
+fn two_shares_merge_to_the_verdict_counts_of_the_whole() {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = campaign::run(&settings(PoolKind::Supervised, 200, None, dir.path()), &ctx, &|_| {}).expect("whole");
+    let one =
+        campaign::run(&settings(PoolKind::Supervised, 100, Some((1, 2)), dir.path()), &ctx, &|_| {}).expect("1/2");
+    let two =
+        campaign::run(&settings(PoolKind::Supervised, 100, Some((2, 2)), dir.path()), &ctx, &|_| {}).expect("2/2");
+    assert_eq!(one.runs.iter().map(|r| r.index % 2).max(), Some(0), "share 1 runs the even indices");
+    let merged = CampaignReport::merge(vec![one, two]).expect("merge");
+    assert_eq!(merged.runs.len(), 200);
+    assert_eq!(merged.verdict_counts(), whole.verdict_counts());
+    let whole_verdicts: Vec<_> = whole.runs.iter().map(|r| (r.index, r.verdict)).collect();
+    let merged_verdicts: Vec<_> = merged.runs.iter().map(|r| (r.index, r.verdict)).collect();
+    assert_eq!(merged_verdicts, whole_verdicts);
+    assert!(whole.findings.is_empty(), "supervised: {}", whole.summary());
+}
+
+/// Each planted bug is found by a short campaign, shrunk to at most 2 faults,
+/// and its reproducer replays to the same verdict.
+fn planted(bug: PlantedBug) {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = settings(PoolKind::Planted(bug), 12, None, dir.path());
+    // Hung runs cost their deadline, and so does every shrink step of a hang.
+    s.knobs = Knobs { stall_rate: 0.1, deadline_ms: 1500, task_timeout_ms: 300, ..small() };
+    s.max_findings = Some(1);
+    let report = campaign::run(&s, &ctx, &|_| {}).expect("campaign");
+    let finding = report.findings.first().unwrap_or_else(|| panic!("{bug:?} not caught: {}", report.summary()));
+    assert!(finding.faults_after <= 2, "{bug:?} shrunk to {} faults", finding.faults_after);
+    let verdict = match &finding.kind {
+        FindingKind::Oracle { verdict, .. } | FindingKind::Safety { verdict, .. } => *verdict,
+    };
+    let repro = finding.reproducer.as_ref().expect("a reproducer");
+    let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
+        .args(["run", repro, "--format", "json"])
+        .current_dir(dir.path())
+        .output()
+        .expect("replay");
+    assert_eq!(out.status.code(), Some(1), "the replay is a mismatch again: {}", String::from_utf8_lossy(&out.stderr));
+    let replayed: harness::report::Report = serde_json::from_slice(&out.stdout).expect("report json");
+    assert_eq!(replayed.runs[0].verdict, verdict, "the replay reaches the same verdict");
+}
+
+#[test]
+fn planted_bug_drop_retried_result_is_caught() {
+    planted(PlantedBug::DropRetriedResult);
+}
+
+#[test]
+fn planted_bug_duplicate_retried_result_is_caught() {
+    planted(PlantedBug::DuplicateRetriedResult);
+}
+
+#[test]
+fn planted_bug_ignore_death_is_caught() {
+    planted(PlantedBug::IgnoreDeath);
+}
+
+#[test]
+fn planted_bug_no_deadline_is_caught() {
+    planted(PlantedBug::NoDeadline);
+}

@@ -1,0 +1,124 @@
+//! The fork server that forks per-task's and supervised's workers: what
+//! becomes of the pool when the server itself dies, and per-task's other way
+//! of starting a task's process (a spawn-exec per task).
+//!
+//! The server is the test process's only child while a pool runs (the
+//! workers are its children), so it is found through `/proc`. Every case
+//! runs under `clean_run`: nothing may be left, the server's children
+//! included.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{LIVE, clean_run, config};
+use pools::per_task::Launch;
+use pools::{Exit, Pool, PoolKind, Task, TaskError, Workload};
+use rustix::process::Signal;
+
+/// The pool's fork server: the one child of this test process.
+fn server_pid() -> u32 {
+    let children = common::children();
+    assert_eq!(children.len(), 1, "the fork server is our only child: {children:?}");
+    children[0]
+}
+
+fn sleeper(tag: u64) -> Task {
+    Task { tag, work: Workload::Sleep { ms: 60_000 }, fault: None }
+}
+
+#[test]
+fn workers_run_as_children_of_the_fork_server() {
+    for kind in [PoolKind::PerTask, PoolKind::Supervised] {
+        clean_run(|| {
+            let (config, mut trace) = config(2);
+            let pool = pools::build(kind, &config).expect("start");
+            let handle = pool.submit(vec![sleeper(0)], Default::default()).expect("submit");
+            let worker = trace.wait_start(0, LIVE);
+            let server = server_pid();
+            let status = std::fs::read_to_string(format!("/proc/{worker}/status")).expect("worker status");
+            let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).expect("PPid line").trim();
+            assert_eq!(ppid, server.to_string(), "{kind}: the worker's parent is the fork server");
+            pool.terminate();
+            assert!(handle.wait(Some(LIVE)).is_some(), "terminate settles the task");
+            pool.join_timeout(Some(LIVE)).expect("join");
+        });
+    }
+}
+
+/// The server SIGKILLed while a task runs: its children die with it
+/// (PDEATHSIG), the task in flight fails as `WorkerLost(SIGKILL)` in
+/// per-task (no retry) and is retried in supervised, and a new server takes
+/// the next tasks.
+#[test]
+fn losing_the_fork_server_loses_only_the_work_in_flight() {
+    for kind in [PoolKind::PerTask, PoolKind::Supervised] {
+        clean_run(|| {
+            let (config, mut trace) = config(1);
+            let pool = pools::build(kind, &config).expect("start");
+            let handle = pool
+                .submit(vec![Task { tag: 0, work: Workload::Sleep { ms: 500 }, fault: None }], Default::default())
+                .expect("submit");
+            let worker = trace.wait_start(0, LIVE);
+            common::kill(server_pid(), Signal::KILL);
+            let outcome = handle.wait(Some(LIVE)).expect("not hung").pop().expect("one outcome");
+            match (kind, outcome) {
+                (
+                    PoolKind::PerTask,
+                    Err(TaskError::WorkerLost { pid, exit: Exit::Signal(libc::SIGKILL), attempts: 1 }),
+                ) => {
+                    assert_eq!(pid, worker, "the error names the task's process")
+                }
+                (PoolKind::Supervised, Ok(bytes)) => {
+                    assert!(Task { tag: 0, work: Workload::Sleep { ms: 500 }, fault: None }.check(&bytes))
+                }
+                (kind, other) => panic!("{kind}: {other:?}"),
+            }
+            let again = common::echoes(6);
+            common::assert_all_ok(
+                &again,
+                &pool.map_timeout(again.clone(), Some(LIVE)).expect("a new server takes the work"),
+            );
+            pool.close();
+            pool.join_timeout(Some(LIVE)).expect("join after close");
+        });
+    }
+}
+
+#[test]
+fn per_task_can_still_spawn_exec_each_task() {
+    clean_run(|| {
+        let (config, mut trace) = config(2);
+        let pool = pools::per_task::start_with(&config, Launch::SpawnExec).expect("start");
+        let tasks = common::echoes(6);
+        common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("not hung"));
+        // No fork server: the task's process is our own child.
+        let handle = pool.submit(vec![sleeper(7)], Default::default()).expect("submit");
+        let pid = trace.wait_start(7, LIVE);
+        assert_eq!(common::children(), [pid], "spawn-exec: the task's process is our child");
+        common::kill(pid, Signal::KILL);
+        match handle.wait(Some(LIVE)).expect("not hung").pop() {
+            Some(Err(TaskError::WorkerLost { pid: lost, exit: Exit::Signal(libc::SIGKILL), attempts: 1 })) => {
+                assert_eq!(lost, pid)
+            }
+            other => panic!("{other:?}"),
+        }
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join");
+    });
+}
+
+/// A deadline is kept through the fork server too: the child is SIGKILLed by
+/// pidfd and its task fails as `TimedOut`.
+#[test]
+fn per_task_deadlines_kill_forked_children() {
+    clean_run(|| {
+        let (mut config, _trace) = config(1);
+        config.task_timeout = Some(Duration::from_millis(200));
+        let pool = pools::build(PoolKind::PerTask, &config).expect("start");
+        match pool.apply_timeout(sleeper(1), Some(LIVE)).expect("not hung") {
+            Err(TaskError::TimedOut { after, attempts: 1, .. }) => assert!(after >= Duration::from_millis(200)),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -1,0 +1,90 @@
+"""The owner's life, the same for every target: read the plan, check the
+target can run here (else `skipped`), start the pool (`ready`), warm up if
+asked, run the tasks, close and join (`finished`). Anything that goes wrong
+in the adapter itself is an `owner-error`, after which the owner kills its
+children so nothing outlives it."""
+
+import importlib
+import os
+import signal
+import sys
+import traceback
+
+from .protocol import Emitter, PlanError, children, ok_or_wrong, prepare_owner, read_plan, wait_for_go
+from .targets import TARGETS
+from .work import WARMUP_TAG
+
+USAGE = "usage: python -m poolchaos_targets NAME  (plan on stdin, events on stdout)\n       python -m poolchaos_targets --list"
+
+
+def main(argv):
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    if argv[0] == "--list":
+        for name, cls in TARGETS.items():
+            needs = f" (needs {', '.join(cls.requires)})" if cls.requires else ""
+            print(f"{name:24} {cls.about}{needs}")
+        return 0
+    name = argv[0]
+    emitter = Emitter()
+    cls = TARGETS.get(name)
+    if cls is None:
+        emitter.owner_error(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
+        return 2
+    stdin = sys.stdin.buffer
+    try:
+        plan = read_plan(stdin)
+    except PlanError as e:
+        emitter.owner_error(f"{name}: {e}")
+        return 2
+    missing = unavailable(cls)
+    if missing:
+        emitter.skipped(f"{name}: {missing}")
+        return 0
+    return run(name, cls, plan, emitter, stdin)
+
+
+def unavailable(cls):
+    """Why the target cannot run here, or None."""
+    for module in cls.requires:
+        try:
+            importlib.import_module(module)
+        except Exception as e:
+            return (
+                f"the Python package {module!r} is not importable by {sys.executable} "
+                f"({type(e).__name__}: {e}); run targets/python/setup.sh to install the pinned pools into .venv"
+            )
+    return None
+
+
+def run(name, cls, plan, emitter, stdin):
+    prepare_owner()
+    target = cls(plan, emitter)
+    style = cls.style or plan["style"]
+    try:
+        target.start()
+        emitter.ready()
+        target.watcher.start()
+        if plan["warmup"]:
+            task = {"tag": WARMUP_TAG, "work": {"Echo": list(b"warm-up")}, "fault": None}
+            value = target.warmup(task)
+            if ok_or_wrong(task, value)["status"] != "ok":
+                raise RuntimeError(f"the warm-up task returned a wrong result: {value!r:.80}")
+            emitter.emit("warmed-up")
+            wait_for_go(stdin)
+        target.run(style)
+        target.close()
+        target.watcher.stop()
+        emitter.emit("finished")
+        return 0
+    except Exception as e:
+        traceback.print_exc()
+        emitter.owner_error(f"{name}: {type(e).__name__}: {e}")
+        # Leave nothing behind: the workers go with the failed owner.
+        for pid in children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        return 2

@@ -1,0 +1,619 @@
+"""The Python targets: real pools driven through the plan, each as its users
+call it. One class per design; `TARGETS` maps the names the harness knows
+(`py-pool-map`, ...) to them.
+
+Every target does the same five things: `start` (the pool exists: `ready`),
+`warmup` (one echo task, when the plan asks), `run` (the tasks, in its call
+style, emitting one `outcome` per task as the call delivers it), `close`
+(close and join, or shutdown), and `classify` (an exception the call raised,
+as an error record). None of them is told about deadlines: a target that
+hangs waits forever, as its users' programs do, until the harness kills the
+sandbox.
+
+A `map` call is all-or-nothing in most of these APIs: when it raises, the
+caller gets no result at all, so every task of the call gets that error
+(with the message saying so). Iterator-style maps (ProcessPoolExecutor,
+loky) deliver results in order until the first error; the tasks after it
+get the error that stopped the iteration.
+"""
+
+import concurrent.futures
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.pool
+import os
+import re
+import signal
+import threading
+import time
+
+from . import work
+from .protocol import ExitWatcher, describe_exit, error, exit_fields, ok_or_wrong
+from .work import InjectedError, InjectedPanic, run_task
+
+FORK = multiprocessing.get_context("fork")
+
+
+def _text(e):
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class Target:
+    """A pool under test. Subclasses set `name`, `requires` (modules that
+    must import) and `style` (the call style the target fixes, or None for
+    the plan's)."""
+
+    name = ""
+    requires = ()
+    style = None
+    #: What the target is, for `--list` and the docs.
+    about = ""
+
+    def __init__(self, plan, emitter):
+        self.plan = plan
+        self.emitter = emitter
+        self.tasks = plan["tasks"]
+        self.workers = plan["workers"]
+        t = plan.get("task_timeout_ms")
+        self.timeout = t / 1000 if t else None
+        self.watcher = ExitWatcher(emitter, self.processes)
+        self.pool = None
+
+    # -- hooks
+    def start(self):
+        raise NotImplementedError
+
+    def processes(self):
+        """The worker process objects the pool holds right now (for the watcher)."""
+        return ()
+
+    def warmup(self, task):
+        raise NotImplementedError
+
+    def run(self, style):
+        raise NotImplementedError
+
+    def close(self):
+        raise NotImplementedError
+
+    def classify(self, exc, handle=None):
+        """The error record of an exception a call raised."""
+        if isinstance(exc, (InjectedError, InjectedPanic)):
+            return error("Task", _text(exc))
+        return error("Task", f"unexpected {_text(exc)}")
+
+    # -- shared helpers
+    def ok(self, i, value):
+        self.emitter.outcome(i, ok_or_wrong(self.tasks[i], value))
+
+    def fail(self, i, record):
+        self.emitter.outcome(i, record)
+
+    def fail_all(self, indices, exc, why):
+        record = self.classify(exc)
+        for i in indices:
+            self.fail(i, dict(record, message=f"{why}: {record['message']}"))
+
+    def on_result(self, _value=None):
+        self.emitter.callback("result")
+
+    def on_error(self, _exc=None):
+        self.emitter.callback("error")
+
+    def pool_broken(self, exc, why=None):
+        """A PoolBroken record, naming the deaths the watcher knows of."""
+        dead = self.watcher.abnormal()
+        message = _text(exc)
+        if why:
+            message = f"{why}: {message}"
+        if not dead:
+            return error("PoolBroken", message)
+        pid, code = dead[0]
+        sig, c = exit_fields(code)
+        known = ", ".join(f"worker {p} {describe_exit(x)}" for p, x in dead)
+        return error("PoolBroken", f"{message} ({known})", pid=pid, signal=sig, code=c)
+
+
+# ---------------------------------------------------------------- multiprocessing.Pool
+
+
+class MpPool(Target):
+    """`multiprocessing.Pool(processes=workers)` with the fork start method
+    (the seed's default on Linux), in one call style."""
+
+    requires = ()
+
+    def make_pool(self):
+        return FORK.Pool(processes=self.workers)
+
+    def start(self):
+        self.pool = self.make_pool()
+
+    def processes(self):
+        return list(self.pool._pool) if self.pool is not None else ()
+
+    def warmup(self, task):
+        return self.pool.apply(run_task, (task,))
+
+    def chunksize(self):
+        return self.plan.get("chunksize")
+
+    def classify(self, exc, handle=None):
+        if isinstance(exc, multiprocessing.pool.MaybeEncodingError):
+            return error("Task", _text(exc))  # the task's result could not be sent: its own fault
+        return super().classify(exc)
+
+    def run(self, style):
+        getattr(self, "run_" + style)()
+
+    def run_map(self):
+        try:
+            results = self.pool.map(run_task, self.tasks, self.chunksize())
+        except Exception as e:
+            self.fail_all(range(len(self.tasks)), e, "pool.map raised")
+            return
+        for i, value in enumerate(results):
+            self.ok(i, value)
+
+    def run_apply(self):
+        for i, task in enumerate(self.tasks):
+            try:
+                value = self.pool.apply(run_task, (task,))
+            except Exception as e:
+                self.fail(i, self.classify(e))
+            else:
+                self.ok(i, value)
+
+    def run_apply_async(self):
+        handles = [
+            self.pool.apply_async(run_task, (task,), callback=self.on_result, error_callback=self.on_error)
+            for task in self.tasks
+        ]
+        for i, handle in enumerate(handles):
+            try:
+                value = handle.get()
+            except Exception as e:
+                self.fail(i, self.classify(e, handle))
+            else:
+                self.ok(i, value)
+
+    def run_map_async(self):
+        # As the seed: map_async with an error_callback, then close() and join().
+        result = self.pool.map_async(
+            run_task, self.tasks, self.chunksize(), callback=self.on_result, error_callback=self.on_error
+        )
+        self.pool.close()
+        self.pool.join()
+        self.deliver(result)
+
+    def deliver(self, result):
+        try:
+            values = result.get()
+        except Exception as e:
+            self.fail_all(range(len(self.tasks)), e, "map_async's result raised")
+            return
+        for i, value in enumerate(values):
+            self.ok(i, value)
+
+    def close(self):
+        self.pool.close()
+        self.pool.join()
+
+
+class PoolMap(MpPool):
+    name, style = "py-pool-map", "map"
+    about = "multiprocessing.Pool(workers).map(f, tasks), then close() and join()"
+
+
+class PoolApply(MpPool):
+    name, style = "py-pool-apply", "apply"
+    about = "multiprocessing.Pool(workers).apply(f, (task,)) for each task in turn"
+
+
+class PoolApplyAsync(MpPool):
+    name, style = "py-pool-apply-async", "apply_async"
+    about = "multiprocessing.Pool(workers).apply_async(f, (task,), callback, error_callback) for every task, then get() each"
+
+
+class PoolMapAsync(MpPool):
+    name, style = "py-pool-map-async", "map_async"
+    about = "multiprocessing.Pool(workers).map_async(f, tasks, callback, error_callback), close(), join(), then get()"
+
+
+class SeedPolling(MpPool):
+    """The seed post's polling program, as written: the call, `close()`, then
+    a busy loop over `pool._pool` in place of `join()`: when every worker is
+    dead, any non-zero exitcode terminates the pool."""
+
+    def poll_workers(self):
+        # The post's loop, as written (no sleep: it spins).
+        while True:
+            finish_flag = True
+            for sub_p in self.pool._pool:
+                if sub_p.is_alive():
+                    finish_flag = False
+                    break
+            if finish_flag:
+                error_flag = False
+                for sub_p in self.pool._pool:
+                    if sub_p.exitcode != 0:
+                        # 'Sub-processes exit error'
+                        self.watcher.record(sub_p.pid, sub_p.exitcode)
+                        self.pool.terminate()
+                        error_flag = True
+                        break
+                return error_flag
+
+    def close(self):
+        self.pool.join()  # the post never joins; we do, so nothing is left behind
+
+
+class SeedPollingMap(SeedPolling):
+    name, style = "py-seed-polling", "map"
+    about = "the seed's polling program: pool.map(f, tasks), close(), then the `while True` loop over pool._pool"
+
+    def run(self, style):
+        self.run_map()  # blocks forever if a worker died mid-task: the loop is never reached
+        self.pool.close()
+        self.poll_workers()
+
+
+class SeedPollingMapAsync(SeedPolling):
+    name, style = "py-seed-polling-async", "map_async"
+    about = "the seed's polling program with map_async: map_async(...), close(), then the polling loop in place of join()"
+
+    def run(self, style):
+        result = self.pool.map_async(
+            run_task, self.tasks, self.chunksize(), callback=self.on_result, error_callback=self.on_error
+        )
+        self.pool.close()
+        terminated = self.poll_workers()
+        if terminated and not result.ready():
+            for i in range(len(self.tasks)):
+                self.fail(i, error("Terminated", "the polling loop saw a worker exit abnormally and terminated the pool"))
+            return
+        self.deliver(result)
+
+
+# ---------------------------------------------------------------- one Process per task
+
+
+def _child(task, conn):
+    """The body of one process of py-process-per-task: run the task, send
+    ("ok", result) or ("error", type name, text) back, exit."""
+    try:
+        result = run_task(task)
+        conn.send(("ok", result))  # a WriteResult fault fires in here, while pickling
+    except Exception as e:
+        conn.send(("error", type(e).__name__, str(e)))
+    conn.close()
+
+
+class ProcessPerTask(Target):
+    """The seed post's last program: one `multiprocessing.Process` per task
+    (fork), at most `workers` at a time, the result sent back on a pipe; the
+    parent joins each and knows its exitcode. A process that ended without a
+    result is `WorkerLost` with its signal or code. With a task timeout, a
+    process still running at its deadline is killed (SIGKILL) and its task is
+    `TimedOut`. The call style does not change what it does."""
+
+    name = "py-process-per-task"
+    about = "one multiprocessing.Process per task (at most `workers` at once), joined; exitcode known"
+
+    def start(self):
+        self.running = {}  # sentinel -> [index, process, conn, started, message]
+        self.pool = self  # nothing to start
+
+    def processes(self):
+        return [r[1] for r in list(self.running.values())]
+
+    def spawn(self, index, task):
+        reader, writer = FORK.Pipe(duplex=False)
+        p = FORK.Process(target=_child, args=(task, writer))
+        p.start()
+        writer.close()
+        self.running[p.sentinel] = [index, p, reader, time.monotonic(), None]
+
+    def warmup(self, task):
+        outcomes = {}
+        self.spawn(-1, task)
+        self.drain(lambda i, rec, value: outcomes.setdefault(i, (rec, value)))
+        rec, value = outcomes[-1]
+        if rec is not None:
+            raise RuntimeError(f"warm-up task failed: {rec['message']}")
+        return value
+
+    def run(self, style):
+        def report(i, rec, value):
+            if rec is None:
+                self.ok(i, value)
+            else:
+                self.fail(i, rec)
+
+        queue = list(enumerate(self.tasks))
+        queue.reverse()
+        while queue or self.running:
+            while queue and len(self.running) < self.workers:
+                self.spawn(*queue.pop())
+            self.step(report)
+
+    def drain(self, report):
+        while self.running:
+            self.step(report)
+
+    def step(self, report):
+        """Waits for one process's message or exit (or a deadline), and
+        reports every task that is over."""
+        waits = []
+        for sentinel, (i, p, conn, started, message) in self.running.items():
+            waits.append(sentinel)
+            if message is None:
+                waits.append(conn)
+        timeout = None
+        if self.timeout is not None:
+            first = min(r[3] for r in self.running.values())
+            timeout = max(0.0, first + self.timeout - time.monotonic())
+        ready = multiprocessing.connection.wait(waits, timeout)
+        for sentinel, r in list(self.running.items()):
+            i, p, conn, started, message = r
+            if message is None and (conn in ready or sentinel in ready) and conn.poll():
+                try:
+                    r[4] = message = conn.recv()
+                except (EOFError, OSError):
+                    r[4] = message = ("lost",)
+            if sentinel in ready:
+                self.finish(sentinel, report)
+            elif self.timeout is not None and time.monotonic() - started >= self.timeout:
+                p.kill()
+                self.finish(sentinel, report, timed_out=True)
+
+    def finish(self, sentinel, report, timed_out=False):
+        i, p, conn, started, message = self.running.pop(sentinel)
+        p.join()
+        conn.close()
+        code = p.exitcode
+        sig, c = exit_fields(code)
+        self.watcher.record(p.pid, code)
+        if message is not None and message[0] == "ok":
+            report(i, None, message[1])
+        elif message is not None and message[0] == "error":
+            kind = "Task"
+            text = f"{message[1]}: {message[2]}"
+            if message[1] not in (InjectedError.__name__, InjectedPanic.__name__):
+                text = "unexpected " + text
+            report(i, error(kind, text), None)
+        elif timed_out:
+            ms = int(self.timeout * 1000)
+            report(i, error("TimedOut", f"process {p.pid} still running after {ms} ms: killed", pid=p.pid, attempts=1), None)
+        else:
+            text = f"process {p.pid} exited without a result: {describe_exit(code)}"
+            report(i, error("WorkerLost", text, pid=p.pid, signal=sig, code=c, attempts=1), None)
+
+
+# ---------------------------------------------------------------- executors
+
+
+class Executor(Target):
+    """A `concurrent.futures`-style executor: `submit` per task (`map` for
+    the map style). `apply` waits for each future before the next submit;
+    `apply_async` and `map_async` submit every task with a done-callback,
+    then wait for each future in order."""
+
+    def warmup(self, task):
+        return self.submit(task).result()
+
+    def submit(self, task):
+        return self.pool.submit(run_task, task)
+
+    def map(self):
+        return self.pool.map(run_task, self.tasks)
+
+    def run(self, style):
+        getattr(self, "run_" + style)()
+
+    def run_map(self):
+        delivered = 0
+        try:
+            for value in self.map():
+                self.ok(delivered, value)
+                delivered += 1
+            return
+        except Exception as e:
+            record = self.classify(e)
+        # The iterator raised for the next task; the caller sees nothing after it.
+        self.fail(delivered, record)
+        for j in range(delivered + 1, len(self.tasks)):
+            self.fail(j, dict(record, message=f"not delivered: the map raised at task {delivered}: {record['message']}"))
+
+    def run_apply(self):
+        for i, task in enumerate(self.tasks):
+            try:
+                value = self.submit(task).result()
+            except Exception as e:
+                self.fail(i, self.classify(e))
+            else:
+                self.ok(i, value)
+
+    def run_apply_async(self):
+        futures = []
+        for task in self.tasks:
+            try:
+                f = self.submit(task)
+            except Exception as e:  # a broken pool refuses the submit
+                futures.append(e)
+                continue
+            f.add_done_callback(self.done)
+            futures.append(f)
+        for i, f in enumerate(futures):
+            if isinstance(f, Exception):
+                self.fail(i, self.classify(f))
+                continue
+            try:
+                value = f.result()
+            except Exception as e:
+                self.fail(i, self.classify(e, f))
+            else:
+                self.ok(i, value)
+
+    run_map_async = run_apply_async
+
+    def done(self, future):
+        if future.cancelled() or future.exception() is not None:
+            self.on_error()
+        else:
+            self.on_result()
+
+    def close(self):
+        self.pool.shutdown(wait=True)
+
+
+class Ppe(Executor):
+    name = "py-ppe"
+    about = "concurrent.futures.ProcessPoolExecutor(max_workers) (fork): submit per task, or map"
+
+    def start(self):
+        self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers, mp_context=FORK)
+
+    def processes(self):
+        return list((getattr(self.pool, "_processes", None) or {}).values())
+
+    def classify(self, exc, handle=None):
+        if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+            return self.pool_broken(exc)
+        if isinstance(exc, concurrent.futures.CancelledError):
+            return error("Terminated", _text(exc))
+        return super().classify(exc)
+
+
+class Loky(Ppe):
+    name = "py-loky"
+    requires = ("loky",)
+    about = "loky.get_reusable_executor(max_workers) (loky's fork+exec workers): submit per task, or map"
+
+    def start(self):
+        import loky
+
+        self.pool = loky.get_reusable_executor(max_workers=self.workers)
+
+    def classify(self, exc, handle=None):
+        # loky names the exit codes in its message: "{SIGKILL(-9)}", "{EXIT(1)}".
+        if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+            codes = [int(c) for c in re.findall(r"\((-?\d+)\)", str(exc))]
+            culprit = next((c for c in codes if c != 0 and c != -signal.SIGTERM), None)
+            if culprit is None:
+                return self.pool_broken(exc)
+            sig, code = exit_fields(culprit)
+            return error("PoolBroken", _text(exc), signal=sig, code=code)
+        return super().classify(exc)
+
+
+class Pebble(Executor):
+    name = "py-pebble"
+    requires = ("pebble",)
+    about = "pebble.ProcessPool(max_workers) (fork): schedule(f, (task,), timeout) per task, or map(f, tasks, timeout)"
+
+    def start(self):
+        import pebble
+
+        self.pool = pebble.ProcessPool(max_workers=self.workers, context=FORK)
+
+    def processes(self):
+        try:
+            return list(self.pool._pool_manager.worker_manager.workers.values())
+        except AttributeError:
+            return ()
+
+    def submit(self, task):
+        return self.pool.schedule(run_task, args=(task,), timeout=self.timeout)
+
+    def run_map(self):
+        # pebble's map yields each task's outcome in order; an error does not stop it.
+        try:
+            results = self.pool.map(run_task, self.tasks, timeout=self.timeout).result()
+        except Exception as e:
+            self.fail_all(range(len(self.tasks)), e, "pool.map raised")
+            return
+        for i in range(len(self.tasks)):
+            try:
+                value = next(results)
+            except StopIteration:
+                return
+            except Exception as e:
+                self.fail(i, self.classify(e))
+            else:
+                self.ok(i, value)
+
+    def classify(self, exc, handle=None):
+        import pebble
+
+        if isinstance(exc, pebble.ProcessExpired):
+            sig, code = exit_fields(exc.exitcode)
+            return error("WorkerLost", f"{_text(exc)} (pid {exc.pid}, exitcode {exc.exitcode})", pid=exc.pid, signal=sig, code=code, attempts=1)
+        if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)):
+            return error("TimedOut", _text(exc) if str(exc) else f"TimeoutError: over {self.plan['task_timeout_ms']} ms", attempts=1)
+        if isinstance(exc, concurrent.futures.CancelledError):
+            return error("Terminated", _text(exc))
+        if isinstance(exc, (InjectedError, InjectedPanic)):
+            return super().classify(exc)
+        if isinstance(exc, (RuntimeError, concurrent.futures.process.BrokenProcessPool)):
+            # "Unexpected error within the Pool": the pool broke as a whole.
+            return self.pool_broken(exc)
+        return super().classify(exc)
+
+    def close(self):
+        self.pool.close()
+        self.pool.join()
+
+
+class Billiard(MpPool):
+    name = "py-billiard"
+    requires = ("billiard",)
+    about = "billiard.Pool(workers) (Celery's fork of multiprocessing; fork): the plan's call style, apply_async with error_callback for the async ones; with a task timeout, billiard's hard time limit"
+
+    def make_pool(self):
+        import billiard
+
+        if self.timeout is not None:
+            return billiard.Pool(processes=self.workers, timeout=self.timeout, enable_timeouts=True)
+        return billiard.Pool(processes=self.workers)
+
+    def classify(self, exc, handle=None):
+        from billiard.einfo import ExceptionWithTraceback
+        from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
+
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        pid = getattr(handle, "_worker_pid", None)
+        if isinstance(exc, WorkerLostError):
+            sig = code = None
+            m = re.search(r"signal (\d+)", str(exc))
+            if m:
+                sig = int(m.group(1))
+            m = re.search(r"exitcode (-?\d+)", str(exc))
+            if m:
+                code = int(m.group(1))
+            return error("WorkerLost", _text(exc), pid=pid, signal=sig, code=code, attempts=1)
+        if isinstance(exc, TimeLimitExceeded):
+            return error("TimedOut", _text(exc), pid=pid, attempts=1)
+        if isinstance(exc, Terminated):
+            return error("Terminated", _text(exc), pid=pid)
+        return super().classify(exc)
+
+
+TARGETS = {
+    t.name: t
+    for t in (
+        PoolMap,
+        PoolApply,
+        PoolApplyAsync,
+        PoolMapAsync,
+        SeedPollingMap,
+        SeedPollingMapAsync,
+        ProcessPerTask,
+        Ppe,
+        Loky,
+        Pebble,
+        Billiard,
+    )
+}
