@@ -8,16 +8,25 @@ default:
 build:
     cargo build --release --workspace
 
-# Run the test suite (each test in its own process, with leak checks).
-test:
+# Run the test suite (each test in its own process, with leak checks), then the Python adapter's.
+test: python-setup
     cargo nextest run --workspace
+    just python-test
 
-# The main job: every scenario in scenarios/ against its pools, as a table.
-chaos: build
+# The project's Python: .venv with loky, pebble and billiard, pinned (targets/python/).
+python-setup:
+    targets/python/setup.sh
+
+# The Python targets' own tests (standard library unittest).
+python-test: python-setup
+    .venv/bin/python -m unittest discover -s targets/python/tests
+
+# The main job: every scenario in scenarios/ against its pools and Python targets, as a table.
+chaos: build python-setup
     target/release/poolchaos run scenarios
 
 # The matrix again, writing report.md, report.json, junit.xml and runs/ to reports/latest/.
-report: build
+report: build python-setup
     target/release/poolchaos run scenarios --out reports/latest
 
 # Review snapshot changes (installs cargo-insta if missing).
@@ -63,10 +72,11 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # What CI runs: format check, lint, tests, the main job, then the bench smoke.
-ci:
+ci: python-setup
     cargo fmt --all -- --check
     just lint
     cargo nextest run --workspace --profile ci
+    just python-test
     just chaos
     just bench-smoke
 

@@ -12,7 +12,10 @@
 //!
 //! **Cost of a task in per-task**: one `map` of no-op tasks on one worker, so
 //! that one process runs at a time, as in a bare fork-and-wait; the time per
-//! task, with the fork server and with a spawn-exec per task.
+//! task, with the fork server and with a spawn-exec per task, in rounds
+//! interleaved with fork-and-waits, so the two are measured side by side
+//! (the machine's load changes over a run; a ratio of figures taken a minute
+//! apart would measure that too).
 
 use std::fs::File;
 use std::io::Read;
@@ -119,16 +122,50 @@ pub fn detection(program: &WorkerProgram, kind: PoolKind, samples: usize) -> any
 /// per-task pool started as `launch` (best of `repeat`).
 pub fn per_task_cost(program: &WorkerProgram, launch: Launch, n: u64, repeat: usize) -> anyhow::Result<Duration> {
     let pool = pools::per_task::start_with(&load::config(program, 1), launch)?;
-    load::run_batch(&pool, load::tasks(Cost::NoOp, Rate::Zero, 10, 1 << 40), Duration::from_secs(60))?;
+    time_per_task(&pool, 10, 1 << 40)?;
     let mut best = Duration::MAX;
-    for r in 0..repeat.max(1) {
-        let batch =
-            load::run_batch(&pool, load::tasks(Cost::NoOp, Rate::Zero, n, r as u64 * n), Duration::from_secs(120))?;
-        let settled = batch.settled.context("per-task hung")?;
-        ensure!(settled.completed as u64 == n, "per-task: {} of {n} completed", settled.completed);
-        best = best.min(batch.elapsed / n as u32);
+    for r in 0..repeat.max(1) as u64 {
+        best = best.min(time_per_task(&pool, n, r * n)?);
     }
     pool.terminate();
+    Ok(best)
+}
+
+fn time_per_task(pool: &dyn Pool, n: u64, first: u64) -> anyhow::Result<Duration> {
+    let batch = load::run_batch(pool, load::tasks(Cost::NoOp, Rate::Zero, n, first), Duration::from_secs(60))?;
+    let settled = batch.settled.context("per-task hung")?;
+    ensure!(settled.completed as u64 == n, "per-task: {} of {n} completed", settled.completed);
+    Ok(batch.elapsed / n as u32)
+}
+
+/// per-task's cost per task, and the floor it is judged against, measured
+/// side by side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerTaskCost {
+    /// With the fork server (per-task's default).
+    pub fork_server: Duration,
+    /// With a spawn-exec per task.
+    pub spawn_exec: Duration,
+    /// One bare fork-and-wait, measured in the same rounds.
+    pub fork_wait: Duration,
+}
+
+/// `rounds` rounds of: `n` fork-and-waits, `n` tasks with the fork server,
+/// `n / 4` with spawn-exec; the best of each.
+pub fn per_task_costs(program: &WorkerProgram, n: u64, rounds: usize) -> anyhow::Result<PerTaskCost> {
+    let forked = pools::per_task::start_with(&load::config(program, 1), Launch::ForkServer)?;
+    let execed = pools::per_task::start_with(&load::config(program, 1), Launch::SpawnExec)?;
+    time_per_task(&forked, 10, 1 << 40)?;
+    time_per_task(&execed, 10, 1 << 40)?;
+    let mut best = PerTaskCost { fork_server: Duration::MAX, spawn_exec: Duration::MAX, fork_wait: Duration::MAX };
+    for r in 0..rounds.max(1) as u64 {
+        let forks = crate::floor::fork_wait(&program.path, n as u32)? / n as u32;
+        best.fork_wait = best.fork_wait.min(forks);
+        best.fork_server = best.fork_server.min(time_per_task(&forked, n, r * n)?);
+        best.spawn_exec = best.spawn_exec.min(time_per_task(&execed, (n / 4).max(1), r * n)?);
+    }
+    forked.terminate();
+    execed.terminate();
     Ok(best)
 }
 

@@ -6,8 +6,9 @@
 //!   measurement that writes `reports/bench/summary.md` and
 //!   `reports/bench/throughput.svg`; `--smoke` runs each one on a handful of
 //!   tasks and times nothing worth reading (CI);
-//! - the criterion benches in `benches/` (`cargo bench --workspace`, `just
-//!   bench-full`): the same measurements, sampled by criterion.
+//! - the criterion benches in `benches/` (`just bench-full`, which builds the
+//!   worker binary and runs `cargo bench -p poolchaos-benches`): the same
+//!   measurements, sampled by criterion (`-- --test` runs each once).
 //!
 //! The modules:
 //! - [`floor`] measures what the machine charges: pipe round trips, the
@@ -31,7 +32,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use pools::per_task::Launch;
 use pools::{PoolKind, WorkerProgram};
 
 pub use summary::{Mode, Summary, Target};
@@ -49,8 +49,9 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let pools = if pools.is_empty() { &PoolKind::ALL[..] } else { pools };
     let started = Instant::now();
+    let load_start = summary::load_average();
     let (floor_sizes, load_sizes, samples, per_task_n) = match mode {
-        Mode::Quick => (floor::FloorSizes::QUICK, load::LoadSizes::QUICK, 30, 2_000),
+        Mode::Quick => (floor::FloorSizes::QUICK, load::LoadSizes::QUICK, 30, 500),
         Mode::Smoke => (floor::FloorSizes::SMOKE, load::LoadSizes::SMOKE, 3, 20),
     };
     progress("the floor");
@@ -71,10 +72,13 @@ pub fn run(
         detection
             .push((kind, latency::detection(program, kind, samples).with_context(|| format!("{kind}: detection"))?));
     }
-    progress("per-task: cost per task");
-    let repeat = if mode == Mode::Quick { 3 } else { 1 };
-    let per_task_fork_server = latency::per_task_cost(program, Launch::ForkServer, per_task_n, repeat)?;
-    let per_task_spawn_exec = latency::per_task_cost(program, Launch::SpawnExec, per_task_n / 4, repeat)?;
+    let rounds = if mode == Mode::Quick { 5 } else { 1 };
+    let per_task = if pools.contains(&PoolKind::PerTask) {
+        progress("per-task: cost per task, beside fork-and-wait");
+        latency::per_task_costs(program, per_task_n, rounds)?
+    } else {
+        latency::PerTaskCost::default()
+    };
     Ok(Summary {
         mode,
         workers: WORKERS,
@@ -82,9 +86,9 @@ pub fn run(
         cells,
         detection,
         poll_interval: load::config(program, WORKERS).poll_interval,
-        per_task_fork_server,
-        per_task_spawn_exec,
+        per_task,
         elapsed: started.elapsed(),
+        load: (load_start, summary::load_average()),
     })
 }
 
@@ -100,7 +104,7 @@ pub fn write(summary: &Summary, dir: &Path) -> anyhow::Result<()> {
 /// the one built beside the running executable.
 pub fn worker() -> anyhow::Result<WorkerProgram> {
     WorkerProgram::beside_current_exe().context(
-        "finding poolchaos-worker beside this executable (build it: `cargo build --release --workspace`, \
-         or run the benches with `cargo bench --workspace`)",
+        "finding poolchaos-worker beside this executable (build it first: `cargo build --release --workspace`; \
+         `just bench-full` does)",
     )
 }

@@ -14,7 +14,9 @@ use crate::load::{Cost, Rate, Throughput};
 use crate::summary::{Summary, count};
 
 const WIDTH: u32 = 1200;
-const HEIGHT: u32 = 420;
+const HEIGHT: u32 = 460;
+/// The strip under the panels that holds the legend.
+const LEGEND: u32 = 44;
 
 /// The colour of each pool's line, by its place in the matrix.
 const COLOURS: [RGBColor; 6] = [
@@ -38,8 +40,10 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
                 ("sans-serif", 16),
             )
             .map_err(err)?;
-        let panels = root.split_evenly((1, Cost::ALL.len()));
+        let (upper, legend) = root.split_vertically(HEIGHT - LEGEND - 24);
+        let panels = upper.split_evenly((1, Cost::ALL.len()));
         let pools = summary.pools();
+        draw_legend(&legend, summary, &pools)?;
         for (panel, cost) in panels.iter().zip(Cost::ALL) {
             let floor = summary.floor_per_s(cost);
             let values: Vec<f64> =
@@ -62,12 +66,9 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
                 .label_style(("sans-serif", 11))
                 .draw()
                 .map_err(err)?;
-            let grey = RGBColor(160, 160, 160);
             chart
-                .draw_series(DashedLineSeries::new([(-0.5, floor), (5.5, floor)], 6, 4, grey.stroke_width(1)))
-                .map_err(err)?
-                .label(if cost == Cost::NoOp { "floor: the pipelined limit" } else { "floor: workers / cost" })
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], grey));
+                .draw_series(DashedLineSeries::new([(-0.5, floor), (5.5, floor)], 6, 4, GREY.stroke_width(1)))
+                .map_err(err)?;
             for (i, &pool) in pools.iter().enumerate() {
                 let colour = COLOURS[i % COLOURS.len()];
                 let mut line: Vec<(f64, f64)> = Vec::new();
@@ -84,36 +85,56 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
                         _ => {}
                     }
                 }
-                let hangs = Rate::ALL
-                    .iter()
-                    .filter(|&&r| matches!(summary.cell(pool, cost, r).map(|c| &c.throughput), Some(Throughput::Hangs)))
-                    .map(|r| r.name())
-                    .collect::<Vec<_>>();
-                let label = match (hangs.is_empty(), crosses.is_empty()) {
-                    (false, _) => format!("{pool} (hangs at {})", hangs.join(", ")),
-                    (true, false) => format!("{pool} (× breaks)"),
-                    (true, true) => pool.to_string(),
-                };
-                chart
-                    .draw_series(LineSeries::new(line.iter().copied(), colour.stroke_width(2)))
-                    .map_err(err)?
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+                chart.draw_series(LineSeries::new(line.iter().copied(), colour.stroke_width(2))).map_err(err)?;
                 chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(err)?;
                 chart.draw_series(crosses.iter().map(|&p| Cross::new(p, 5, colour.stroke_width(2)))).map_err(err)?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerLeft)
-                .label_font(("sans-serif", 10))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(err)?;
         }
         root.present().map_err(err)?;
     }
     Ok(out)
+}
+
+const GREY: RGBColor = RGBColor(160, 160, 160);
+
+/// One legend for all panels, in a strip of its own: a line per pool (with
+/// where it hangs, or that its crosses are broken batches), and the floor.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    summary: &Summary,
+    pools: &[pools::PoolKind],
+) -> anyhow::Result<()> {
+    let mut entries: Vec<(String, RGBColor, bool)> = Vec::new();
+    for (i, &pool) in pools.iter().enumerate() {
+        let mut hangs: Vec<String> = Vec::new();
+        let mut breaks = false;
+        for rate in Rate::ALL {
+            let cells = Cost::ALL.iter().filter_map(|&cost| summary.cell(pool, cost, rate));
+            let kinds: Vec<&Throughput> = cells.map(|c| &c.throughput).collect();
+            if kinds.iter().any(|t| matches!(t, Throughput::Hangs)) {
+                hangs.push(rate.name());
+            }
+            breaks |= kinds.iter().any(|t| matches!(t, Throughput::Breaks { .. }));
+        }
+        let label = match (hangs.is_empty(), breaks) {
+            (false, _) => format!("{pool} (hangs at {})", hangs.join(", ")),
+            (true, true) => format!("{pool} (× = breaks)"),
+            (true, false) => pool.to_string(),
+        };
+        entries.push((label, COLOURS[i % COLOURS.len()], false));
+    }
+    entries.push(("floor (pipelined limit; workers / cost)".to_string(), GREY, true));
+    // Laid out left to right by plotters' own width estimate: no font needed.
+    let mut x = 20;
+    for (label, colour, dashed) in &entries {
+        let y = 16;
+        let style = if *dashed { colour.stroke_width(1) } else { colour.stroke_width(2) };
+        area.draw(&PathElement::new([(x, y), (x + 22, y)], style)).map_err(err)?;
+        area.draw(&Text::new(label.clone(), (x + 28, y - 6), ("sans-serif", 11))).map_err(err)?;
+        let (w, _) = area.estimate_text_size(label, &("sans-serif", 11).into_text_style(area)).map_err(err)?;
+        x += 28 + w as i32 + 26;
+    }
+    Ok(())
 }
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
@@ -131,7 +152,7 @@ mod tests {
         let b = svg(&summary).expect("plot again");
         assert_eq!(a, b, "same figures, same file");
         assert!(a.starts_with("<svg"), "an SVG document");
-        for label in ["naive (hangs at 1 %, 5 %)", "polling (× breaks)", "supervised", "floor: the pipelined limit"] {
+        for label in ["naive (hangs at 1 %, 5 %)", "polling (× = breaks)", "supervised", "floor (pipelined limit"] {
             assert!(a.contains(label), "missing {label:?}");
         }
     }

@@ -22,7 +22,7 @@ use crate::events::Logged;
 use crate::oracle::{self, Expectation};
 use crate::plan::{Dice, Plan};
 use crate::runner::{self, RunContext};
-use crate::scenario::{Nemesis, Scenario, SelfFault, Signal, Storm, Aim, TaskGroup};
+use crate::scenario::{Aim, Nemesis, Scenario, SelfFault, Signal, Storm, TaskGroup};
 use crate::shrink;
 use crate::target::Target;
 use crate::verdict::{RunRecord, Verdict};

@@ -98,11 +98,18 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     if let Some(reason) = skipped {
         diagnosis.push(format!("skipped: {reason}"));
     }
-    if let Some(message) = owner_error {
+    let owner_exit = events.iter().find_map(|l| match l.event {
+        Event::OwnerExit { signal, code } => Some((signal, code)),
+        _ => None,
+    });
+    let crashed = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..)))) && !ending.owner_killed_by_plan;
+    if let Some(message) = &owner_error {
         diagnosis.push(format!("the owner failed: {message}"));
-        if !ending.stderr_tail.is_empty() {
-            diagnosis.push(format!("its stderr ended with: {}", ending.stderr_tail));
-        }
+    } else if crashed && let Some((signal, code)) = owner_exit {
+        diagnosis.push(format!("the owner exited early (signal {signal:?}, code {code:?})"));
+    }
+    if (owner_error.is_some() || crashed) && !ending.stderr_tail.is_empty() {
+        diagnosis.push(format!("its stderr ended with: {}", ending.stderr_tail));
     }
     if matches!(verdict, Verdict::Hung | Verdict::Lost) {
         diagnosis.extend(pending(plan, events, &outcomes));

@@ -59,8 +59,8 @@ enum Command {
         /// What to print on stdout.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
-        /// Runs at once, each in its own sandbox.
-        #[arg(short = 'j', long, default_value_t = 4)]
+        /// Runs at once, each in its own sandbox (they mostly wait).
+        #[arg(short = 'j', long, default_value_t = 6)]
         jobs: usize,
     },
     /// A randomized campaign: many seeded plans against one pool, each judged
@@ -282,6 +282,17 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 root: harness::target::project_root(),
                 events_dir: out.as_ref().map(|o| o.join("runs")),
             };
+            // The owner runs in a temp dir: relative paths in the command are the caller's.
+            let cwd = std::env::current_dir()?;
+            let absolute = |word: &str| {
+                let path = cwd.join(word);
+                if !word.starts_with('/') && word.contains('/') && path.exists() {
+                    path.display().to_string()
+                } else {
+                    word.to_string()
+                }
+            };
+            let target = target.map(|t| t.split_whitespace().map(absolute).collect::<Vec<_>>().join(" "));
             let selection = suite::Selection { patterns: pools, command: target.map(harness::target::Target::Command) };
             if let Some(bad) =
                 selection.patterns.iter().find(|p| !harness::target::Target::all().iter().any(|t| t.matches(p)))

@@ -60,9 +60,12 @@ impl Nemesis {
                     victim: Victim::RandomWorker,
                     what: "a random worker".into(),
                 }),
-                Aim::Owner => {
-                    scheduled.push(Scheduled { at: after, signal: n.signal, victim: Victim::Owner, what: "the owner".into() })
-                }
+                Aim::Owner => scheduled.push(Scheduled {
+                    at: after,
+                    signal: n.signal,
+                    victim: Victim::Owner,
+                    what: "the owner".into(),
+                }),
                 Aim::IdleWorker => {}
             }
         }

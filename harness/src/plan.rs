@@ -12,7 +12,7 @@ use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{self, Nemesis, Scenario, Signal, Storm, Aim};
+use crate::scenario::{self, Aim, Nemesis, Scenario, Signal, Storm};
 use crate::target::Target;
 use crate::verdict::FaultRecord;
 

@@ -36,8 +36,8 @@ use crate::verdict::RunRecord;
 
 /// How long the processes of a run that ended may take to go before they are leaks.
 const LEAK_GRACE: Duration = Duration::from_secs(1);
-/// How long the idle-worker kill waits for the worker to sit in its read.
-const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// How long the idle-worker kill waits for a worker to sit in its read.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// What every run shares.
 #[derive(Debug, Clone)]
@@ -70,10 +70,12 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
     let _ = sandbox.kill_all();
     run.reap_owner();
     crate::sandbox::reap_orphans();
+    remove_semaphores(run.owner.id());
     let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
         .unwrap_or_default();
     ending.leaks.extend(leftovers.into_iter().map(|f| format!("temp file {f}")));
+    ending.leaks.dedup();
     ending.oom_kills = sandbox.oom_kills();
     sandbox.remove()?;
     ending.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -223,7 +225,7 @@ impl Run {
                     self.strike_idle_worker(plan, sandbox, &mut log);
                 }
             }
-            let workers: Vec<u32> = sandbox.processes().into_iter().filter(|&p| p != owner_pid).collect();
+            let workers = workers(sandbox, owner_pid);
             for strike in nemesis.due(started.elapsed(), &workers, owner_pid) {
                 if send(strike.pid, strike.signal) {
                     if strike.pid == owner_pid && strike.signal == Signal::Sigkill {
@@ -266,19 +268,28 @@ impl Run {
     fn strike_idle_worker(&mut self, plan: &Plan, sandbox: &Sandbox, log: &mut Log) {
         let owner_pid = self.owner.id();
         for n in plan.nemesis.iter().filter(|n| n.target == crate::scenario::Aim::IdleWorker) {
+            // A worker blocked in read(2) is waiting for work (in a shared-queue
+            // pool, holding the inqueue's lock). A pool whose idle workers wait
+            // otherwise gets its first worker struck after a while.
             let until = Instant::now() + IDLE_WAIT;
-            let mut victim = None;
-            while victim.is_none() && Instant::now() < until {
-                victim = sandbox.processes().into_iter().filter(|&p| p != owner_pid).find(|&p| reading_stdin(p));
-                if victim.is_none() {
-                    std::thread::sleep(Duration::from_millis(5));
+            let (victim, target) = loop {
+                let workers = workers(sandbox, owner_pid);
+                if let Some(&pid) = workers.iter().find(|&&p| reading(p)) {
+                    break (Some(pid), "the idle worker, blocked in read(2) on its task channel");
                 }
-            }
+                if Instant::now() >= until {
+                    break (workers.first().copied(), "an idle worker (none was blocked in read(2))");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
             if let Some(pid) = victim
                 && send(pid, n.signal)
             {
-                let target = "the idle worker in its locked read of the task channel".to_string();
-                log.push(Event::Nemesis { signal: crate::plan::signal_name(n.signal).into(), pid, target });
+                log.push(Event::Nemesis {
+                    signal: crate::plan::signal_name(n.signal).into(),
+                    pid,
+                    target: target.into(),
+                });
             }
         }
         // Give the pool's reaper a moment to see the death before the batch.
@@ -314,6 +325,26 @@ impl StatusExt for std::process::ExitStatus {
     }
 }
 
+/// The run's workers: every process in the sandbox but the owner and the
+/// helpers some Python pools start beside their workers (resource trackers).
+fn workers(sandbox: &Sandbox, owner: u32) -> Vec<u32> {
+    let helper = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(16).any(|w| w == b"resource_tracker"))
+    };
+    sandbox.processes().into_iter().filter(|&p| p != owner && !helper(p)).collect()
+}
+
+/// Named semaphores a killed owner left in /dev/shm (loky names them after
+/// its pid): removed, since the harness's own teardown is what killed it.
+fn remove_semaphores(owner: u32) {
+    let prefix = format!("sem.loky-{owner}-");
+    for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn send(pid: u32, signal: Signal) -> bool {
     let sig = match signal {
         Signal::Sigkill => Sig::KILL,
@@ -322,11 +353,10 @@ fn send(pid: u32, signal: Signal) -> bool {
     Pid::from_raw(pid as i32).is_some_and(|p| rustix::process::kill_process(p, sig).is_ok())
 }
 
-/// Whether `pid` is blocked in `read(0, ...)`: the idle worker of a shared
-/// queue, holding the inqueue's lock; or a private-channel worker waiting for work.
-fn reading_stdin(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .is_ok_and(|s| s.split_whitespace().take(2).collect::<Vec<_>>() == ["0", "0x0"])
+/// Whether `pid` is blocked in `read(2)`: an idle worker waiting for its
+/// next task (in a shared-queue pool, on the inqueue, holding its lock).
+fn reading(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|s| s.split_whitespace().next() == Some("0"))
 }
 
 struct Log {

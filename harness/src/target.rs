@@ -24,7 +24,7 @@ pub const PYTHON: [(&str, Option<CallStyle>); 11] = [
     ("py-ppe", None),
     ("py-loky", None),
     ("py-pebble", None),
-    ("py-billiard", None),
+    ("py-billiard", Some(CallStyle::ApplyAsync)),
 ];
 
 /// What a run drives.

@@ -35,7 +35,8 @@
 //!   terminate) without racing a recycled pid.
 //! - **Losing the server:** if it dies, its children die too (PDEATHSIG); the
 //!   pool sees their pidfds turn readable, takes SIGKILL as how they ended
-//!   (nobody can tell it otherwise), and starts a new server.
+//!   (nobody can tell it otherwise, and no exit sink hears of them), and
+//!   starts a new server, at once if a spawn finds the old one gone.
 //!
 //! The control socket is a `SOCK_SEQPACKET` pair, so every message arrives
 //! whole. Messages (little-endian):
@@ -43,7 +44,7 @@
 //! | from | message | bytes | fds |
 //! |---|---|---|---|
 //! | server | `READY` | `0` | |
-//! | pool | `SPAWN` | `1`, then one NUL-terminated variable name per extra fd | stdin, stdout, extra fds |
+//! | pool | `SPAWN` | `1`, then one NUL-terminated variable name per extra fd | stdin, stdout (made blocking in the child), extra fds |
 //! | server | `SPAWNED` | `1`, pid `u32` | the child's pidfd |
 //! | server | `FAILED` | `2`, errno `i32` | |
 //! | server | `EXITED` | `3`, pid `u32`, `0` code / `1` signal, value `i32` | |
@@ -236,6 +237,12 @@ impl ForkServer {
         }
     }
 
+    /// Whether notes were read (while waiting for an answer) and not taken:
+    /// the socket will not turn readable for them.
+    pub fn has_notes(&self) -> bool {
+        !self.early.is_empty()
+    }
+
     /// Every note that has arrived and was not taken yet; never blocks.
     pub fn notes(&mut self) -> Vec<Note> {
         self.pump();
@@ -308,12 +315,16 @@ impl ForkServer {
         let deadline = Instant::now() + ANSWER_TIMEOUT;
         loop {
             match self.receive() {
-                Ok(Some(Message::Note(Note::ServerLost))) | Err(_) => {
+                Ok(Some(Message::Note(note))) => self.early.push_back(note),
+                Ok(Some(Message::Answer(answer))) => return Ok(answer),
+                // It died (its socket closed) or said something we cannot read.
+                Ok(None) | Err(_) if self.lost => {
+                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "fork server is gone"));
+                }
+                Err(_) => {
                     self.lose();
                     return Err(io::Error::new(io::ErrorKind::BrokenPipe, "fork server is gone"));
                 }
-                Ok(Some(Message::Note(note))) => self.early.push_back(note),
-                Ok(Some(Message::Answer(answer))) => return Ok(answer),
                 Ok(None) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -557,8 +568,13 @@ unsafe fn become_worker(
         {
             libc::_exit(1);
         }
-        // fds 0 and 1 were the control socket; now they are the worker's pipes.
-        if libc::dup2(stdin, 0) < 0 || libc::dup2(stdout, 1) < 0 {
+        // fds 0 and 1 were the control socket; now they are the worker's
+        // pipes, blocking (the pool may hand them over non-blocking).
+        if libc::dup2(stdin, 0) < 0
+            || libc::dup2(stdout, 1) < 0
+            || libc::fcntl(0, libc::F_SETFL, 0) < 0
+            || libc::fcntl(1, libc::F_SETFL, 0) < 0
+        {
             libc::_exit(1);
         }
         libc::close(stdin);

@@ -26,7 +26,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -157,6 +157,8 @@ struct Run {
     written: usize,
     from: OwnedFd,
     inbuf: Vec<u8>,
+    /// The results pipe reached EOF: all it will ever say is in `inbuf`.
+    eof: bool,
     started: Instant,
     timed_out: Option<Duration>,
     /// How it ended, once known (for a forked process, once its server says).
@@ -175,10 +177,20 @@ impl Run {
         entry: Entry,
     ) -> Result<Run, (Entry, io::Error)> {
         let started = (|| {
-            let (task_r, task_w) = process::pipe()?;
-            let (result_r, result_w) = process::pipe()?;
-            process::set_nonblocking(task_w.as_fd())?;
-            process::set_nonblocking(result_r.as_fd())?;
+            let (task_r, task_w, result_r, result_w) = if server.is_some() {
+                // All four ends non-blocking, in two calls: a forked worker
+                // makes its own ends blocking again.
+                let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
+                let (task_r, task_w) = rustix::pipe::pipe_with(flags)?;
+                let (result_r, result_w) = rustix::pipe::pipe_with(flags)?;
+                (task_r, task_w, result_r, result_w)
+            } else {
+                let (task_r, task_w) = process::pipe()?;
+                let (result_r, result_w) = process::pipe()?;
+                process::set_nonblocking(task_w.as_fd())?;
+                process::set_nonblocking(result_r.as_fd())?;
+                (task_r, task_w, result_r, result_w)
+            };
             // The task waits in the pipe for the process to start.
             let frame = wire::encode(&ToWorkerRef::Run { id: entry.id(), attempt: 0, task: &entry.task });
             let mut written = 0;
@@ -209,6 +221,7 @@ impl Run {
                 written,
                 from,
                 inbuf: Vec::new(),
+                eof: false,
                 started: Instant::now(),
                 timed_out: None,
                 exit: None,
@@ -229,7 +242,10 @@ impl Run {
             // Straight into the buffer's spare room: nothing to zero or copy.
             self.inbuf.reserve(16 << 10);
             match rustix::io::read(&self.from, rustix::buffer::spare_capacity(&mut self.inbuf)) {
-                Ok(0) => return,
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return,
@@ -255,7 +271,7 @@ impl Run {
     }
 
     /// The pidfd to poll until it has exited.
-    fn watched_pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+    fn watched_pidfd(&self) -> Option<BorrowedFd<'_>> {
         match &self.proc {
             _ if self.exited => None,
             Proc::Exec(child) => Some(child.pidfd()),
@@ -271,7 +287,9 @@ impl Run {
         if !self.exited {
             return None;
         }
-        self.read_results();
+        if !self.eof {
+            self.read_results();
+        }
         let pid = self.proc.pid();
         let result = wire::split_frames(&self.inbuf).ok().and_then(|(frames, _)| {
             let first = frames.into_iter().next()?;
@@ -351,6 +369,7 @@ impl Supervisor {
 
     /// Starts queued tasks up to the limit.
     fn start_tasks(&mut self) -> io::Result<()> {
+        let mut retried = false;
         while self.running.len() < self.limit && !self.queue.is_empty() {
             if self.launch == Launch::ForkServer && self.server.is_none() {
                 self.server = Some(ForkServer::start(&self.program, Vec::new())?);
@@ -360,7 +379,14 @@ impl Supervisor {
                 Ok(run) => self.running.push(run),
                 Err((entry, e)) => {
                     self.queue.push_front(entry);
+                    let lost = self.server.as_ref().is_some_and(|s| s.is_lost());
+                    // Takes a lost server out (its children are orphans now).
                     self.handle_notes();
+                    if lost && !retried {
+                        // It died under us: once more, with a new one.
+                        retried = true;
+                        continue;
+                    }
                     return Err(e);
                 }
             }
@@ -372,40 +398,60 @@ impl Supervisor {
         let now = Instant::now();
         let deadlines =
             self.running.iter().filter(|r| r.timed_out.is_none()).filter_map(|r| Some(r.started + self.timeout?));
-        let timeout = deadlines.chain(paused_until).min().map(|d| d.saturating_duration_since(now));
-        {
+        let mut timeout = deadlines.chain(paused_until).min().map(|d| d.saturating_duration_since(now));
+        // Notes read while a spawn waited for its answer: nothing will wake us
+        // for them, and a run they settle must not wait for the next event.
+        if self.server.as_ref().is_some_and(ForkServer::has_notes) {
+            self.handle_notes();
+            timeout = Some(Duration::ZERO);
+        }
+        // What turned ready: the server's socket, and per run its pidfd and results pipe.
+        let (server_ready, ready): (bool, Vec<(bool, bool)>) = {
             let wake = self.mailbox.wake_fd();
             let mut fds = vec![PollFd::new(&wake, PollFlags::IN)];
             let server_fd = self.server.as_ref().map(|s| s.fd());
             if let Some(fd) = &server_fd {
                 fds.push(PollFd::new(fd, PollFlags::IN));
             }
-            let pidfds: Vec<_> = self.running.iter().filter_map(Run::watched_pidfd).collect();
-            for pidfd in &pidfds {
-                fds.push(PollFd::new(pidfd, PollFlags::IN));
-            }
-            // The results pipes: a result larger than a pipe buffer must be
-            // drained while its process is still writing it.
-            for run in self.running.iter().filter(|r| !r.exited) {
-                fds.push(PollFd::new(&run.from, PollFlags::IN));
+            let pidfds: Vec<_> = self.running.iter().map(Run::watched_pidfd).collect();
+            let mut at: Vec<(Option<usize>, Option<usize>)> = Vec::with_capacity(self.running.len());
+            for (run, pidfd) in self.running.iter().zip(&pidfds) {
+                let pid_at = pidfd.as_ref().map(|fd| {
+                    fds.push(PollFd::new(fd, PollFlags::IN));
+                    fds.len() - 1
+                });
+                // The results pipe: a result larger than a pipe buffer must be
+                // drained while its process is still writing it.
+                let from_at = (!run.exited && !run.eof).then(|| {
+                    fds.push(PollFd::new(&run.from, PollFlags::IN));
+                    fds.len() - 1
+                });
+                at.push((pid_at, from_at));
             }
             let writers: Vec<_> = self.running.iter().filter_map(|r| r.to.as_ref()).collect();
             for to in &writers {
                 fds.push(PollFd::new(*to, PollFlags::OUT));
             }
             process::poll(&mut fds, timeout)?;
+            let is_ready = |i: Option<usize>| i.is_some_and(|i| !fds[i].revents().is_empty());
+            let server_ready = server_fd.is_some() && !fds[1].revents().is_empty();
+            (server_ready, at.into_iter().map(|(p, f)| (is_ready(p), is_ready(f))).collect())
+        };
+        if server_ready {
+            self.handle_notes();
         }
-        self.handle_notes();
         let now = Instant::now();
-        for run in &mut self.running {
+        for (run, (pid_ready, from_ready)) in self.running.iter_mut().zip(ready) {
             run.write_task();
-            if !run.exited {
+            if from_ready {
                 run.read_results();
             }
-            run.check_exit();
+            if pid_ready || run.orphan {
+                run.check_exit();
+            }
             if let Some(deadline) = self.timeout.map(|t| run.started + t)
                 && run.timed_out.is_none()
-                && run.exit.is_none()
+                && !run.exited
                 && now >= deadline
             {
                 run.timed_out = Some(now - run.started);

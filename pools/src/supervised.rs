@@ -424,6 +424,7 @@ impl Supervisor {
     }
 
     fn fill_workers(&mut self) -> io::Result<()> {
+        let mut retried = false;
         while self.workers.len() < self.s.workers {
             let server = match &mut self.server {
                 Some(server) if !server.is_lost() => server,
@@ -443,7 +444,12 @@ impl Supervisor {
                     self.server.insert(ForkServer::start(&self.s.program, env)?)
                 }
             };
-            self.workers.push(Worker::spawn(&self.s, server)?);
+            match Worker::spawn(&self.s, server) {
+                Ok(worker) => self.workers.push(worker),
+                // The server died under us (its workers with it): once more, with a new one.
+                Err(_) if server.is_lost() && !retried => retried = true,
+                Err(e) => return Err(e),
+            }
             self.publish_pids();
         }
         self.spawn_paused_until = None;

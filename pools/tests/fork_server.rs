@@ -122,3 +122,38 @@ fn per_task_deadlines_kill_forked_children() {
         }
     });
 }
+
+/// The server SIGKILLed while the pool is idle: the next batch is taken by
+/// a new one, whether or not the pool noticed the death first.
+#[test]
+fn an_idle_pool_outlives_its_fork_server() {
+    for kind in [PoolKind::PerTask, PoolKind::Supervised] {
+        clean_run(|| {
+            let (config, _trace) = config(2);
+            let pool = pools::build(kind, &config).expect("start");
+            let first = common::echoes(4);
+            common::assert_all_ok(&first, &pool.map_timeout(first.clone(), Some(LIVE)).expect("not hung"));
+            common::kill(server_pid(), Signal::KILL);
+            let again = common::echoes(8);
+            common::assert_all_ok(&again, &pool.map_timeout(again.clone(), Some(LIVE)).expect("a new server"));
+            pool.close();
+            pool.join_timeout(Some(LIVE)).expect("join after close");
+        });
+    }
+}
+
+/// Many small batches of quick tasks: a child's exit is often reported while
+/// the pool waits for the server to answer the next spawn, and must still
+/// settle its task (a missed wake-up here hangs the batch).
+#[test]
+fn quick_tasks_in_many_small_batches_all_settle() {
+    clean_run(|| {
+        let (config, _trace) = config(2);
+        let pool = pools::build(PoolKind::PerTask, &config).expect("start");
+        for round in 0..40u64 {
+            let tasks: Vec<Task> = (0..6).map(|i| Task::echo(round * 10 + i, format!("t{i}"))).collect();
+            let outcomes = pool.map_timeout(tasks.clone(), Some(LIVE)).expect("not hung");
+            common::assert_all_ok(&tasks, &outcomes);
+        }
+    });
+}

@@ -10,7 +10,7 @@ import signal
 import sys
 import traceback
 
-from .protocol import Emitter, PlanError, children, ok_or_wrong, prepare_owner, read_plan, wait_for_go
+from .protocol import Emitter, PlanError, StdinLines, children, ok_or_wrong, prepare_owner, read_plan, wait_for_go
 from .targets import TARGETS
 from .work import WARMUP_TAG
 
@@ -32,7 +32,7 @@ def main(argv):
     if cls is None:
         emitter.owner_error(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
         return 2
-    stdin = sys.stdin.buffer
+    stdin = StdinLines(0)  # not sys.stdin: see StdinLines
     try:
         plan = read_plan(stdin)
     except PlanError as e:

@@ -7,7 +7,7 @@ trace pipe themselves (see `work.py`). This module is what any Python owner
 needs, whatever pool it drives (the bundled targets in `targets.py`, or your
 own: see `examples/my_pool.py`):
 
-- `read_plan`: the plan line, checked;
+- `StdinLines` and `read_plan`: the plan line, checked (and later `go`);
 - `Emitter`: events, one `os.write` per line, safe from any thread;
 - `ok_or_wrong` / `error`: outcome records (`ok` is decided here, by comparing
   the result with `work.expected_output`);
@@ -36,9 +36,34 @@ class PlanError(ValueError):
     """The plan line is not a plan."""
 
 
+class StdinLines:
+    """Lines from an fd (stdin) read with os.read, holding no Python lock.
+
+    Not `sys.stdin`: a fork-based pool forks workers from its own threads at
+    any time (to replace a dead one), and a child forked while the main
+    thread sits in `sys.stdin.readline()` inherits the stream's lock held;
+    multiprocessing's child then closes `sys.stdin` and waits for that lock
+    forever. (Seen here: after the idle-worker kill, the replacement worker
+    hung in `_close_stdin` while the owner waited for `go`.)"""
+
+    def __init__(self, fd=0):
+        self.fd = fd
+        self.buffer = b""
+
+    def readline(self):
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                line, self.buffer = self.buffer, b""
+                return line
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+
 def read_plan(stream):
-    """Reads and checks the plan: the first line of `stream` (a binary or
-    text file). Returns it as a dict."""
+    """Reads and checks the plan: the first line of `stream` (anything with
+    `readline()`: a `StdinLines`, or a file). Returns it as a dict."""
     line = stream.readline()
     if isinstance(line, bytes):
         line = line.decode("utf-8", "replace")
@@ -211,7 +236,7 @@ class ExitWatcher:
         self.emitter = emitter
         self.sources = sources
         self.interval = interval
-        self.seen = {}  # id(process object) -> object, every one ever seen
+        self.seen = {}  # id(process object) -> object, seen alive and not known ended
         self.exits = {}  # pid -> exitcode, in the order learned
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -245,12 +270,14 @@ class ExitWatcher:
         with self.lock:
             for p in procs:
                 self.seen.setdefault(id(p), p)
-            for p in list(self.seen.values()):
+            for key, p in list(self.seen.items()):
                 pid = getattr(p, "pid", None)
                 code = getattr(getattr(p, "_popen", None), "returncode", None)
-                if pid is not None and code is not None and pid not in self.exits:
-                    self.exits[pid] = code
-                    found.append((pid, code))
+                if pid is not None and code is not None:
+                    del self.seen[key]  # ended: nothing more to learn from it
+                    if pid not in self.exits:
+                        self.exits[pid] = code
+                        found.append((pid, code))
             for pid in children():
                 if pid not in self.exits:
                     code = zombie_exitcode(pid)

@@ -18,16 +18,14 @@ get the error that stopped the iteration.
 """
 
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.pool
-import os
 import re
 import signal
-import threading
 import time
 
-from . import work
 from .protocol import ExitWatcher, describe_exit, error, exit_fields, ok_or_wrong
 from .work import InjectedError, InjectedPanic, run_task
 
@@ -58,6 +56,7 @@ class Target:
         t = plan.get("task_timeout_ms")
         self.timeout = t / 1000 if t else None
         self.watcher = ExitWatcher(emitter, self.processes)
+        self.waited_for_death = False
         self.pool = None
 
     # -- hooks
@@ -101,12 +100,21 @@ class Target:
     def on_error(self, _exc=None):
         self.emitter.callback("error")
 
-    def pool_broken(self, exc, why=None):
+    def pool_broken(self, exc):
         """A PoolBroken record, naming the deaths the watcher knows of."""
         dead = self.watcher.abnormal()
+        if not dead and not self.waited_for_death:
+            # The pool saw its worker's pipes close, which happens a moment
+            # before the dying process becomes a zombie: give it that moment.
+            self.waited_for_death = True
+            deadline = time.monotonic() + 0.2
+            while not dead and time.monotonic() < deadline:
+                time.sleep(0.002)
+                dead = self.watcher.abnormal()
+        if not dead:
+            # A worker that called exit(0) mid-task: healthy workers of a pool do not exit.
+            dead = [(p, c) for p, c in self.watcher.scan().items() if c != -signal.SIGTERM]
         message = _text(exc)
-        if why:
-            message = f"{why}: {message}"
         if not dead:
             return error("PoolBroken", message)
         pid, code = dead[0]
@@ -140,8 +148,10 @@ class MpPool(Target):
         return self.plan.get("chunksize")
 
     def classify(self, exc, handle=None):
-        if isinstance(exc, multiprocessing.pool.MaybeEncodingError):
-            return error("Task", _text(exc))  # the task's result could not be sent: its own fault
+        # multiprocessing's (or billiard's) MaybeEncodingError: the task's
+        # result could not be sent back: the task's own fault.
+        if isinstance(exc, multiprocessing.pool.MaybeEncodingError) or type(exc).__name__ == "MaybeEncodingError":
+            return error("Task", _text(exc))
         return super().classify(exc)
 
     def run(self, style):
@@ -235,13 +245,13 @@ class SeedPolling(MpPool):
                     finish_flag = False
                     break
             if finish_flag:
-                error_flag = False
+                error_flag = None
                 for sub_p in self.pool._pool:
                     if sub_p.exitcode != 0:
-                        # 'Sub-processes exit error'
+                        # print('Sub-processes exit error')
+                        error_flag = (sub_p.pid, sub_p.exitcode)
                         self.watcher.record(sub_p.pid, sub_p.exitcode)
                         self.pool.terminate()
-                        error_flag = True
                         break
                 return error_flag
 
@@ -269,9 +279,12 @@ class SeedPollingMapAsync(SeedPolling):
         )
         self.pool.close()
         terminated = self.poll_workers()
-        if terminated and not result.ready():
+        if terminated is not None and not result.ready():
+            pid, code = terminated
+            sig, c = exit_fields(code)
+            why = f"the polling loop saw worker {pid} end by {describe_exit(code)} and terminated the pool; no result came"
             for i in range(len(self.tasks)):
-                self.fail(i, error("Terminated", "the polling loop saw a worker exit abnormally and terminated the pool"))
+                self.fail(i, error("Terminated", why, pid=pid, signal=sig, code=c))
             return
         self.deliver(result)
 
@@ -307,6 +320,9 @@ class ProcessPerTask(Target):
 
     def processes(self):
         return [r[1] for r in list(self.running.values())]
+
+    def close(self):
+        pass  # every process was joined as its task ended
 
     def spawn(self, index, task):
         reader, writer = FORK.Pipe(duplex=False)
@@ -499,8 +515,11 @@ class Loky(Ppe):
     def classify(self, exc, handle=None):
         # loky names the exit codes in its message: "{SIGKILL(-9)}", "{EXIT(1)}".
         if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+            # The codes loky lists are those of the workers whose death it saw
+            # (EXIT(0) included: a worker that called exit(0) mid-task); the
+            # workers it kills itself afterwards are not among them.
             codes = [int(c) for c in re.findall(r"\((-?\d+)\)", str(exc))]
-            culprit = next((c for c in codes if c != 0 and c != -signal.SIGTERM), None)
+            culprit = next((c for c in codes if c != -signal.SIGTERM), None)
             if culprit is None:
                 return self.pool_broken(exc)
             sig, code = exit_fields(culprit)
@@ -567,15 +586,21 @@ class Pebble(Executor):
 
 
 class Billiard(MpPool):
-    name = "py-billiard"
+    """billiard.Pool as Celery drives it: apply_async per task, with a
+    callback and an error_callback; with a task timeout, the pool's hard time
+    limit (`Pool(timeout=...)`). The call style is always apply_async: billiard
+    4.3.2's time-limit thread crashes on a pending `map` job (its accept time
+    is a list), and the pool then SIGTERMs its own owner (docs/targets.md)."""
+
+    name, style = "py-billiard", "apply_async"
     requires = ("billiard",)
-    about = "billiard.Pool(workers) (Celery's fork of multiprocessing; fork): the plan's call style, apply_async with error_callback for the async ones; with a task timeout, billiard's hard time limit"
+    about = "billiard.Pool(workers) (Celery's fork of multiprocessing; fork): apply_async(f, (task,), callback, error_callback) per task; a task timeout becomes billiard's hard time limit"
 
     def make_pool(self):
         import billiard
 
         if self.timeout is not None:
-            return billiard.Pool(processes=self.workers, timeout=self.timeout, enable_timeouts=True)
+            return billiard.Pool(processes=self.workers, timeout=self.timeout)
         return billiard.Pool(processes=self.workers)
 
     def classify(self, exc, handle=None):
@@ -595,7 +620,11 @@ class Billiard(MpPool):
                 code = int(m.group(1))
             return error("WorkerLost", _text(exc), pid=pid, signal=sig, code=code, attempts=1)
         if isinstance(exc, TimeLimitExceeded):
-            return error("TimedOut", _text(exc), pid=pid, attempts=1)
+            text = _text(exc)
+            gone = self.watcher.scan().get(pid) if pid is not None else None
+            if gone is not None:  # it was a dead worker's task: billiard's time limit came first
+                text += f" (worker {pid} had already ended by {describe_exit(gone)})"
+            return error("TimedOut", text, pid=pid, attempts=1)
         if isinstance(exc, Terminated):
             return error("Terminated", _text(exc), pid=pid)
         return super().classify(exc)

@@ -17,9 +17,10 @@ by exec, such as loky's), the worker:
   `/proc/<owner pid>/fd/<n>` (a pool that starts workers by exec closes the
   fds it was not told about).
 
-Each task then writes `start <tag> 0 <pid>` to the trace before it runs and
-`done <tag> 0 <pid>` once its result is in hand (attempt is always 0: no
-Python pool here retries), one non-blocking `os.write` each.
+Each task then writes `start <tag> <attempt> <pid>` to the trace before it
+runs and `done <tag> <attempt> <pid>` once its result is in hand (attempt is
+always 0 for the bundled targets: no Python pool here retries), one
+non-blocking `os.write` each.
 
 The result is the task's deterministic bytes (`expected_output`), which the
 owner checks. Faults fire where the task's `fault` says:
@@ -148,12 +149,12 @@ def _open_trace():
     return None
 
 
-def trace(what, tag, fd):
-    """One `<what> <tag> 0 <pid>` line: one write, < PIPE_BUF, never blocking."""
+def trace(what, tag, fd, attempt=0):
+    """One `<what> <tag> <attempt> <pid>` line: one write, < PIPE_BUF, never blocking."""
     if fd is None:
         return
     try:
-        os.write(fd, f"{what} {tag} 0 {os.getpid()}\n".encode())
+        os.write(fd, f"{what} {tag} {attempt} {os.getpid()}\n".encode())
     except OSError:
         pass  # a full pipe (EAGAIN) or a gone reader: never stall a task for the trace
 
@@ -220,21 +221,24 @@ def _touched(n):
     return buf
 
 
-def run_task(task):
+def run_task(task, attempt=0):
     """Runs one task in a worker: trace, work, faults. Returns the result
-    bytes (or a `FaultyResult` that fires while being sent)."""
+    bytes (or a `FaultyResult` that fires while being sent).
+
+    `attempt` is for pools that retry (the bundled ones never do: 0): the
+    fault fires on attempts `0..times`, and the trace lines carry it."""
     fd = on_worker_start()
     tag = task["tag"]
     fault = task.get("fault")
-    if fault is not None and fault.get("times", 1) < 1:
-        fault = None  # fires on attempts 0..times; Python pools run attempt 0 only
+    if fault is not None and attempt >= fault.get("times", 1):
+        fault = None
     point = fault["point"] if fault else None
 
     def at(p):
         if point == p:
             fire(fault["kind"])
 
-    trace("start", tag, fd)
+    trace("start", tag, fd, attempt)
     at("Decode")
     (kind, arg), = task["work"].items()
     if kind in ("Echo", "Large"):
@@ -260,7 +264,7 @@ def run_task(task):
     else:
         raise ValueError(f"unknown workload {kind!r}")
     result = expected_output(task)
-    trace("done", tag, fd)
+    trace("done", tag, fd, attempt)
     if point == "WriteResult":
         return FaultyResult(fault["kind"], result)
     return result
