@@ -220,9 +220,10 @@ impl Report {
                 Some(e) if e == run.verdict => format!("{} (as expected)", run.verdict),
                 Some(e) => format!("{} (expected {e}) {MISMATCH}", run.verdict),
             };
-            // A hung run's errors are those delivered before the deadline: timing, not behaviour.
-            let errors: Vec<&str> =
-                if run.verdict == Verdict::Hung { Vec::new() } else { run.errors.keys().map(String::as_str).collect() };
+            // A hung run's errors are those delivered before the deadline, and a
+            // storm's victims are whoever runs when it strikes: timing, not behaviour.
+            let timed = run.verdict == Verdict::Hung || run.faults.iter().any(|f| f.at.contains("(storm"));
+            let errors: Vec<&str> = if timed { Vec::new() } else { run.errors.keys().map(String::as_str).collect() };
             let mut faults: Vec<&str> = run.faults.iter().map(|f| f.kind.as_str()).collect();
             faults.sort();
             faults.dedup();
