@@ -4,23 +4,15 @@
 //! Every run here is real (sandbox, owner, workers); the knobs keep runs
 //! small, and the supervised pool's verdicts are deterministic under them.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use harness::campaign::{self, CampaignReport, FindingKind, Knobs, Settings};
-use harness::runner::RunContext;
 use harness::shrink;
 use pools::PoolKind;
 use pools::supervised::PlantedBug;
-
-fn ctx() -> RunContext {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
-    RunContext {
-        exe: env!("CARGO_BIN_EXE_poolchaos").into(),
-        root: concat!(env!("CARGO_MANIFEST_DIR"), "/..").into(),
-        events_dir: None,
-    }
-}
 
 fn small() -> Knobs {
     Knobs { tasks: 8, kill_rate: 0.1, stall_rate: 0.02, outside_rate: 0.03, error_rate: 0.02, ..Knobs::default() }
@@ -59,7 +51,7 @@ fn the_same_seed_gives_the_same_plans() {
 
 #[test]
 fn two_shares_merge_to_the_verdict_counts_of_the_whole() {
-    let ctx = ctx();
+    let ctx = common::ctx();
     let dir = tempfile::tempdir().expect("tempdir");
     let whole = campaign::run(&settings(PoolKind::Supervised, 200, None, dir.path()), &ctx, &|_| {}).expect("whole");
     let one =
@@ -79,7 +71,7 @@ fn two_shares_merge_to_the_verdict_counts_of_the_whole() {
 /// Each planted bug is found by a short campaign, shrunk to at most 2 faults,
 /// and its reproducer replays to the same verdict.
 fn planted(bug: PlantedBug) {
-    let ctx = ctx();
+    let ctx = common::ctx();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = settings(PoolKind::Planted(bug), 12, None, dir.path());
     // Hung runs cost their deadline, and so does every shrink step of a hang.

@@ -5,6 +5,8 @@
 //! Few cases by default, to keep CI short; `POOLCHAOS_PROPTEST_CASES=200`
 //! for a longer look (`just fuzz` runs a long campaign instead).
 
+mod common;
+
 use harness::campaign;
 use harness::oracle::Expectation;
 use harness::runner::RunContext;
@@ -15,15 +17,6 @@ use proptest::prelude::*;
 
 fn cases() -> u32 {
     std::env::var("POOLCHAOS_PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(6)
-}
-
-fn ctx() -> RunContext {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
-    RunContext {
-        exe: env!("CARGO_BIN_EXE_poolchaos").into(),
-        root: concat!(env!("CARGO_MANIFEST_DIR"), "/..").into(),
-        events_dir: None,
-    }
 }
 
 fn kind(stalls: bool) -> impl Strategy<Value = FaultKind> {
@@ -88,7 +81,7 @@ fn check(pool: PoolKind, s: &Scenario, ctx: &RunContext) -> Result<Verdict, Test
 }
 
 fn robust(pool: PoolKind, stalls: bool) {
-    let ctx = ctx();
+    let ctx = common::ctx();
     proptest!(ProptestConfig::with_cases(cases()), |(s in scenario(pool, stalls))| {
         let verdict = check(pool, &s, &ctx)?;
         prop_assert!(matches!(verdict, Verdict::Completed | Verdict::FailedLoudly), "{pool}: {verdict}");
@@ -113,7 +106,7 @@ fn polling_never_hangs_on_a_dead_worker_nor_loses_or_leaks() {
 
 #[test]
 fn naive_does_what_its_oracle_says() {
-    let ctx = ctx();
+    let ctx = common::ctx();
     proptest!(ProptestConfig::with_cases(cases()), |(s in scenario(PoolKind::Naive, true))| {
         check(PoolKind::Naive, &s, &ctx)?;
     });

@@ -3,11 +3,12 @@
 //!
 //! These need what CI has: root, and cgroup v1 `memory`/`freezer`/`pids`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::runner::RunContext;
 use harness::{scenario, suite};
 
 fn root() -> PathBuf {
@@ -24,13 +25,8 @@ fn poolchaos() -> Command {
 /// names: a change of any pool's behaviour shows here as a snapshot diff.
 #[test]
 fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
+    let ctx = common::ctx();
     let scenarios = scenario::load_all(&[root().join("scenarios")]).expect("scenarios load");
-    let ctx = RunContext {
-        exe: env!("CARGO_BIN_EXE_poolchaos").into(),
-        root: concat!(env!("CARGO_MANIFEST_DIR"), "/..").into(),
-        events_dir: None,
-    };
     let selection = suite::Selection { patterns: vec!["*".into()], command: None };
     let report = suite::run(&scenarios, &selection, 1, &ctx, 4, &|_| {}).expect("suite runs");
     assert_eq!(report.oom_mechanism, "cgroup-v1", "a real kernel OOM kill, through the run's memory cgroup");

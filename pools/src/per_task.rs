@@ -103,14 +103,7 @@ pub fn start_with(config: &PoolConfig, launch: Launch) -> Result<ActorPool, Pool
 fn probe(program: &WorkerProgram) -> io::Result<()> {
     let (task_r, task_w) = process::pipe()?;
     let (_result_r, result_w) = process::pipe()?;
-    let spawn = Spawn {
-        mode: "private",
-        stdin: task_r,
-        stdout: result_w,
-        inherit: Vec::new(),
-        env: Vec::new(),
-        die_with_parent: true,
-    };
+    let spawn = Spawn::private(task_r, result_w);
     let mut child = Child::spawn(program, spawn)?;
     drop(task_w);
     match child.wait_timeout(Duration::from_secs(10))? {
@@ -199,14 +192,7 @@ impl Run {
             let proc = match server {
                 Some(server) => Proc::Forked(server.spawn(task_r, result_w, &[])?),
                 None => {
-                    let spawn = Spawn {
-                        mode: "private",
-                        stdin: task_r,
-                        stdout: result_w,
-                        inherit: Vec::new(),
-                        env: Vec::new(),
-                        die_with_parent: true,
-                    };
+                    let spawn = Spawn::private(task_r, result_w);
                     Proc::Exec(Child::spawn(program, spawn)?)
                 }
             };

@@ -89,6 +89,13 @@ pub(crate) struct Spawn<'a> {
     pub die_with_parent: bool,
 }
 
+impl<'a> Spawn<'a> {
+    /// A `private`-mode worker on these pipes that dies with the spawning thread.
+    pub fn private(stdin: OwnedFd, stdout: OwnedFd) -> Self {
+        Spawn { mode: "private", stdin, stdout, inherit: Vec::new(), env: Vec::new(), die_with_parent: true }
+    }
+}
+
 /// A worker process we spawned: its pid and a pidfd that stays valid until
 /// it is reaped, so a signal never reaches a recycled pid.
 pub struct Child {
