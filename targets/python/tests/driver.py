@@ -160,6 +160,7 @@ class Run:
         self.started = time.monotonic()
         self.events = []  # (t, event dict), in arrival order
         self.trace = []  # (t, what, tag, attempt, pid)
+        self.trace_closed = False
         self.stderr = b""
         self.lines = queue.Queue()
         self.eof = False
@@ -218,6 +219,7 @@ class Run:
             for raw in f:
                 what, tag, attempt, pid = raw.split()
                 self.lines.put(("trace", self.now(), (what.decode(), int(tag), int(attempt), int(pid))))
+        self.lines.put(("trace-eof", self.now(), None))
 
     def _read_stderr(self):
         self.stderr = self.proc.stderr.read()
@@ -232,11 +234,30 @@ class Run:
         if kind == "eof":
             self.eof = True
             return None
+        self._keep(kind, t, item)
+        return kind, t, item
+
+    def _keep(self, kind, t, item):
         if kind == "event":
             self.events.append((t, item))
-        else:
+        elif kind == "trace":
             self.trace.append((t,) + item)
-        return kind, t, item
+        elif kind == "trace-eof":
+            self.trace_closed = True
+
+    def drain_trace(self, timeout=5.0):
+        """Takes what is queued until the trace pipe closes (the owner and
+        every worker gone), or `timeout` passes: events and trace come on two
+        pipes, read by two threads, so `finished` may overtake trace lines."""
+        end = time.monotonic() + timeout
+        while not self.trace_closed:
+            try:
+                kind, t, item = self.lines.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                return
+            if kind == "eof":
+                self.eof = True
+            self._keep(kind, t, item)
 
     def wait_for(self, predicate, timeout):
         """Follows events and trace until predicate(kind, item) holds, or

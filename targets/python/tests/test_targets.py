@@ -220,6 +220,7 @@ class EndToEnd(unittest.TestCase):
                     if bad:
                         problems.append(f"not ok: {bad}")
                     owner = run.named("ready")[0]["pid"]
+                    run.drain_trace()
                     for t in tasks:
                         starts = [x for x in run.trace if x[1] == "start" and x[2] == t["tag"]]
                         dones = [x for x in run.trace if x[1] == "done" and x[2] == t["tag"]]
