@@ -8,16 +8,16 @@ default:
 build:
     cargo build --release --workspace
 
-# Run the test suite (each test in its own process, with leak checks), then the Python adapter's.
+# Run the test suite (each test in its own process, with leak checks; the Python adapter's
+# own tests run as one of them).
 test: python-setup
     cargo nextest run --workspace
-    just python-test
 
 # The project's Python: .venv with loky, pebble and billiard, pinned (targets/python/).
 python-setup:
     targets/python/setup.sh
 
-# The Python targets' own tests (standard library unittest).
+# The Python targets' own tests alone (standard library unittest; `just test` runs them too).
 python-test: python-setup
     .venv/bin/python -m unittest discover -s targets/python/tests
 
@@ -76,7 +76,6 @@ ci: python-setup
     cargo fmt --all -- --check
     just lint
     cargo nextest run --workspace --profile ci
-    just python-test
     just chaos
     just bench-smoke
 

@@ -14,7 +14,9 @@
 //! - [`floor`] measures what the machine charges: pipe round trips, the
 //!   pipelined limit, fork-and-wait, spawn-exec-wait, kill to EOF;
 //! - [`load`] runs batches of tasks of a cost with SIGKILLs placed at an
-//!   exact rate, one cell of the matrix per pool x cost x rate;
+//!   exact rate, one cell of the matrix per pool x cost x rate; on our pools
+//!   in this process, and on external targets (the Python pools) through an
+//!   [`External`](load::External) that the harness provides;
 //! - [`latency`] measures fault-detection latency and per-task's cost per task;
 //! - [`summary`] holds the run's figures and writes `summary.md` and the targets;
 //! - [`plot`] draws `throughput.svg`.
@@ -45,9 +47,9 @@ pub fn run(
     program: &WorkerProgram,
     mode: Mode,
     pools: &[PoolKind],
+    externals: &[&dyn load::External],
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Summary> {
-    let pools = if pools.is_empty() { &PoolKind::ALL[..] } else { pools };
     let started = Instant::now();
     let load_start = summary::load_average();
     let (floor_sizes, load_sizes, samples, per_task_n) = match mode {
@@ -64,6 +66,16 @@ pub fn run(
                 load::measure_cost(program, kind, cost, WORKERS, &load_sizes)
                     .with_context(|| format!("{kind}, {} tasks", cost.name()))?,
             );
+        }
+    }
+    let mut external_notes = Vec::new();
+    for &target in externals {
+        match load::measure_external(target, WORKERS, &load_sizes, progress).with_context(|| target.name())? {
+            Ok(measured) => {
+                cells.extend(measured);
+                external_notes.extend(target.note().map(|note| (target.name(), note)));
+            }
+            Err(reason) => external_notes.push((target.name(), format!("not run: {reason}"))),
         }
     }
     let mut detection = Vec::new();
@@ -84,6 +96,7 @@ pub fn run(
         workers: WORKERS,
         floor,
         cells,
+        external_notes,
         detection,
         poll_interval: load::config(program, WORKERS).poll_interval,
         per_task,

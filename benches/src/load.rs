@@ -13,7 +13,13 @@
 //! - no outcome lands for a while (`stall`, a second in the quick run) with
 //!   tasks pending: the pool **hangs** at that rate. A live pool settles a
 //!   task every few milliseconds at worst here (a respawn, a 1 ms task).
+//!
+//! An [`External`] target (a Python pool, run by the harness) is measured
+//! the same way, a fresh pool per batch, with its call timed by its owner;
+//! its batch hangs when no task starts, finishes or gets an outcome for
+//! `stall`.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
@@ -135,6 +141,41 @@ pub struct Settled {
     pub broken: usize,
 }
 
+/// What became of one task of a batch, as throughput counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Its correct result.
+    Correct,
+    /// A result that is not the task's.
+    Wrong,
+    /// Failed alone, as `WorkerLost` or `TimedOut`.
+    Lost,
+    /// Failed with everything pending, as `PoolBroken`.
+    Broken,
+    /// Any other failure, in its own words.
+    Failed(String),
+}
+
+impl Settled {
+    /// Counts the fates of `tasks`, in order. An error for a wrong result, a
+    /// missing outcome, or a failure the task's own fault cannot explain.
+    pub fn tally(who: &str, tasks: &[Task], fates: Vec<Fate>) -> anyhow::Result<Settled> {
+        ensure!(fates.len() == tasks.len(), "{who}: {} outcomes for {} tasks", fates.len(), tasks.len());
+        let mut settled = Settled::default();
+        for (task, fate) in tasks.iter().zip(fates) {
+            match fate {
+                Fate::Correct => settled.completed += 1,
+                Fate::Lost if task.fault.is_some() => settled.lost += 1,
+                Fate::Broken => settled.broken += 1,
+                Fate::Wrong => bail!("{who}: task {} got a wrong result", task.tag),
+                Fate::Lost => bail!("{who}: task {} was lost, and it has no fault", task.tag),
+                Fate::Failed(e) => bail!("{who}: task {} failed: {e}", task.tag),
+            }
+        }
+        Ok(settled)
+    }
+}
+
 /// Submits `tasks` at once and waits for every outcome, unless none lands
 /// for `stall` (then the batch is hung). An error if a result is wrong, a
 /// task has two outcomes, or a task fails in a way its fault cannot explain.
@@ -160,16 +201,18 @@ pub fn run_batch(pool: &dyn Pool, tasks: Vec<Task>, stall: Duration) -> anyhow::
         return Ok(Batch { tasks: n, elapsed, settled: None });
     };
     ensure!(handle.job().duplicates() == 0, "{}: a task got two outcomes", pool.kind());
-    let mut settled = Settled::default();
-    for (task, outcome) in tasks.iter().zip(&outcomes) {
-        match outcome {
-            Ok(bytes) if task.check(bytes) => settled.completed += 1,
-            Ok(_) => bail!("{}: task {} got a wrong result", pool.kind(), task.tag),
-            Err(TaskError::WorkerLost { .. } | TaskError::TimedOut { .. }) if task.fault.is_some() => settled.lost += 1,
-            Err(TaskError::PoolBroken { .. }) => settled.broken += 1,
-            Err(e) => bail!("{}: task {} failed: {e}", pool.kind(), task.tag),
-        }
-    }
+    let fates = tasks
+        .iter()
+        .zip(&outcomes)
+        .map(|(task, outcome)| match outcome {
+            Ok(bytes) if task.check(bytes) => Fate::Correct,
+            Ok(_) => Fate::Wrong,
+            Err(TaskError::WorkerLost { .. } | TaskError::TimedOut { .. }) => Fate::Lost,
+            Err(TaskError::PoolBroken { .. }) => Fate::Broken,
+            Err(e) => Fate::Failed(e.to_string()),
+        })
+        .collect();
+    let settled = Settled::tally(&pool.kind().to_string(), &tasks, fates)?;
     Ok(Batch { tasks: n, elapsed, settled: Some(settled) })
 }
 
@@ -196,10 +239,27 @@ impl Throughput {
     }
 }
 
+/// A row of the matrix: one of our pools, run in this process, or an
+/// external target (a Python pool) that the harness runs in its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row {
+    Pool(PoolKind),
+    External(String),
+}
+
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Row::Pool(kind) => write!(f, "{kind}"),
+            Row::External(name) => f.write_str(name),
+        }
+    }
+}
+
 /// One cell of the matrix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
-    pub pool: PoolKind,
+    pub row: Row,
     pub cost: Cost,
     pub rate: Rate,
     /// Tasks per batch.
@@ -218,6 +278,8 @@ pub struct LoadSizes {
     pub repeat: usize,
     /// How long a batch may go without an outcome landing before it is hung.
     pub stall: Duration,
+    /// At most this many tasks per batch of an external target.
+    pub external_cap: u64,
 }
 
 impl LoadSizes {
@@ -226,12 +288,14 @@ impl LoadSizes {
         per_task_batch: [2_000, 2_000, 1_000],
         repeat: 3,
         stall: Duration::from_secs(1),
+        external_cap: u64::MAX,
     };
     pub const SMOKE: LoadSizes = LoadSizes {
         batch: [100, 100, 100],
         per_task_batch: [100, 100, 100],
         repeat: 1,
         stall: Duration::from_millis(500),
+        external_cap: 20,
     };
 
     pub fn tasks(&self, pool: PoolKind, cost: Cost) -> u64 {
@@ -277,20 +341,86 @@ pub fn measure_cost(
         }
         pool.terminate();
         drop(pool);
-        let throughput = if hung {
-            Throughput::Hangs
-        } else {
-            runs.sort_by_key(|(elapsed, _)| *elapsed);
-            let (elapsed, settled) = runs[runs.len() / 2].clone();
-            let per_s = settled.completed as f64 / elapsed.as_secs_f64().max(1e-9);
-            let completed = settled.completed as f64 / n as f64;
-            if settled.broken > 0 {
-                Throughput::Breaks { per_s, completed }
-            } else {
-                Throughput::Rate { per_s, completed }
-            }
-        };
-        cells.push(Cell { pool: kind, cost, rate, tasks: n, throughput });
+        cells.push(Cell { row: Row::Pool(kind), cost, rate, tasks: n, throughput: throughput(runs, hung, n) });
     }
     Ok(cells)
+}
+
+/// The median run of a cell, or `Hangs`.
+fn throughput(mut runs: Vec<(Duration, Settled)>, hung: bool, n: u64) -> Throughput {
+    if hung || runs.is_empty() {
+        return Throughput::Hangs;
+    }
+    runs.sort_by_key(|(elapsed, _)| *elapsed);
+    let (elapsed, settled) = runs[runs.len() / 2].clone();
+    let per_s = settled.completed as f64 / elapsed.as_secs_f64().max(1e-9);
+    let completed = settled.completed as f64 / n as f64;
+    if settled.broken > 0 { Throughput::Breaks { per_s, completed } } else { Throughput::Rate { per_s, completed } }
+}
+
+/// A pool this crate cannot start itself: an external target (a Python
+/// pool), which the harness runs in its sandbox, one batch per run.
+pub trait External {
+    /// Its row in the matrix.
+    fn name(&self) -> String;
+    /// What a reader of the matrix should know about the row, if anything.
+    fn note(&self) -> Option<String>;
+    /// The costs and the failure rates it is measured at (other cells: "—").
+    fn cells(&self) -> (Vec<Cost>, Vec<Rate>);
+    /// Tasks per batch at `cost` and `rate` (a few hundred ms of its work
+    /// at 0 %).
+    fn tasks(&self, cost: Cost, rate: Rate) -> u64;
+    /// Runs `tasks` as one batch on a fresh pool that has started and run a
+    /// warm-up task. `elapsed` is the pool's call alone, from the first
+    /// submission to the last result in hand, as the target timed it. The
+    /// batch is hung if, with tasks pending, none starts, finishes or gets
+    /// an outcome for `stall`.
+    fn run_batch(&self, workers: usize, tasks: Vec<Task>, stall: Duration) -> anyhow::Result<ExternalBatch>;
+}
+
+/// What an external target made of a batch.
+#[derive(Debug, Clone)]
+pub enum ExternalBatch {
+    Ran(Batch),
+    /// It cannot run here (its package is not installed).
+    Skipped {
+        reason: String,
+    },
+}
+
+/// Every cell of an external target, or why it was skipped: a fresh pool
+/// (a fresh run) per batch; at 1 % and 5 %, one batch per cell (a run there
+/// can take seconds).
+pub fn measure_external(
+    target: &dyn External,
+    workers: usize,
+    sizes: &LoadSizes,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Result<Vec<Cell>, String>> {
+    let name = target.name();
+    let (costs, rates) = target.cells();
+    let mut cells = Vec::new();
+    for cost in costs {
+        progress(&format!("{name}, {} tasks", cost.name()));
+        for &rate in &rates {
+            let n = target.tasks(cost, rate).min(sizes.external_cap);
+            let repeat = if rate == Rate::Zero { sizes.repeat } else { 1 };
+            let mut runs: Vec<(Duration, Settled)> = Vec::new();
+            let mut hung = false;
+            for r in 0..repeat.max(1) {
+                let batch = match target.run_batch(workers, tasks(cost, rate, n, r as u64 * n), sizes.stall)? {
+                    ExternalBatch::Ran(batch) => batch,
+                    ExternalBatch::Skipped { reason } => return Ok(Err(reason)),
+                };
+                let Some(settled) = batch.settled else {
+                    hung = true;
+                    break;
+                };
+                runs.push((batch.elapsed, settled));
+            }
+            let row = Row::External(name.clone());
+            cells.push(Cell { row, cost, rate, tasks: n, throughput: throughput(runs, hung, n) });
+        }
+    }
+    Ok(Ok(cells))
 }

@@ -1,5 +1,6 @@
 //! `throughput.svg`: tasks per second against the failure rate, one line per
-//! pool, one panel per task cost, the floor as a dashed grey line.
+//! row (our pools solid, the Python targets dashed), one panel per task
+//! cost, the floor as a dotted grey line.
 //!
 //! Drawn with plotters' SVG backend and no font support (no `ttf`): text is
 //! laid out by plotters' own width estimate, so the file is the same on
@@ -10,15 +11,16 @@
 
 use plotters::prelude::*;
 
-use crate::load::{Cost, Rate, Throughput};
+use crate::load::{Cost, Rate, Row, Throughput};
 use crate::summary::{Summary, count};
 
 const WIDTH: u32 = 1200;
-const HEIGHT: u32 = 460;
-/// The strip under the panels that holds the legend.
-const LEGEND: u32 = 44;
+const HEIGHT: u32 = 500;
+/// The strip under the panels that holds the legend (up to three lines).
+const LEGEND: u32 = 64;
+const LEGEND_LINE: i32 = 18;
 
-/// The colour of each pool's line, by its place in the matrix.
+/// The colour of each of our pools' lines, by its place in the matrix.
 const COLOURS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
     RGBColor(255, 127, 14),
@@ -27,6 +29,28 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(44, 160, 44),
     RGBColor(127, 127, 127),
 ];
+/// The colours of the external targets' (dashed) lines.
+const EXTERNAL_COLOURS: [RGBColor; 10] = [
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(128, 0, 0),
+    RGBColor(0, 0, 128),
+    RGBColor(0, 100, 0),
+    RGBColor(218, 165, 32),
+    RGBColor(0, 0, 0),
+    RGBColor(0, 128, 128),
+];
+
+/// How a row is drawn.
+fn style_of(rows: &[Row], i: usize) -> (RGBColor, bool) {
+    let externals_before = rows[..i].iter().filter(|r| matches!(r, Row::External(_))).count();
+    match rows[i] {
+        Row::Pool(_) => (COLOURS[(i - externals_before) % COLOURS.len()], false),
+        Row::External(_) => (EXTERNAL_COLOURS[externals_before % EXTERNAL_COLOURS.len()], true),
+    }
+}
 
 /// The SVG text of the plot.
 pub fn svg(summary: &Summary) -> anyhow::Result<String> {
@@ -42,8 +66,8 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
             .map_err(err)?;
         let (upper, legend) = root.split_vertically(HEIGHT - LEGEND - 24);
         let panels = upper.split_evenly((1, Cost::ALL.len()));
-        let pools = summary.pools();
-        draw_legend(&legend, summary, &pools)?;
+        let rows = summary.rows();
+        draw_legend(&legend, summary, &rows)?;
         for (panel, cost) in panels.iter().zip(Cost::ALL) {
             let floor = summary.floor_per_s(cost);
             let values: Vec<f64> =
@@ -67,15 +91,15 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
                 .draw()
                 .map_err(err)?;
             chart
-                .draw_series(DashedLineSeries::new([(-0.5, floor), (5.5, floor)], 6, 4, GREY.stroke_width(1)))
+                .draw_series(DashedLineSeries::new([(-0.5, floor), (5.5, floor)], 2, 3, GREY.stroke_width(1)))
                 .map_err(err)?;
-            for (i, &pool) in pools.iter().enumerate() {
-                let colour = COLOURS[i % COLOURS.len()];
+            for (i, row) in rows.iter().enumerate() {
+                let (colour, dashed) = style_of(&rows, i);
                 let mut line: Vec<(f64, f64)> = Vec::new();
                 let mut crosses: Vec<(f64, f64)> = Vec::new();
                 for rate in Rate::ALL {
                     let x = rate.percent() as f64;
-                    match summary.cell(pool, cost, rate).map(|c| &c.throughput) {
+                    match summary.cell(row, cost, rate).map(|c| &c.throughput) {
                         Some(Throughput::Rate { per_s, .. })
                             if line.len() == Rate::ALL.iter().position(|&r| r == rate).unwrap_or(0) =>
                         {
@@ -85,7 +109,12 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
                         _ => {}
                     }
                 }
-                chart.draw_series(LineSeries::new(line.iter().copied(), colour.stroke_width(2))).map_err(err)?;
+                if dashed {
+                    let dashes = DashedLineSeries::new(line.iter().copied(), 7, 4, colour.stroke_width(2));
+                    chart.draw_series(dashes).map_err(err)?;
+                } else {
+                    chart.draw_series(LineSeries::new(line.iter().copied(), colour.stroke_width(2))).map_err(err)?;
+                }
                 chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(err)?;
                 chart.draw_series(crosses.iter().map(|&p| Cross::new(p, 5, colour.stroke_width(2)))).map_err(err)?;
             }
@@ -97,19 +126,21 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
 
 const GREY: RGBColor = RGBColor(160, 160, 160);
 
-/// One legend for all panels, in a strip of its own: a line per pool (with
-/// where it hangs, or that its crosses are broken batches), and the floor.
+/// One legend for all panels, in a strip of its own: a line per row (with
+/// where it hangs, or that its crosses are broken batches), and the floor;
+/// wrapped onto more lines when it is too wide.
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     summary: &Summary,
-    pools: &[pools::PoolKind],
+    rows: &[Row],
 ) -> anyhow::Result<()> {
-    let mut entries: Vec<(String, RGBColor, bool)> = Vec::new();
-    for (i, &pool) in pools.iter().enumerate() {
+    // (label, colour, dashes: none, long or short)
+    let mut entries: Vec<(String, RGBColor, Option<i32>)> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
         let mut hangs: Vec<String> = Vec::new();
         let mut breaks = false;
         for rate in Rate::ALL {
-            let cells = Cost::ALL.iter().filter_map(|&cost| summary.cell(pool, cost, rate));
+            let cells = Cost::ALL.iter().filter_map(|&cost| summary.cell(row, cost, rate));
             let kinds: Vec<&Throughput> = cells.map(|c| &c.throughput).collect();
             if kinds.iter().any(|t| matches!(t, Throughput::Hangs)) {
                 hangs.push(rate.name());
@@ -117,22 +148,33 @@ fn draw_legend<DB: DrawingBackend>(
             breaks |= kinds.iter().any(|t| matches!(t, Throughput::Breaks { .. }));
         }
         let label = match (hangs.is_empty(), breaks) {
-            (false, _) => format!("{pool} (hangs at {})", hangs.join(", ")),
-            (true, true) => format!("{pool} (× = breaks)"),
-            (true, false) => pool.to_string(),
+            (false, _) => format!("{row} (hangs at {})", hangs.join(", ")),
+            (true, true) => format!("{row} (× = breaks)"),
+            (true, false) => row.to_string(),
         };
-        entries.push((label, COLOURS[i % COLOURS.len()], false));
+        let (colour, dashed) = style_of(rows, i);
+        entries.push((label, colour, dashed.then_some(7)));
     }
-    entries.push(("floor (pipelined limit; workers / cost)".to_string(), GREY, true));
+    entries.push(("floor (pipelined limit; workers / cost)".to_string(), GREY, Some(2)));
     // Laid out left to right by plotters' own width estimate: no font needed.
-    let mut x = 20;
-    for (label, colour, dashed) in &entries {
-        let y = 16;
-        let style = if *dashed { colour.stroke_width(1) } else { colour.stroke_width(2) };
-        area.draw(&PathElement::new([(x, y), (x + 22, y)], style)).map_err(err)?;
-        area.draw(&Text::new(label.clone(), (x + 28, y - 6), ("sans-serif", 11))).map_err(err)?;
+    let (mut x, mut y) = (20, 12);
+    for (label, colour, dash) in &entries {
         let (w, _) = area.estimate_text_size(label, &("sans-serif", 11).into_text_style(area)).map_err(err)?;
-        x += 28 + w as i32 + 26;
+        let width = 28 + w as i32 + 26;
+        if x > 20 && x + width > WIDTH as i32 - 10 {
+            (x, y) = (20, y + LEGEND_LINE);
+        }
+        let stroke = colour.stroke_width(if *dash == Some(2) { 1 } else { 2 });
+        match dash {
+            None => area.draw(&PathElement::new([(x, y), (x + 22, y)], stroke)).map_err(err)?,
+            Some(d) => {
+                for start in (x..x + 22).step_by((d + 3) as usize) {
+                    area.draw(&PathElement::new([(start, y), ((start + d).min(x + 22), y)], stroke)).map_err(err)?;
+                }
+            }
+        }
+        area.draw(&Text::new(label.clone(), (x + 28, y - 6), ("sans-serif", 11))).map_err(err)?;
+        x += width;
     }
     Ok(())
 }
@@ -152,7 +194,14 @@ mod tests {
         let b = svg(&summary).expect("plot again");
         assert_eq!(a, b, "same figures, same file");
         assert!(a.starts_with("<svg"), "an SVG document");
-        for label in ["naive (hangs at 1 %, 5 %)", "polling (× = breaks)", "supervised", "floor (pipelined limit"] {
+        for label in [
+            "naive (hangs at 1 %, 5 %)",
+            "polling (× = breaks)",
+            "supervised",
+            "py-pool-map (hangs at 1 %, 5 %)",
+            "py-process-per-task",
+            "floor (pipelined limit",
+        ] {
             assert!(a.contains(label), "missing {label:?}");
         }
     }

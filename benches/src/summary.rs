@@ -8,7 +8,7 @@ use pools::PoolKind;
 
 use crate::floor::Floor;
 use crate::latency::{PerTaskCost, spread};
-use crate::load::{Cell, Cost, Rate, Throughput};
+use crate::load::{Cell, Cost, Rate, Row, Throughput};
 
 /// Which run this was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub struct Summary {
     pub workers: usize,
     pub floor: Floor,
     pub cells: Vec<Cell>,
+    /// What to know about some external rows (how a row is run, or why it
+    /// was skipped), by row name.
+    pub external_notes: Vec<(String, String)>,
     /// Detection latencies, per pool.
     pub detection: Vec<(PoolKind, Vec<Duration>)>,
     /// polling's poll interval, which bounds its detection.
@@ -45,6 +48,11 @@ pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
+/// The external rows the targets compare with: `multiprocessing.Pool.map`
+/// with chunksize 1, and one `multiprocessing.Process` per task.
+pub const PY_POOL_MAP: &str = "py-pool-map";
+pub const PY_PROCESS_PER_TASK: &str = "py-process-per-task";
+
 /// One of the issue's targets, judged on this run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -54,19 +62,19 @@ pub struct Target {
 }
 
 impl Summary {
-    pub fn cell(&self, pool: PoolKind, cost: Cost, rate: Rate) -> Option<&Cell> {
-        self.cells.iter().find(|c| c.pool == pool && c.cost == cost && c.rate == rate)
+    pub fn cell(&self, row: &Row, cost: Cost, rate: Rate) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.row == *row && c.cost == cost && c.rate == rate)
     }
 
-    /// The pools that have cells, in matrix order.
-    pub fn pools(&self) -> Vec<PoolKind> {
-        let mut pools: Vec<PoolKind> = Vec::new();
+    /// The rows that have cells, in matrix order.
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = Vec::new();
         for c in &self.cells {
-            if !pools.contains(&c.pool) {
-                pools.push(c.pool);
+            if !rows.contains(&c.row) {
+                rows.push(c.row.clone());
             }
         }
-        pools
+        rows
     }
 
     /// What a cost's throughput is compared against: the pipelined limit
@@ -86,8 +94,8 @@ impl Summary {
         format!("{:.1} s", stall.as_secs_f64())
     }
 
-    fn per_s(&self, pool: PoolKind, cost: Cost, rate: Rate) -> Option<f64> {
-        self.cell(pool, cost, rate)?.throughput.per_s()
+    fn per_s(&self, row: &Row, cost: Cost, rate: Rate) -> Option<f64> {
+        self.cell(row, cost, rate)?.throughput.per_s()
     }
 
     fn detection_median(&self, pool: PoolKind) -> Option<Duration> {
@@ -96,16 +104,17 @@ impl Summary {
 
     /// The issue's targets, each judged on this run.
     pub fn targets(&self) -> Vec<Target> {
-        let sup = PoolKind::Supervised;
+        let sup = &Row::Pool(PoolKind::Supervised);
         let mut targets = Vec::new();
         let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b.max(1e-9));
+        let times = |what: String, r: Option<f64>, at_least: f64| Target {
+            what,
+            measured: r.map_or("—".into(), |r| format!("{r:.2}x")),
+            met: r.is_some_and(|r| r >= at_least),
+        };
         let noop = self.per_s(sup, Cost::NoOp, Rate::Zero);
-        let vs_naive = ratio(noop, self.per_s(PoolKind::Naive, Cost::NoOp, Rate::Zero));
-        targets.push(Target {
-            what: "supervised, no-op, 0 %: ≥ 1.0x naive".into(),
-            measured: vs_naive.map_or("—".into(), |r| format!("{r:.2}x")),
-            met: vs_naive.is_some_and(|r| r >= 1.0),
-        });
+        let vs_naive = ratio(noop, self.per_s(&Row::Pool(PoolKind::Naive), Cost::NoOp, Rate::Zero));
+        targets.push(times("supervised, no-op, 0 %: ≥ 1.0x naive".into(), vs_naive, 1.0));
         let vs_limit = ratio(noop, Some(self.floor.pipelined_limit_per_s));
         targets.push(Target {
             what: "supervised, no-op, 0 %: ≥ 0.15x the pipelined limit".into(),
@@ -129,7 +138,7 @@ impl Summary {
             }),
             met: all_done && kept.is_some_and(|r| r >= 0.85),
         });
-        let median = self.detection_median(sup);
+        let median = self.detection_median(PoolKind::Supervised);
         targets.push(Target {
             what: "supervised detection latency: median < 0.5 ms".into(),
             measured: median.map_or("—".into(), ms),
@@ -142,6 +151,12 @@ impl Summary {
             measured: format!("{} = {per_fork:.2}x {}", ms(cost.fork_server), ms(cost.fork_wait)),
             met: !cost.fork_wait.is_zero() && per_fork <= 2.0,
         });
+        let python = |name: &str| self.per_s(&Row::External(name.into()), Cost::NoOp, Rate::Zero);
+        let vs_pool_map = ratio(noop, python(PY_POOL_MAP));
+        targets.push(times(format!("supervised, no-op, 0 %: ≥ 10x {PY_POOL_MAP} (chunksize 1)"), vs_pool_map, 10.0));
+        let per_task = self.per_s(&Row::Pool(PoolKind::PerTask), Cost::NoOp, Rate::Zero);
+        let vs_process = ratio(per_task, python(PY_PROCESS_PER_TASK));
+        targets.push(times(format!("per-task, no-op, 0 %: ≥ 3x {PY_PROCESS_PER_TASK}"), vs_process, 3.0));
         targets
     }
 
@@ -203,12 +218,12 @@ impl Summary {
         );
         header(md);
         let (mut dagger, mut ddagger) = (false, false);
-        for pool in self.pools() {
-            let _ = write!(md, "| {pool} |");
+        for row in self.rows() {
+            let _ = write!(md, "| {row} |");
             for &(cost, rate) in &columns {
-                let naive = self.per_s(PoolKind::Naive, cost, Rate::Zero);
-                let vs = |per_s: f64| naive.map_or(String::new(), |n| format!(" ({:.2}x)", per_s / n.max(1e-9)));
-                let text = match self.cell(pool, cost, rate).map(|c| &c.throughput) {
+                let naive = self.per_s(&Row::Pool(PoolKind::Naive), cost, Rate::Zero);
+                let vs = |per_s: f64| naive.map_or(String::new(), |n| format!(" ({})", times(per_s / n.max(1e-9))));
+                let text = match self.cell(&row, cost, rate).map(|c| &c.throughput) {
                     None => "—".to_string(),
                     Some(Throughput::Hangs) => "hangs".to_string(),
                     Some(Throughput::Breaks { per_s, completed }) => {
@@ -229,14 +244,16 @@ impl Summary {
         let _ = writeln!(
             md,
             "- **hangs**: no outcome landed for {} with tasks of the batch pending, and it was torn down: a \
-             killed worker's task never comes back. (A live pool here settles a task every few ms at worst.)",
+             killed worker's task never comes back. (A live pool here settles a task every few ms at worst.) \
+             For the Python targets, which hand their outcomes over when the call returns: no task of the batch \
+             started or finished for {0} either, as their workers' trace lines tell.",
             self.stall_text()
         );
         if dagger {
             let _ = writeln!(
                 md,
-                "- **†** the pool broke at the first death and failed every pending task as `PoolBroken` (polling \
-                 fails loudly and loses the work in flight): the figure is correct results per second until the \
+                "- **†** the pool broke at the first death and failed every pending task as `PoolBroken` (polling, \
+                 ProcessPoolExecutor and loky fail loudly and lose the work in flight): the figure is correct results per second until the \
                  batch settled, and the share of the batch they are; not comparable to a live pool's."
             );
         }
@@ -248,18 +265,36 @@ impl Summary {
             );
         }
         let sizes: Vec<String> = self
-            .pools()
+            .rows()
             .iter()
-            .map(|&p| {
-                let per: Vec<String> = Cost::ALL
-                    .iter()
-                    .filter_map(|&c| self.cell(p, c, Rate::Zero))
-                    .map(|c| c.tasks.to_string())
-                    .collect();
-                format!("{p} {}", per.join(" / "))
+            .map(|row| {
+                let at = |rate: Rate| -> Vec<String> {
+                    let cells = Cost::ALL.iter().map(|&c| self.cell(row, c, rate));
+                    cells.map(|c| c.map_or("—".into(), |c| c.tasks.to_string())).collect()
+                };
+                let (zero, five) = (at(Rate::Zero), at(Rate::Five));
+                let failing = five.iter().any(|t| t != "—") && five != zero;
+                let apart = if failing { format!(" (at 1 % and 5 %: {})", five.join(" / ")) } else { String::new() };
+                format!("{row} {}{apart}", zero.join(" / "))
             })
             .collect();
-        let _ = writeln!(md, "- Tasks per batch (no-op / 100 µs / 1 ms): {}.\n", sizes.join("; "));
+        let _ = writeln!(md, "- Tasks per batch (no-op / 100 µs / 1 ms): {}.", sizes.join("; "));
+        if self.rows().iter().any(|r| matches!(r, Row::External(_))) || !self.external_notes.is_empty() {
+            let _ = writeln!(
+                md,
+                "- **The Python targets** (`py-*`, `targets/python/`) run through the harness: each batch is one \
+                 sandboxed run of the target's owner, a fresh pool that has started and run a warm-up task. The \
+                 owner times its call itself, from the first submission to the last result in hand, and holds \
+                 its own reports until the call is over, so the figure is the pool's, not the adapter's. At 0 % \
+                 their workers write no trace lines either (at 1 % and 5 % they do, for the stall above: two \
+                 short writes per task, a few µs). Not measured at 100 µs (—), nor at the failure rates for the \
+                 rows that show —."
+            );
+            for (row, note) in &self.external_notes {
+                let _ = writeln!(md, "  - `{row}`: {note}");
+            }
+        }
+        md.push('\n');
         let _ = writeln!(
             md,
             "### Against the floor\n\nThe same cells as a share of the floor for their cost: the pipelined limit \
@@ -270,10 +305,10 @@ impl Summary {
             count(self.floor_per_s(Cost::Ms1))
         );
         header(md);
-        for pool in self.pools() {
-            let _ = write!(md, "| {pool} |");
+        for row in self.rows() {
+            let _ = write!(md, "| {row} |");
             for &(cost, rate) in &columns {
-                let text = match self.cell(pool, cost, rate).map(|c| &c.throughput) {
+                let text = match self.cell(&row, cost, rate).map(|c| &c.throughput) {
                     None => "—".to_string(),
                     Some(Throughput::Hangs) => "hangs".to_string(),
                     Some(t) => {
@@ -380,7 +415,7 @@ impl Summary {
                 each.as_secs_f64() / f.spawn_exec_wait.as_secs_f64().max(1e-12)
             );
         }
-        if let Some(per_s) = self.per_s(PoolKind::PerTask, Cost::NoOp, Rate::Zero) {
+        if let Some(per_s) = self.per_s(&Row::Pool(PoolKind::PerTask), Cost::NoOp, Rate::Zero) {
             let _ = writeln!(
                 md,
                 "\nOn {} workers (the matrix's no-op 0 % cell), per-task takes {} per task of wall time.",
@@ -411,6 +446,17 @@ pub fn count(x: f64) -> String {
     out
 }
 
+/// A ratio, with the digits a small one needs: `8.01x`, `0.013x`, `0.0012x`.
+fn times(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}x")
+    } else if r >= 0.01 {
+        format!("{r:.3}x")
+    } else {
+        format!("{r:.4}x")
+    }
+}
+
 fn percent(x: f64) -> String {
     if x >= 0.1 { format!("{:.0} %", x * 100.0) } else { format!("{:.1} %", x * 100.0) }
 }
@@ -430,9 +476,12 @@ pub(crate) mod tests {
 
     pub(crate) fn sample() -> Summary {
         let mut cells = Vec::new();
-        for (pool, base) in
-            [(PoolKind::Naive, 400_000.0), (PoolKind::Polling, 380_000.0), (PoolKind::Supervised, 1_600_000.0)]
-        {
+        for (pool, base) in [
+            (PoolKind::Naive, 400_000.0),
+            (PoolKind::Polling, 380_000.0),
+            (PoolKind::PerTask, 5_000.0),
+            (PoolKind::Supervised, 1_600_000.0),
+        ] {
             for cost in Cost::ALL {
                 let scale = match cost {
                     Cost::NoOp => 1.0,
@@ -441,15 +490,35 @@ pub(crate) mod tests {
                 };
                 for rate in Rate::ALL {
                     let throughput = match (pool, rate) {
-                        (_, Rate::Zero) | (PoolKind::Supervised, _) => Throughput::Rate {
+                        (_, Rate::Zero) | (PoolKind::Supervised | PoolKind::PerTask, _) => Throughput::Rate {
                             per_s: base * scale * (1.0 - rate.percent() as f64 / 100.0),
-                            completed: 1.0,
+                            completed: if pool == PoolKind::PerTask {
+                                1.0 - rate.percent() as f64 / 100.0
+                            } else {
+                                1.0
+                            },
                         },
                         (PoolKind::Polling, _) => Throughput::Breaks { per_s: 1000.0, completed: 0.02 },
                         _ => Throughput::Hangs,
                     };
-                    cells.push(Cell { pool, cost, rate, tasks: 1000, throughput });
+                    cells.push(Cell { row: Row::Pool(pool), cost, rate, tasks: 1000, throughput });
                 }
+            }
+        }
+        // Python rows: no-op and 1 ms only; py-pool-map hangs on a death,
+        // py-process-per-task fails the killed task, on smaller batches.
+        for cost in [Cost::NoOp, Cost::Ms1] {
+            for rate in Rate::ALL {
+                let tasks = if rate == Rate::Zero { 400 } else { 100 };
+                let (map, per_task) = match (cost, rate) {
+                    (Cost::NoOp, Rate::Zero) => (Throughput::Rate { per_s: 60_000.0, completed: 1.0 }, 600.0),
+                    (_, Rate::Zero) => (Throughput::Rate { per_s: 1_500.0, completed: 1.0 }, 450.0),
+                    _ => (Throughput::Hangs, 500.0),
+                };
+                cells.push(Cell { row: Row::External(PY_POOL_MAP.into()), cost, rate, tasks, throughput: map });
+                let completed = 1.0 - rate.percent() as f64 / 100.0;
+                let throughput = Throughput::Rate { per_s: per_task, completed };
+                cells.push(Cell { row: Row::External(PY_PROCESS_PER_TASK.into()), cost, rate, tasks, throughput });
             }
         }
         Summary {
@@ -464,6 +533,7 @@ pub(crate) mod tests {
                 kill_to_eof: Duration::from_micros(100),
             },
             cells,
+            external_notes: vec![(PY_POOL_MAP.into(), "chunksize 1.".into())],
             detection: vec![
                 (PoolKind::Polling, vec![Duration::from_millis(6), Duration::from_millis(9)]),
                 (
@@ -502,13 +572,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn python_rows_sit_in_the_same_matrix_with_their_own_notes() {
+        let md = sample().markdown();
+        let map = md.lines().find(|l| l.starts_with("| py-pool-map |")).expect("a py-pool-map row");
+        assert!(
+            map.starts_with("| py-pool-map | 60,000 (0.15x) | hangs | hangs | — | — | — | 1,500 (0.75x) |"),
+            "{map}"
+        );
+        let spawn = md.lines().find(|l| l.starts_with("| py-process-per-task |")).expect("a per-process row");
+        assert!(spawn.starts_with("| py-process-per-task | 600 (0.0015x) | 500 (0.0013x) ‡ (99 % done) |"), "{spawn}");
+        assert!(md.contains("py-pool-map 400 / — / 400 (at 1 % and 5 %: 100 / — / 100)"), "batch sizes");
+        assert!(md.contains("  - `py-pool-map`: chunksize 1."), "the row's note");
+    }
+
+    #[test]
     fn targets_are_judged_on_the_figures() {
         let targets = sample().targets();
         let met: Vec<bool> = targets.iter().map(|t| t.met).collect();
-        // 4.0x naive; 1.6M / 7M = 0.23; 8,000 / 2,000 tasks/s; 95 %; 0.2 ms median; 300 / 180 µs.
-        assert_eq!(met, [true, true, true, true, true, true], "{targets:#?}");
+        // 4.0x naive; 1.6M / 7M = 0.23; 8,000 / 2,000 tasks/s; 95 %; 0.2 ms median; 300 / 180 µs;
+        // 1.6M / 60k = 26.7x; 5,000 / 600 = 8.3x.
+        assert_eq!(met, [true; 8], "{targets:#?}");
         let mut slow = sample();
         slow.per_task.fork_server = Duration::from_micros(400);
         assert!(!slow.targets()[5].met, "400 µs is more than 2x 180 µs");
+        let mut fast_python = sample();
+        for cell in fast_python.cells.iter_mut().filter(|c| c.rate == Rate::Zero && c.cost == Cost::NoOp) {
+            match &cell.row {
+                Row::External(name) if name == PY_POOL_MAP => {
+                    cell.throughput = Throughput::Rate { per_s: 200_000.0, completed: 1.0 }
+                }
+                Row::External(_) => cell.throughput = Throughput::Rate { per_s: 2_000.0, completed: 1.0 },
+                Row::Pool(_) => {}
+            }
+        }
+        let met: Vec<bool> = fast_python.targets().iter().map(|t| t.met).collect();
+        assert_eq!(met[6..], [false, false], "8x py-pool-map and 2.5x py-process-per-task fall short");
     }
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::events::{Event, Logged, OutcomeRecord};
 use crate::plan::Plan;
+use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, TaskCounts, Verdict};
 
 /// What the runner saw besides the events.
@@ -37,10 +38,21 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     let mut duplicates = vec![0usize; n];
     let mut worker_exits = Vec::new();
     let mut owner_error = None;
+    // What the target did that the protocol does not allow.
+    let mut broken = Vec::new();
+    let (mut ready, mut finished) = (false, false);
     for logged in events {
         match &logged.event {
             Event::Outcome { index, result } if *index < n => outcomes[*index].push(result),
             Event::Duplicate { index } if *index < n => duplicates[*index] += 1,
+            Event::Outcome { index, .. } | Event::Duplicate { index } => {
+                broken.push(format!("it reported an outcome for task {index}; the plan's tasks are 0..{n}"));
+            }
+            Event::Malformed { line, error } => {
+                broken.push(format!("it wrote a line that is not an event ({error}): {line:?}"));
+            }
+            Event::Ready { .. } => ready = true,
+            Event::Finished => finished = true,
             Event::WorkerExit { pid, signal, code } => {
                 worker_exits.push(ExitRecord { pid: *pid, signal: *signal, code: *code });
             }
@@ -79,8 +91,25 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
         Event::Skipped { reason } => Some(reason.clone()),
         _ => None,
     });
+    let owner_exit = events.iter().find_map(|l| match l.event {
+        Event::OwnerExit { signal, code } => Some((signal, code)),
+        _ => None,
+    });
+    if let Some((signal, code)) = owner_exit
+        && skipped.is_none()
+        && !ending.owner_killed_by_plan
+    {
+        let how = exit_text(signal, code);
+        if !ready {
+            broken.push(format!("it {how} before it reported `ready`: it never started its pool"));
+        } else if code == Some(0) && !finished {
+            broken.push(format!("it {how} without reporting `finished`"));
+        }
+    }
     let verdict = if skipped.is_some() {
         Verdict::Skipped
+    } else if !broken.is_empty() {
+        Verdict::TargetError
     } else if ending.deadline_passed {
         Verdict::Hung
     } else if !ending.leaks.is_empty() {
@@ -98,15 +127,17 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     if let Some(reason) = skipped {
         diagnosis.push(format!("skipped: {reason}"));
     }
-    let owner_exit = events.iter().find_map(|l| match l.event {
-        Event::OwnerExit { signal, code } => Some((signal, code)),
-        _ => None,
-    });
+    broken.truncate(5);
+    let target = match &plan.pool {
+        Target::Command(command) => format!("`{command}`"),
+        other => other.name(),
+    };
+    diagnosis.extend(broken.into_iter().map(|b| format!("target {target} broke the owner protocol: {b}")));
     let crashed = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..)))) && !ending.owner_killed_by_plan;
     if let Some(message) = &owner_error {
         diagnosis.push(format!("the owner failed: {message}"));
     } else if crashed && let Some((signal, code)) = owner_exit {
-        diagnosis.push(format!("the owner exited early (signal {signal:?}, code {code:?})"));
+        diagnosis.push(format!("the owner ended early: it {}", exit_text(signal, code)));
     }
     if (owner_error.is_some() || crashed) && !ending.stderr_tail.is_empty() {
         diagnosis.push(format!("its stderr ended with: {}", ending.stderr_tail));
@@ -213,4 +244,13 @@ fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
         }
     }
     lines
+}
+
+/// `exited with code 1`, `was killed by SIGKILL`.
+fn exit_text(signal: Option<i32>, code: Option<i32>) -> String {
+    match (signal, code) {
+        (Some(sig), _) => format!("was killed by {}", pools::outcome::signal_name(sig)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "ended".to_string(),
+    }
 }

@@ -9,7 +9,8 @@
 //!   has acted on the warmed-up pool.
 //! - **Owner to harness** (the owner's stdout): [`Event`]s: `ready`,
 //!   `warmed-up`, `outcome` (one per task, as the call style delivers them),
-//!   `callback`, `worker-exit` (from whoever reaps the worker), `finished`.
+//!   `callback`, `worker-exit` (from whoever reaps the worker), `timed` (a
+//!   benchmark's plan only), `finished`.
 //! - **Workers to harness**, bypassing the owner: a trace pipe whose write end
 //!   the owner passes to every worker (env `POOLCHAOS_TRACE_FD`); each task
 //!   start is a line `start <tag> <attempt> <pid>`, logged as `task-started`,
@@ -18,7 +19,8 @@
 //!   run is diagnosed, without trusting the pool.
 //!
 //! The harness adds its own events (`nemesis`, `deadline`, `owner-exit`,
-//! `leak`) and stamps each with the milliseconds since the run started.
+//! `leak`, `malformed` for an owner's line that is not an event) and stamps
+//! each with the milliseconds since the run started.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,12 +44,17 @@ pub enum Event {
     Callback { kind: CallbackKind },
     /// A worker ended, as its pool reaped it.
     WorkerExit { pid: u32, signal: Option<i32>, code: Option<i32> },
+    /// A benchmark's call took `us` µs, from the first submission to the
+    /// last result in hand, as the owner timed it (plans with `bench`).
+    Timed { us: u64 },
     /// The owner's call returned and it closed and joined its pool.
     Finished,
     /// The target cannot run here (its package is missing): the reason.
     Skipped { reason: String },
     /// The owner could not do what it was asked.
     OwnerError { message: String },
+    /// The owner wrote a line on stdout that is not an event (logged by the harness).
+    Malformed { line: String, error: String },
     /// The nemesis sent `signal` to `pid`.
     Nemesis { signal: String, pid: u32, target: String },
     /// The run's deadline passed; everything is being killed.

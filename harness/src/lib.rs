@@ -17,7 +17,9 @@
 //! - [`campaign`]: randomized runs judged by each pool's [`oracle`], failures
 //!   [`shrink`]ed to a scenario file that replays them.
 //! - [`matrix`]: the quick in-process fault matrix and timing.
+//! - [`bench`]: the Python targets' rows of `poolchaos bench`, each batch a run.
 
+pub mod bench;
 pub mod campaign;
 pub mod checker;
 pub mod events;

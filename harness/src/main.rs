@@ -149,9 +149,9 @@ enum Command {
         /// Where to write summary.md and throughput.svg (default: reports/bench; none with --smoke).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Only these pools (comma-separated; default: all).
+        /// Only these rows: pools, targets or `*` patterns, comma-separated (`supervised,py-*`; default: all).
         #[arg(long, value_delimiter = ',')]
-        pools: Vec<PoolKind>,
+        pools: Vec<String>,
     },
     /// Print the plan a pool's owner (or an external target) gets on its stdin.
     OwnerPlan {
@@ -424,11 +424,30 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { smoke, out, pools } => {
+        Command::Bench { smoke, out, pools: patterns } => {
             let program = benches::worker()?;
             let mode = if smoke { benches::Mode::Smoke } else { benches::Mode::Quick };
+            let wanted = |names: &[&str]| {
+                patterns.is_empty() || patterns.iter().any(|p| names.iter().any(|n| harness::target::glob(p, n)))
+            };
+            let pools: Vec<PoolKind> = PoolKind::ALL.into_iter().filter(|k| wanted(&[&k.to_string()])).collect();
+            // The external rows run in sandboxes, as `poolchaos run` does.
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+            harness::sandbox::clean_stale();
+            let ctx =
+                RunContext { exe: std::env::current_exe()?, root: harness::target::project_root(), events_dir: None };
+            let rows: Vec<harness::bench::Bench> = harness::bench::ROWS
+                .iter()
+                .filter(|row| wanted(&[row.label, &row.target.name()]))
+                .map(|row| harness::bench::Bench::new(row, &ctx))
+                .collect();
+            let externals: Vec<&dyn benches::load::External> = rows.iter().map(|r| r as _).collect();
+            if pools.is_empty() && externals.is_empty() {
+                eprintln!("poolchaos: --pools {}: no pool or target of the bench matches", patterns.join(","));
+                return Ok(ExitCode::from(2));
+            }
             let started = Instant::now();
-            let summary = benches::run(&program, mode, &pools, &mut |what| {
+            let summary = benches::run(&program, mode, &pools, &externals, &mut |what| {
                 eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64())
             })?;
             let out = out.or_else(|| (!smoke).then(|| PathBuf::from("reports/bench")));

@@ -7,7 +7,7 @@
 use std::io::{BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use pools::{CallStyle, Callbacks, PoolConfig, PoolKind, Task, WorkerProgram};
@@ -20,25 +20,49 @@ pub const WARMUP_TAG: u64 = u64::MAX;
 
 /// Writes events as JSON lines; shared by the pool's threads (exits, callbacks).
 #[derive(Clone)]
-struct Emitter(Arc<Mutex<std::io::Stdout>>);
+struct Emitter(Arc<Mutex<Held>>);
+
+/// The events kept back while a benchmark's call is timed (`None`: none are).
+struct Held(Option<Vec<Event>>);
 
 impl Emitter {
     fn emit(&self, event: &Event) {
-        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut held.0 {
+            Some(events) => events.push(event.clone()),
+            None => write(std::slice::from_ref(event)),
+        }
+    }
+
+    /// Keeps events back until `release`.
+    fn hold(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(Vec::new());
+    }
+
+    fn release(&self) {
+        let events = self.0.lock().unwrap_or_else(|e| e.into_inner()).0.take();
+        write(&events.unwrap_or_default());
+    }
+}
+
+fn write(events: &[Event]) {
+    let mut out = std::io::stdout().lock();
+    for event in events {
         // If the harness is gone there is no one to tell; the sandbox ends us.
         if let Ok(line) = serde_json::to_string(event) {
             let _ = writeln!(out, "{line}");
-            let _ = out.flush();
         }
     }
+    let _ = out.flush();
 }
 
 /// `poolchaos owner`: runs one plan. Returns the exit code.
 pub fn main() -> i32 {
-    let emitter = Emitter(Arc::new(Mutex::new(std::io::stdout())));
+    let emitter = Emitter(Arc::new(Mutex::new(Held(None))));
     match run(&emitter) {
         Ok(()) => 0,
         Err(e) => {
+            emitter.release();
             emitter.emit(&Event::OwnerError { message: format!("{e:#}") });
             2
         }
@@ -96,6 +120,12 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         }
     };
     let tasks = plan.tasks;
+    if plan.bench {
+        emitter.hold();
+    }
+    let mut started = Instant::now();
+    // When the call had every result in hand, if that was before they were reported.
+    let mut returned = None;
     // A call refused because the pool broke (polling, after a worker died)
     // fails every task of that call, loudly, with the error that broke it.
     let refused = |e: pools::PoolError| -> anyhow::Result<Vec<pools::Outcome>> {
@@ -121,7 +151,10 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         // `map` and `apply` are `submit` and a wait, as in the Pool trait.
         CallStyle::Map | CallStyle::MapAsync => {
             let cb = if style == CallStyle::Map { Callbacks::default() } else { callbacks() };
-            let outcomes = settle(0, pool.submit(tasks.clone(), cb))?;
+            let batch = tasks.clone();
+            started = Instant::now();
+            let outcomes = settle(0, pool.submit(batch, cb))?;
+            returned = Some(started.elapsed());
             for (i, task) in tasks.iter().enumerate() {
                 outcome(i, task, &outcomes, i);
             }
@@ -139,6 +172,11 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
                 outcome(i, &tasks[i], &one, 0);
             }
         }
+    }
+    if plan.bench {
+        let took = returned.unwrap_or_else(|| started.elapsed());
+        emitter.emit(&Event::Timed { us: took.as_micros() as u64 });
+        emitter.release();
     }
     pool.close();
     pool.join()?;

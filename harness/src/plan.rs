@@ -33,6 +33,23 @@ pub struct Plan {
     pub storm: Option<Storm>,
     /// Run one warm-up task first, and let the nemesis act before the batch.
     pub warmup: bool,
+    /// A benchmark's run (`poolchaos bench`), with `warmup`: the owner times
+    /// its call and reports `timed`.
+    pub bench: Option<BenchRun>,
+    /// `map`'s chunksize, for the Python targets of `multiprocessing.Pool`.
+    pub chunksize: Option<usize>,
+}
+
+/// What a benchmark's run asks beyond a scenario's: whether the workers
+/// trace, and when the batch, from `go` on, is hung.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchRun {
+    /// Workers write their trace lines (which cost a fast pool a little).
+    pub trace: bool,
+    /// Hung if the run has not ended this long after `go` ...
+    pub deadline: Duration,
+    /// ... or if no outcome landed and no task started or finished for this long.
+    pub stall: Option<Duration>,
 }
 
 /// A seeded source of plan decisions, stable across machines and versions.
@@ -94,6 +111,8 @@ impl Plan {
             nemesis: scenario.nemesis.clone(),
             storm: scenario.storm,
             warmup: scenario.nemesis.iter().any(|n| n.target == Aim::IdleWorker),
+            bench: None,
+            chunksize: None,
         }
     }
 
@@ -197,6 +216,11 @@ pub struct OwnerPlan {
     pub task_timeout_ms: Option<u64>,
     pub max_attempts: u32,
     pub warmup: bool,
+    /// Time the call and report `timed`; hold the events until it returns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bench: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunksize: Option<usize>,
     pub tasks: Vec<Task>,
 }
 
@@ -209,6 +233,8 @@ impl From<&Plan> for OwnerPlan {
             task_timeout_ms: plan.task_timeout.map(|t| t.as_millis() as u64),
             max_attempts: plan.max_attempts,
             warmup: plan.warmup,
+            bench: plan.bench.is_some(),
+            chunksize: plan.chunksize,
             tasks: plan.tasks.clone(),
         }
     }

@@ -410,7 +410,7 @@ fn verdict_style(verdict: Verdict) -> Style {
         Verdict::Completed => AnsiColor::Green,
         Verdict::Skipped => AnsiColor::BrightBlack,
         Verdict::FailedLoudly | Verdict::OwnerKilled => AnsiColor::Yellow,
-        Verdict::Lost | Verdict::Hung | Verdict::Leaked => AnsiColor::Red,
+        Verdict::Lost | Verdict::Hung | Verdict::Leaked | Verdict::TargetError => AnsiColor::Red,
     };
     Style::new().fg_color(Some(colour.into()))
 }
@@ -421,6 +421,7 @@ fn verdict_dot(verdict: Verdict) -> &'static str {
         Verdict::Skipped => "⚪",
         Verdict::FailedLoudly | Verdict::OwnerKilled => "🟡",
         Verdict::Lost | Verdict::Hung | Verdict::Leaked => "🔴",
+        Verdict::TargetError => "⛔",
     }
 }
 

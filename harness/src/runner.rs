@@ -118,12 +118,14 @@ impl Run {
             .envs(launch.env)
             .current_dir(tmp)
             .env("TMPDIR", tmp)
-            .env(pools::process::TRACE_FD_ENV, trace_fd.to_string())
             .env(pools::process::OOM_SCORE_ADJ_ENV, "1000")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        if plan.bench.is_none_or(|b| b.trace) {
+            cmd.env(pools::process::TRACE_FD_ENV, trace_fd.to_string());
+        }
         let parent = rustix::process::getpid();
         // SAFETY: between fork and exec: only fcntl, prctl and getppid, all async-signal-safe.
         unsafe {
@@ -170,13 +172,15 @@ impl Run {
         let mut ending = Ending::default();
         let mut nemesis = Nemesis::new(plan);
         let owner_pid = self.owner.id();
-        let deadline = started + plan.deadline;
+        let mut deadline = started + plan.deadline;
+        // A benchmark's batch: hung when nothing moves for its stall, from `go` on.
+        let mut stall: Option<(Duration, Instant)> = None;
         let mut lines = [LineBuf::default(), LineBuf::default()];
         let mut stderr_tail: Vec<u8> = Vec::new();
         let mut owner_exited = false;
         while !owner_exited {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || stall.is_some_and(|(limit, moved)| now >= moved + limit) {
                 log.push(Event::Deadline);
                 ending.deadline_passed = true;
                 break;
@@ -184,6 +188,9 @@ impl Run {
             let mut wake = deadline;
             if let Some(at) = nemesis.next_at() {
                 wake = wake.min(started + at);
+            }
+            if let Some((limit, moved)) = stall {
+                wake = wake.min(moved + limit);
             }
             let timeout = wake.saturating_duration_since(now);
             let ready = {
@@ -207,9 +214,10 @@ impl Run {
             // Read everything there is, even after the owner exited: its last words count.
             let mut fresh = Vec::new();
             for line in lines[0].read(self.stdout.as_fd()) {
-                if let Ok(event) = serde_json::from_slice::<Event>(&line) {
-                    fresh.push(event);
-                }
+                fresh.push(serde_json::from_slice::<Event>(&line).unwrap_or_else(|e| Event::Malformed {
+                    line: String::from_utf8_lossy(&line).chars().take(200).collect(),
+                    error: e.to_string(),
+                }));
             }
             for line in lines[1].read(self.trace.as_fd()) {
                 if let Some(event) = parse_trace(&String::from_utf8_lossy(&line)) {
@@ -219,10 +227,20 @@ impl Run {
             drain(self.stderr.as_fd(), &mut stderr_tail);
             for event in fresh {
                 nemesis.observe(&event, started.elapsed());
+                if let Some((_, moved)) = &mut stall
+                    && matches!(event, Event::Outcome { .. } | Event::TaskStarted { .. } | Event::TaskDone { .. })
+                {
+                    *moved = Instant::now();
+                }
                 let warmed = event == Event::WarmedUp;
                 log.push(event);
                 if warmed {
                     self.strike_idle_worker(plan, sandbox, &mut log);
+                    if let Some(bench) = plan.bench {
+                        let go = Instant::now();
+                        deadline = deadline.min(go + bench.deadline);
+                        stall = bench.stall.map(|limit| (limit, go));
+                    }
                 }
             }
             let workers = workers(sandbox, owner_pid);
@@ -264,7 +282,7 @@ impl Run {
     }
 
     /// After the warm-up: waits until a worker sits in its read of the task
-    /// channel (fd 0), SIGKILLs it, and lets the owner go on.
+    /// channel (fd 0), SIGKILLs it (if the plan says so), and lets the owner go on.
     fn strike_idle_worker(&mut self, plan: &Plan, sandbox: &Sandbox, log: &mut Log) {
         let owner_pid = self.owner.id();
         for n in plan.nemesis.iter().filter(|n| n.target == crate::scenario::Aim::IdleWorker) {
@@ -292,8 +310,10 @@ impl Run {
                 });
             }
         }
-        // Give the pool's reaper a moment to see the death before the batch.
-        std::thread::sleep(Duration::from_millis(100));
+        if plan.nemesis.iter().any(|n| n.target == crate::scenario::Aim::IdleWorker) {
+            // Give the pool's reaper a moment to see the death before the batch.
+            std::thread::sleep(Duration::from_millis(100));
+        }
         if let Some(stdin) = &mut self.stdin {
             let _ = writeln!(stdin, "go").and_then(|_| stdin.flush());
         }

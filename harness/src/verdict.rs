@@ -26,10 +26,15 @@ pub enum Verdict {
     Hung,
     /// A process, cgroup or temp file of the run outlived it.
     Leaked,
+    /// The target broke the owner protocol (a line that is not an event, an
+    /// outcome for a task not in the plan) or did not start (it exited before
+    /// `ready`, or exited 0 without `finished`): the run says nothing about
+    /// the pool. Never as expected.
+    TargetError,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Skipped,
         Verdict::Completed,
         Verdict::FailedLoudly,
@@ -37,6 +42,7 @@ impl Verdict {
         Verdict::Lost,
         Verdict::Hung,
         Verdict::Leaked,
+        Verdict::TargetError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +54,7 @@ impl Verdict {
             Verdict::Lost => "lost",
             Verdict::Hung => "hung",
             Verdict::Leaked => "leaked",
+            Verdict::TargetError => "target-error",
         }
     }
 }
@@ -129,8 +136,12 @@ pub struct RunRecord {
 impl RunRecord {
     /// Whether the verdict is the one the scenario expects (no expectation:
     /// yes). A skipped run meets no expectation and breaks none: reports
-    /// count it apart.
+    /// count it apart. A target error breaks every one.
     pub fn as_expected(&self) -> bool {
-        self.verdict == Verdict::Skipped || self.expected.is_none_or(|e| e == self.verdict)
+        match self.verdict {
+            Verdict::Skipped => true,
+            Verdict::TargetError => false,
+            verdict => self.expected.is_none_or(|e| e == verdict),
+        }
     }
 }

@@ -206,12 +206,15 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
+    /// Attempts per task unless told otherwise.
+    pub const ATTEMPTS: u32 = 3;
+
     pub fn new(workers: usize, program: WorkerProgram) -> Self {
         PoolConfig {
             workers,
             program,
             task_timeout: None,
-            max_attempts: 3,
+            max_attempts: PoolConfig::ATTEMPTS,
             poll_interval: Duration::from_millis(10),
             rss_ceiling_kib: None,
             window: 1024,

@@ -1,6 +1,7 @@
 """The owner's life, the same for every target: read the plan, check the
 target can run here (else `skipped`), start the pool (`ready`), warm up if
-asked, run the tasks, close and join (`finished`). Anything that goes wrong
+asked, run the tasks (timing the call, for a benchmark's plan: `timed`),
+close and join (`finished`). Anything that goes wrong
 in the adapter itself is an `owner-error`, after which the owner kills its
 children so nothing outlives it."""
 
@@ -8,6 +9,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 import traceback
 
 from .protocol import Emitter, PlanError, StdinLines, children, ok_or_wrong, prepare_owner, read_plan, wait_for_go
@@ -73,7 +75,19 @@ def run(name, cls, plan, emitter, stdin):
                 raise RuntimeError(f"the warm-up task returned a wrong result: {value!r:.80}")
             emitter.emit("warmed-up")
             wait_for_go(stdin)
-        target.run(style)
+        if plan["bench"]:
+            # The call alone is timed: from the first submission to the last
+            # result in hand; the adapter's events wait until it is over.
+            emitter.hold()
+            try:
+                started = time.perf_counter_ns()
+                target.run(style)
+                ended = target.returned or time.perf_counter_ns()
+                emitter.emit("timed", us=(ended - started) // 1000)
+            finally:
+                emitter.release()
+        else:
+            target.run(style)
         target.close()
         target.watcher.stop()
         emitter.emit("finished")

@@ -8,7 +8,8 @@ needs, whatever pool it drives (the bundled targets in `targets.py`, or your
 own: see `examples/my_pool.py`):
 
 - `StdinLines` and `read_plan`: the plan line, checked (and later `go`);
-- `Emitter`: events, one `os.write` per line, safe from any thread;
+- `Emitter`: events, one `os.write` per line, safe from any thread (held
+  back while a benchmark's call is timed);
 - `ok_or_wrong` / `error`: outcome records (`ok` is decided here, by comparing
   the result with `work.expected_output`);
 - `prepare_owner`: the environment the workers need (owner pid, trace pipe
@@ -93,6 +94,12 @@ def check_plan(plan):
     plan.setdefault("task_timeout_ms", None)
     plan.setdefault("max_attempts", 1)
     plan.setdefault("warmup", False)
+    plan.setdefault("bench", False)
+    chunksize = plan.setdefault("chunksize", None)
+    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+        raise PlanError(f"chunksize must be a positive integer, not {chunksize!r}")
+    if plan["bench"] and not plan["warmup"]:
+        raise PlanError("a bench plan needs warmup: its call is timed on a started, warmed-up pool")
     return plan
 
 
@@ -125,21 +132,50 @@ class Emitter:
     def __init__(self, fd=1):
         self.fd = fd
         self.lock = threading.Lock()
+        # While timing a benchmark's call: events kept here, written by `release`.
+        self.held = None
 
     def emit(self, event, **fields):
-        data = (json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n").encode()
+        self._send(lambda: _line(event, fields))
+
+    def _send(self, line):
         with self.lock:
-            try:
-                while data:
-                    data = data[os.write(self.fd, data):]
-            except OSError:
-                pass  # the harness is gone: no one to tell; the sandbox ends us
+            if self.held is not None:
+                self.held.append(line)
+            else:
+                self._write(line())
+
+    def _write(self, data):
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError:
+            pass  # the harness is gone: no one to tell; the sandbox ends us
+
+    def hold(self):
+        """From now on keep events (no JSON, no write, results unchecked)
+        until `release`: while a benchmark's call is timed, so the adapter's
+        own reporting is not timed with the pool."""
+        with self.lock:
+            self.held = []
+
+    def release(self):
+        """Writes the held events, in order, and stops holding."""
+        with self.lock:
+            held, self.held = self.held or [], None
+            for i in range(0, len(held), 512):
+                self._write(b"".join(line() for line in held[i : i + 512]))
 
     def ready(self):
         self.emit("ready", pid=os.getpid())
 
     def outcome(self, index, result):
         self.emit("outcome", index=index, result=result)
+
+    def result(self, index, task, value):
+        """The outcome of a task that returned `value`: `ok` or `wrong`
+        (checked at `release` while events are held, as the call is timed)."""
+        self._send(lambda: _line("outcome", {"index": index, "result": ok_or_wrong(task, value)}))
 
     def callback(self, kind):
         self.emit("callback", kind=kind)
@@ -149,6 +185,10 @@ class Emitter:
 
     def owner_error(self, message):
         self.emit("owner-error", message=message)
+
+
+def _line(event, fields):
+    return (json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n").encode()
 
 
 def ok_or_wrong(task, value):

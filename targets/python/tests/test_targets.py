@@ -168,11 +168,37 @@ class ProtocolUnits(unittest.TestCase):
             (dict(good, tasks=[task(0, {"Nap": 1})]), "work"),
             (dict(good, tasks=[task(0, {"Echo": []}, fault("Explode"))]), "fault kind"),
             (dict(good, tasks=[task(0, {"Echo": []}, fault("SigKill", "Later"))]), "fault point"),
+            (dict(good, chunksize=0), "chunksize"),
+            (dict(good, bench=True), "warmup"),
             ([], "object"),
         ]:
             with self.assertRaises(protocol.PlanError) as e:
                 protocol.check_plan(broken)
             self.assertIn(words, str(e.exception))
+
+    def test_held_events_wait_for_release_and_keep_their_order(self):
+        r, w = os.pipe()
+        emitter = protocol.Emitter(w)
+        emitter.emit("ready", pid=1)
+        emitter.hold()
+        t = task(3, {"Echo": [1]})
+        emitter.result(0, t, work.expected_output(t))
+        emitter.result(1, t, b"not it")
+        emitter.emit("timed", us=5)
+        os.set_blocking(r, False)
+        self.assertEqual([json.loads(x)["event"] for x in os.read(r, 65536).splitlines()], ["ready"])
+        emitter.release()
+        os.close(w)
+        got = [json.loads(x) for x in os.read(r, 65536).splitlines()]
+        os.close(r)
+        self.assertEqual(
+            got,
+            [
+                {"event": "outcome", "index": 0, "result": {"status": "ok"}},
+                {"event": "outcome", "index": 1, "result": {"status": "wrong"}},
+                {"event": "timed", "us": 5},
+            ],
+        )
 
     def test_exit_codes_read_as_signal_or_code(self):
         self.assertEqual(protocol.exit_fields(-9), (9, None))
@@ -234,6 +260,45 @@ class EndToEnd(unittest.TestCase):
                 return teardown(run, problems)
 
             checks.run(f"{target} {style or ''}".strip(), check)
+        checks.assert_clean()
+
+    def test_a_bench_plan_times_the_call_and_reports_after_it(self):
+        """With `bench`, after `go`: the outcomes and `timed` (µs, the call
+        alone) come after the call; chunksize reaches multiprocessing's map."""
+        checks = Checks(self)
+        for target, extra in [("py-pool-map", {"chunksize": 1}), ("py-pool-map", {"chunksize": 3}), ("py-ppe", {})]:
+            if not available(target):
+                continue
+
+            def check(target=target, extra=extra):
+                tasks = [task(i, {"Spin": {"us": 2000}}) for i in range(10)]
+                run = driver.Run(target, dict(plan(tasks, warmup=True, style="apply_async"), bench=True, **extra))
+                if run.wait_event("warmed-up", 10) is None:
+                    return teardown(run, ["no warmed-up event"])
+                run.proc.stdin.write(b"go\n")
+                run.proc.stdin.flush()
+                problems = []
+                if ran_to_finish(run, problems):
+                    got = one_outcome_each(run, len(tasks), problems)
+                    if any(r != [{"status": "ok"}] for r in got.values()):
+                        problems.append(f"not ok: {got}")
+                    timed = run.named("timed")
+                    # 10 tasks of 2 ms on 2 workers: at least 10 ms of work.
+                    if len(timed) != 1 or not 10_000 <= timed[0]["us"] < 10_000_000:
+                        problems.append(f"timed: {timed}")
+                    names = [e["event"] for _, e in run.events]
+                    if "timed" in names and "outcome" in names[names.index("timed") :]:
+                        problems.append(f"an outcome after `timed`: {names}")
+                    if extra.get("chunksize") == 3:
+                        # A chunk runs whole on one worker: tags 0-2, 3-5, 6-8, 9.
+                        run.drain_trace()
+                        pid = {x[2]: x[4] for x in run.trace if x[1] == "start"}
+                        chunks = [{pid.get(t) for t in range(c, min(c + 3, 10))} for c in range(0, 10, 3)]
+                        if any(len(c) != 1 or None in c for c in chunks):
+                            problems.append(f"not run in chunks of 3: {pid}")
+                return teardown(run, problems)
+
+            checks.run(f"{target} {extra}", check)
         checks.assert_clean()
 
     def test_workers_take_the_oom_killers_attention_and_the_owner_does_not(self):

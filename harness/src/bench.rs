@@ -1,0 +1,274 @@
+//! The external rows of `poolchaos bench`: the Python targets, measured in
+//! the same run and the same matrix as our pools.
+//!
+//! Each batch is one sandboxed run through the [runner](crate::runner): the
+//! target's owner starts its pool and runs a warm-up task; the harness says
+//! `go`; the owner times its call itself (a plan with `bench`: from the first
+//! submission to the last result in hand, its own reports held back until
+//! the call is over) and reports `timed` and then the outcomes. A batch with
+//! faults has its workers trace, and is hung when no task starts or finishes
+//! for the stall our pools get; the sandbox is then torn down as in any run.
+//!
+//! One row is our `supervised` pool driven the same way (`poolchaos owner`):
+//! beside its in-process row it shows what this way of measuring does to a
+//! figure.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+use benches::load::{Batch, Cost, External, ExternalBatch, Fate, Rate, Settled};
+use pools::{CallStyle, PoolKind, Task};
+
+use crate::events::{Event, OutcomeRecord};
+use crate::plan::{BenchRun, Plan};
+use crate::runner::{self, RunContext};
+use crate::target::Target;
+use crate::verdict::Verdict;
+
+/// How long an owner may take to start its pool and run the warm-up task.
+const START_UP: Duration = Duration::from_secs(60);
+/// How long a batch may take from `go`: a cap for batches with faults,
+/// which are watched for stalls; the limit for those without (their workers
+/// do not trace, and a live pool returns them in well under a second).
+const BATCH_DEADLINE: Duration = Duration::from_secs(60);
+const QUIET_BATCH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One external row: which target, called how, measured where.
+pub struct Row {
+    pub label: &'static str,
+    pub target: Target,
+    /// The call style, for targets that do not fix their own.
+    pub style: CallStyle,
+    pub chunksize: Option<usize>,
+    /// Tasks per batch at 0 %: no-op, 1 ms.
+    pub tasks: [u64; 2],
+    /// Measured at 1 % and 5 % SIGKILL too, with batches of these sizes.
+    pub failures: Option<[u64; 2]>,
+    pub note: Option<&'static str>,
+}
+
+/// The external rows, in matrix order.
+pub const ROWS: [Row; 9] = [
+    Row {
+        label: "supervised, via the harness",
+        target: Target::Pool(PoolKind::Supervised),
+        style: CallStyle::Map,
+        chunksize: None,
+        tasks: [20_000, 1_000],
+        failures: None,
+        note: Some(
+            "our `supervised` pool run the way the Python targets are (`poolchaos owner` in a sandbox, the call \
+             timed by the owner): beside its own row, what this way of measuring does to a figure.",
+        ),
+    },
+    Row {
+        label: benches::summary::PY_POOL_MAP,
+        target: Target::Python("py-pool-map"),
+        style: CallStyle::Map,
+        chunksize: Some(1),
+        tasks: [10_000, 400],
+        failures: Some([10_000, 400]),
+        note: Some(
+            "`multiprocessing.Pool.map` with chunksize 1: each task sent and tracked on its own, as `supervised` tracks them.",
+        ),
+    },
+    Row {
+        label: "py-pool-map, default chunksize",
+        target: Target::Python("py-pool-map"),
+        style: CallStyle::Map,
+        chunksize: None,
+        tasks: [20_000, 400],
+        failures: None,
+        note: Some(
+            "the same call with its default chunksize, `tasks / (4 x workers)` rounded up (2,500 tasks per chunk \
+             here): a chunk goes to a worker, and comes back, whole.",
+        ),
+    },
+    Row {
+        label: "py-pool-apply-async",
+        target: Target::Python("py-pool-apply-async"),
+        style: CallStyle::ApplyAsync,
+        chunksize: None,
+        tasks: [5_000, 400],
+        failures: None,
+        note: Some(
+            "the seed's call, `apply_async` per task with callbacks; a death hangs it as it hangs `map` (the \
+             scenarios). `py-pool-apply`, `py-pool-map-async` and the seed's polling programs call the same pool \
+             and are not benched.",
+        ),
+    },
+    Row {
+        label: "py-ppe",
+        target: Target::Python("py-ppe"),
+        style: CallStyle::ApplyAsync,
+        chunksize: None,
+        tasks: [2_000, 400],
+        failures: Some([2_000, 400]),
+        note: Some("`ProcessPoolExecutor.submit` per task."),
+    },
+    Row {
+        label: "py-loky",
+        target: Target::Python("py-loky"),
+        style: CallStyle::ApplyAsync,
+        chunksize: None,
+        tasks: [2_000, 400],
+        failures: Some([2_000, 400]),
+        note: Some("loky's reusable executor, `submit` per task."),
+    },
+    Row {
+        label: "py-pebble",
+        target: Target::Python("py-pebble"),
+        style: CallStyle::ApplyAsync,
+        chunksize: None,
+        tasks: [2_000, 400],
+        failures: Some([1_000, 400]),
+        note: Some(
+            "`pebble.ProcessPool.schedule` per task; a killed task fails alone (`ProcessExpired`). Its manager \
+             thread looks for dead workers every 0.1 s: each death leaves the pool a worker short for 50 ms on \
+             average.",
+        ),
+    },
+    Row {
+        label: "py-billiard",
+        target: Target::Python("py-billiard"),
+        style: CallStyle::ApplyAsync,
+        chunksize: None,
+        tasks: [2_000, 400],
+        failures: Some([100, 100]),
+        note: Some(
+            "`apply_async` per task. Each death stalls the whole pool for up to 0.8 s (its supervisor thread \
+             replaces dead workers every 0.8 s), and the killed task fails (`WorkerLostError`) only after the \
+             lost-worker timeout, about 10 s later (scenarios/billiard-lost-worker.toml): longer than the stall \
+             the bench allows, so it shows as hangs; smaller batches at 1 % and 5 % for that reason.",
+        ),
+    },
+    Row {
+        label: benches::summary::PY_PROCESS_PER_TASK,
+        target: Target::Python("py-process-per-task"),
+        style: CallStyle::ApplyAsync,
+        chunksize: None,
+        tasks: [100, 100],
+        failures: Some([100, 100]),
+        note: Some("the seed's last program: one `multiprocessing.Process` (fork) per task, two at a time."),
+    },
+];
+
+/// A row, ready to be measured by the benches.
+pub struct Bench<'a> {
+    row: &'a Row,
+    ctx: &'a RunContext,
+    runs: Cell<u64>,
+}
+
+impl<'a> Bench<'a> {
+    pub fn new(row: &'a Row, ctx: &'a RunContext) -> Bench<'a> {
+        Bench { row, ctx, runs: Cell::new(0) }
+    }
+
+    /// The run's plan: `tasks` as one timed batch after a warm-up. With
+    /// faults, the workers trace and the batch is hung after `stall` without
+    /// progress; without, they write nothing the pool does not need.
+    fn plan(&self, workers: usize, tasks: Vec<Task>, stall: Duration) -> Plan {
+        let faults = tasks.iter().any(|t| t.fault.is_some());
+        let bench = if faults {
+            BenchRun { trace: true, deadline: BATCH_DEADLINE, stall: Some(stall) }
+        } else {
+            BenchRun { trace: false, deadline: QUIET_BATCH_DEADLINE, stall: None }
+        };
+        Plan {
+            scenario: format!("bench: {}", self.row.label),
+            pool: self.row.target.clone(),
+            seed: 0,
+            workers,
+            style: self.row.target.style().unwrap_or(self.row.style),
+            deadline: START_UP + bench.deadline,
+            memory_limit_mib: None,
+            task_timeout: None,
+            // As our pools get in this process; the Python pools do not retry.
+            max_attempts: pools::PoolConfig::ATTEMPTS,
+            tasks,
+            nemesis: Vec::new(),
+            storm: None,
+            warmup: true,
+            bench: Some(bench),
+            chunksize: self.row.chunksize,
+        }
+    }
+}
+
+impl External for Bench<'_> {
+    fn name(&self) -> String {
+        self.row.label.to_string()
+    }
+
+    fn note(&self) -> Option<String> {
+        self.row.note.map(str::to_string)
+    }
+
+    fn cells(&self) -> (Vec<Cost>, Vec<Rate>) {
+        let rates = if self.row.failures.is_some() { Rate::ALL.to_vec() } else { vec![Rate::Zero] };
+        (vec![Cost::NoOp, Cost::Ms1], rates)
+    }
+
+    fn tasks(&self, cost: Cost, rate: Rate) -> u64 {
+        let sizes = if rate == Rate::Zero { self.row.tasks } else { self.row.failures.unwrap_or(self.row.tasks) };
+        if cost == Cost::NoOp { sizes[0] } else { sizes[1] }
+    }
+
+    fn run_batch(&self, workers: usize, tasks: Vec<Task>, stall: Duration) -> anyhow::Result<ExternalBatch> {
+        let label = self.row.label;
+        let n = tasks.len();
+        let plan = self.plan(workers, tasks, stall);
+        self.runs.set(self.runs.get() + 1);
+        let run_id = format!("bench{}", self.runs.get());
+        let result = runner::run(&plan, self.ctx, &run_id)?;
+        let record = &result.record;
+        let why = || format!("the run was {}: {}", record.verdict, record.diagnosis.join("; "));
+        let mut fates: Vec<Option<Fate>> = vec![None; n];
+        let (mut warmed, mut timed, mut hung) = (false, None, false);
+        for logged in &result.events {
+            match &logged.event {
+                Event::Skipped { reason } => return Ok(ExternalBatch::Skipped { reason: reason.clone() }),
+                Event::WarmedUp => warmed = true,
+                Event::Timed { us } => timed = Some(Duration::from_micros(*us)),
+                Event::Deadline => hung = true,
+                Event::Outcome { index, result } if *index < n => {
+                    let first = fates[*index].replace(fate(result)).is_none();
+                    ensure!(first, "{label}: task {index} got two outcomes");
+                }
+                Event::Duplicate { index } => bail!("{label}: task {index} got two outcomes"),
+                _ => {}
+            }
+        }
+        if record.verdict == Verdict::TargetError || !warmed {
+            bail!(
+                "{label}: the pool did not start and run its warm-up task, or its owner broke the protocol; {}",
+                why()
+            );
+        }
+        if hung {
+            let elapsed = Duration::from_millis(record.elapsed_ms);
+            return Ok(ExternalBatch::Ran(Batch { tasks: n, elapsed, settled: None }));
+        }
+        let Some(elapsed) = timed else {
+            bail!("{label}: the owner reported no `timed` event for its call; {}", why());
+        };
+        let fates = fates.into_iter().map(|f| f.unwrap_or_else(|| Fate::Failed("no outcome".into()))).collect();
+        let settled = Settled::tally(label, &plan.tasks, fates)?;
+        Ok(ExternalBatch::Ran(Batch { tasks: n, elapsed, settled: Some(settled) }))
+    }
+}
+
+/// What an outcome the owner reported counts as.
+fn fate(result: &OutcomeRecord) -> Fate {
+    match result {
+        OutcomeRecord::Ok => Fate::Correct,
+        OutcomeRecord::Wrong => Fate::Wrong,
+        OutcomeRecord::Error { kind, message, .. } => match kind.as_str() {
+            "WorkerLost" | "TimedOut" => Fate::Lost,
+            "PoolBroken" => Fate::Broken,
+            _ => Fate::Failed(format!("{kind}: {message}")),
+        },
+    }
+}
