@@ -59,7 +59,9 @@ pub const ROWS: [Row; 9] = [
         failures: None,
         note: Some(
             "our `supervised` pool run the way the Python targets are (`poolchaos owner` in a sandbox, the call \
-             timed by the owner): beside its own row, what this way of measuring does to a figure.",
+             timed by the owner): beside its own row, what this way of measuring does to a figure. At no-op it \
+             pays for a fresh pool's first big batch (allocations, first page faults), which the in-process \
+             cells, run after a warm-up batch on one pool, do not; at 1 ms that is lost in the work.",
         ),
     },
     Row {

@@ -427,9 +427,20 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Command::Bench { smoke, out, pools: patterns } => {
             let program = benches::worker()?;
             let mode = if smoke { benches::Mode::Smoke } else { benches::Mode::Quick };
-            let wanted = |names: &[&str]| {
-                patterns.is_empty() || patterns.iter().any(|p| names.iter().any(|n| harness::target::glob(p, n)))
-            };
+            // A row is wanted if a pattern matches its pool's name, its target's or its label.
+            let matches = |p: &str, names: &[&str]| names.iter().any(|n| harness::target::glob(p, n));
+            let names = |row: &harness::bench::Row| [row.label.to_string(), row.target.name()];
+            let all: Vec<String> = PoolKind::ALL
+                .iter()
+                .map(|k| k.to_string())
+                .chain(harness::bench::ROWS.iter().flat_map(names))
+                .collect();
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            if let Some(bad) = patterns.iter().find(|p| !matches(p, &all)) {
+                eprintln!("poolchaos: --pools: {bad:?} names no pool or target of the bench (see `poolchaos pools`)");
+                return Ok(ExitCode::from(2));
+            }
+            let wanted = |names: &[&str]| patterns.is_empty() || patterns.iter().any(|p| matches(p, names));
             let pools: Vec<PoolKind> = PoolKind::ALL.into_iter().filter(|k| wanted(&[&k.to_string()])).collect();
             // The external rows run in sandboxes, as `poolchaos run` does.
             rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
@@ -438,14 +449,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 RunContext { exe: std::env::current_exe()?, root: harness::target::project_root(), events_dir: None };
             let rows: Vec<harness::bench::Bench> = harness::bench::ROWS
                 .iter()
-                .filter(|row| wanted(&[row.label, &row.target.name()]))
+                .filter(|row| wanted(&names(row).each_ref().map(String::as_str)))
                 .map(|row| harness::bench::Bench::new(row, &ctx))
                 .collect();
             let externals: Vec<&dyn benches::load::External> = rows.iter().map(|r| r as _).collect();
-            if pools.is_empty() && externals.is_empty() {
-                eprintln!("poolchaos: --pools {}: no pool or target of the bench matches", patterns.join(","));
-                return Ok(ExitCode::from(2));
-            }
             let started = Instant::now();
             let summary = benches::run(&program, mode, &pools, &externals, &mut |what| {
                 eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64())

@@ -129,3 +129,14 @@ fn every_bench_row_runs_a_timed_batch_without_faults() {
         }
     }
 }
+
+#[test]
+fn bench_refuses_a_pattern_that_names_no_row() {
+    let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
+        .args(["bench", "--smoke", "--pools", "supervised,py-nope*"])
+        .output()
+        .expect("run poolchaos");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"--pools: "py-nope*" names no pool or target of the bench"#), "{stderr}");
+}
