@@ -156,7 +156,6 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     if ending.oom_kills > 0 {
         diagnosis.push(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills));
     }
-    diagnosis.extend(ending.leaks.iter().map(|l| format!("left behind: {l}")));
     RunRecord {
         scenario: plan.scenario.clone(),
         pool: plan.pool.to_string(),
