@@ -124,7 +124,8 @@ pub struct RunRecord {
     pub worker_exits: Vec<ExitRecord>,
     /// OOM kills the run's memory cgroup counted.
     pub oom_kills: u64,
-    /// What outlived the run (empty unless the verdict is `leaked`).
+    /// What outlived the run: the verdict is `leaked`, unless the run hung
+    /// and these are what the teardown's kill left.
     pub leaks: Vec<String>,
     /// For a hung or lost run: which tasks were pending, on which workers, and how those ended.
     pub diagnosis: Vec<String>,
