@@ -49,9 +49,9 @@ fn a_malformed_scenario_is_refused_with_file_line_and_field_and_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
         ("workers = 2", "workers = \"two\"", ":2:11: workers: invalid type"),
-        ("naive = \"hung\"", "fastest = \"hung\"", ":17:1: expect.fastest: unknown pool \"fastest\""),
-        ("count = 1", "count = 1\nspeed = 3", ":9:1: tasks[0].speed: unknown field `speed`"),
-        ("at = \"mid-task\"", "at = \"midway\"", ":14:34: tasks[1].fault.at: unknown point \"midway\""),
+        ("naive = \"hung\"", "fastest = \"hung\"", ":20:1: expect.fastest: unknown pool \"fastest\""),
+        ("count = 1", "count = 1\nspeed = 3", ":12:1: tasks[0].speed: unknown field `speed`"),
+        ("at = \"mid-task\"", "at = \"midway\"", ":17:34: tasks[1].fault.at: unknown point \"midway\""),
     ];
     let good = std::fs::read_to_string(root().join("scenarios/segfault.toml")).expect("read");
     let good = good.replace("count = 7", "count = 1");
