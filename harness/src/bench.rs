@@ -35,7 +35,7 @@ const BATCH_DEADLINE: Duration = Duration::from_secs(60);
 const QUIET_BATCH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One external row: which target, called how, measured where.
-pub struct Row {
+pub struct ExternalRow {
     pub label: &'static str,
     pub target: Target,
     /// The call style, for targets that do not fix their own.
@@ -49,8 +49,8 @@ pub struct Row {
 }
 
 /// The external rows, in matrix order.
-pub const ROWS: [Row; 9] = [
-    Row {
+pub const ROWS: [ExternalRow; 9] = [
+    ExternalRow {
         label: "supervised, via the harness",
         target: Target::Pool(PoolKind::Supervised),
         style: CallStyle::Map,
@@ -64,7 +64,7 @@ pub const ROWS: [Row; 9] = [
              cells, run after a warm-up batch on one pool, do not; at 1 ms that is lost in the work.",
         ),
     },
-    Row {
+    ExternalRow {
         label: benches::summary::PY_POOL_MAP,
         target: Target::Python("py-pool-map"),
         style: CallStyle::Map,
@@ -75,7 +75,7 @@ pub const ROWS: [Row; 9] = [
             "`multiprocessing.Pool.map` with chunksize 1: each task sent and tracked on its own, as `supervised` tracks them.",
         ),
     },
-    Row {
+    ExternalRow {
         label: "py-pool-map, default chunksize",
         target: Target::Python("py-pool-map"),
         style: CallStyle::Map,
@@ -87,7 +87,7 @@ pub const ROWS: [Row; 9] = [
              here): a chunk goes to a worker, and comes back, whole.",
         ),
     },
-    Row {
+    ExternalRow {
         label: "py-pool-apply-async",
         target: Target::Python("py-pool-apply-async"),
         style: CallStyle::ApplyAsync,
@@ -100,7 +100,7 @@ pub const ROWS: [Row; 9] = [
              and are not benched.",
         ),
     },
-    Row {
+    ExternalRow {
         label: "py-ppe",
         target: Target::Python("py-ppe"),
         style: CallStyle::ApplyAsync,
@@ -109,7 +109,7 @@ pub const ROWS: [Row; 9] = [
         failures: Some([2_000, 400]),
         note: Some("`ProcessPoolExecutor.submit` per task."),
     },
-    Row {
+    ExternalRow {
         label: "py-loky",
         target: Target::Python("py-loky"),
         style: CallStyle::ApplyAsync,
@@ -118,7 +118,7 @@ pub const ROWS: [Row; 9] = [
         failures: Some([2_000, 400]),
         note: Some("loky's reusable executor, `submit` per task."),
     },
-    Row {
+    ExternalRow {
         label: "py-pebble",
         target: Target::Python("py-pebble"),
         style: CallStyle::ApplyAsync,
@@ -131,7 +131,7 @@ pub const ROWS: [Row; 9] = [
              average.",
         ),
     },
-    Row {
+    ExternalRow {
         label: "py-billiard",
         target: Target::Python("py-billiard"),
         style: CallStyle::ApplyAsync,
@@ -145,7 +145,7 @@ pub const ROWS: [Row; 9] = [
              the bench allows, so it shows as hangs; smaller batches at 1 % and 5 % for that reason.",
         ),
     },
-    Row {
+    ExternalRow {
         label: benches::summary::PY_PROCESS_PER_TASK,
         target: Target::Python("py-process-per-task"),
         style: CallStyle::ApplyAsync,
@@ -158,13 +158,13 @@ pub const ROWS: [Row; 9] = [
 
 /// A row, ready to be measured by the benches.
 pub struct Bench<'a> {
-    row: &'a Row,
+    row: &'a ExternalRow,
     ctx: &'a RunContext,
     runs: Cell<u64>,
 }
 
 impl<'a> Bench<'a> {
-    pub fn new(row: &'a Row, ctx: &'a RunContext) -> Bench<'a> {
+    pub fn new(row: &'a ExternalRow, ctx: &'a RunContext) -> Bench<'a> {
         Bench { row, ctx, runs: Cell::new(0) }
     }
 

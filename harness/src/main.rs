@@ -429,7 +429,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let mode = if smoke { benches::Mode::Smoke } else { benches::Mode::Quick };
             // A row is wanted if a pattern matches its pool's name, its target's or its label.
             let matches = |p: &str, names: &[&str]| names.iter().any(|n| harness::target::glob(p, n));
-            let names = |row: &harness::bench::Row| [row.label.to_string(), row.target.name()];
+            let names = |row: &harness::bench::ExternalRow| [row.label.to_string(), row.target.name()];
             let all: Vec<String> = PoolKind::ALL
                 .iter()
                 .map(|k| k.to_string())

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use benches::load::{self, Cost, External, ExternalBatch, Rate, Settled};
-use harness::bench::{Bench, ROWS, Row};
+use harness::bench::{Bench, ExternalRow, ROWS};
 use harness::target::Target;
 use pools::{CallStyle, PoolKind};
 
@@ -87,7 +87,8 @@ fn bad_adapter_output_is_a_target_error_that_names_the_target() {
 /// a bench row for `target`.
 fn batch_with_kills(target: Target, style: CallStyle, n: u64) -> ExternalBatch {
     let ctx = common::ctx();
-    let row = Row { label: "test", target, style, chunksize: Some(1), tasks: [n, n], failures: None, note: None };
+    let row =
+        ExternalRow { label: "test", target, style, chunksize: Some(1), tasks: [n, n], failures: None, note: None };
     let tasks = load::tasks(Cost::NoOp, Rate::Five, n, 0);
     Bench::new(&row, &ctx).run_batch(2, tasks, Duration::from_secs(1)).expect("the batch runs")
 }
