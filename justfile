@@ -77,6 +77,7 @@ ci: python-setup
     just lint
     cargo nextest run --workspace --profile ci
     just chaos
+    just chaos-pythons
     just bench-smoke
 
 # The benches compiled and each run once (criterion's --test), and every measurement of
@@ -84,3 +85,9 @@ ci: python-setup
 bench-smoke: build
     cargo bench -p poolchaos-benches -- --test > /dev/null
     target/release/poolchaos bench --smoke > /dev/null
+
+# The seed's scenarios against every Python target on Python 3.11, 3.12 and 3.13 (a venv each,
+# .venvs/3.N) with fork, forkserver and spawn; two runs at a time, as spawn is slow to start.
+chaos-pythons: build
+    targets/python/setup.sh 3.11 3.12 3.13
+    target/release/poolchaos run scenarios/seed-*.toml --pools 'py-*' --python 3.11,3.12,3.13 --start-method fork,forkserver,spawn -j 2

@@ -49,7 +49,7 @@ pub struct ExternalRow {
 }
 
 /// The external rows, in matrix order.
-pub const ROWS: [ExternalRow; 9] = [
+pub static ROWS: [ExternalRow; 9] = [
     ExternalRow {
         label: "supervised, via the harness",
         target: Target::Pool(PoolKind::Supervised),
@@ -66,7 +66,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: benches::summary::PY_POOL_MAP,
-        target: Target::Python("py-pool-map"),
+        target: Target::python("py-pool-map"),
         style: CallStyle::Map,
         chunksize: Some(1),
         tasks: [10_000, 400],
@@ -77,7 +77,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: "py-pool-map, default chunksize",
-        target: Target::Python("py-pool-map"),
+        target: Target::python("py-pool-map"),
         style: CallStyle::Map,
         chunksize: None,
         tasks: [20_000, 400],
@@ -89,7 +89,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: "py-pool-apply-async",
-        target: Target::Python("py-pool-apply-async"),
+        target: Target::python("py-pool-apply-async"),
         style: CallStyle::ApplyAsync,
         chunksize: None,
         tasks: [5_000, 400],
@@ -102,7 +102,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: "py-ppe",
-        target: Target::Python("py-ppe"),
+        target: Target::python("py-ppe"),
         style: CallStyle::ApplyAsync,
         chunksize: None,
         tasks: [2_000, 400],
@@ -111,7 +111,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: "py-loky",
-        target: Target::Python("py-loky"),
+        target: Target::python("py-loky"),
         style: CallStyle::ApplyAsync,
         chunksize: None,
         tasks: [2_000, 400],
@@ -120,7 +120,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: "py-pebble",
-        target: Target::Python("py-pebble"),
+        target: Target::python("py-pebble"),
         style: CallStyle::ApplyAsync,
         chunksize: None,
         tasks: [2_000, 400],
@@ -133,7 +133,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: "py-billiard",
-        target: Target::Python("py-billiard"),
+        target: Target::python("py-billiard"),
         style: CallStyle::ApplyAsync,
         chunksize: None,
         tasks: [2_000, 400],
@@ -147,7 +147,7 @@ pub const ROWS: [ExternalRow; 9] = [
     },
     ExternalRow {
         label: benches::summary::PY_PROCESS_PER_TASK,
-        target: Target::Python("py-process-per-task"),
+        target: Target::python("py-process-per-task"),
         style: CallStyle::ApplyAsync,
         chunksize: None,
         tasks: [100, 100],

@@ -129,7 +129,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     }
     broken.truncate(5);
     let target = match &plan.pool {
-        Target::Command(command) => format!("`{command}`"),
+        Target::Command(words) => format!("`{}`", words.join(" ")),
         other => other.name(),
     };
     diagnosis.extend(broken.into_iter().map(|b| format!("target {target} broke the owner protocol: {b}")));

@@ -62,6 +62,13 @@ enum Command {
         /// Runs at once, each in its own sandbox (they mostly wait).
         #[arg(short = 'j', long, default_value_t = 6)]
         jobs: usize,
+        /// Run each Python target by each of these Python versions, from `.venvs/3.N`
+        /// (made by `targets/python/setup.sh 3.N`): `3.11,3.12,3.13`. Default: `.venv`'s.
+        #[arg(long, value_delimiter = ',')]
+        python: Vec<harness::target::PyVersion>,
+        /// And with each of these start methods (default: the target's own, fork for most).
+        #[arg(long, value_delimiter = ',', value_enum)]
+        start_method: Vec<harness::target::StartMethod>,
     },
     /// A randomized campaign: many seeded plans against one pool, each judged
     /// by its oracle; failures shrunk to a scenario file under reports/failures/.
@@ -266,7 +273,7 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { paths, pools, target, seed, out, format, jobs } => {
+        Command::Run { paths, pools, target, seed, out, format, jobs, python, start_method } => {
             let scenarios = match scenario::load_all(&paths) {
                 Ok(s) => s,
                 Err(e) => {
@@ -282,18 +289,36 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 root: harness::target::project_root(),
                 events_dir: out.as_ref().map(|o| o.join("runs")),
             };
+            if let Some(missing) = python.iter().find(|v| !v.venv(&ctx.root).join("bin/python").exists()) {
+                eprintln!(
+                    "poolchaos: --python {missing}: no venv at {} (make it with `targets/python/setup.sh {missing}`)",
+                    missing.venv(&ctx.root).display()
+                );
+                return Ok(ExitCode::from(2));
+            }
             // The owner runs in a temp dir: relative paths in the command are the caller's.
             let cwd = std::env::current_dir()?;
-            let absolute = |word: &str| {
-                let path = cwd.join(word);
+            let absolute = |word: String| {
+                let path = cwd.join(&word);
                 if !word.starts_with('/') && word.contains('/') && path.exists() {
                     path.display().to_string()
                 } else {
-                    word.to_string()
+                    word
                 }
             };
-            let target = target.map(|t| t.split_whitespace().map(absolute).collect::<Vec<_>>().join(" "));
-            let selection = suite::Selection { patterns: pools, command: target.map(harness::target::Target::Command) };
+            let target = match target.map(|t| shlex::split(&t).ok_or(t)).transpose() {
+                Ok(words) => words.map(|w| w.into_iter().map(absolute).collect::<Vec<_>>()),
+                Err(t) => {
+                    eprintln!("poolchaos: --target {t:?}: unbalanced quotes");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let selection = suite::Selection {
+                patterns: pools,
+                command: target.map(harness::target::Target::Command),
+                pythons: python,
+                methods: start_method,
+            };
             if let Some(bad) =
                 selection.patterns.iter().find(|p| !harness::target::Target::all().iter().any(|t| t.matches(p)))
             {

@@ -88,7 +88,8 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
 
 fn write_events(dir: &Path, plan: &Plan, events: &[Logged]) -> io::Result<String> {
     std::fs::create_dir_all(dir)?;
-    let name = format!("{}--{}.events.jsonl", plan.scenario, plan.pool);
+    // `py-pool-map@3.13/spawn`: a file name, not a directory.
+    let name = format!("{}--{}.events.jsonl", plan.scenario, plan.pool.name().replace('/', "+"));
     let mut file = io::BufWriter::new(std::fs::File::create(dir.join(&name))?);
     for logged in events {
         serde_json::to_writer(&mut file, logged)?;

@@ -9,8 +9,8 @@ use crate::plan::Plan;
 use crate::report::Report;
 use crate::runner::{self, RunContext};
 use crate::scenario::Scenario;
-use crate::target::Target;
-use crate::verdict::RunRecord;
+use crate::target::{PyVersion, StartMethod, Target};
+use crate::verdict::{RunRecord, Verdict};
 
 /// Which targets a suite runs.
 #[derive(Debug, Clone, Default)]
@@ -19,20 +19,55 @@ pub struct Selection {
     pub patterns: Vec<String>,
     /// Run every scenario against this target instead (`--target CMD`), with no expectation.
     pub command: Option<Target>,
+    /// Run each Python target by each of these versions (`--python`; none: the default).
+    pub pythons: Vec<PyVersion>,
+    /// And with each of these start methods (`--start-method`; none: the target's own).
+    pub methods: Vec<StartMethod>,
 }
 
-/// The (scenario, target) pairs to run: each scenario's expected targets,
-/// kept to the selection's patterns; or every scenario against `--target`.
+impl Selection {
+    /// The variants a Python target the scenario names runs as: every
+    /// version x start method asked for.
+    fn variants(&self, target: &Target) -> Vec<Target> {
+        let pythons: Vec<Option<PyVersion>> =
+            if self.pythons.is_empty() { vec![None] } else { self.pythons.iter().copied().map(Some).collect() };
+        let methods: Vec<Option<StartMethod>> =
+            if self.methods.is_empty() { vec![None] } else { self.methods.iter().copied().map(Some).collect() };
+        if !matches!(target, Target::Python(_)) || *target != target.base() {
+            return vec![target.clone()]; // ours, or a variant the scenario names itself
+        }
+        pythons
+            .iter()
+            .flat_map(|&p| methods.iter().filter(|&&m| target.has_method(m)).map(move |&m| target.variant(p, m)))
+            .collect()
+    }
+}
+
+/// The (scenario, target) pairs to run: each scenario's expected targets (a
+/// Python target as each version and start method asked for), kept to the
+/// selection's patterns; or every scenario against `--target`.
 pub fn pairs<'a>(scenarios: &'a [Scenario], selection: &Selection) -> Vec<(&'a Scenario, Target)> {
     if let Some(command) = &selection.command {
         return scenarios.iter().map(|s| (s, command.clone())).collect();
     }
     let wanted = |t: &Target| selection.patterns.is_empty() || selection.patterns.iter().any(|p| t.matches(p));
-    scenarios
-        .iter()
-        .flat_map(|s| s.expect.iter().map(move |(target, _)| (s, target.clone())))
-        .filter(|(_, target)| wanted(target))
-        .collect()
+    let mut pairs: Vec<(&Scenario, Target)> = Vec::new();
+    for s in scenarios {
+        for target in s.expect.iter().flat_map(|(target, _)| selection.variants(target)) {
+            if wanted(&target) && !pairs.iter().any(|(other, t)| std::ptr::eq(*other, s) && *t == target) {
+                pairs.push((s, target));
+            }
+        }
+    }
+    pairs
+}
+
+/// What `scenario` expects of `target`: its own line, else its base's (a
+/// Python target run by another version or start method is held to the
+/// same expectation unless the scenario names the variant).
+pub fn expected(scenario: &Scenario, target: &Target) -> Option<Verdict> {
+    let find = |t: &Target| scenario.expect.iter().find(|(p, _)| p == t).map(|(_, v)| *v);
+    find(target).or_else(|| find(&target.base()))
 }
 
 /// Runs every pair, `jobs` at a time; `tick` is called after each run.
@@ -61,7 +96,7 @@ pub fn run(
                     match runner::run(&plan, ctx, &run_id) {
                         Ok(result) => {
                             let mut record = result.record;
-                            record.expected = scenario.expect.iter().find(|(p, _)| p == pool).map(|(_, v)| *v);
+                            record.expected = expected(scenario, pool);
                             tick(&record);
                             *mechanism.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.mechanism);
                             done.lock().unwrap_or_else(|e| e.into_inner()).push((i, record));

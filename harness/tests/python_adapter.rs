@@ -15,7 +15,7 @@ const DEADLINE: Duration = Duration::from_secs(240);
 fn the_python_adapters_own_tests_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let log = tempfile::NamedTempFile::new().expect("a log file");
-    let mut child = Command::new(harness::target::python(&root))
+    let mut child = Command::new(harness::target::python(&root, None))
         .args(["-m", "unittest", "discover", "-s", "targets/python/tests"])
         .current_dir(&root)
         .stdin(Stdio::null())
@@ -43,4 +43,26 @@ fn the_python_adapters_own_tests_pass() {
     let output = std::fs::read_to_string(log.path()).unwrap_or_default();
     assert!(status.is_some(), "the Python tests ran past {DEADLINE:?}:\n{output}");
     assert!(status.is_some_and(|s| s.success()), "the Python tests failed:\n{output}");
+}
+
+/// The start methods each Python target takes are the same on both sides:
+/// the harness's table (which variants `--start-method` makes) and the
+/// adapter's classes (which it accepts).
+#[test]
+fn both_sides_agree_on_each_targets_start_methods() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(harness::target::python(&root, None))
+        .args(["-m", "poolchaos_targets", "--methods"])
+        .env("PYTHONPATH", root.join("targets/python"))
+        .output()
+        .expect("run the adapter");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let python: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    let rust: Vec<String> = harness::target::PYTHON
+        .iter()
+        .map(|(name, _, methods)| {
+            std::iter::once(*name).chain(methods.iter().map(|m| m.as_str())).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    assert_eq!(python, rust);
 }

@@ -27,7 +27,7 @@ fn poolchaos() -> Command {
 fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
     let ctx = common::ctx();
     let scenarios = scenario::load_all(&[root().join("scenarios")]).expect("scenarios load");
-    let selection = suite::Selection { patterns: vec!["*".into()], command: None };
+    let selection = suite::Selection { patterns: vec!["*".into()], ..Default::default() };
     let report = suite::run(&scenarios, &selection, 1, &ctx, 4, &|_| {}).expect("suite runs");
     assert_eq!(report.oom_mechanism, "cgroup-v1", "a real kernel OOM kill, through the run's memory cgroup");
     let oom = report.runs.iter().find(|r| r.scenario == "oom-big-batch" && r.pool == "per-task").expect("oom run");

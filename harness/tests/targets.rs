@@ -104,11 +104,11 @@ fn settled(batch: ExternalBatch) -> Option<Settled> {
 fn bench_rows_count_what_the_python_pools_did_with_each_death() {
     // pebble fails the killed tasks alone; ProcessPoolExecutor breaks and
     // fails the rest; multiprocessing.Pool hangs (no task moves for 1 s).
-    let pebble = settled(batch_with_kills(Target::Python("py-pebble"), CallStyle::ApplyAsync, 40));
+    let pebble = settled(batch_with_kills(Target::python("py-pebble"), CallStyle::ApplyAsync, 40));
     assert_eq!(pebble, Some(Settled { completed: 38, lost: 2, broken: 0 }));
-    let ppe = settled(batch_with_kills(Target::Python("py-ppe"), CallStyle::ApplyAsync, 40)).expect("settles");
+    let ppe = settled(batch_with_kills(Target::python("py-ppe"), CallStyle::ApplyAsync, 40)).expect("settles");
     assert!(ppe.broken > 0 && ppe.lost == 0 && ppe.completed + ppe.broken == 40, "{ppe:?}");
-    let pool = settled(batch_with_kills(Target::Python("py-pool-map"), CallStyle::Map, 40));
+    let pool = settled(batch_with_kills(Target::python("py-pool-map"), CallStyle::Map, 40));
     assert_eq!(pool, None, "multiprocessing.Pool.map hangs on a death");
     // Our own pool through the same path retries the killed tasks.
     let supervised = settled(batch_with_kills(Target::Pool(PoolKind::Supervised), CallStyle::Map, 40));
@@ -140,4 +140,45 @@ fn bench_refuses_a_pattern_that_names_no_row() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(r#"--pools: "py-nope*" names no pool or target of the bench"#), "{stderr}");
+}
+
+#[test]
+fn a_target_command_is_split_as_a_shell_would() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spaced = dir.path().join("my pools");
+    std::fs::create_dir(&spaced).expect("mkdir");
+    let script = spaced.join("good owner.sh");
+    let body = r#"read plan
+echo '{"event":"ready","pid":1}'
+echo '{"event":"outcome","index":0,"result":{"status":"ok"}}'
+echo '{"event":"finished"}'"#;
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).expect("write the script");
+    let scenario = dir.path().join("one.toml");
+    std::fs::write(&scenario, ONE_TASK).expect("write the scenario");
+    let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--target")
+        .arg(format!("sh '{}'", script.display()))
+        .output()
+        .expect("run poolchaos");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("completed"), "{stdout}");
+}
+
+#[test]
+fn a_python_version_without_its_venv_stops_the_run_before_it_starts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
+        .args(["run", "scenarios/seed-map-sigkill.toml", "--pools", "py-pool-map", "--python", "3.99"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("run poolchaos");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--python 3.99: no venv at") && stderr.contains("targets/python/setup.sh 3.99"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&out.stdout));
 }

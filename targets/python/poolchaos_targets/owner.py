@@ -16,7 +16,11 @@ from .protocol import Emitter, PlanError, StdinLines, children, ok_or_wrong, pre
 from .targets import TARGETS
 from .work import WARMUP_TAG
 
-USAGE = "usage: python -m poolchaos_targets NAME  (plan on stdin, events on stdout)\n       python -m poolchaos_targets --list"
+USAGE = (
+    "usage: python -m poolchaos_targets NAME [--start-method fork|forkserver|spawn]  (plan on stdin, events on stdout)\n"
+    "       python -m poolchaos_targets --list\n"
+    "       python -m poolchaos_targets --methods   (each target and the start methods it takes)"
+)
 
 
 def main(argv):
@@ -26,13 +30,22 @@ def main(argv):
     if argv[0] == "--list":
         for name, cls in TARGETS.items():
             needs = f" (needs {', '.join(cls.requires)})" if cls.requires else ""
-            print(f"{name:24} {cls.about}{needs}")
+            print(f"{name:24} {cls.about}{needs}; default start method {cls.default_method}")
         return 0
-    name = argv[0]
+    if argv[0] == "--methods":
+        for name, cls in TARGETS.items():
+            print(name, *cls.methods)
+        return 0
+    name, method = argv[0], None
     emitter = Emitter()
     cls = TARGETS.get(name)
     if cls is None:
         emitter.owner_error(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
+        return 2
+    if argv[1:2] == ["--start-method"] and len(argv) == 3 and argv[2] in cls.methods:
+        method = argv[2]
+    elif argv[1:]:
+        emitter.owner_error(f"{name}: bad arguments {argv[1:]!r}; {USAGE}")
         return 2
     stdin = StdinLines(0)  # not sys.stdin: see StdinLines
     try:
@@ -44,7 +57,7 @@ def main(argv):
     if missing:
         emitter.skipped(f"{name}: {missing}")
         return 0
-    return run(name, cls, plan, emitter, stdin)
+    return run(name, cls, plan, emitter, stdin, method)
 
 
 def unavailable(cls):
@@ -60,9 +73,9 @@ def unavailable(cls):
     return None
 
 
-def run(name, cls, plan, emitter, stdin):
+def run(name, cls, plan, emitter, stdin, method=None):
     prepare_owner()
-    target = cls(plan, emitter)
+    target = cls(plan, emitter, method)
     style = cls.style or plan["style"]
     try:
         target.start()

@@ -29,7 +29,9 @@ import time
 from .protocol import ExitWatcher, describe_exit, error, exit_fields
 from .work import InjectedError, InjectedPanic, run_task
 
-FORK = multiprocessing.get_context("fork")
+#: The start methods a target can be asked for (`--start-method`); without
+#: one, each target uses its own default (`default_method`).
+START_METHODS = ("fork", "forkserver", "spawn")
 
 
 def _text(e):
@@ -47,9 +49,17 @@ class Target:
     style = None
     #: What the target is, for `--list` and the docs.
     about = ""
+    #: The start method its users get when they name none (the seed's: fork;
+    #: multiprocessing's default on Linux before Python 3.14).
+    default_method = "fork"
+    #: The start methods it can be asked for.
+    methods = START_METHODS
 
-    def __init__(self, plan, emitter):
+    def __init__(self, plan, emitter, method=None):
         self.plan = plan
+        #: The start method asked for, or None for the target's default.
+        self.method = method
+        self.context = multiprocessing.get_context(method or "fork")
         self.emitter = emitter
         self.tasks = plan["tasks"]
         self.workers = plan["workers"]
@@ -131,12 +141,12 @@ class Target:
 
 class MpPool(Target):
     """`multiprocessing.Pool(processes=workers)` with the fork start method
-    (the seed's default on Linux), in one call style."""
+    (the seed's default on Linux) unless another is asked for, in one call style."""
 
     requires = ()
 
     def make_pool(self):
-        return FORK.Pool(processes=self.workers)
+        return self.context.Pool(processes=self.workers)
 
     def start(self):
         self.pool = self.make_pool()
@@ -329,8 +339,8 @@ class ProcessPerTask(Target):
         pass  # every process was joined as its task ended
 
     def spawn(self, index, task):
-        reader, writer = FORK.Pipe(duplex=False)
-        p = FORK.Process(target=_child, args=(task, writer))
+        reader, writer = self.context.Pipe(duplex=False)
+        p = self.context.Process(target=_child, args=(task, writer))
         p.start()
         writer.close()
         self.running[p.sentinel] = [index, p, reader, time.monotonic(), None]
@@ -493,7 +503,7 @@ class Ppe(Executor):
     about = "concurrent.futures.ProcessPoolExecutor(max_workers) (fork): submit per task, or map"
 
     def start(self):
-        self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers, mp_context=FORK)
+        self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
 
     def processes(self):
         return list((getattr(self.pool, "_processes", None) or {}).values())
@@ -510,11 +520,16 @@ class Loky(Ppe):
     name = "py-loky"
     requires = ("loky",)
     about = "loky.get_reusable_executor(max_workers) (loky's fork+exec workers): submit per task, or map"
+    default_method = "loky"
+    # get_reusable_executor refuses fork: "Cannot use reusable executor with the 'fork' context".
+    methods = ("forkserver", "spawn")
 
     def start(self):
         import loky
+        import loky.backend
 
-        self.pool = loky.get_reusable_executor(max_workers=self.workers)
+        # loky's own contexts: `loky` (fork+exec, its default), or the method asked for.
+        self.pool = loky.get_reusable_executor(max_workers=self.workers, context=loky.backend.get_context(self.method))
 
     def classify(self, exc, handle=None):
         # loky names the exit codes in its message: "{SIGKILL(-9)}", "{EXIT(1)}".
@@ -539,7 +554,7 @@ class Pebble(Executor):
     def start(self):
         import pebble
 
-        self.pool = pebble.ProcessPool(max_workers=self.workers, context=FORK)
+        self.pool = pebble.ProcessPool(max_workers=self.workers, context=self.context)
 
     def processes(self):
         try:
@@ -603,9 +618,10 @@ class Billiard(MpPool):
     def make_pool(self):
         import billiard
 
+        context = billiard.get_context(self.method or "fork")
         if self.timeout is not None:
-            return billiard.Pool(processes=self.workers, timeout=self.timeout)
-        return billiard.Pool(processes=self.workers)
+            return context.Pool(processes=self.workers, timeout=self.timeout)
+        return context.Pool(processes=self.workers)
 
     def classify(self, exc, handle=None):
         from billiard.einfo import ExceptionWithTraceback

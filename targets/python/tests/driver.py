@@ -151,10 +151,11 @@ def plan(tasks, workers=2, style="map", timeout_ms=None, warmup=False, pool="tes
 class Run:
     """One adapter process, driven as the harness drives it."""
 
-    def __init__(self, target, plan, python_cmd=None, extra_env=None, command=None):
-        """Starts `python -m poolchaos_targets TARGET`, or `command` (a list)
-        for a bring-your-own-pool program, and writes `plan` (a dict, or a
-        raw line to test bad input) to its stdin."""
+    def __init__(self, target, plan, python_cmd=None, extra_env=None, command=None, method=None):
+        """Starts `python -m poolchaos_targets TARGET` (with `--start-method
+        METHOD` if given), or `command` (a list) for a bring-your-own-pool
+        program, and writes `plan` (a dict, or a raw line to test bad input)
+        to its stdin."""
         self.target = target
         self.plan = plan
         self.started = time.monotonic()
@@ -178,6 +179,8 @@ class Run:
         )
         env.update(extra_env or {})
         argv = command or (python_cmd or [python()]) + ["-m", "poolchaos_targets", target]
+        if method is not None:
+            argv += ["--start-method", method]
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

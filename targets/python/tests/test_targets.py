@@ -24,6 +24,8 @@ from driver import fault, plan, task
 
 sys.path.insert(0, driver.PACKAGE_DIR)
 from poolchaos_targets import protocol, work  # noqa: E402
+from poolchaos_targets.targets import START_METHODS  # noqa: E402
+from poolchaos_targets.targets import TARGETS as TARGET_CLASSES  # noqa: E402
 
 ALL = [
     "py-pool-map",
@@ -84,17 +86,24 @@ def mixed_tasks():
 class Checks:
     """Collects problems per run from threads; `assert_clean` reports them."""
 
-    def __init__(self, test):
+    def __init__(self, test, at_once=None):
+        """`at_once`: how many runs at a time (default: all)."""
         self.test = test
         self.results = {}  # label -> list of problems
         self.threads = []
+        self.slots = threading.BoundedSemaphore(at_once) if at_once else None
 
     def run(self, label, fn):
         def body():
+            if self.slots:
+                self.slots.acquire()
             try:
                 problems = fn()
             except Exception as e:  # a bug in the check itself
                 problems = [f"check raised {type(e).__name__}: {e}"]
+            finally:
+                if self.slots:
+                    self.slots.release()
             self.results[label] = problems
 
         t = threading.Thread(target=body, name=label)
@@ -427,6 +436,79 @@ class EndToEnd(unittest.TestCase):
         for target in self.targets(["py-ppe", "py-loky"]):
             checks.run(target, all_broken(target))
         checks.assert_clean()
+
+    def test_every_start_method_runs_every_pool_with_its_trace(self):
+        """forkserver and spawn (fork, the default, is every other test's):
+        every task ok, each traced by a worker (workers not forked from the
+        owner reopen the trace through its /proc). One target per pool class:
+        the `py-pool-*` styles share `MpPool`'s context."""
+        checks = Checks(self, at_once=4)  # a dozen pools of spawned interpreters at once would starve 2 cores
+        pools = ["py-pool-map", "py-process-per-task", "py-ppe", "py-loky", "py-pebble", "py-billiard"]
+        for target in self.targets(pools):
+            for method in set(TARGET_CLASSES[target].methods) - {"fork"}:
+
+                def check(target=target, method=method):
+                    tasks = mixed_tasks()
+                    run = driver.Run(target, plan(tasks, style="apply_async"), method=method)
+                    problems = []
+                    if ran_to_finish(run, problems, 30):
+                        got = one_outcome_each(run, len(tasks), problems)
+                        bad = {i: r for i, r in got.items() if r != [{"status": "ok"}]}
+                        if bad:
+                            problems.append(f"not ok: {bad}")
+                        owner = run.named("ready")[0]["pid"]
+                        run.drain_trace()
+                        traced = {x[2] for x in run.trace if x[1] == "start" and x[4] != owner}
+                        if traced != {t["tag"] for t in tasks}:
+                            problems.append(f"traced by workers: {sorted(traced)}")
+                    return teardown(run, problems)
+
+                checks.run(f"{target} {method}", check)
+        checks.assert_clean()
+
+    def test_the_seeds_hang_under_every_start_method(self):
+        """multiprocessing.Pool.map with a worker SIGKILLed mid-task hangs
+        whatever starts its workers; ProcessPoolExecutor breaks."""
+        tasks = [task(0, {"Sleep": {"ms": 600}}, fault("SigKill"))] + [task(i, {"Sleep": {"ms": 100}}) for i in (1, 2, 3)]
+        checks = Checks(self)
+        for method in START_METHODS:
+
+            def hangs(method=method):
+                run = driver.Run("py-pool-map", plan(tasks), method=method)
+                problems = []
+                victim = run.wait_start(0, 20)
+                run.settle(3.0)
+                if run.named("outcome") or run.named("finished"):
+                    problems.append(f"expected a hang, got {run.named('outcome')}")
+                exits = [e for e in run.named("worker-exit") if e["pid"] == victim]
+                if not exits or exits[0]["signal"] != 9:
+                    problems.append(f"no worker-exit with SIGKILL for the victim {victim}: {run.named('worker-exit')}")
+                # A forkserver removes its socket's directory (pymp-*) at exit;
+                # SIGKILLed with the hung pool, it leaves it (the harness lists it).
+                return teardown(run, problems, expect_temp_clean=method != "forkserver")
+
+            def breaks(method=method):
+                run = driver.Run("py-ppe", plan(tasks, style="apply_async"), method=method)
+                problems = []
+                run.wait_start(0, 20)
+                if ran_to_finish(run, problems, 20):
+                    got = one_outcome_each(run, 4, problems)
+                    if got.get(0, [{}])[0].get("kind") != "PoolBroken":
+                        problems.append(f"task 0: {got.get(0)}")
+                return teardown(run, problems)
+
+            checks.run(f"py-pool-map {method}", hangs)
+            checks.run(f"py-ppe {method}", breaks)
+        checks.assert_clean()
+
+    def test_a_bad_start_method_is_an_owner_error(self):
+        run = driver.Run("py-pool-map", plan([task(0, {"Echo": []})]), method="vfork")
+        problems = []
+        code = run.finish(10)
+        errors = run.named("owner-error")
+        if code != 2 or len(errors) != 1 or "bad arguments" not in errors[0]["message"]:
+            problems.append(f"exit {code}, owner-error {errors}")
+        self.assertEqual(teardown(run, problems), [])
 
     def test_a_worker_sigkilled_from_outside_by_its_trace_pid(self):
         """The seed's situation: 1 worker, 1 task of 1 s; the nemesis reads the
