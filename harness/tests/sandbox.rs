@@ -378,17 +378,17 @@ fn clean_stale_removes_what_a_dead_harness_left_and_only_that() {
     let session = session();
     let parents = run_parents(&session);
 
-    let dead = {
-        let mut c = Command::new("true").spawn().expect("spawn true");
-        c.wait().expect("wait true");
-        c.id()
-    };
-    let stale = CgGuard::make(&parents, &format!("poolchaos-{dead}-t-stale"));
+    // A process stands for the harness that made the stale cgroup: alive
+    // while the cgroup is filled (so no other session's start takes it
+    // early), then gone.
+    let maker = Proc::spawn("exec sleep 1000");
+    let stale = CgGuard::make(&parents, &format!("poolchaos-{}-t-stale", maker.pid()));
     let kept = CgGuard::make(&parents, &format!("poolchaos-{}-t-stale-alive", std::process::id()));
     let mut stale_inmate = Proc::spawn("exec sleep 1000");
     stale.enter(stale_inmate.pid());
     let mut kept_inmate = Proc::spawn("exec sleep 1000");
     kept.enter(kept_inmate.pid());
+    drop(maker);
 
     let removed = session.clean_stale().cgroups;
     for d in &stale.dirs {

@@ -42,10 +42,6 @@ pub struct Leftovers {
 }
 
 impl Leftovers {
-    pub fn is_empty(&self) -> bool {
-        self.cgroups.is_empty() && self.temp_dirs.is_empty() && self.semaphores.is_empty()
-    }
-
     /// One line per kind, for stderr: `removed what a dead harness left: ...`.
     pub fn lines(&self) -> Vec<String> {
         let show = |what: &str, paths: &[PathBuf]| {
