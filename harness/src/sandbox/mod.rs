@@ -81,8 +81,9 @@ pub const PREFIX: &str = "poolchaos-";
 pub const NO_CGROUP_ENV: &str = "POOLCHAOS_NO_CGROUP";
 /// How long a kill waits for the freezer to report `FROZEN` before it kills anyway.
 pub const FREEZE_WAIT: Duration = Duration::from_secs(1);
-/// How long a kill waits for the last process of the run to go.
-pub const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long a kill waits for the last process of the run to go (a storm of
+/// hundreds of killed processes takes seconds to exit in an emulated VM).
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
 /// How long `rmdir` of a cgroup is retried while the kernel still calls it busy.
 pub const RMDIR_WAIT: Duration = Duration::from_secs(2);
 /// How often the RSS watchdog looks.
