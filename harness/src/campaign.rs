@@ -312,57 +312,36 @@ pub fn run(
     let (k, n) = settings.partition.unwrap_or((1, 1));
     anyhow::ensure!(n >= 1 && (1..=n).contains(&k), "--partition must be K/N with 1 <= K <= N");
     let mut indices = (0u64..).filter(move |i| i % n == k - 1);
-    let limit = settings.runs;
-    let taken = Mutex::new(0u64);
-    let next = || -> Option<u64> {
-        let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
-        if limit.is_some_and(|l| *taken >= l) || settings.duration.is_some_and(|d| started.elapsed() >= d) {
-            return None;
-        }
-        *taken += 1;
-        indices.next()
-    };
-    let next = Mutex::new(next);
     let runs = Mutex::new(Vec::new());
     let findings: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
     let enough =
         || settings.max_findings.is_some_and(|m| findings.lock().unwrap_or_else(|e| e.into_inner()).len() >= m);
     let undetermined = Mutex::new(0usize);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..settings.jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    if enough() {
-                        break;
-                    }
-                    let Some(index) = (next.lock().unwrap_or_else(|e| e.into_inner()))() else { break };
-                    let scenario = generate(&settings.knobs, settings.pool, settings.seed, index);
-                    let outcome = run_once(&scenario, settings.pool, ctx, &format!("c{index}"));
-                    let (record, expectation, finding) = match outcome {
-                        Ok(judged) => judged,
-                        Err(e) => {
-                            failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                            break;
-                        }
-                    };
-                    if matches!(expectation, Expectation::Undetermined(_)) {
-                        *undetermined.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                    }
-                    let run = CampaignRun { index, verdict: record.verdict, expected: expectation.to_string(), record };
-                    tick(&run);
-                    if let Some(kind) = finding.filter(|_| !enough()) {
-                        let finding = report_finding(settings, ctx, &scenario, index, kind);
-                        findings.lock().unwrap_or_else(|e| e.into_inner()).push(finding);
-                    }
-                    runs.lock().unwrap_or_else(|e| e.into_inner()).push(run);
-                }
-            });
+    let mut taken = 0u64;
+    let next = || {
+        let over =
+            settings.runs.is_some_and(|l| taken >= l) || settings.duration.is_some_and(|d| started.elapsed() >= d);
+        if over || enough() {
+            return None;
         }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
+        taken += 1;
+        indices.next()
+    };
+    ctx.session.execute(settings.jobs, next, |index| {
+        let scenario = generate(&settings.knobs, settings.pool, settings.seed, index);
+        let (record, expectation, finding) = run_once(&scenario, settings.pool, ctx, &format!("c{index}"))?;
+        if matches!(expectation, Expectation::Undetermined(_)) {
+            *undetermined.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        }
+        let run = CampaignRun { index, verdict: record.verdict, expected: expectation.to_string(), record };
+        tick(&run);
+        if let Some(kind) = finding.filter(|_| !enough()) {
+            let finding = report_finding(settings, ctx, &scenario, index, kind);
+            findings.lock().unwrap_or_else(|e| e.into_inner()).push(finding);
+        }
+        runs.lock().unwrap_or_else(|e| e.into_inner()).push(run);
+        Ok(())
+    })?;
     let mut runs = runs.into_inner().unwrap_or_else(|e| e.into_inner());
     runs.sort_by_key(|r| r.index);
     let mut findings = findings.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::events::{Event, Logged, OutcomeRecord};
 use crate::plan::Plan;
+use crate::sandbox::Mechanism;
 use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, TaskCounts, Verdict};
 
@@ -27,6 +28,8 @@ pub struct Ending {
     /// What outlived the run.
     pub leaks: Vec<String>,
     pub oom_kills: u64,
+    /// The sandbox's mechanism (whether an OOM kill is the kernel's).
+    pub mechanism: Option<Mechanism>,
     pub elapsed_ms: u64,
     /// The end of what the owner and its workers wrote to stderr.
     pub stderr_tail: String,
@@ -153,8 +156,13 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
             }
         }
     }
-    if ending.oom_kills > 0 {
-        diagnosis.push(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills));
+    match &ending.mechanism {
+        _ if ending.oom_kills == 0 => {}
+        Some(m) if m.simulated_oom() => diagnosis.push(format!(
+            "the RSS watchdog SIGKILLed {} process(es) over the memory limit: a simulated OOM, not the kernel's ({m})",
+            ending.oom_kills
+        )),
+        _ => diagnosis.push(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills)),
     }
     RunRecord {
         scenario: plan.scenario.clone(),
@@ -167,6 +175,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
         faults: plan.faults(),
         worker_exits,
         oom_kills: ending.oom_kills,
+        mechanism: ending.mechanism.clone(),
         leaks: ending.leaks.clone(),
         diagnosis,
         elapsed_ms: ending.elapsed_ms,

@@ -32,6 +32,7 @@ pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod scenario;
+pub mod session;
 pub mod shrink;
 pub mod suite;
 pub mod target;

@@ -13,11 +13,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::runner::RunContext;
+use harness::session::Session;
 use harness::{matrix, plan, scenario, suite};
 use pools::{PoolKind, WorkerProgram};
 
@@ -261,6 +263,20 @@ fn load_campaign(path: &std::path::Path) -> anyhow::Result<harness::campaign::Ca
     serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
 }
 
+/// The session of this invocation: subreaper, the host's sandbox, stale
+/// cleanup (said on stderr), and a word on stderr when OOM is simulated.
+fn start_session() -> anyhow::Result<Arc<Session>> {
+    let session = Session::start().context("starting the harness's session")?;
+    for line in session.leftovers().lines() {
+        eprintln!("poolchaos: {line}");
+    }
+    let mechanism = session.mechanism();
+    if mechanism.simulated_oom() {
+        eprintln!("poolchaos: no cgroup: OOM kills will be simulated by the RSS watchdog ({mechanism})");
+    }
+    Ok(Arc::new(session))
+}
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
@@ -281,13 +297,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            // Orphaned workers of a run come to us, to be seen and reaped.
-            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
-            harness::sandbox::clean_stale();
             let ctx = RunContext {
                 exe: std::env::current_exe()?,
                 root: harness::target::project_root(),
                 events_dir: out.as_ref().map(|o| o.join("runs")),
+                session: start_session()?,
             };
             if let Some(missing) = python.iter().find(|v| !v.venv(&ctx.root).join("bin/python").exists()) {
                 eprintln!(
@@ -349,10 +363,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(if report.all_as_expected() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Campaign { pool, runs, for_, seed, partition, jobs, out, failures, no_shrink, fail_fast, knobs } => {
-            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
-            harness::sandbox::clean_stale();
-            let ctx =
-                RunContext { exe: std::env::current_exe()?, root: harness::target::project_root(), events_dir: None };
+            let ctx = RunContext {
+                exe: std::env::current_exe()?,
+                root: harness::target::project_root(),
+                events_dir: None,
+                session: start_session()?,
+            };
             let settings = harness::campaign::Settings {
                 pool,
                 seed,
@@ -425,7 +441,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let pools = if pools.is_empty() { PoolKind::ALL.to_vec() } else { pools };
             let program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
             let started = Instant::now();
-            let cells = matrix::run(&program, &pools, Duration::from_millis(deadline_ms), jobs);
+            let session = start_session()?;
+            let cells = matrix::run(&session, &program, &pools, Duration::from_millis(deadline_ms), jobs)?;
             print!("{}", matrix::table(&cells));
             println!(
                 "\n{} runs in {:.1} s; a run is HUNG when its tasks are not all settled {deadline_ms} ms after submission.",
@@ -468,10 +485,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let wanted = |names: &[&str]| patterns.is_empty() || patterns.iter().any(|p| matches(p, names));
             let pools: Vec<PoolKind> = PoolKind::ALL.into_iter().filter(|k| wanted(&[&k.to_string()])).collect();
             // The external rows run in sandboxes, as `poolchaos run` does.
-            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
-            harness::sandbox::clean_stale();
-            let ctx =
-                RunContext { exe: std::env::current_exe()?, root: harness::target::project_root(), events_dir: None };
+            let ctx = RunContext {
+                exe: std::env::current_exe()?,
+                root: harness::target::project_root(),
+                events_dir: None,
+                session: start_session()?,
+            };
             let rows: Vec<harness::bench::Bench> = harness::bench::ROWS
                 .iter()
                 .filter(|row| wanted(&names(row).each_ref().map(String::as_str)))

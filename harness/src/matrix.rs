@@ -14,6 +14,8 @@ use pools::{
     CallStyle, Fault, FaultKind, FaultPoint, Outcome, PoolConfig, PoolKind, Task, TaskError, WorkerProgram, Workload,
 };
 
+use crate::session::Session;
+
 /// One fault of the matrix: a name and the task that carries it.
 pub struct FaultCase {
     pub name: &'static str,
@@ -145,7 +147,13 @@ pub fn run_cell(
 }
 
 /// Runs every cell, `jobs` at a time (runs mostly wait, so more than the cores).
-pub fn run(program: &WorkerProgram, pools: &[PoolKind], deadline: Duration, jobs: usize) -> Vec<Cell> {
+pub fn run(
+    session: &Session,
+    program: &WorkerProgram,
+    pools: &[PoolKind],
+    deadline: Duration,
+    jobs: usize,
+) -> anyhow::Result<Vec<Cell>> {
     let faults = faults();
     let mut work = Vec::new();
     for &pool in pools {
@@ -155,23 +163,20 @@ pub fn run(program: &WorkerProgram, pools: &[PoolKind], deadline: Duration, jobs
             }
         }
     }
-    let work = Mutex::new(work.into_iter().enumerate());
+    let mut work = work.into_iter().enumerate();
     let cells = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let next = work.lock().unwrap_or_else(|e| e.into_inner()).next();
-                    let Some((i, (pool, style, fault))) = next else { break };
-                    let cell = run_cell(program, pool, style, fault, deadline);
-                    cells.lock().unwrap_or_else(|e| e.into_inner()).push((i, cell));
-                }
-            });
-        }
-    });
+    session.execute(
+        jobs,
+        || work.next(),
+        |(i, (pool, style, fault))| {
+            let cell = run_cell(program, pool, style, fault, deadline);
+            cells.lock().unwrap_or_else(|e| e.into_inner()).push((i, cell));
+            Ok(())
+        },
+    )?;
     let mut cells = cells.into_inner().unwrap_or_else(|e| e.into_inner());
     cells.sort_by_key(|(i, _)| *i);
-    cells.into_iter().map(|(_, c)| c).collect()
+    Ok(cells.into_iter().map(|(_, c)| c).collect())
 }
 
 /// The matrix as a text table: a row per fault, a column per pool. A cell

@@ -22,7 +22,8 @@ use crate::verdict::{ExitRecord, RunRecord, Verdict};
 pub struct Report {
     /// The seed every random choice of the invocation came from; `--seed` replays it.
     pub seed: u64,
-    /// How OOM was brought about: `cgroup-v1`, `cgroup-v2`, `rss-watchdog`, or `none`.
+    /// How OOM was brought about: `cgroup-v1`, `cgroup-v2`, `rss-watchdog: <why>`
+    /// (each run's mechanism, distinct ones joined by `; `), or `none`.
     pub oom_mechanism: String,
     /// `poolchaos`, `rustc`, `kernel`, ...: what the results depend on.
     pub versions: BTreeMap<String, String>,
@@ -429,25 +430,41 @@ fn expected_name(run: &RunRecord) -> &'static str {
     run.expected.map_or("nothing in particular", Verdict::name)
 }
 
-/// `hung`, or `hung ✗ (expected completed)`.
+/// `hung`, or `hung ✗ (expected completed)`; `, simulated OOM` after a
+/// run whose OOM kills were the RSS watchdog's.
 fn verdict_cell(run: &RunRecord) -> String {
-    match run.expected {
+    let cell = match run.expected {
         Some(expected) if expected != run.verdict => {
             format!("{} {MISMATCH} (expected {expected})", run.verdict)
         }
         _ => run.verdict.to_string(),
+    };
+    cell + simulated_oom(run)
+}
+
+/// The mark of a run whose OOM kills the RSS watchdog made, not the kernel.
+fn simulated_oom(run: &RunRecord) -> &'static str {
+    if run.oom_kills > 0 && run.mechanism.as_ref().is_some_and(|m| m.simulated_oom()) { " (simulated OOM)" } else { "" }
+}
+
+/// `OOM kills: 1`, or `OOM kills: 1 (simulated: the RSS watchdog's SIGKILL, not the kernel's)`.
+fn oom_kills_text(run: &RunRecord) -> String {
+    match simulated_oom(run) {
+        "" => run.oom_kills.to_string(),
+        _ => format!("{} (simulated: the RSS watchdog's SIGKILL, not the kernel's)", run.oom_kills),
     }
 }
 
 /// `🔴 hung`, or `🔴 **hung ✗** (expected completed)`.
 fn verdict_md(run: &RunRecord) -> String {
     let dot = verdict_dot(run.verdict);
-    match run.expected {
+    let cell = match run.expected {
         Some(expected) if expected != run.verdict => {
             format!("{dot} **{} {MISMATCH}** (expected {expected})", run.verdict)
         }
         _ => format!("{dot} {}", run.verdict),
-    }
+    };
+    cell + simulated_oom(run)
 }
 
 /// The id of a run's section in `report.md`.
@@ -573,8 +590,11 @@ fn run_text(run: &RunRecord) -> String {
     if !run.worker_exits.is_empty() {
         let _ = writeln!(text, "worker exits: {}", exits_text(&run.worker_exits));
     }
+    if let Some(mechanism) = &run.mechanism {
+        let _ = writeln!(text, "sandbox: {mechanism}");
+    }
     if run.oom_kills > 0 {
-        let _ = writeln!(text, "OOM kills: {}", run.oom_kills);
+        let _ = writeln!(text, "OOM kills: {}", oom_kills_text(run));
     }
     for leak in &run.leaks {
         let _ = writeln!(text, "left behind: {leak}");
@@ -623,8 +643,11 @@ fn run_md(run: &RunRecord) -> String {
     } else {
         let _ = writeln!(md, "- **Worker exits:** {}", exits_text(&run.worker_exits));
     }
+    if let Some(mechanism) = &run.mechanism {
+        let _ = writeln!(md, "- **Sandbox:** `{mechanism}`");
+    }
     if run.oom_kills > 0 {
-        let _ = writeln!(md, "- **OOM kills:** {}", run.oom_kills);
+        let _ = writeln!(md, "- **OOM kills:** {}", oom_kills_text(run));
     }
     if !run.leaks.is_empty() {
         md += "- **Left behind:**\n";

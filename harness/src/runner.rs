@@ -8,8 +8,9 @@
 //!  poll(owner stdout, trace, owner stderr, ◀──── stdout: events          │ trace: "start tag attempt pid"
 //!       owner pidfd; timeout = next deadline) ◀───────────────────────────┘
 //!  nemesis: signals by pid at its times
-//!  deadline ⇒ kill the whole sandbox (freezer), hung
+//!  deadline ⇒ kill the whole sandbox (cgroup.kill or freezer), hung
 //!  owner exited ⇒ grace, then whatever is still in the sandbox is a leak
+//!  after: temp files and named semaphores the run left are leaks too (then removed)
 //!  checker: events + ending ⇒ RunRecord
 //! ```
 //!
@@ -21,6 +22,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -30,8 +32,9 @@ use crate::checker::{self, Ending};
 use crate::events::{Event, Logged, parse_trace};
 use crate::nemesis::Nemesis;
 use crate::plan::{OwnerPlan, Plan};
-use crate::sandbox::{OomMechanism, Sandbox};
+use crate::sandbox::{self, Mechanism, Sandbox};
 use crate::scenario::Signal;
+use crate::session::Session;
 use crate::verdict::RunRecord;
 
 /// How long the processes of a run that ended may take to go before they are leaks.
@@ -48,35 +51,45 @@ pub struct RunContext {
     pub root: PathBuf,
     /// Where event logs go (`<scenario>--<pool>.events.jsonl`), if anywhere.
     pub events_dir: Option<PathBuf>,
+    /// The session every run's sandbox comes from.
+    pub session: Arc<Session>,
 }
 
 /// A run's result, its event log, and how its OOMs would have been caught.
 pub struct RunResult {
     pub record: RunRecord,
     pub events: Vec<Logged>,
-    pub mechanism: OomMechanism,
+    pub mechanism: Mechanism,
 }
 
 /// Runs `plan` in a fresh sandbox. Errors are the harness's own (a sandbox
 /// that cannot be made, an owner that cannot be spawned), not the pool's.
 pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunResult> {
     let started = Instant::now();
-    let sandbox = Sandbox::create(run_id, plan.memory_limit_mib)?;
-    let mechanism = sandbox.mechanism();
-    let tmp = tempfile::Builder::new().prefix("poolchaos-run-").tempdir()?;
+    let session = &ctx.session;
+    let sandbox = session.sandbox(run_id, plan.memory_limit_mib)?;
+    let mechanism = sandbox.mechanism().clone();
+    let tmp = session.run_temp_dir()?;
     let mut run = Run::start(plan, ctx, &sandbox, tmp.path())?;
-    let (events, mut ending) = run.watch(plan, &sandbox, started);
+    let (events, mut ending) = run.watch(plan, &sandbox, session, started);
+    // The semaphores the run holds now, to see which it leaves.
+    let semaphores = sandbox::semaphores_mapped_by(&sandbox.processes());
     // Whatever is left: kill it all, and reap what was ours.
     let _ = sandbox.kill_all();
     run.reap_owner();
-    crate::sandbox::reap_orphans();
-    remove_semaphores(run.owner.id());
+    session.reap_orphans();
     let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
         .unwrap_or_default();
     ending.leaks.extend(leftovers.into_iter().map(|f| format!("temp file {f}")));
+    // Named semaphores outlive their processes: the run's leak, then removed.
+    for sem in sandbox::semaphores_left(run.owner.id(), &semaphores) {
+        ending.leaks.push(format!("semaphore {} (left by {})", sem.display(), plan.pool));
+        let _ = std::fs::remove_file(&sem);
+    }
     ending.leaks.dedup();
     ending.oom_kills = sandbox.oom_kills();
+    ending.mechanism = Some(mechanism.clone());
     sandbox.remove()?;
     ending.elapsed_ms = started.elapsed().as_millis() as u64;
     let mut record = checker::judge(plan, &events, &ending);
@@ -168,7 +181,7 @@ impl Run {
     }
 
     /// Follows the run until the owner exits or the deadline passes.
-    fn watch(&mut self, plan: &Plan, sandbox: &Sandbox, started: Instant) -> (Vec<Logged>, Ending) {
+    fn watch(&mut self, plan: &Plan, sandbox: &Sandbox, session: &Session, started: Instant) -> (Vec<Logged>, Ending) {
         let mut log = Log { started, events: Vec::new() };
         let mut ending = Ending::default();
         let mut nemesis = Nemesis::new(plan);
@@ -266,7 +279,7 @@ impl Run {
             let mut left = sandbox.processes();
             while !left.is_empty() && Instant::now() < grace_end {
                 std::thread::sleep(Duration::from_millis(20));
-                crate::sandbox::reap_orphans();
+                session.reap_orphans();
                 left = sandbox.processes();
             }
             for pid in left {
@@ -353,17 +366,6 @@ fn workers(sandbox: &Sandbox, owner: u32) -> Vec<u32> {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(16).any(|w| w == b"resource_tracker"))
     };
     sandbox.processes().into_iter().filter(|&p| p != owner && !helper(p)).collect()
-}
-
-/// Named semaphores a killed owner left in /dev/shm (loky names them after
-/// its pid): removed, since the harness's own teardown is what killed it.
-fn remove_semaphores(owner: u32) {
-    let prefix = format!("sem.loky-{owner}-");
-    for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }
 
 fn send(pid: u32, signal: Signal) -> bool {

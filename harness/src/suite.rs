@@ -81,49 +81,44 @@ pub fn run(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let work = pairs(scenarios, selection);
-    let queue = Mutex::new(work.iter().enumerate());
+    let mut queue = work.iter().enumerate();
     let done: Mutex<Vec<(usize, RunRecord)>> = Mutex::new(Vec::new());
-    let mechanism = Mutex::new(None);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                    let Some((i, (scenario, pool))) = next else { break };
-                    let plan = Plan::new(scenario, pool.clone(), seed);
-                    let run_id = format!("{i}");
-                    match runner::run(&plan, ctx, &run_id) {
-                        Ok(result) => {
-                            let mut record = result.record;
-                            record.expected = expected(scenario, pool);
-                            tick(&record);
-                            *mechanism.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.mechanism);
-                            done.lock().unwrap_or_else(|e| e.into_inner()).push((i, record));
-                        }
-                        Err(e) => {
-                            let e = e.context(format!("running {} on {pool}", scenario.name));
-                            failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                            break;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
+    ctx.session.execute(
+        jobs,
+        || queue.next(),
+        |(i, (scenario, pool))| {
+            let plan = Plan::new(scenario, pool.clone(), seed);
+            let result = runner::run(&plan, ctx, &i.to_string())
+                .map_err(|e| e.context(format!("running {} on {pool}", scenario.name)))?;
+            let mut record = result.record;
+            record.expected = expected(scenario, pool);
+            tick(&record);
+            done.lock().unwrap_or_else(|e| e.into_inner()).push((i, record));
+            Ok(())
+        },
+    )?;
     let mut runs = done.into_inner().unwrap_or_else(|e| e.into_inner());
     runs.sort_by_key(|(i, _)| *i);
-    let mechanism = mechanism.into_inner().unwrap_or_else(|e| e.into_inner());
+    let runs: Vec<RunRecord> = runs.into_iter().map(|(_, r)| r).collect();
     Ok(Report {
         seed,
-        oom_mechanism: mechanism.map(|m| m.to_string()).unwrap_or_else(|| "none".into()),
+        oom_mechanism: mechanisms(&runs),
         versions: versions(),
-        runs: runs.into_iter().map(|(_, r)| r).collect(),
+        runs,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The runs' mechanisms, distinct ones joined by `; ` (`none` without runs).
+pub fn mechanisms(runs: &[RunRecord]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for m in runs.iter().filter_map(|r| r.mechanism.as_ref()) {
+        let m = m.to_string();
+        if !seen.contains(&m) {
+            seen.push(m);
+        }
+    }
+    if seen.is_empty() { "none".into() } else { seen.join("; ") }
 }
 
 /// The versions a report carries.

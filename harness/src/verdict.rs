@@ -122,8 +122,12 @@ pub struct RunRecord {
     pub errors: BTreeMap<String, usize>,
     pub faults: Vec<FaultRecord>,
     pub worker_exits: Vec<ExitRecord>,
-    /// OOM kills the run's memory cgroup counted.
+    /// OOM kills the run's memory cgroup counted (or, under the RSS
+    /// watchdog, the watchdog's kills: simulated).
     pub oom_kills: u64,
+    /// The sandbox's mechanism, and why the watchdog, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<crate::sandbox::Mechanism>,
     /// What outlived the run: the verdict is `leaked`, unless the run hung
     /// and these are what the teardown's kill left.
     pub leaks: Vec<String>,

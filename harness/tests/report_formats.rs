@@ -42,6 +42,7 @@ fn run(scenario: &str, pool: &str, style: &str, verdict: Verdict, expected: Opti
         faults: Vec::new(),
         worker_exits: Vec::new(),
         oom_kills: 0,
+        mechanism: None,
         leaks: Vec::new(),
         diagnosis: Vec::new(),
         elapsed_ms: 120,

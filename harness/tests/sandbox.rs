@@ -1,6 +1,10 @@
-//! The sandbox against real processes and the real kernel: cgroup v1 (this
-//! project's machines are hybrid, as root), the v2 unified tree without
-//! controllers, and the fallback without cgroups.
+//! The sandbox against real processes and the real kernel, with the
+//! mechanism this host offers: cgroup v1 (this project's machines are
+//! hybrid, as root), cgroup v2 (the VM of `just test-cgroup-v2`, and CI
+//! runners), and the fallback without cgroups. Each test asserts the
+//! mechanism it expects (`POOLCHAOS_EXPECT_MECHANISM` says it where the
+//! layout alone cannot: the VM); a test that needs cgroups fails, loudly,
+//! on a host without them. None skips.
 //!
 //! Every test cleans up after itself even when it fails: sandboxes remove
 //! their cgroups on drop, [`Proc`] kills its process group and reaps on
@@ -14,8 +18,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use harness::sandbox::{self, OomMechanism, Sandbox, SandboxOptions};
+use harness::session::Session;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+use common::host_mechanism;
+
+/// Liveness only: generous, for loaded machines and the emulated VM.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// `sh -c script` as its own process group leader, stdin and stdout piped.
 /// The scripts start with `read x`, so they do nothing before the test has
@@ -164,36 +173,89 @@ fn alive(pid: u32) -> bool {
     state(pid).is_some_and(|s| s != 'Z' && s != 'X')
 }
 
-fn v1_sandbox(run_id: &str, limit_mib: Option<u64>) -> Sandbox {
-    let sb = Sandbox::create(run_id, limit_mib).expect("create sandbox");
-    assert_eq!(
-        sb.mechanism(),
-        OomMechanism::CgroupV1,
-        "this machine has writable v1 memory cgroups (fell back: {:?})",
-        sb.fallback_reason()
-    );
+fn session() -> Session {
+    Session::start().expect("session")
+}
+
+/// A sandbox with the host's cgroups; fails (never skips) where there are none.
+fn cgroup_sandbox(session: &Session, run_id: &str, limit_mib: Option<u64>) -> Sandbox {
+    let expected = host_mechanism();
+    assert_ne!(expected, OomMechanism::RssWatchdog, "this test needs cgroups; this host offers none");
+    let sb = session.sandbox(run_id, limit_mib).expect("create sandbox");
+    assert_eq!(sb.mechanism().kind, expected, "the host's cgroups ({})", sb.mechanism());
     sb
 }
 
-fn dir_of(sb: &Sandbox, controller: &str) -> PathBuf {
+/// The run's cgroup that has `file` (v1: the controller's; v2: the one).
+fn dir_with(sb: &Sandbox, file: &str) -> PathBuf {
     sb.cgroup_dirs()
         .into_iter()
-        .find(|d| d.starts_with(Path::new("/sys/fs/cgroup").join(controller)))
-        .unwrap_or_else(|| panic!("no {controller} cgroup in {:?}", sb.cgroup_dirs()))
+        .find(|d| d.join(file).exists())
+        .unwrap_or_else(|| panic!("no {file} in {:?}", sb.cgroup_dirs()))
+}
+
+/// Where a session's runs' cgroups go: the parents of a probe's.
+fn run_parents(session: &Session) -> Vec<PathBuf> {
+    let probe = cgroup_sandbox(session, "t-probe", None);
+    let parents = probe.cgroup_dirs().iter().filter_map(|d| d.parent().map(Path::to_path_buf)).collect();
+    probe.remove().expect("remove probe");
+    parents
+}
+
+#[test]
+fn the_session_uses_the_mechanism_the_host_offers() {
+    let session = session();
+    let mechanism = session.mechanism();
+    eprintln!("mechanism: {mechanism}");
+    assert_eq!(mechanism.kind, host_mechanism(), "{mechanism}");
+    assert_eq!(mechanism.reason.is_some(), mechanism.simulated_oom(), "a reason exactly for the watchdog: {mechanism}");
+    let sb = session.sandbox("t-host", Some(64)).expect("sandbox");
+    assert_eq!(sb.mechanism(), &mechanism);
+    sb.remove().expect("remove");
+}
+
+#[test]
+fn two_sessions_in_one_process_do_not_collide() {
+    let (a, b) = (session(), session());
+    let sa = a.sandbox("c0", Some(64)).expect("a's c0");
+    let sb = b.sandbox("c0", Some(64)).expect("b's c0, beside a's");
+    assert_ne!(sa.name(), sb.name());
+    assert!(a.sandbox("c0", None).is_err(), "one run id once at a time per session");
+    let mut owner_a = Proc::spawn("read x; exit 4");
+    let mut owner_b = Proc::spawn("read x; exit 5");
+    sa.enter(owner_a.pid()).expect("enter a");
+    sb.enter(owner_b.pid()).expect("enter b");
+    owner_a.go();
+    owner_b.go();
+    wait_until("both owners exit", || state(owner_a.pid()) == Some('Z') && state(owner_b.pid()) == Some('Z'));
+    // Neither session reaps the other's owner (nor its own: the runner does).
+    assert!(a.reap_orphans().is_empty() && b.reap_orphans().is_empty());
+    assert_eq!(owner_a.wait().code(), Some(4));
+    assert_eq!(owner_b.wait().code(), Some(5));
+    sa.remove().expect("remove a");
+    sb.remove().expect("remove b");
 }
 
 #[test]
 fn cgroup_sandbox_holds_kills_and_removes_a_run() {
-    let sb = v1_sandbox("t-basic", Some(128));
-    let name = format!("poolchaos-{}-t-basic", std::process::id());
+    let session = session();
+    let sb = cgroup_sandbox(&session, "t-basic", Some(128));
     let dirs = sb.cgroup_dirs();
-    assert_eq!(dirs.len(), 3, "memory, freezer, pids: {dirs:?}");
+    let v2 = sb.mechanism().kind == OomMechanism::CgroupV2;
+    assert_eq!(dirs.len(), if v2 { 1 } else { 3 }, "v1: memory, freezer, pids; v2: one: {dirs:?}");
     for d in &dirs {
         assert!(d.is_dir(), "{}", d.display());
-        assert_eq!(d.file_name().and_then(|n| n.to_str()), Some(name.as_str()));
+        assert_eq!(d.file_name().and_then(|n| n.to_str()), Some(sb.name()));
     }
-    let limit = std::fs::read_to_string(dir_of(&sb, "memory").join("memory.limit_in_bytes")).expect("limit");
-    assert_eq!(limit.trim(), (128u64 << 20).to_string());
+    let read = |file: &str| std::fs::read_to_string(dir_with(&sb, file).join(file)).expect(file).trim().to_string();
+    let (limit, pids) = if v2 { ("memory.max", "pids.max") } else { ("memory.limit_in_bytes", "pids.max") };
+    assert_eq!(read(limit), (128u64 << 20).to_string());
+    assert_eq!(read(pids), sandbox::RUN_PIDS_MAX.to_string());
+    if v2 {
+        assert_eq!(read("memory.swap.max"), "0", "the limit means an OOM kill, not swapping");
+        assert!(dirs[0].join("cgroup.kill").exists(), "torn down by cgroup.kill");
+        assert!(read("cgroup.events").contains("populated 0"));
+    }
 
     // The owner forks after entering: a sleeping child and a stopped one.
     let mut owner = Proc::spawn("read x; sleep 1000 & echo $!; sleep 1000 & kill -STOP $!; echo $!; wait");
@@ -208,6 +270,9 @@ fn cgroup_sandbox_holds_kills_and_removes_a_run() {
         }
     });
     wait_until("the stopped child is stopped", || state(stopped) == Some('T'));
+    if v2 {
+        assert!(read("cgroup.events").contains("populated 1"));
+    }
 
     let killed = sb.kill_all().expect("kill_all");
     for pid in [owner.pid(), sleeper, stopped] {
@@ -217,6 +282,9 @@ fn cgroup_sandbox_holds_kills_and_removes_a_run() {
     assert_eq!(owner.wait().signal(), Some(9));
     wait_until("the grandchildren are gone", || !alive(sleeper) && !alive(stopped));
 
+    if v2 {
+        assert!(read("cgroup.events").contains("populated 0"), "the leak check's view: empty");
+    }
     sb.remove().expect("remove");
     for d in &dirs {
         assert!(!d.exists(), "{} left behind", d.display());
@@ -225,7 +293,8 @@ fn cgroup_sandbox_holds_kills_and_removes_a_run() {
 
 #[test]
 fn zombies_are_not_in_cgroup_procs_but_count_as_pids() {
-    let sb = v1_sandbox("t-zombie", None);
+    let session = session();
+    let sb = cgroup_sandbox(&session, "t-zombie", None);
     // The owner forks a child that exits at once and is never reaped.
     let mut cmd = Command::new("python3");
     cmd.args([
@@ -238,7 +307,7 @@ fn zombies_are_not_in_cgroup_procs_but_count_as_pids() {
     let zombie = owner.pid_line();
     wait_until("the child is a zombie", || state(zombie) == Some('Z'));
     assert_eq!(sb.processes(), vec![owner.pid()], "the zombie is not listed");
-    let current = std::fs::read_to_string(dir_of(&sb, "pids").join("pids.current")).expect("pids.current");
+    let current = std::fs::read_to_string(dir_with(&sb, "pids.current").join("pids.current")).expect("pids.current");
     assert_eq!(current.trim(), "2", "the pids controller still counts the zombie");
 
     let killed = sb.kill_all().expect("kill_all");
@@ -251,7 +320,8 @@ fn zombies_are_not_in_cgroup_procs_but_count_as_pids() {
 
 #[test]
 fn real_oom_kill_is_a_sigkill_and_is_counted() {
-    let sb = v1_sandbox("t-oom", Some(64));
+    let session = session();
+    let sb = cgroup_sandbox(&session, "t-oom", Some(64));
     assert_eq!(sb.oom_kills(), 0);
     let mut owner = Proc::spawn("read x; exec python3 -c \"b = b'x' * (256 << 20)\"");
     sb.enter(owner.pid()).expect("enter");
@@ -264,7 +334,8 @@ fn real_oom_kill_is_a_sigkill_and_is_counted() {
 
 #[test]
 fn real_oom_kill_hits_the_allocator_not_its_parent() {
-    let sb = v1_sandbox("t-oom-parent", Some(64));
+    let session = session();
+    let sb = cgroup_sandbox(&session, "t-oom-parent", Some(64));
     let mut owner = Proc::spawn("read x; python3 -c \"b = b'x' * (256 << 20)\"; echo \"rc=$?\"; exec sleep 1000");
     sb.enter(owner.pid()).expect("enter");
     owner.go();
@@ -278,7 +349,8 @@ fn real_oom_kill_hits_the_allocator_not_its_parent() {
 
 #[test]
 fn kill_all_takes_a_forking_run_whole() {
-    let sb = v1_sandbox("t-forks", None);
+    let session = session();
+    let sb = cgroup_sandbox(&session, "t-forks", None);
     // A safety net for the shared machine: the storm is capped, and keeps
     // trying to fork while it is being killed.
     sb.limit_pids(1000).expect("pids.max");
@@ -303,24 +375,22 @@ fn kill_all_takes_a_forking_run_whole() {
 
 #[test]
 fn clean_stale_removes_what_a_dead_harness_left_and_only_that() {
-    // Where this process's runs go: the parents of a sandbox's cgroups.
-    let probe = v1_sandbox("t-stale-probe", None);
-    let parents: Vec<PathBuf> = probe.cgroup_dirs().iter().filter_map(|d| d.parent().map(Path::to_path_buf)).collect();
-    probe.remove().expect("remove probe");
+    let session = session();
+    let parents = run_parents(&session);
 
-    let dead = {
-        let mut c = Command::new("true").spawn().expect("spawn true");
-        c.wait().expect("wait true");
-        c.id()
-    };
-    let stale = CgGuard::make(&parents, &format!("poolchaos-{dead}-t-stale"));
+    // A process stands for the harness that made the stale cgroup: alive
+    // while the cgroup is filled (so no other session's start takes it
+    // early), then gone.
+    let maker = Proc::spawn("exec sleep 1000");
+    let stale = CgGuard::make(&parents, &format!("poolchaos-{}-t-stale", maker.pid()));
     let kept = CgGuard::make(&parents, &format!("poolchaos-{}-t-stale-alive", std::process::id()));
     let mut stale_inmate = Proc::spawn("exec sleep 1000");
     stale.enter(stale_inmate.pid());
     let mut kept_inmate = Proc::spawn("exec sleep 1000");
     kept.enter(kept_inmate.pid());
+    drop(maker);
 
-    let removed = sandbox::clean_stale();
+    let removed = session.clean_stale().cgroups;
     for d in &stale.dirs {
         assert!(!d.exists(), "{} is left", d.display());
         // Another harness on this machine may have cleaned it first.
@@ -338,33 +408,32 @@ fn clean_stale_removes_what_a_dead_harness_left_and_only_that() {
 
 #[test]
 fn clean_stale_treats_a_recycled_pid_as_dead() {
-    let probe = v1_sandbox("t-recycled-probe", None);
-    let parent = dir_of(&probe, "freezer").parent().map(Path::to_path_buf).expect("parent");
-    probe.remove().expect("remove probe");
+    let session = session();
+    let parent = run_parents(&session).pop().expect("a parent");
 
-    // Made before the process whose pid it will carry started: that process
-    // cannot be the harness that made it.
-    let tmp = CgGuard::make(std::slice::from_ref(&parent), &format!("poolchaos-tmp{}-t", std::process::id()));
-    std::thread::sleep(Duration::from_millis(2600));
+    // Dated before the process whose pid it carries started: that process
+    // cannot be the harness that made it. (kernfs takes a set mtime; v2
+    // refuses renames, so the date is set rather than the name changed.)
     let mut late = Proc::spawn("exec sleep 1000");
-    let renamed = parent.join(format!("poolchaos-{}-t-recycled", late.pid()));
-    std::fs::rename(&tmp.dirs[0], &renamed).expect("rename (cgroup v1 allows it)");
-    let _renamed = CgGuard { dirs: vec![renamed.clone()] };
+    let old = CgGuard::make(std::slice::from_ref(&parent), &format!("poolchaos-{}-t-recycled", late.pid()));
+    let dir = &old.dirs[0];
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(dir).and_then(|d| d.set_modified(an_hour_ago)).expect("date the cgroup an hour back");
 
-    let removed = sandbox::clean_stale();
-    assert!(!renamed.exists(), "the cgroup of a recycled pid is stale");
-    if !removed.contains(&renamed) {
-        eprintln!("{} was removed by someone else", renamed.display());
+    let removed = session.clean_stale().cgroups;
+    assert!(!dir.exists(), "the cgroup of a recycled pid is stale");
+    if !removed.contains(dir) {
+        eprintln!("{} was removed by someone else", dir.display());
     }
     assert!(late.running(), "the process with the recycled pid is not touched");
 }
 
 #[test]
 fn fallback_finds_the_run_by_process_group_and_kills_it() {
-    let sb = Sandbox::create_without_cgroup("t-fallback", None).expect("create");
-    assert_eq!(sb.mechanism(), OomMechanism::RssWatchdog);
+    let session = session();
+    let sb = watchdog_sandbox(&session, "t-fallback", None);
     assert!(sb.cgroup_dirs().is_empty());
-    assert!(sb.fallback_reason().is_some());
+    assert!(sb.mechanism().reason.is_some());
 
     // Not a group leader: refused.
     let mut follower = Command::new("sleep").arg("1000").stdin(Stdio::null()).spawn().expect("spawn");
@@ -393,8 +462,9 @@ fn fallback_finds_the_run_by_process_group_and_kills_it() {
 
 #[test]
 fn watchdog_kills_a_process_over_its_rss_limit() {
-    let sb = Sandbox::create_without_cgroup("t-watchdog", Some(64)).expect("create");
-    assert_eq!(sb.mechanism(), OomMechanism::RssWatchdog);
+    let session = session();
+    let sb = watchdog_sandbox(&session, "t-watchdog", Some(64));
+    assert!(sb.mechanism().simulated_oom());
     let mut owner = Proc::spawn(
         "read x; python3 -c \"import time; b = b'x' * (256 << 20); time.sleep(30)\"; echo \"rc=$?\"; exec sleep 1000",
     );
@@ -407,6 +477,13 @@ fn watchdog_kills_a_process_over_its_rss_limit() {
     assert_eq!(owner.wait().signal(), Some(9));
 }
 
+fn watchdog_sandbox(session: &Session, run_id: &str, limit_mib: Option<u64>) -> Sandbox {
+    let options = SandboxOptions { memory_limit_mib: limit_mib, mechanism: Some(OomMechanism::RssWatchdog) };
+    let sb = session.sandbox_with(run_id, &options).expect("create");
+    assert_eq!(sb.mechanism().kind, OomMechanism::RssWatchdog);
+    sb
+}
+
 /// Run by [`no_cgroup_env_forces_the_fallback`] in a child process, where
 /// the environment is set before any thread starts.
 #[test]
@@ -414,7 +491,7 @@ fn no_cgroup_env_child() {
     if std::env::var_os("POOLCHAOS_SANDBOX_TEST_CHILD").is_none() {
         return;
     }
-    let sb = Sandbox::create("t-env", Some(64)).expect("create");
+    let sb = session().sandbox("t-env", Some(64)).expect("create");
     println!("mechanism={}", sb.mechanism());
 }
 
@@ -430,26 +507,31 @@ fn no_cgroup_env_forces_the_fallback() {
         .expect("run the child test");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("mechanism=rss-watchdog"), "{stdout}");
+    assert!(stdout.contains("mechanism=rss-watchdog: asked for (POOLCHAOS_NO_CGROUP=1)"), "{stdout}");
 }
 
+/// v2's `cgroup.kill` takes a forking run whole: on a v2 host, the runs'
+/// own cgroups; on a hybrid host (v1), a cgroup on the unified mount, which
+/// has no controllers but has `cgroup.kill` and `cgroup.procs`.
 #[test]
-fn v2_cgroup_kill_on_the_unified_hierarchy() {
-    // Hybrid machines: the unified tree has no controllers, but cgroup.kill
-    // and cgroup.procs are core files. Without a limit, v2 can be asked for.
-    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
-        eprintln!("skipped: no unified cgroup2 mount");
-        return;
-    }
-    let options = SandboxOptions { memory_limit_mib: None, mechanism: Some(OomMechanism::CgroupV2) };
-    let sb = Sandbox::create_with("t-v2", options).expect("create v2");
-    assert_eq!(sb.mechanism(), OomMechanism::CgroupV2);
+fn v2_cgroup_kill_takes_a_forking_run_whole() {
+    let session = session();
+    let sb = match host_mechanism() {
+        OomMechanism::CgroupV2 => cgroup_sandbox(&session, "t-v2", None),
+        OomMechanism::CgroupV1 => {
+            let options = SandboxOptions { memory_limit_mib: None, mechanism: Some(OomMechanism::CgroupV2) };
+            let sb = session.sandbox_with("t-v2", &options).expect("a v2 cgroup on the unified mount");
+            // With a limit but no memory controller: refused, not silently unlimited.
+            let limited = SandboxOptions { memory_limit_mib: Some(64), mechanism: Some(OomMechanism::CgroupV2) };
+            assert!(session.sandbox_with("t-v2-limited", &limited).is_err());
+            sb
+        }
+        OomMechanism::RssWatchdog => panic!("this test needs cgroup v2; this host offers no cgroups"),
+    };
+    assert_eq!(sb.mechanism().kind, OomMechanism::CgroupV2);
     let dirs = sb.cgroup_dirs();
     assert_eq!(dirs.len(), 1);
     assert!(dirs[0].join("cgroup.kill").exists());
-    // With a limit but no memory controller: refused, not silently unlimited.
-    let limited = SandboxOptions { memory_limit_mib: Some(64), mechanism: Some(OomMechanism::CgroupV2) };
-    assert!(Sandbox::create_with("t-v2-limited", limited).is_err());
 
     let mut owner = Proc::spawn("read x; while :; do sleep 30 & done");
     sb.enter(owner.pid()).expect("enter");
@@ -464,38 +546,35 @@ fn v2_cgroup_kill_on_the_unified_hierarchy() {
 }
 
 #[test]
-fn reap_orphans_reaps_reparented_children_but_not_kept_ones() {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
-
-    // An orphan: its parent exits first, so it is re-parented to this process.
-    let out =
-        Command::new("sh").args(["-c", "(sleep 0.2; exit 7) & echo $!"]).stdout(Stdio::piped()).output().expect("sh");
-    let orphan: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("orphan pid");
-
-    // A child someone waits for by pid, and a sandbox's owner: both kept.
-    let mut waited = Command::new("true").spawn().expect("spawn");
-    let keep = sandbox::keep_child(waited.id());
-    let sb = Sandbox::create_without_cgroup("t-reap", None).expect("create");
-    let mut owner = Proc::spawn("read x; exit 3");
+fn reap_orphans_reaps_a_runs_orphans_but_no_one_elses_children() {
+    let session = session();
+    // A run's owner leaves an orphan (in its process group) behind: it comes
+    // back to this process, a subreaper.
+    let sb = session.sandbox("t-reap", None).expect("create");
+    let mut owner = Proc::spawn("read x; (sleep 0.2; exit 7) & echo $!; exit 3");
     sb.enter(owner.pid()).expect("enter");
+    // A child of this process outside any run, which someone waits for by pid.
+    let mut waited = Command::new("true").spawn().expect("spawn");
     owner.go();
+    let orphan = owner.pid_line();
 
     wait_until("all three are zombies", || [orphan, waited.id(), owner.pid()].iter().all(|&p| state(p) == Some('Z')));
-    let reaped = sandbox::reap_orphans();
+    let reaped = session.reap_orphans();
     let orphan_status = reaped.iter().find(|(p, _)| *p == orphan).map(|(_, s)| *s);
     assert_eq!(orphan_status.and_then(|s| s.code()), Some(7), "reaped: {reaped:?}");
     assert!(reaped.iter().all(|(p, _)| *p != waited.id() && *p != owner.pid()), "{reaped:?}");
-    assert!(waited.wait().expect("the kept child is still ours to wait for").success());
+    assert!(waited.wait().expect("the other child is still ours to wait for").success());
     assert_eq!(owner.wait().code(), Some(3));
-    drop(keep);
     sb.remove().expect("remove");
 }
 
 #[test]
 fn a_run_that_panics_leaves_nothing() {
     let (tx, rx) = mpsc::channel();
+    let session = std::sync::Arc::new(session());
+    let theirs = std::sync::Arc::clone(&session);
     let runner = std::thread::spawn(move || {
-        let sb = v1_sandbox("t-panic", Some(64));
+        let sb = cgroup_sandbox(&theirs, "t-panic", Some(64));
         // A process that is not the test's Child: only the sandbox can clean it.
         let out = Command::new("sh")
             .args(["-c", "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"])
