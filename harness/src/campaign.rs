@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 use pools::{CallStyle, FaultKind, FaultPoint, PoolKind, Workload};
 use serde::{Deserialize, Serialize};
 
+use crate::checker::Judgement;
 use crate::events::Logged;
 use crate::oracle::{self, Expectation};
 use crate::plan::{Dice, Plan};
+use crate::protocol::Signal;
 use crate::runner::{self, RunContext};
-use crate::scenario::{Aim, Nemesis, Scenario, SelfFault, Signal, Storm, TaskGroup};
+use crate::scenario::{Aim, Nemesis, Scenario, SelfFault, Storm, TaskGroup};
 use crate::shrink;
 use crate::target::Target;
 use crate::verdict::{RunRecord, Verdict};
@@ -264,21 +266,21 @@ pub struct Settings {
     pub max_findings: Option<usize>,
 }
 
-/// Judges one run: the oracle's expectation, and a finding if any.
-pub fn judge(pool: PoolKind, plan: &Plan, events: &[Logged], record: &RunRecord) -> (Expectation, Option<FindingKind>) {
+/// Judges one run: the oracle's expectation, and a finding if any: the
+/// checker's safety findings first, then a verdict that is not the oracle's.
+pub fn judge(
+    pool: PoolKind,
+    plan: &Plan,
+    events: &[Logged],
+    judgement: &Judgement,
+) -> (Expectation, Option<FindingKind>) {
     let expectation = oracle::expect(pool, plan, events);
-    let t = &record.tasks;
-    let unsafe_what = if !record.leaks.is_empty() {
-        Some(format!("leaked: {}", record.leaks.join("; ")))
-    } else if t.duplicated > 0 || t.wrong > 0 || (t.lost > 0 && record.verdict != Verdict::Hung) {
-        Some(format!("{} duplicated, {} wrong, {} lost", t.duplicated, t.wrong, t.lost))
-    } else {
-        None
-    };
-    let finding = match (&expectation, unsafe_what) {
-        (_, Some(what)) => Some(FindingKind::Safety { verdict: record.verdict, what }),
-        (Expectation::Verdict(expected, _), None) if *expected != record.verdict => {
-            Some(FindingKind::Oracle { verdict: record.verdict, expected: *expected })
+    let finding = match &expectation {
+        _ if !judgement.findings.is_empty() => {
+            Some(FindingKind::Safety { verdict: judgement.verdict, what: judgement.findings.join("; ") })
+        }
+        Expectation::Verdict(expected, _) if *expected != judgement.verdict => {
+            Some(FindingKind::Oracle { verdict: judgement.verdict, expected: *expected })
         }
         _ => None,
     };
@@ -294,7 +296,7 @@ pub fn run_once(
 ) -> anyhow::Result<(RunRecord, Expectation, Option<FindingKind>)> {
     let plan = Plan::new(scenario, Target::Pool(pool), scenario.seed.unwrap_or(0));
     let result = runner::run(&plan, ctx, run_id)?;
-    let (expectation, finding) = judge(pool, &plan, &result.events, &result.record);
+    let (expectation, finding) = judge(pool, &plan, &result.events, &result.judgement);
     let mut record = result.record;
     if let Expectation::Verdict(v, _) = &expectation {
         record.expected = Some(*v);

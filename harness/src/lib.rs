@@ -28,6 +28,7 @@ pub mod nemesis;
 pub mod oracle;
 pub mod owner;
 pub mod plan;
+pub mod protocol;
 pub mod report;
 pub mod runner;
 pub mod sandbox;

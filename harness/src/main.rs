@@ -470,7 +470,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Command::OwnerPlan { scenario: path, pool, seed } => match scenario::load(&path) {
             Ok(s) => {
                 let plan = plan::Plan::new(&s, pool, seed);
-                println!("{}", serde_json::to_string(&plan::OwnerPlan::from(&plan))?);
+                println!("{}", serde_json::to_string(&harness::protocol::OwnerPlan::from(&plan))?);
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

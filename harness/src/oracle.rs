@@ -15,12 +15,48 @@
 
 use std::fmt;
 
-use pools::{FaultKind, PoolKind, Workload};
+use pools::{FaultKind, PoolKind};
 
-use crate::events::{Event, Logged};
+use crate::events::Logged;
 use crate::plan::Plan;
-use crate::scenario::Signal;
+use crate::protocol::{Event, Signal};
+use crate::target::Target;
 use crate::verdict::Verdict;
+
+/// What a pool does by design beyond its verdict: facts the checker holds
+/// it to, declared here per pool, not guessed from a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Design {
+    /// A fault may fail tasks it did not touch: `polling` and the executors
+    /// break whole (`PoolBroken` for every pending task), and
+    /// `multiprocessing.Pool.map` raises one error for the whole call. A
+    /// command's design is not known, so it is not held to per-task failures.
+    pub fails_bystanders: bool,
+    /// The owner reports callbacks (`apply_async`: one per task; `map_async`:
+    /// one per batch). The executors' adapters call back per future and a
+    /// refused submit gets none; `py-process-per-task` has no callbacks.
+    pub callbacks: bool,
+}
+
+/// What `target` does by design.
+pub fn design(target: &Target) -> Design {
+    match target {
+        Target::Pool(kind) => Design { fails_bystanders: *kind == PoolKind::Polling, callbacks: true },
+        Target::Python(name) => Design {
+            fails_bystanders: matches!(
+                *name,
+                "py-pool-map"
+                    | "py-pool-map-async"
+                    | "py-seed-polling"
+                    | "py-seed-polling-async"
+                    | "py-ppe"
+                    | "py-loky"
+            ),
+            callbacks: matches!(*name, "py-pool-apply-async" | "py-pool-map-async" | "py-billiard"),
+        },
+        Target::Command(_) => Design { fails_bystanders: true, callbacks: false },
+    }
+}
 
 /// What a pool must do with a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +95,7 @@ struct Facts {
 fn facts(plan: &Plan, events: &[Logged]) -> Facts {
     let mut f = Facts::default();
     for (i, task) in plan.tasks.iter().enumerate() {
-        let oom = matches!(task.work, Workload::Alloc { mib, .. } if plan.memory_limit_mib.is_some_and(|l| u64::from(mib) >= l));
-        if oom {
+        if plan.is_oom(task) {
             f.deadly.push((i, u32::MAX));
         }
         let Some(fault) = task.fault else { continue };
@@ -82,8 +117,8 @@ fn facts(plan: &Plan, events: &[Logged]) -> Facts {
                 _ => {}
             }
         }
-        match (running, signal.as_str()) {
-            (Some(tag), "sigkill") => f.struck.push(tag),
+        match (running, signal) {
+            (Some(tag), Signal::Sigkill) => f.struck.push(tag),
             (Some(tag), _) => f.stopped.push(tag),
             (None, _) => f.idle_strikes += 1,
         }

@@ -15,6 +15,8 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use serde::{Deserialize, Serialize};
 
+use crate::oracle;
+use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, Verdict};
 
 /// Everything one invocation of the harness found.
@@ -205,13 +207,15 @@ impl Report {
     }
 
     /// The canonical outcome matrix: a line per (scenario, pool), sorted, with
-    /// the verdict, the expectation, the task counts, the error kinds and the
-    /// fault kinds. Nothing that changes between runs of the same code: no
-    /// timings, pids, paths, diagnosis or leak details, no error counts.
+    /// the verdict, the expectation, what the tasks got (per kind, counted)
+    /// and the fault kinds. Nothing that changes between runs of the same
+    /// code: no timings, pids, paths, diagnosis or leak details. Where the
+    /// count depends on timing (a hung run, a kill storm, a pool that breaks
+    /// whole, so that what finished before the death varies) it holds the
+    /// error kinds alone.
     pub fn canonical(&self) -> String {
-        // Counts are left out: under random kills and storms how many tasks a
-        // fragile pool loses depends on timing; its verdict and error kinds do not.
-        let mut out = String::from("# scenario × pool: verdict (expectation) | tasks | error kinds | fault kinds\n");
+        let mut out =
+            String::from("# scenario × pool: verdict (expectation) | tasks: outcomes by kind | fault kinds\n");
         let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
         runs.sort_by(|a, b| (&a.scenario, &a.pool).cmp(&(&b.scenario, &b.pool)));
         for run in runs {
@@ -220,21 +224,26 @@ impl Report {
                 Some(e) if e == run.verdict => format!("{} (as expected)", run.verdict),
                 Some(e) => format!("{} (expected {e}) {MISMATCH}", run.verdict),
             };
-            // A hung run's errors are those delivered before the deadline, and a
-            // storm's victims are whoever runs when it strikes: timing, not behaviour.
-            let timed = run.verdict == Verdict::Hung || run.faults.iter().any(|f| f.at.contains("(storm"));
-            let errors: Vec<&str> = if timed { Vec::new() } else { run.errors.keys().map(String::as_str).collect() };
+            let breaks_whole = run.pool.parse::<Target>().is_ok_and(|t| oracle::design(&t).fails_bystanders);
+            let storm = run.faults.iter().any(|f| f.at.contains("(storm"));
+            let tasks = if run.verdict == Verdict::Hung || storm {
+                // The errors delivered before the deadline, a storm's victims: timing, not behaviour.
+                format!("tasks {} | errors: -", run.tasks.total)
+            } else if breaks_whole {
+                let kinds: Vec<&str> = run.errors.keys().map(String::as_str).collect();
+                format!("tasks {} | errors: {}", run.tasks.total, list_or_dash(&kinds))
+            } else {
+                format!("tasks {}: {}", run.tasks.total, outcome_counts(run))
+            };
             let mut faults: Vec<&str> = run.faults.iter().map(|f| f.kind.as_str()).collect();
             faults.sort();
             faults.dedup();
             let _ = writeln!(
                 out,
-                "{} × {}: {verdict} | tasks {} | errors: {} | faults: {}",
+                "{} × {}: {verdict} | {tasks} | faults: {}",
                 run.scenario,
                 run.pool,
-                run.tasks.total,
-                list_or_dash(&errors),
-                list_or_dash(&faults),
+                list_or_dash(&faults)
             );
         }
         out
@@ -481,6 +490,19 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
+/// What the tasks got, counted per kind: `ok 6, Task 2`, `ok 3, WorkerLost(SIGKILL) 1, untouched 1, lost 1`.
+fn outcome_counts(run: &RunRecord) -> String {
+    let t = &run.tasks;
+    let mut parts = vec![format!("ok {}", t.ok)];
+    parts.extend(run.errors.iter().map(|(kind, n)| format!("{kind} {n}")));
+    for (n, what) in [(t.bystanders, "untouched"), (t.lost, "lost"), (t.duplicated, "duplicated"), (t.wrong, "wrong")] {
+        if n > 0 {
+            parts.push(format!("{what} {n}"));
+        }
+    }
+    parts.join(", ")
+}
+
 /// `4: 3 ok, 1 lost` (the zero counts left out), or `4, all ok`.
 fn tasks_text(run: &RunRecord) -> String {
     let t = &run.tasks;
@@ -496,33 +518,9 @@ fn tasks_text(run: &RunRecord) -> String {
     format!("{}: {}", t.total, parts.join(", "))
 }
 
+/// `SIGKILL (9)`.
 fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        17 => "SIGCHLD",
-        18 => "SIGCONT",
-        19 => "SIGSTOP",
-        20 => "SIGTSTP",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        31 => "SIGSYS",
-        _ => return format!("signal {signal}"),
-    };
-    format!("{name} ({signal})")
+    format!("{} ({signal})", crate::protocol::signal_name(signal))
 }
 
 fn exit_how(exit: &ExitRecord) -> String {

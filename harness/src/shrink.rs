@@ -127,7 +127,8 @@ fn without_tasks(s: &Scenario, drop: &[usize]) -> Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Nemesis, SelfFault, Signal, TaskGroup};
+    use crate::protocol::Signal;
+    use crate::scenario::{Nemesis, SelfFault, TaskGroup};
     use crate::verdict::Verdict;
     use pools::{CallStyle, FaultKind, FaultPoint, PoolKind};
 
