@@ -24,7 +24,7 @@
 //! takes the tasks with it; what the deadline's teardown leaves behind is the
 //! teardown's, not a leak of the pool.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pools::CallStyle;
 
@@ -141,7 +141,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             _ => {}
         }
     }
-    let touched = touched(plan, events);
+    let touched = touched(plan, events, &outcomes);
     let design = oracle::design(&plan.pool);
     let mut tasks = Vec::with_capacity(n);
     let mut counts = TaskCounts { total: n, ..TaskCounts::default() };
@@ -273,9 +273,13 @@ fn verdict(
 }
 
 /// The tasks a fault touched: those that carry one or allocate past the
-/// memory limit, those aimed at from outside, and those whose worker was
-/// struck, or died, while running them (from the trace).
-fn touched(plan: &Plan, events: &[Logged]) -> Vec<bool> {
+/// memory limit, those aimed at from outside, those that ran on a worker that
+/// was struck or died abnormally (from the trace; the order in which the
+/// harness read the trace and the strikes is not trusted), and those whose
+/// error names such a worker and that never ran elsewhere (killed before
+/// their first trace line). A copy of another task's error names a worker
+/// the task never ran on: it does not count.
+fn touched(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<bool> {
     let mut touched: Vec<bool> = plan.tasks.iter().map(|t| t.fault.is_some() || plan.is_oom(t)).collect();
     for n in &plan.nemesis {
         if let crate::scenario::Aim::Task(i) = n.target
@@ -284,26 +288,30 @@ fn touched(plan: &Plan, events: &[Logged]) -> Vec<bool> {
             touched[i] = true;
         }
     }
-    let index: HashMap<u64, usize> = plan.tasks.iter().enumerate().map(|(i, t)| (t.tag, i)).collect();
-    let mut running: HashMap<u32, u64> = HashMap::new();
+    let mut hit: HashSet<u32> = HashSet::new();
+    let mut ran_on: HashMap<u64, HashSet<u32>> = HashMap::new();
     for logged in events {
-        let hit = match logged.event {
+        match logged.event {
             Event::TaskStarted { tag, pid, .. } => {
-                running.insert(pid, tag);
-                None
+                ran_on.entry(tag).or_default().insert(pid);
             }
-            Event::TaskDone { tag, pid, .. } => {
-                if running.get(&pid) == Some(&tag) {
-                    running.remove(&pid);
-                }
-                None
+            Event::Nemesis { pid, .. } => {
+                hit.insert(pid);
             }
-            Event::Nemesis { pid, .. } | Event::WorkerExit { pid, .. } => running.get(&pid).copied(),
-            _ => None,
-        };
-        if let Some(i) = hit.and_then(|tag| index.get(&tag)) {
-            touched[*i] = true;
+            Event::WorkerExit { pid, signal, code } if signal.is_some() || code.is_some_and(|c| c != 0) => {
+                hit.insert(pid);
+            }
+            _ => {}
         }
+    }
+    for (i, task) in plan.tasks.iter().enumerate() {
+        let ran = ran_on.get(&task.tag);
+        let error_pid = outcomes[i].iter().find_map(|o| match o {
+            OutcomeRecord::Error { pid: Some(pid), .. } => Some(*pid),
+            _ => None,
+        });
+        touched[i] |= ran.is_some_and(|pids| pids.iter().any(|p| hit.contains(p)))
+            || error_pid.is_some_and(|p| hit.contains(&p) && ran.is_none_or(|pids| pids.contains(&p)));
     }
     touched
 }

@@ -2,7 +2,9 @@
 //!
 //! - `run [FILES|DIRS]`: every scenario against its pools, each run in a
 //!   sandbox; a table, and with `--out` the report files. Exit 0 when every
-//!   verdict met its expectation, 1 when one did not, 2 on bad input.
+//!   verdict met its expectation, 1 when one did not, 2 on bad input (no
+//!   scenario found included), 3 when runs were skipped and none missed
+//!   (unless `--allow-skipped`).
 //! - `list`, `explain SCENARIO`: what the scenarios are.
 //! - `matrix`: the quick in-process fault matrix (every pool x self-placed
 //!   fault x call style).
@@ -11,6 +13,7 @@
 //!   latency; writes `summary.md` and `throughput.svg` (the `benches` crate).
 //! - `owner`: the pool's owner inside a run (started by `run`, not by people).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,6 +23,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use harness::runner::RunContext;
 use harness::{matrix, plan, scenario, suite};
 use pools::{PoolKind, WorkerProgram};
+
+/// The exit status of a `run` whose only fault is that runs were skipped.
+const SKIPPED: u8 = 3;
 
 /// Fault-injection test harness and benchmark suite for process pools.
 #[derive(Parser)]
@@ -62,12 +68,16 @@ enum Command {
         /// Runs at once, each in its own sandbox (they mostly wait).
         #[arg(short = 'j', long, default_value_t = 6)]
         jobs: usize,
+        /// Exit 0 even when runs were skipped (a target's package missing); otherwise that is exit 3.
+        #[arg(long)]
+        allow_skipped: bool,
     },
     /// A randomized campaign: many seeded plans against one pool, each judged
     /// by its oracle; failures shrunk to a scenario file under reports/failures/.
     Campaign {
+        /// One of our pools (planted bugs included) or a Python target (`py-pebble`, ...).
         #[arg(long)]
-        pool: PoolKind,
+        pool: harness::target::Target,
         /// How many runs (of this share).
         #[arg(long, conflicts_with = "for_")]
         runs: Option<u64>,
@@ -91,8 +101,14 @@ enum Command {
         /// Do not shrink findings.
         #[arg(long)]
         no_shrink: bool,
-        /// Stop at the first finding.
+        /// How long one shrink may take: `90s`, `5m`.
+        #[arg(long, value_parser = parse_duration, default_value = "90s")]
+        shrink_budget: Duration,
+        /// Start no new run once this many distinct findings are in.
         #[arg(long)]
+        max_findings: Option<usize>,
+        /// Stop at the first finding (`--max-findings 1`).
+        #[arg(long, conflicts_with = "max_findings")]
         fail_fast: bool,
         #[command(flatten)]
         knobs: KnobArgs,
@@ -266,7 +282,7 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { paths, pools, target, seed, out, format, jobs } => {
+        Command::Run { paths, pools, target, seed, out, format, jobs, allow_skipped } => {
             let scenarios = match scenario::load_all(&paths) {
                 Ok(s) => s,
                 Err(e) => {
@@ -321,43 +337,77 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Format::Json => println!("{}", report.json()),
                 Format::Junit => print!("{}", report.junit()),
             }
-            Ok(if report.all_as_expected() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            let skipped = report.skipped();
+            if !report.all_as_expected() {
+                Ok(ExitCode::from(1))
+            } else if skipped > 0 && !allow_skipped {
+                eprintln!("poolchaos: {skipped} run(s) skipped, which is not a pass (--allow-skipped to accept)");
+                Ok(ExitCode::from(SKIPPED))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
         }
-        Command::Campaign { pool, runs, for_, seed, partition, jobs, out, failures, no_shrink, fail_fast, knobs } => {
+        Command::Campaign {
+            pool,
+            runs,
+            for_,
+            seed,
+            partition,
+            jobs,
+            out,
+            failures,
+            no_shrink,
+            shrink_budget,
+            max_findings,
+            fail_fast,
+            knobs,
+        } => {
+            if matches!(pool, harness::target::Target::Command(_)) {
+                eprintln!("poolchaos: --pool: campaigns need an oracle: one of `poolchaos pools`");
+                return Ok(ExitCode::from(2));
+            }
             rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
             harness::sandbox::clean_stale();
             let ctx =
                 RunContext { exe: std::env::current_exe()?, root: harness::target::project_root(), events_dir: None };
-            let settings = harness::campaign::Settings {
-                pool,
-                seed,
-                knobs: knobs.into(),
-                runs: runs.or(if for_.is_none() { Some(100) } else { None }),
-                duration: for_,
-                partition,
-                jobs,
-                failures_dir: failures,
-                shrink: !no_shrink,
-                max_findings: fail_fast.then_some(1),
-            };
-            let bar = match settings.runs {
-                Some(n) => indicatif::ProgressBar::new(n),
-                None => indicatif::ProgressBar::new_spinner(),
+            let mut settings = harness::campaign::Settings::new(pool, seed, knobs.into(), failures);
+            settings.runs = runs.or(if for_.is_none() { Some(100) } else { None });
+            settings.duration = for_;
+            settings.partition = partition;
+            settings.jobs = jobs;
+            settings.shrink = !no_shrink;
+            settings.shrink_budget = shrink_budget;
+            settings.max_findings = max_findings.or(fail_fast.then_some(1));
+            settings.out = out;
+            // A bar on a terminal; progress lines on stderr otherwise (CI logs, a file).
+            let terminal = std::io::stderr().is_terminal();
+            let bar = match (terminal, settings.runs) {
+                (false, _) => indicatif::ProgressBar::hidden(),
+                (true, Some(n)) => indicatif::ProgressBar::new(n),
+                (true, None) => indicatif::ProgressBar::new_spinner(),
             };
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos} runs {elapsed} {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
+            let started = Instant::now();
+            let done = std::sync::atomic::AtomicU64::new(0);
             let tick = |r: &harness::campaign::CampaignRun| {
                 bar.set_message(format!("run {}: {}", r.index, r.verdict));
                 bar.inc(1);
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if !terminal && (n.is_multiple_of(25) || r.record.expected.is_some_and(|e| e != r.verdict)) {
+                    eprintln!(
+                        "[{:>6.1} s] {n} runs; run {}: {} (oracle: {})",
+                        started.elapsed().as_secs_f64(),
+                        r.index,
+                        r.verdict,
+                        r.expected
+                    );
+                }
             };
             let report = harness::campaign::run(&settings, &ctx, &tick)?;
             bar.finish_and_clear();
-            if let Some(dir) = &out {
-                std::fs::create_dir_all(dir)?;
-                std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-            }
             print!("{}", report.summary());
             Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -365,8 +415,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let shares = paths.iter().map(|p| load_campaign(p)).collect::<anyhow::Result<Vec<_>>>()?;
             let merged = harness::campaign::CampaignReport::merge(shares)?;
             if let Some(dir) = &out {
-                std::fs::create_dir_all(dir)?;
-                std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&merged)?)?;
+                harness::campaign::write_report(dir, &merged)?;
             }
             print!("{}", merged.summary());
             Ok(if merged.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })

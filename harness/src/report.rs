@@ -36,9 +36,15 @@ pub struct Report {
 const MISMATCH: &str = "✗";
 
 impl Report {
-    /// Whether every run came to the verdict its scenario expects.
+    /// Whether every run came to the verdict its scenario expects (skipped
+    /// runs break none: they are counted apart, [`Report::skipped`]).
     pub fn all_as_expected(&self) -> bool {
         self.runs.iter().all(RunRecord::as_expected)
+    }
+
+    /// How many runs were skipped: never a pass.
+    pub fn skipped(&self) -> usize {
+        self.runs.iter().filter(|r| r.verdict == Verdict::Skipped).count()
     }
 
     /// The terminal table, without colour codes (for snapshots and logs).
@@ -69,11 +75,13 @@ impl Report {
     /// that did not go as expected, then a section per run.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
-        let expected = self.runs.iter().filter(|r| r.as_expected()).count();
+        let skipped = self.skipped();
+        let expected = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
         let _ = writeln!(md, "# poolchaos report\n");
+        let skipped = if skipped > 0 { format!(" · **{skipped} skipped** (not a pass)") } else { String::new() };
         let _ = writeln!(
             md,
-            "**{expected} of {} runs as expected** · seed `{}` · OOM mechanism `{}` · {}\n",
+            "**{expected} of {} runs as expected**{skipped} · seed `{}` · OOM mechanism `{}` · {}\n",
             self.runs.len(),
             self.seed,
             self.oom_mechanism,
@@ -356,14 +364,20 @@ impl Report {
 
         // The summary line.
         let total = self.runs.len();
-        let met = self.runs.iter().filter(|r| r.as_expected()).count();
+        let skipped = self.skipped();
+        let met = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
         out += "\n";
         let _ = write!(out, "{total} run{}: ", if total == 1 { "" } else { "s" });
         out += &paint(Style::new().fg_color(Some(AnsiColor::Green.into())), &format!("{met} as expected"));
-        if met < total {
+        if met + skipped < total {
             out += ", ";
             let style = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
-            out += &paint(style, &format!("{} not {MISMATCH}", total - met));
+            out += &paint(style, &format!("{} not {MISMATCH}", total - met - skipped));
+        }
+        if skipped > 0 {
+            out += ", ";
+            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+            out += &paint(style, &format!("{skipped} skipped (not a pass)"));
         }
         let _ = writeln!(
             out,
@@ -373,6 +387,10 @@ impl Report {
             self.oom_mechanism,
             human_ms(self.elapsed_ms),
         );
+        if !self.versions.is_empty() {
+            let versions: Vec<String> = self.versions.iter().map(|(name, v)| format!("{name} {v}")).collect();
+            let _ = writeln!(out, "{}", paint(Style::new().dimmed(), &format!("versions: {}", versions.join(" · "))));
+        }
 
         // The diagnosis of every run that needs a look.
         for run in self.ordered_runs() {
@@ -400,6 +418,46 @@ impl Report {
         }
         out
     }
+}
+
+/// The versions a report carries: poolchaos, the kernel, and the Python,
+/// loky, pebble and billiard the adapters run with (`missing` for a package
+/// the project's Python cannot import; no Python entries if it cannot run).
+pub fn versions(root: &Path) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
+    if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        v.insert("kernel".into(), kernel.trim().into());
+    }
+    v.extend(python_versions(root).unwrap_or_default());
+    v
+}
+
+fn python_versions(root: &Path) -> Option<BTreeMap<String, String>> {
+    const SCRIPT: &str = "import sys, json, importlib.metadata as m\n\
+        v = {'python': sys.version.split()[0]}\n\
+        for p in ('loky', 'pebble', 'billiard'):\n    \
+            try: v[p] = m.version(p)\n    \
+            except Exception: v[p] = 'missing'\n\
+        print(json.dumps(v))";
+    let mut child = std::process::Command::new(crate::target::python(root))
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    // A few lines of output fit in the pipe: wait for the exit, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serde_json::from_reader(child.stdout.take()?).ok()
 }
 
 /// Distinct items, in the order of first appearance.

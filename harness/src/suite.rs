@@ -1,7 +1,6 @@
 //! A suite: many scenarios, each against its pools, run a few at a time, each
 //! in its own sandbox, gathered into one [`Report`].
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -85,18 +84,8 @@ pub fn run(
     Ok(Report {
         seed,
         oom_mechanism: mechanism.map(|m| m.to_string()).unwrap_or_else(|| "none".into()),
-        versions: versions(),
+        versions: crate::report::versions(&ctx.root),
         runs: runs.into_iter().map(|(_, r)| r).collect(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
-}
-
-/// The versions a report carries.
-pub fn versions() -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
-    v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
-    if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-        v.insert("kernel".into(), kernel.trim().into());
-    }
-    v
 }

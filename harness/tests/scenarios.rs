@@ -44,6 +44,40 @@ fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
     assert!(mismatches.is_empty(), "not as expected: {mismatches:#?}");
 }
 
+/// `supervised` with a healthy task failed beside each faulted one, run
+/// under `supervised`'s expectations (the scenario files written back with
+/// the planted pool in its place): `poolchaos run` marks it `✗`, exits 1, and
+/// its canonical lines differ from `supervised`'s in the snapshot.
+#[test]
+fn a_pool_that_fails_a_bystander_is_a_mismatch_and_a_snapshot_diff() {
+    use pools::PoolKind;
+    use pools::supervised::PlantedBug;
+    let supervised = harness::target::Target::Pool(PoolKind::Supervised);
+    let planted = harness::target::Target::Pool(PoolKind::Planted(PlantedBug::FailBystander));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["error-first"];
+    for name in names {
+        let mut s = scenario::load(&root().join(format!("scenarios/{name}.toml"))).expect("scenario");
+        let expected = s.expect.iter().find(|(t, _)| *t == supervised).expect("supervised expected").1;
+        s.expect = vec![(planted.clone(), expected)];
+        std::fs::write(dir.path().join(format!("{name}.toml")), s.to_toml(&[])).expect("write");
+    }
+    let out = poolchaos().args(["run", "--format", "json"]).arg(dir.path()).output().expect("run poolchaos");
+    assert_eq!(out.status.code(), Some(1), "a mismatch: {}", String::from_utf8_lossy(&out.stderr));
+    let mut report: harness::report::Report = serde_json::from_slice(&out.stdout).expect("report json");
+    for run in &mut report.runs {
+        assert!(!run.as_expected(), "{} x {}: {} ({:?})", run.scenario, run.pool, run.verdict, run.diagnosis);
+        assert!(run.findings.iter().any(|f| f.contains("no fault touched it")), "{:?}", run.findings);
+        run.pool = supervised.name();
+    }
+    let snapshot = std::fs::read_to_string(root().join("reports/snapshots/scenarios-matrix.snap")).expect("snapshot");
+    for line in report.canonical().lines().skip(1) {
+        let (key, _) = line.split_once(": ").expect("a canonical line");
+        let ours = snapshot.lines().find(|l| l.starts_with(&format!("{key}: "))).expect("supervised's line");
+        assert_ne!(line, ours, "the snapshot shows the bystander");
+    }
+}
+
 #[test]
 fn a_malformed_scenario_is_refused_with_file_line_and_field_and_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
