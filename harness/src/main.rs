@@ -6,8 +6,6 @@
 //!   scenario found included), 3 when runs were skipped and none missed
 //!   (unless `--allow-skipped`).
 //! - `list`, `explain SCENARIO`: what the scenarios are.
-//! - `matrix`: the quick in-process fault matrix (every pool x self-placed
-//!   fault x call style).
 //! - `speed`: one no-fault map of N echo tasks per pool, timed.
 //! - `bench`: throughput under failures, the floor beside it, detection
 //!   latency; writes `summary.md` and `throughput.svg` (the `benches` crate).
@@ -21,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::runner::RunContext;
-use harness::{matrix, plan, scenario, suite};
+use harness::{plan, scenario, speed, suite};
 use pools::{PoolKind, WorkerProgram};
 
 /// The exit status of a `run` whose only fault is that runs were skipped.
@@ -132,18 +130,6 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Run every pool under every self-placed fault in every call style, in this process.
-    Matrix {
-        /// Pools to run (default: all).
-        #[arg(long, value_delimiter = ',')]
-        pools: Vec<PoolKind>,
-        /// How long a run may take before it is called hung, in ms.
-        #[arg(long, default_value_t = 2000)]
-        deadline_ms: u64,
-        /// Runs at once (they mostly wait).
-        #[arg(short = 'j', long, default_value_t = 8)]
-        jobs: usize,
-    },
     /// Time one no-fault `map` of N echo tasks on each pool.
     Speed {
         #[arg(long, value_delimiter = ',')]
@@ -168,6 +154,17 @@ enum Command {
         /// Only these rows: pools, targets or `*` patterns, comma-separated (`supervised,py-*`; default: all).
         #[arg(long, value_delimiter = ',')]
         pools: Vec<String>,
+    },
+    /// A scenario against its Python target as a standalone Python script (no
+    /// poolchaos needed): what to attach to the pool's bug tracker.
+    Export {
+        scenario: PathBuf,
+        /// Write a Python script (the one form there is).
+        #[arg(long, required = true)]
+        python: bool,
+        /// Write it here instead of stdout.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
     /// Print the plan a pool's owner (or an external target) gets on its stdin.
     OwnerPlan {
@@ -445,25 +442,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
-        Command::Matrix { pools, deadline_ms, jobs } => {
-            let pools = if pools.is_empty() { PoolKind::ALL.to_vec() } else { pools };
-            let program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
-            let started = Instant::now();
-            let cells = matrix::run(&program, &pools, Duration::from_millis(deadline_ms), jobs);
-            print!("{}", matrix::table(&cells));
-            println!(
-                "\n{} runs in {:.1} s; a run is HUNG when its tasks are not all settled {deadline_ms} ms after submission.",
-                cells.len(),
-                started.elapsed().as_secs_f64()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Speed { pools, tasks, workers, repeat } => {
             let pools = if pools.is_empty() { PoolKind::ALL.to_vec() } else { pools };
             let program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
             println!("one map of {tasks} echo tasks on {workers} workers, best of {repeat}:");
             for kind in pools {
-                let best = matrix::time_map(&program, kind, tasks, workers, repeat)?;
+                let best = speed::time_map(&program, kind, tasks, workers, repeat)?;
                 println!(
                     "{:<14} {:>9.1} ms  {:>10.0} tasks/s",
                     kind.to_string(),
@@ -513,6 +497,27 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     println!("wrote {0}/summary.md and {0}/throughput.svg", dir.display());
                 }
                 None => print!("{}", summary.markdown()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { scenario: path, python: _, out } => {
+            let s = match scenario::load(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("poolchaos: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let script = match harness::export::python_script(&s, &path.display().to_string()) {
+                Ok(script) => script,
+                Err(e) => {
+                    eprintln!("poolchaos: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match &out {
+                Some(file) => std::fs::write(file, script).with_context(|| format!("writing {}", file.display()))?,
+                None => print!("{script}"),
             }
             Ok(ExitCode::SUCCESS)
         }

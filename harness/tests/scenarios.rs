@@ -101,6 +101,66 @@ fn a_malformed_scenario_is_refused_with_file_line_and_field_and_exit_2() {
     }
 }
 
+/// Input that names no scenario, or absurd numbers: exit 2, a message naming
+/// the path (and line and field), nothing run, no abort.
+#[test]
+fn no_scenario_and_absurd_numbers_are_refused_with_exit_2_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    let looks_like_a_file = dir.path().join("x.toml");
+    std::fs::create_dir(&empty).expect("mkdir");
+    std::fs::create_dir(&looks_like_a_file).expect("mkdir");
+    for path in [&empty, &looks_like_a_file] {
+        let out = poolchaos().arg("run").arg(path).output().expect("run poolchaos");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("{}: no scenario files", path.display())), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing ran");
+    }
+    let good = std::fs::read_to_string(root().join("scenarios/segfault.toml")).expect("read");
+    let cases = [
+        ("count = 7", "count = 100000000000", ":11:9: tasks[0].count: the scenario would run"),
+        ("workers = 2", "workers = 100000", ":2:11: workers: must be 1 to 256"),
+    ];
+    for (from, to, expected) in cases {
+        let path = dir.path().join("absurd.toml");
+        assert!(good.contains(from), "fixture has {from}");
+        std::fs::write(&path, good.replacen(from, to, 1)).expect("write");
+        let out = poolchaos().arg("run").arg(&path).output().expect("run poolchaos");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "exit 2 for {to}: {stderr}");
+        assert!(stderr.contains(&format!("{}{expected}", path.display())), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing ran");
+    }
+}
+
+/// Without the project's `.venv` (here: a Python that sees no site
+/// packages), the loky run is skipped: `poolchaos run` says how many runs
+/// were skipped and exits 3, not 0; `--allow-skipped` accepts it.
+#[test]
+fn skipped_runs_are_counted_and_are_not_a_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(root().join("targets"), dir.path().join("targets")).expect("symlink");
+    let bin = dir.path().join(".venv/bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::write(bin.join("python"), "#!/bin/sh\nexec python3 -S \"$@\"\n").expect("write");
+    std::fs::set_permissions(bin.join("python"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let run = |extra: &[&str]| {
+        poolchaos()
+            .args(["run", "scenarios/seed-map-sigkill.toml", "--pools", "py-loky"])
+            .args(extra)
+            .env("POOLCHAOS_ROOT", dir.path())
+            .output()
+            .expect("run poolchaos")
+    };
+    let out = run(&[]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 run: 0 as expected, 1 skipped (not a pass)"), "{stdout}");
+    assert!(stderr.contains("1 run(s) skipped"), "{stderr}");
+    assert_eq!(run(&["--allow-skipped"]).status.code(), Some(0));
+}
+
 fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for ctl in ["memory", "freezer", "pids"] {
