@@ -113,10 +113,11 @@ pub fn python_script(scenario: &Scenario, file: &str) -> anyhow::Result<String> 
     let plan = Plan::new(scenario, target.clone(), scenario.seed.unwrap_or(1));
     let owner_plan = serde_json::to_string(&OwnerPlan::from(&plan)).context("the plan as JSON")?;
     let mut not_here = Vec::new();
-    for fault in plan.faults() {
-        if fault.at.contains("(from outside)") || fault.at.contains("(storm") || fault.kind == "oom" {
-            not_here.push(format!("    - {}: {} (not reproduced by this script)", fault.kind, fault.at));
-        }
+    if plan.tasks.iter().any(|t| plan.is_oom(t)) {
+        not_here.push("    - the run's memory limit: an OOM task allocates unbounded here".to_string());
+    }
+    if !plan.nemesis.is_empty() || plan.storm.is_some() {
+        not_here.push("    - the strikes from outside (the harness's nemesis)".to_string());
     }
     let faults: Vec<String> = plan.faults().iter().map(|f| format!("    - {}: {}", f.kind, f.at)).collect();
     let mut out = String::from("#!/usr/bin/env python3\n");

@@ -421,7 +421,7 @@ struct RawFault {
 }
 
 fn mid_task() -> Spanned<String> {
-    Spanned::new(0..0, "mid-task".to_string())
+    Spanned::new(0..0, protocol::fault_point_name(FaultPoint::MidTask).to_string())
 }
 
 #[derive(Deserialize)]
