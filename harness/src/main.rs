@@ -217,6 +217,24 @@ struct KnobArgs {
     deadline_ms: u64,
 }
 
+impl KnobArgs {
+    /// What is out of bounds, as a scenario file's same fields would be.
+    fn refused(&self) -> Option<String> {
+        use harness::scenario::{MAX_MS, MAX_TASKS, MAX_WORKERS};
+        if !(1..=MAX_TASKS).contains(&self.tasks) {
+            Some(format!("--tasks: must be 1 to {MAX_TASKS}"))
+        } else if !(1..=MAX_WORKERS).contains(&self.workers) {
+            Some(format!("--workers: must be 1 to {MAX_WORKERS}"))
+        } else if !(1..=MAX_MS).contains(&self.deadline_ms) || !(1..=MAX_MS).contains(&self.task_timeout_ms) {
+            Some(format!("--deadline-ms, --task-timeout-ms: must be 1 to {MAX_MS}"))
+        } else if self.max_attempts == 0 {
+            Some("--max-attempts: must be at least 1".into())
+        } else {
+            None
+        }
+    }
+}
+
 impl From<KnobArgs> for harness::campaign::Knobs {
     fn from(k: KnobArgs) -> Self {
         harness::campaign::Knobs {
@@ -361,6 +379,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
         } => {
             if matches!(pool, harness::target::Target::Command(_)) {
                 eprintln!("poolchaos: --pool: campaigns need an oracle: one of `poolchaos pools`");
+                return Ok(ExitCode::from(2));
+            }
+            if let Some(bad) = knobs.refused() {
+                eprintln!("poolchaos: {bad}");
                 return Ok(ExitCode::from(2));
             }
             rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;

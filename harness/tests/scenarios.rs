@@ -145,9 +145,18 @@ fn skipped_runs_are_counted_and_are_not_a_pass() {
     std::fs::create_dir_all(&bin).expect("mkdir");
     std::fs::write(bin.join("python"), "#!/bin/sh\nexec python3 -S \"$@\"\n").expect("write");
     std::fs::set_permissions(bin.join("python"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    // A long deadline: a skip is quick, but a loaded machine starts Python slowly.
+    let scenario = dir.path().join("one-task.toml");
+    std::fs::write(
+        &scenario,
+        "description = \"one task\"\nworkers = 1\ndeadline_ms = 120000\n\n[[tasks]]\nwork = { echo = 1 }\n\n\
+         [expect]\npy-loky = \"completed\"\n",
+    )
+    .expect("write");
     let run = |extra: &[&str]| {
         poolchaos()
-            .args(["run", "scenarios/seed-map-sigkill.toml", "--pools", "py-loky"])
+            .arg("run")
+            .arg(&scenario)
             .args(extra)
             .env("POOLCHAOS_ROOT", dir.path())
             .output()
