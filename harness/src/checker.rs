@@ -276,9 +276,10 @@ fn verdict(
 /// memory limit, those aimed at from outside, those that ran on a worker that
 /// was struck or died abnormally (from the trace; the order in which the
 /// harness read the trace and the strikes is not trusted), and those whose
-/// error names such a worker and that never ran elsewhere (killed before
-/// their first trace line). A copy of another task's error names a worker
-/// the task never ran on: it does not count.
+/// error names a worker that was struck or died by a signal or an exit code
+/// (a storm that kills a fork server kills its children unseen), if the task
+/// ran on that worker or never ran at all. A copy of another task's error
+/// names a worker the task never ran on: it does not count.
 fn touched(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<bool> {
     let mut touched: Vec<bool> = plan.tasks.iter().map(|t| t.fault.is_some() || plan.is_oom(t)).collect();
     for n in &plan.nemesis {
@@ -307,11 +308,14 @@ fn touched(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
     for (i, task) in plan.tasks.iter().enumerate() {
         let ran = ran_on.get(&task.tag);
         let error_pid = outcomes[i].iter().find_map(|o| match o {
-            OutcomeRecord::Error { pid: Some(pid), .. } => Some(*pid),
+            OutcomeRecord::Error { pid: Some(pid), signal, code, .. } => {
+                Some((*pid, signal.is_some() || code.is_some_and(|c| c != 0)))
+            }
             _ => None,
         });
         touched[i] |= ran.is_some_and(|pids| pids.iter().any(|p| hit.contains(p)))
-            || error_pid.is_some_and(|p| hit.contains(&p) && ran.is_none_or(|pids| pids.contains(&p)));
+            || error_pid
+                .is_some_and(|(p, died)| (died || hit.contains(&p)) && ran.is_none_or(|pids| pids.contains(&p)));
     }
     touched
 }
