@@ -42,10 +42,6 @@ campaign pool="supervised" runs="200": build
 fuzz pool="supervised": build
     target/release/poolchaos campaign --pool {{pool}} --for 10m --storm-ms 150 --oom-rate 0.01 --stall-rate 0.01 --out reports/campaign
 
-# The quick in-process fault matrix: every pool x self-placed fault x call style.
-matrix: build
-    target/release/poolchaos matrix
-
 # Time one no-fault map of 10,000 echo tasks on 2 workers, for each pool.
 speed: build
     target/release/poolchaos speed

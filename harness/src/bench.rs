@@ -16,12 +16,13 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use anyhow::{bail, ensure};
+use anyhow::bail;
 use benches::load::{Batch, Cost, External, ExternalBatch, Fate, Rate, Settled};
 use pools::{CallStyle, PoolKind, Task};
 
-use crate::events::{Event, OutcomeRecord};
+use crate::checker;
 use crate::plan::{BenchRun, Plan};
+use crate::protocol::{ErrorKind, Event};
 use crate::runner::{self, RunContext};
 use crate::target::Target;
 use crate::verdict::Verdict;
@@ -227,7 +228,6 @@ impl External for Bench<'_> {
         let result = runner::run(&plan, self.ctx, &run_id)?;
         let record = &result.record;
         let why = || format!("the run was {}: {}", record.verdict, record.diagnosis.join("; "));
-        let mut fates: Vec<Option<Fate>> = vec![None; n];
         let (mut warmed, mut timed, mut hung) = (false, None, false);
         for logged in &result.events {
             match &logged.event {
@@ -235,11 +235,6 @@ impl External for Bench<'_> {
                 Event::WarmedUp => warmed = true,
                 Event::Timed { us } => timed = Some(Duration::from_micros(*us)),
                 Event::Deadline => hung = true,
-                Event::Outcome { index, result } if *index < n => {
-                    let first = fates[*index].replace(fate(result)).is_none();
-                    ensure!(first, "{label}: task {index} got two outcomes");
-                }
-                Event::Duplicate { index } => bail!("{label}: task {index} got two outcomes"),
                 _ => {}
             }
         }
@@ -256,21 +251,19 @@ impl External for Bench<'_> {
         let Some(elapsed) = timed else {
             bail!("{label}: the owner reported no `timed` event for its call; {}", why());
         };
-        let fates = fates.into_iter().map(|f| f.unwrap_or_else(|| Fate::Failed("no outcome".into()))).collect();
+        let mut fates = Vec::with_capacity(n);
+        for (index, task) in result.judgement.tasks.iter().enumerate() {
+            fates.push(match &task.fate {
+                checker::Fate::Ok => Fate::Correct,
+                checker::Fate::Wrong => Fate::Wrong,
+                checker::Fate::Pending => Fate::Failed("no outcome".into()),
+                checker::Fate::Duplicated => bail!("{label}: task {index} got two outcomes"),
+                checker::Fate::Failed(ErrorKind::WorkerLost | ErrorKind::TimedOut, _) => Fate::Lost,
+                checker::Fate::Failed(ErrorKind::PoolBroken, _) => Fate::Broken,
+                checker::Fate::Failed(ErrorKind::Task | ErrorKind::Terminated, name) => Fate::Failed(name.clone()),
+            });
+        }
         let settled = Settled::tally(label, &plan.tasks, fates)?;
         Ok(ExternalBatch::Ran(Batch { tasks: n, elapsed, settled: Some(settled) }))
-    }
-}
-
-/// What an outcome the owner reported counts as.
-fn fate(result: &OutcomeRecord) -> Fate {
-    match result {
-        OutcomeRecord::Ok => Fate::Correct,
-        OutcomeRecord::Wrong => Fate::Wrong,
-        OutcomeRecord::Error { kind, message, .. } => match kind.as_str() {
-            "WorkerLost" | "TimedOut" => Fate::Lost,
-            "PoolBroken" => Fate::Broken,
-            _ => Fate::Failed(format!("{kind}: {message}")),
-        },
     }
 }

@@ -15,14 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pools::{CallStyle, FaultKind, FaultPoint, PoolKind, Workload};
+use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::{Deserialize, Serialize};
 
+use crate::checker::Judgement;
 use crate::events::Logged;
 use crate::oracle::{self, Expectation};
 use crate::plan::{Dice, Plan};
+use crate::protocol::Signal;
 use crate::runner::{self, RunContext};
-use crate::scenario::{Aim, Nemesis, Scenario, SelfFault, Signal, Storm, TaskGroup};
+use crate::scenario::{Aim, Nemesis, Scenario, SelfFault, Storm, TaskGroup};
 use crate::shrink;
 use crate::target::Target;
 use crate::verdict::{RunRecord, Verdict};
@@ -82,10 +84,12 @@ pub fn run_seed(seed: u64, index: u64) -> u64 {
 }
 
 /// The plan of run `index`, as an explicit scenario (no random parts left).
-pub fn generate(knobs: &Knobs, pool: PoolKind, seed: u64, index: u64) -> Scenario {
+pub fn generate(knobs: &Knobs, pool: &Target, seed: u64, index: u64) -> Scenario {
     let run_seed = run_seed(seed, index);
     let mut dice = Dice::new(run_seed);
+    // Drawn for every target, so a seed is the same plan whatever the target fixes.
     let style = *dice.pick(&CallStyle::ALL);
+    let style = pool.style().unwrap_or(style);
     let mut tasks = Vec::with_capacity(knobs.tasks);
     let mut nemesis = Vec::new();
     for i in 0..knobs.tasks {
@@ -132,7 +136,7 @@ pub fn generate(knobs: &Knobs, pool: PoolKind, seed: u64, index: u64) -> Scenari
         nemesis,
         random: None,
         storm: (knobs.storm_ms > 0).then_some(Storm { signal: Signal::Sigkill, every_ms: knobs.storm_ms }),
-        expect: vec![(Target::Pool(pool), Verdict::Completed)],
+        expect: vec![(pool.clone(), Verdict::Completed)],
     }
 }
 
@@ -141,8 +145,62 @@ pub fn generate(knobs: &Knobs, pool: PoolKind, seed: u64, index: u64) -> Scenari
 pub enum FindingKind {
     /// The verdict is not the oracle's.
     Oracle { verdict: Verdict, expected: Verdict },
-    /// A safety invariant broke: a task lost, duplicated or wrong; something leaked.
+    /// A safety invariant broke (the checker's findings): a task lost,
+    /// duplicated, wrong, failed untouched; something leaked.
     Safety { verdict: Verdict, what: String },
+}
+
+impl FindingKind {
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            FindingKind::Oracle { verdict, .. } | FindingKind::Safety { verdict, .. } => *verdict,
+        }
+    }
+
+    /// What makes two findings the same failure: the verdict and the
+    /// oracle's, or the verdict and what broke, with the numbers left out.
+    /// Only the first finding of a signature is shrunk.
+    pub fn signature(&self) -> String {
+        match self {
+            FindingKind::Oracle { verdict, expected } => format!("{verdict}, oracle says {expected}"),
+            FindingKind::Safety { verdict, .. } => format!("{verdict}: {}", self.breaks().join("; ")),
+        }
+    }
+
+    /// What broke, each kind once, numbers left out (`task # failed with Task, ...`).
+    fn breaks(&self) -> Vec<String> {
+        let FindingKind::Safety { what, .. } = self else { return Vec::new() };
+        let mut kinds: Vec<String> = what
+            .split("; ")
+            .map(|w| {
+                let mut out = String::new();
+                for c in w.chars() {
+                    match (c.is_ascii_digit(), out.ends_with('#')) {
+                        (true, true) => {}
+                        (true, false) => out.push('#'),
+                        (false, _) => out.push(c),
+                    }
+                }
+                out
+            })
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
+    /// Whether `other` still shows this failure (for shrinking and replays):
+    /// the same verdict, and the oracle's, or one of the same things broken.
+    pub fn shown_by(&self, other: &FindingKind) -> bool {
+        match (self, other) {
+            (FindingKind::Oracle { .. }, FindingKind::Oracle { .. }) => self == other,
+            (FindingKind::Safety { verdict: a, .. }, FindingKind::Safety { verdict: b, .. }) => {
+                let theirs = other.breaks();
+                a == b && self.breaks().iter().any(|k| theirs.contains(k))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A run that broke the oracle or an invariant, with its reproducer.
@@ -151,8 +209,17 @@ pub struct Finding {
     pub run: u64,
     pub seed: u64,
     pub kind: FindingKind,
+    /// See [`FindingKind::signature`].
+    #[serde(default)]
+    pub signature: String,
+    /// The earlier finding of the same signature, if this one is a repeat (not shrunk).
+    #[serde(default)]
+    pub same_as: Option<u64>,
     pub faults_before: usize,
     pub faults_after: usize,
+    /// How many replays of the shrunk reproducer failed the same way, of how many.
+    #[serde(default)]
+    pub replays_failed: Option<(usize, usize)>,
     /// The shrunk scenario file that replays the finding.
     pub reproducer: Option<String>,
 }
@@ -179,6 +246,9 @@ pub struct CampaignReport {
     /// Runs where the oracle could not decide, and why.
     pub undetermined: usize,
     pub elapsed_ms: u64,
+    /// The campaign stopped before its runs were done (`--max-findings`), or this is a report written as it ran.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 impl CampaignReport {
@@ -190,28 +260,40 @@ impl CampaignReport {
         counts
     }
 
+    /// The findings of distinct signatures.
+    pub fn distinct(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.same_as.is_none())
+    }
+
     pub fn summary(&self) -> String {
         let counts: Vec<String> = self.verdict_counts().iter().map(|(v, n)| format!("{v} {n}")).collect();
         let mut out = format!(
-            "campaign: {} runs of {} (seed {}{}), {:.1} s\n  verdicts: {}\n  findings: {}; oracle undetermined: {}\n",
+            "campaign: {} runs of {} (seed {}{}), {:.1} s{}\n  verdicts: {}\n  findings: {} ({} distinct); oracle undetermined: {}\n",
             self.runs.len(),
             self.pool,
             self.seed,
             self.partition.as_ref().map(|p| format!(", share {p}")).unwrap_or_default(),
             self.elapsed_ms as f64 / 1000.0,
+            if self.partial { " (stopped early)" } else { "" },
             counts.join(", "),
             self.findings.len(),
+            self.distinct().count(),
             self.undetermined,
         );
-        for f in &self.findings {
-            let what = match &f.kind {
-                FindingKind::Oracle { verdict, expected } => format!("{verdict}, oracle says {expected}"),
-                FindingKind::Safety { verdict, what } => format!("{verdict}: {what}"),
-            };
+        for f in self.distinct() {
+            let repeats: Vec<String> =
+                self.findings.iter().filter(|o| o.same_as == Some(f.run)).map(|o| o.run.to_string()).collect();
+            let replays = f
+                .replays_failed
+                .map(|(n, of)| format!("; the reproducer fails {n} of {of} replays"))
+                .unwrap_or_default();
+            let again =
+                if repeats.is_empty() { String::new() } else { format!("; again in runs {}", repeats.join(", ")) };
             out += &format!(
-                "  finding: run {} (seed {}): {what}; {} fault(s) shrunk to {}; replay: poolchaos run {}\n",
+                "  finding: run {} (seed {}): {}; {} fault(s) shrunk to {}{replays}{again}; replay: poolchaos run {}\n",
                 f.run,
                 f.seed,
+                f.signature,
                 f.faults_before,
                 f.faults_after,
                 f.reproducer.as_deref().unwrap_or("-")
@@ -236,9 +318,21 @@ impl CampaignReport {
             merged.findings.extend(share.findings);
             merged.undetermined += share.undetermined;
             merged.elapsed_ms = merged.elapsed_ms.max(share.elapsed_ms);
+            merged.partial |= share.partial;
         }
         merged.runs.sort_by_key(|r| r.index);
         merged.findings.sort_by_key(|f| f.run);
+        // A signature found in two shares: the later run repeats the earlier.
+        let mut first: BTreeMap<String, u64> = BTreeMap::new();
+        for f in &mut merged.findings {
+            match first.get(&f.signature) {
+                Some(&run) if run != f.run => f.same_as = Some(run),
+                _ => {
+                    first.insert(f.signature.clone(), f.run);
+                    f.same_as = None;
+                }
+            }
+        }
         merged.partition = None;
         Ok(merged)
     }
@@ -246,7 +340,7 @@ impl CampaignReport {
 
 /// Where and how a campaign runs.
 pub struct Settings {
-    pub pool: PoolKind,
+    pub pool: Target,
     pub seed: u64,
     pub knobs: Knobs,
     /// Stop after this many runs (of this share) ...
@@ -260,25 +354,49 @@ pub struct Settings {
     pub failures_dir: PathBuf,
     /// Whether to shrink findings (slow: each step is a run).
     pub shrink: bool,
-    /// Start no new run once this many findings are in.
+    /// How long one shrink may take, replays of the reproducer included.
+    pub shrink_budget: Duration,
+    /// Start no new run once this many findings of distinct signatures are in.
     pub max_findings: Option<usize>,
+    /// Write `report.json` here as runs finish (and at the end).
+    pub out: Option<PathBuf>,
 }
 
-/// Judges one run: the oracle's expectation, and a finding if any.
-pub fn judge(pool: PoolKind, plan: &Plan, events: &[Logged], record: &RunRecord) -> (Expectation, Option<FindingKind>) {
+impl Settings {
+    /// Settings with the defaults of the command line.
+    pub fn new(pool: Target, seed: u64, knobs: Knobs, failures_dir: PathBuf) -> Settings {
+        Settings {
+            pool,
+            seed,
+            knobs,
+            runs: Some(100),
+            duration: None,
+            partition: None,
+            jobs: 2,
+            failures_dir,
+            shrink: true,
+            shrink_budget: shrink::BUDGET_TIME,
+            max_findings: None,
+            out: None,
+        }
+    }
+}
+
+/// Judges one run: the oracle's expectation, and a finding if any: the
+/// checker's safety findings first, then a verdict that is not the oracle's.
+pub fn judge(
+    pool: &Target,
+    plan: &Plan,
+    events: &[Logged],
+    judgement: &Judgement,
+) -> (Expectation, Option<FindingKind>) {
     let expectation = oracle::expect(pool, plan, events);
-    let t = &record.tasks;
-    let unsafe_what = if !record.leaks.is_empty() {
-        Some(format!("leaked: {}", record.leaks.join("; ")))
-    } else if t.duplicated > 0 || t.wrong > 0 || (t.lost > 0 && record.verdict != Verdict::Hung) {
-        Some(format!("{} duplicated, {} wrong, {} lost", t.duplicated, t.wrong, t.lost))
-    } else {
-        None
-    };
-    let finding = match (&expectation, unsafe_what) {
-        (_, Some(what)) => Some(FindingKind::Safety { verdict: record.verdict, what }),
-        (Expectation::Verdict(expected, _), None) if *expected != record.verdict => {
-            Some(FindingKind::Oracle { verdict: record.verdict, expected: *expected })
+    let finding = match &expectation {
+        _ if !judgement.findings.is_empty() => {
+            Some(FindingKind::Safety { verdict: judgement.verdict, what: judgement.findings.join("; ") })
+        }
+        Expectation::Verdict(expected, _) if *expected != judgement.verdict => {
+            Some(FindingKind::Oracle { verdict: judgement.verdict, expected: *expected })
         }
         _ => None,
     };
@@ -288,18 +406,27 @@ pub fn judge(pool: PoolKind, plan: &Plan, events: &[Logged], record: &RunRecord)
 /// Runs a scenario once for `pool`, judged: the record, the expectation and any finding.
 pub fn run_once(
     scenario: &Scenario,
-    pool: PoolKind,
+    pool: &Target,
     ctx: &RunContext,
     run_id: &str,
 ) -> anyhow::Result<(RunRecord, Expectation, Option<FindingKind>)> {
-    let plan = Plan::new(scenario, Target::Pool(pool), scenario.seed.unwrap_or(0));
+    let plan = Plan::new(scenario, pool.clone(), scenario.seed.unwrap_or(0));
     let result = runner::run(&plan, ctx, run_id)?;
-    let (expectation, finding) = judge(pool, &plan, &result.events, &result.record);
+    let (expectation, finding) = judge(pool, &plan, &result.events, &result.judgement);
     let mut record = result.record;
     if let Expectation::Verdict(v, _) = &expectation {
         record.expected = Some(*v);
     }
     Ok((record, expectation, finding))
+}
+
+/// What a campaign has so far, shared by its threads.
+struct Progress {
+    runs: Vec<CampaignRun>,
+    findings: Vec<Finding>,
+    undetermined: usize,
+    /// When `report.json` was last written.
+    written: Option<Instant>,
 }
 
 /// Runs a campaign; `tick` is called after every run.
@@ -312,53 +439,121 @@ pub fn run(
     let (k, n) = settings.partition.unwrap_or((1, 1));
     anyhow::ensure!(n >= 1 && (1..=n).contains(&k), "--partition must be K/N with 1 <= K <= N");
     let mut indices = (0u64..).filter(move |i| i % n == k - 1);
-    let runs = Mutex::new(Vec::new());
-    let findings: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
-    let enough =
-        || settings.max_findings.is_some_and(|m| findings.lock().unwrap_or_else(|e| e.into_inner()).len() >= m);
-    let undetermined = Mutex::new(0usize);
+    let limit = settings.runs;
     let mut taken = 0u64;
-    let next = || {
-        let over =
-            settings.runs.is_some_and(|l| taken >= l) || settings.duration.is_some_and(|d| started.elapsed() >= d);
-        if over || enough() {
+    let progress = Mutex::new(Progress { runs: Vec::new(), findings: Vec::new(), undetermined: 0, written: None });
+    let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
+    let enough =
+        || settings.max_findings.is_some_and(|m| lock().findings.iter().filter(|f| f.same_as.is_none()).count() >= m);
+    let next = || -> Option<u64> {
+        if enough() || limit.is_some_and(|l| taken >= l) || settings.duration.is_some_and(|d| started.elapsed() >= d) {
             return None;
         }
         taken += 1;
         indices.next()
     };
-    ctx.session.execute(settings.jobs, next, |index| {
-        let scenario = generate(&settings.knobs, settings.pool, settings.seed, index);
-        let (record, expectation, finding) = run_once(&scenario, settings.pool, ctx, &format!("c{index}"))?;
-        if matches!(expectation, Expectation::Undetermined(_)) {
-            *undetermined.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    let report = |p: &Progress, partial: bool| {
+        let mut runs = p.runs.clone();
+        runs.sort_by_key(|r| r.index);
+        let mut findings = p.findings.clone();
+        findings.sort_by_key(|f| f.run);
+        CampaignReport {
+            pool: settings.pool.to_string(),
+            seed: settings.seed,
+            knobs: settings.knobs.clone(),
+            partition: settings.partition.map(|(k, n)| format!("{k}/{n}")),
+            runs,
+            findings,
+            undetermined: p.undetermined,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            partial,
         }
+    };
+    ctx.session.execute(settings.jobs, next, |index| {
+        let scenario = generate(&settings.knobs, &settings.pool, settings.seed, index);
+        let (record, expectation, finding) = run_once(&scenario, &settings.pool, ctx, &format!("c{index}"))?;
         let run = CampaignRun { index, verdict: record.verdict, expected: expectation.to_string(), record };
         tick(&run);
-        if let Some(kind) = finding.filter(|_| !enough()) {
-            let finding = report_finding(settings, ctx, &scenario, index, kind);
-            findings.lock().unwrap_or_else(|e| e.into_inner()).push(finding);
+        {
+            let mut p = lock();
+            p.undetermined += usize::from(matches!(expectation, Expectation::Undetermined(_)));
+            p.runs.push(run);
         }
-        runs.lock().unwrap_or_else(|e| e.into_inner()).push(run);
+        if let Some(kind) = finding {
+            // The first of a signature is shrunk; a repeat only names it.
+            let signature = kind.signature();
+            let first = {
+                let mut p = lock();
+                let first = p.findings.iter().find(|f| f.signature == signature).map(|f| f.run);
+                if first.is_none() {
+                    // Claimed at once, so a concurrent repeat does not shrink it too.
+                    p.findings.push(Finding {
+                        run: index,
+                        seed: settings.seed,
+                        kind: kind.clone(),
+                        signature: signature.clone(),
+                        same_as: None,
+                        faults_before: shrink::fault_count(&scenario),
+                        faults_after: shrink::fault_count(&scenario),
+                        replays_failed: None,
+                        reproducer: None,
+                    });
+                }
+                first
+            };
+            let finding = match first {
+                Some(run) => Finding {
+                    run: index,
+                    seed: settings.seed,
+                    signature,
+                    same_as: Some(run),
+                    faults_before: shrink::fault_count(&scenario),
+                    faults_after: shrink::fault_count(&scenario),
+                    replays_failed: None,
+                    reproducer: None,
+                    kind,
+                },
+                None => report_finding(settings, ctx, &scenario, index, kind),
+            };
+            let mut p = lock();
+            p.findings.retain(|f| f.run != index);
+            p.findings.push(finding);
+        }
+        if let Some(dir) = &settings.out {
+            let mut p = lock();
+            if p.written.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                // Best effort while running: the final write reports its error.
+                let _ = write_report(dir, &report(&p, true));
+                p.written = Some(Instant::now());
+            }
+        }
         Ok(())
     })?;
-    let mut runs = runs.into_inner().unwrap_or_else(|e| e.into_inner());
-    runs.sort_by_key(|r| r.index);
-    let mut findings = findings.into_inner().unwrap_or_else(|e| e.into_inner());
-    findings.sort_by_key(|f| f.run);
-    Ok(CampaignReport {
-        pool: settings.pool.to_string(),
-        seed: settings.seed,
-        knobs: settings.knobs.clone(),
-        partition: settings.partition.map(|(k, n)| format!("{k}/{n}")),
-        runs,
-        findings,
-        undetermined: undetermined.into_inner().unwrap_or_else(|e| e.into_inner()),
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+    let p = progress.into_inner().unwrap_or_else(|e| e.into_inner());
+    let done = limit.is_none_or(|l| p.runs.len() as u64 >= l);
+    let report = report(&p, !done && settings.duration.is_none());
+    if let Some(dir) = &settings.out {
+        write_report(dir, &report)?;
+    }
+    Ok(report)
 }
 
-/// Shrinks a failing plan and saves the reproducer.
+/// Writes `report.json` into `dir` whole (a temp file renamed over it), so a
+/// reader never sees half a report.
+pub fn write_report(dir: &Path, report: &CampaignReport) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(".report.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(report)?)?;
+    std::fs::rename(&tmp, dir.join("report.json"))?;
+    Ok(())
+}
+
+/// Replays of the shrunk reproducer, to say how often it fails.
+const REPLAYS: usize = 3;
+
+/// Shrinks a failing plan (within the shrink budget), replays the result,
+/// and saves the reproducer, expecting what the oracle says of the *shrunk*
+/// plan.
 fn report_finding(
     settings: &Settings,
     ctx: &RunContext,
@@ -367,56 +562,77 @@ fn report_finding(
     kind: FindingKind,
 ) -> Finding {
     let faults_before = shrink::fault_count(scenario);
-    let mut small = scenario.clone();
-    if settings.shrink {
-        small = shrink::shrink(
-            scenario,
-            &|candidate| matches!(run_once(candidate, settings.pool, ctx, &format!("s{index}")), Ok((_, _, Some(k))) if same_kind(&k, &kind)),
-        );
+    let deadline = Instant::now() + settings.shrink_budget;
+    let same = |candidate: &Scenario| match run_once(candidate, &settings.pool, ctx, &format!("s{index}")) {
+        Ok((_, _, Some(k))) => kind.shown_by(&k),
+        _ => false,
+    };
+    let small = if settings.shrink { shrink::shrink(scenario, deadline, &same) } else { scenario.clone() };
+    // Replays: how often it fails, and what the oracle expects of the shrunk plan.
+    let mut failed = 0;
+    let mut expected = None;
+    for replay in 0..REPLAYS {
+        if replay > 0 && Instant::now() > deadline {
+            break;
+        }
+        if let Ok((record, expectation, finding)) = run_once(&small, &settings.pool, ctx, &format!("r{index}")) {
+            failed += usize::from(finding.is_some_and(|k| kind.shown_by(&k)));
+            expected = match expectation {
+                Expectation::Verdict(v, _) => Some(v),
+                Expectation::Undetermined(_) => expected.or(record.expected),
+            };
+        }
     }
-    let reproducer = save_reproducer(&settings.failures_dir, &small, settings.pool, settings.seed, index, &kind).ok();
+    let replays = if settings.shrink { (failed, REPLAYS) } else { (0, 0) };
+    let expected = expected.unwrap_or(match &kind {
+        FindingKind::Oracle { expected, .. } => *expected,
+        FindingKind::Safety { .. } => Verdict::Completed,
+    });
+    let reproducer = save_reproducer(&settings.failures_dir, &small, settings, index, &kind, expected, replays).ok();
     Finding {
         run: index,
         seed: settings.seed,
+        signature: kind.signature(),
+        same_as: None,
         kind,
         faults_before,
         faults_after: shrink::fault_count(&small),
+        replays_failed: settings.shrink.then_some(replays),
         reproducer: reproducer.map(|p| p.display().to_string()),
-    }
-}
-
-/// Whether two findings are the same failure (for shrinking: keep failing the same way).
-fn same_kind(a: &FindingKind, b: &FindingKind) -> bool {
-    match (a, b) {
-        (FindingKind::Oracle { verdict: v1, .. }, FindingKind::Oracle { verdict: v2, .. }) => v1 == v2,
-        (FindingKind::Safety { verdict: v1, .. }, FindingKind::Safety { verdict: v2, .. }) => v1 == v2,
-        _ => false,
     }
 }
 
 fn save_reproducer(
     dir: &Path,
     scenario: &Scenario,
-    pool: PoolKind,
-    seed: u64,
+    settings: &Settings,
     index: u64,
     kind: &FindingKind,
+    expected: Verdict,
+    (failed, replays): (usize, usize),
 ) -> std::io::Result<PathBuf> {
+    let (pool, seed) = (&settings.pool, settings.seed);
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{pool}-seed{seed}-run{index}.toml"));
     let mut repro = scenario.clone();
-    // What the pool should have done: replaying the file shows it does not.
-    let expected = match kind {
-        FindingKind::Oracle { expected, .. } => *expected,
-        FindingKind::Safety { .. } => Verdict::Completed,
-    };
-    repro.expect = vec![(Target::Pool(pool), expected)];
-    repro.description = format!("Shrunk reproducer of campaign seed {seed}, run {index}, against {pool}: {kind:?}");
-    let header = vec![
+    // What the pool should do with this plan, by its oracle: replaying the file shows it does not.
+    repro.expect = vec![(pool.clone(), expected)];
+    repro.description =
+        format!("Shrunk reproducer of campaign seed {seed}, run {index}, against {pool}: {}", kind.signature());
+    let plan = Plan::new(&repro, pool.clone(), repro.seed.unwrap_or(0));
+    let mut header = vec![
         format!("Found by: poolchaos campaign --pool {pool} --seed {seed} (run {index})"),
-        format!("Finding: {kind:?}"),
-        format!("Replay: poolchaos run {}", path.display()),
+        format!("Finding: {}", kind.signature()),
     ];
+    if let FindingKind::Safety { what, .. } = kind {
+        header.push(format!("What broke in the original run: {what}"));
+    }
+    if replays > 0 {
+        header.push(format!("The shrunk plan failed the same way in {failed} of {replays} replays."));
+    }
+    header.push(format!("Faults ({}):", shrink::fault_count(&repro)));
+    header.extend(plan.faults().iter().map(|f| format!("  {}: {}", f.kind, f.at)));
+    header.push(format!("Replay: poolchaos run {}", path.display()));
     std::fs::write(&path, repro.to_toml(&header))?;
     Ok(path)
 }

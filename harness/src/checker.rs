@@ -1,19 +1,37 @@
 //! The checker: a run's event log, plus what the sandbox saw at the end, in;
-//! a verdict, counts and a diagnosis out. This is the one place verdicts are
-//! decided.
+//! a [`Judgement`] out: the verdict, what each task got and whether a fault
+//! touched it, the counts, and the safety findings. This is the one place a
+//! verdict is decided; `run`, `campaign`, `bench` and the oracles read the
+//! judgement.
 //!
 //! Safety is judged per task: exactly one outcome, and an `ok` result must be
 //! the task's own (the owner checks the bytes against the task). An error
-//! must name its fault (the task's own error, a lost or timed-out worker, the
-//! pool breaking on a dead worker); `Terminated` names none and counts as lost.
+//! must name its fault (the task's own error, a lost or timed-out worker with
+//! how it ended, the pool breaking on a dead worker); `Terminated` names none.
+//! A failed task must be one a fault touched (it carries a fault, allocates
+//! past the memory limit, was struck from outside, or its worker died under
+//! it), unless the pool fails bystanders by design ([`oracle::design`]).
+//! Where the pool reports callbacks ([`oracle::design`]), an `apply_async`
+//! task gets exactly one (the error callback iff it failed) and a `map_async`
+//! batch exactly one in all.
 //! Liveness is the deadline: a run whose owner did not finish by then is hung,
 //! and the diagnosis names each pending task, the worker it was on and how
 //! that worker ended.
+//!
+//! Several verdicts can hold at once (a hung run has tasks without outcome);
+//! the worst in [`Verdict`]'s order names the run. Two rules decide what is
+//! not counted: a skipped run ran nothing, and the plan killing the owner
+//! takes the tasks with it; what the deadline's teardown leaves behind is the
+//! teardown's, not a leak of the pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::events::{Event, Logged, OutcomeRecord};
+use pools::CallStyle;
+
+use crate::events::Logged;
+use crate::oracle;
 use crate::plan::Plan;
+use crate::protocol::{self, CallbackKind, ErrorKind, Event, OutcomeRecord};
 use crate::sandbox::Mechanism;
 use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, TaskCounts, Verdict};
@@ -35,12 +53,75 @@ pub struct Ending {
     pub stderr_tail: String,
 }
 
-pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
+/// What one task of the plan got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Exactly one outcome, its correct result.
+    Ok,
+    /// Exactly one outcome, an error: its kind and its name in reports (`WorkerLost(SIGKILL)`).
+    Failed(ErrorKind, String),
+    /// No outcome.
+    Pending,
+    /// More than one outcome.
+    Duplicated,
+    /// A result that is not the task's.
+    Wrong,
+}
+
+/// One task of the plan, judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFate {
+    pub fate: Fate,
+    /// A fault touched it: its own, an OOM allocation, a strike, or its worker's death under it.
+    pub touched: bool,
+}
+
+/// A run, judged.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// Per task of the plan, in order.
+    pub tasks: Vec<TaskFate>,
+    pub counts: TaskCounts,
+    /// Error names (`WorkerLost(SIGKILL)`, `TimedOut`, ...) and how many tasks got each.
+    pub errors: BTreeMap<String, usize>,
+    /// The safety invariants the run broke, in words (empty: none).
+    pub findings: Vec<String>,
+    pub diagnosis: Vec<String>,
+    pub worker_exits: Vec<ExitRecord>,
+}
+
+impl Judgement {
+    /// The report's record of the run (no expectation yet).
+    pub fn record(&self, plan: &Plan, ending: &Ending) -> RunRecord {
+        RunRecord {
+            scenario: plan.scenario.clone(),
+            pool: plan.pool.to_string(),
+            style: plan.style.name().to_string(),
+            verdict: self.verdict,
+            expected: None,
+            tasks: self.counts.clone(),
+            errors: self.errors.clone(),
+            faults: plan.faults(),
+            worker_exits: self.worker_exits.clone(),
+            oom_kills: ending.oom_kills,
+            mechanism: ending.mechanism.clone(),
+            leaks: ending.leaks.clone(),
+            findings: self.findings.clone(),
+            diagnosis: self.diagnosis.clone(),
+            elapsed_ms: ending.elapsed_ms,
+            events: None,
+        }
+    }
+}
+
+pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     let n = plan.tasks.len();
     let mut outcomes: Vec<Vec<&OutcomeRecord>> = vec![Vec::new(); n];
     let mut duplicates = vec![0usize; n];
     let mut worker_exits = Vec::new();
     let mut owner_error = None;
+    let mut callbacks: BTreeMap<CallbackKind, usize> = BTreeMap::new();
     // What the target did that the protocol does not allow.
     let mut broken = Vec::new();
     let (mut ready, mut finished) = (false, false);
@@ -59,36 +140,53 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
             Event::WorkerExit { pid, signal, code } => {
                 worker_exits.push(ExitRecord { pid: *pid, signal: *signal, code: *code });
             }
+            Event::Callback { kind } => *callbacks.entry(*kind).or_default() += 1,
             Event::OwnerError { message } => owner_error = Some(message.clone()),
             _ => {}
         }
     }
-    let mut tasks = TaskCounts { total: n, ..TaskCounts::default() };
+    let touched = touched(plan, events, &outcomes);
+    let design = oracle::design(&plan.pool);
+    let mut tasks = Vec::with_capacity(n);
+    let mut counts = TaskCounts { total: n, ..TaskCounts::default() };
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    let mut unnamed = 0;
-    for (got, &extra) in outcomes.iter().zip(&duplicates) {
-        if extra > 0 {
-            tasks.duplicated += 1;
-            continue;
-        }
-        match got.as_slice() {
-            [] => tasks.lost += 1,
-            [OutcomeRecord::Ok] => tasks.ok += 1,
-            [OutcomeRecord::Wrong] => tasks.wrong += 1,
-            [OutcomeRecord::Error { kind, signal, code, .. }] => {
-                tasks.failed += 1;
-                let named = match (signal, code) {
-                    (Some(sig), _) => format!("{kind}({})", pools::outcome::signal_name(*sig)),
-                    (None, Some(code)) => format!("{kind}(exit {code})"),
-                    (None, None) => kind.clone(),
-                };
-                *errors.entry(named).or_default() += 1;
-                if kind == "Terminated" {
-                    unnamed += 1;
+    let mut findings = Vec::new();
+    for (index, (got, &extra)) in outcomes.iter().zip(&duplicates).enumerate() {
+        let fate = match got.as_slice() {
+            _ if extra > 0 => Fate::Duplicated,
+            [] => Fate::Pending,
+            [OutcomeRecord::Ok] => Fate::Ok,
+            [OutcomeRecord::Wrong] => Fate::Wrong,
+            [error @ OutcomeRecord::Error { kind, .. }] => Fate::Failed(*kind, error.error_name().unwrap_or_default()),
+            _ => Fate::Duplicated,
+        };
+        match &fate {
+            Fate::Ok => counts.ok += 1,
+            Fate::Pending => counts.lost += 1,
+            Fate::Wrong => {
+                counts.wrong += 1;
+                findings.push(format!("task {index} got a result that is not its own"));
+            }
+            Fate::Duplicated => {
+                counts.duplicated += 1;
+                findings.push(format!("task {index} got {} outcomes", got.len().max(1) + extra));
+            }
+            Fate::Failed(kind, name) => {
+                counts.failed += 1;
+                *errors.entry(name.clone()).or_default() += 1;
+                let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
+                if !kind.names_a_fault() || (kind.names_an_exit() && signal.is_none() && code.is_none()) {
+                    findings.push(format!("task {index} failed with {name}, which names no fault"));
+                }
+                if !touched[index] {
+                    counts.bystanders += 1;
+                    if !design.fails_bystanders {
+                        findings.push(format!("task {index} failed with {name}, but no fault touched it"));
+                    }
                 }
             }
-            _ => tasks.duplicated += 1,
         }
+        tasks.push(TaskFate { fate, touched: touched[index] });
     }
     let skipped = events.iter().find_map(|l| match &l.event {
         Event::Skipped { reason } => Some(reason.clone()),
@@ -109,23 +207,18 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
             broken.push(format!("it {how} without reporting `finished`"));
         }
     }
-    let verdict = if skipped.is_some() {
-        Verdict::Skipped
-    } else if !broken.is_empty() {
-        Verdict::TargetError
-    } else if ending.deadline_passed {
-        Verdict::Hung
-    } else if !ending.leaks.is_empty() {
-        Verdict::Leaked
-    } else if ending.owner_killed_by_plan {
-        Verdict::OwnerKilled
-    } else if tasks.lost + tasks.duplicated + tasks.wrong + unnamed > 0 || owner_error.is_some() {
-        Verdict::Lost
-    } else if tasks.failed > 0 {
-        Verdict::FailedLoudly
-    } else {
-        Verdict::Completed
-    };
+    if !ending.deadline_passed && !ending.owner_killed_by_plan && skipped.is_none() {
+        if counts.lost > 0 {
+            findings.push(format!("{} task(s) got no outcome, and the run did not hang", counts.lost));
+        }
+        if finished && design.callbacks {
+            findings.extend(callback_findings(plan.style, &counts, &callbacks));
+        }
+    }
+    if !ending.leaks.is_empty() && !ending.deadline_passed {
+        findings.push(format!("leaked: {}", ending.leaks.join("; ")));
+    }
+    let verdict = verdict(&counts, &findings, &broken, skipped.is_some(), owner_error.is_some(), ending);
     let mut diagnosis = Vec::new();
     if let Some(reason) = skipped {
         diagnosis.push(format!("skipped: {reason}"));
@@ -147,14 +240,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
     }
     if matches!(verdict, Verdict::Hung | Verdict::Lost) {
         diagnosis.extend(pending(plan, events, &outcomes));
-        for (index, (got, &extra)) in outcomes.iter().zip(&duplicates).enumerate() {
-            if extra > 0 || got.len() > 1 {
-                diagnosis.push(format!("task {index} got {} outcomes", got.len().max(1) + extra));
-            }
-            if got.iter().any(|o| matches!(o, OutcomeRecord::Wrong)) {
-                diagnosis.push(format!("task {index} got a result that is not its own"));
-            }
-        }
+        diagnosis.extend(findings.iter().filter(|f| !f.starts_with("leaked")).take(10).cloned());
     }
     match &ending.mechanism {
         _ if ending.oom_kills == 0 => {}
@@ -164,23 +250,105 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> RunRecord {
         )),
         _ => diagnosis.push(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills)),
     }
-    RunRecord {
-        scenario: plan.scenario.clone(),
-        pool: plan.pool.to_string(),
-        style: plan.style.name().to_string(),
-        verdict,
-        expected: None,
-        tasks,
-        errors,
-        faults: plan.faults(),
-        worker_exits,
-        oom_kills: ending.oom_kills,
-        mechanism: ending.mechanism.clone(),
-        leaks: ending.leaks.clone(),
-        diagnosis,
-        elapsed_ms: ending.elapsed_ms,
-        events: None,
+    Judgement { verdict, tasks, counts, errors, findings, diagnosis, worker_exits }
+}
+
+/// The verdict: the worst of those that hold, in [`Verdict`]'s order.
+fn verdict(
+    counts: &TaskCounts,
+    findings: &[String],
+    broken: &[String],
+    skipped: bool,
+    owner_error: bool,
+    ending: &Ending,
+) -> Verdict {
+    if skipped {
+        // Nothing ran: there is nothing else to judge.
+        return Verdict::Skipped;
     }
+    let leaked = findings.iter().any(|f| f.starts_with("leaked"));
+    let unsafe_tasks = findings.iter().any(|f| !f.starts_with("leaked"));
+    let holds = [
+        (!broken.is_empty(), Verdict::TargetError),
+        (ending.deadline_passed, Verdict::Hung),
+        (leaked, Verdict::Leaked),
+        (ending.owner_killed_by_plan, Verdict::OwnerKilled),
+        // The plan took the owner, and its tasks with it: they are not judged.
+        (!ending.owner_killed_by_plan && (unsafe_tasks || owner_error || counts.lost > 0), Verdict::Lost),
+        (!ending.owner_killed_by_plan && counts.failed > 0, Verdict::FailedLoudly),
+        (true, Verdict::Completed),
+    ];
+    holds.into_iter().filter(|(holds, _)| *holds).map(|(_, v)| v).max().unwrap_or(Verdict::Completed)
+}
+
+/// The tasks a fault touched: those that carry one or allocate past the
+/// memory limit, those aimed at from outside, those that ran on a worker that
+/// was struck or died abnormally (from the trace; the order in which the
+/// harness read the trace and the strikes is not trusted), and those whose
+/// error names a worker that was struck or died by a signal or an exit code
+/// (a storm that kills a fork server kills its children unseen), if the task
+/// ran on that worker or never ran at all. A copy of another task's error
+/// names a worker the task never ran on: it does not count.
+fn touched(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<bool> {
+    let mut touched: Vec<bool> = plan.tasks.iter().map(|t| t.fault.is_some() || plan.is_oom(t)).collect();
+    for n in &plan.nemesis {
+        if let crate::scenario::Aim::Task(i) = n.target
+            && i < touched.len()
+        {
+            touched[i] = true;
+        }
+    }
+    let mut hit: HashSet<u32> = HashSet::new();
+    let mut ran_on: HashMap<u64, HashSet<u32>> = HashMap::new();
+    for logged in events {
+        match logged.event {
+            Event::TaskStarted { tag, pid, .. } => {
+                ran_on.entry(tag).or_default().insert(pid);
+            }
+            Event::Nemesis { pid, .. } => {
+                hit.insert(pid);
+            }
+            Event::WorkerExit { pid, signal, code } if signal.is_some() || code.is_some_and(|c| c != 0) => {
+                hit.insert(pid);
+            }
+            _ => {}
+        }
+    }
+    for (i, task) in plan.tasks.iter().enumerate() {
+        let ran = ran_on.get(&task.tag);
+        let error_pid = outcomes[i].iter().find_map(|o| match o {
+            OutcomeRecord::Error { pid: Some(pid), signal, code, .. } => {
+                Some((*pid, signal.is_some() || code.is_some_and(|c| c != 0)))
+            }
+            _ => None,
+        });
+        touched[i] |= ran.is_some_and(|pids| pids.iter().any(|p| hit.contains(p)))
+            || error_pid
+                .is_some_and(|(p, died)| (died || hit.contains(&p)) && ran.is_none_or(|pids| pids.contains(&p)));
+    }
+    touched
+}
+
+/// Callbacks against outcomes: in `apply_async` one per task, the error
+/// callback for each failed one; in `map_async` one for the batch, the error
+/// callback iff a task failed.
+fn callback_findings(style: CallStyle, counts: &TaskCounts, callbacks: &BTreeMap<CallbackKind, usize>) -> Vec<String> {
+    let got = |kind| callbacks.get(&kind).copied().unwrap_or(0);
+    let (errors, results) = (got(CallbackKind::Error), got(CallbackKind::Result));
+    let want = match style {
+        CallStyle::ApplyAsync => (counts.failed, counts.ok),
+        CallStyle::MapAsync if counts.failed > 0 => (1, 0),
+        CallStyle::MapAsync => (0, 1),
+        CallStyle::Map | CallStyle::Apply => return Vec::new(),
+    };
+    if (errors, results) == want {
+        return Vec::new();
+    }
+    vec![format!(
+        "callbacks: the error callback ran {errors} time(s) and the result callback {results}, \
+         where {} and {} were due",
+        want.0, want.1
+    )]
 }
 
 /// For each task without an outcome: the one a dead or stuck worker was
@@ -201,7 +369,7 @@ fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
         };
         let fate = events.iter().find_map(|l| match &l.event {
             Event::WorkerExit { pid: p, signal: Some(sig), .. } if *p == pid => {
-                Some(format!("died by {} at {} ms", pools::outcome::signal_name(*sig), l.t_ms))
+                Some(format!("died by {} at {} ms", protocol::signal_name(*sig), l.t_ms))
             }
             Event::WorkerExit { pid: p, code: Some(code), .. } if *p == pid => {
                 Some(format!("exited with code {code} at {} ms", l.t_ms))
@@ -257,7 +425,7 @@ fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
 /// `exited with code 1`, `was killed by SIGKILL`.
 fn exit_text(signal: Option<i32>, code: Option<i32>) -> String {
     match (signal, code) {
-        (Some(sig), _) => format!("was killed by {}", pools::outcome::signal_name(sig)),
+        (Some(sig), _) => format!("was killed by {}", protocol::signal_name(sig)),
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "ended".to_string(),
     }

@@ -2,15 +2,16 @@
 //!
 //! - `run [FILES|DIRS]`: every scenario against its pools, each run in a
 //!   sandbox; a table, and with `--out` the report files. Exit 0 when every
-//!   verdict met its expectation, 1 when one did not, 2 on bad input.
+//!   verdict met its expectation, 1 when one did not, 2 on bad input (no
+//!   scenario found included), 3 when runs were skipped and none missed
+//!   (unless `--allow-skipped`).
 //! - `list`, `explain SCENARIO`: what the scenarios are.
-//! - `matrix`: the quick in-process fault matrix (every pool x self-placed
-//!   fault x call style).
 //! - `speed`: one no-fault map of N echo tasks per pool, timed.
 //! - `bench`: throughput under failures, the floor beside it, detection
 //!   latency; writes `summary.md` and `throughput.svg` (the `benches` crate).
 //! - `owner`: the pool's owner inside a run (started by `run`, not by people).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,8 +21,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::runner::RunContext;
 use harness::session::Session;
-use harness::{matrix, plan, scenario, suite};
+use harness::{plan, scenario, speed, suite};
 use pools::{PoolKind, WorkerProgram};
+
+/// The exit status of a `run` whose only fault is that runs were skipped.
+const SKIPPED: u8 = 3;
 
 /// Fault-injection test harness and benchmark suite for process pools.
 #[derive(Parser)]
@@ -71,12 +75,16 @@ enum Command {
         /// And with each of these start methods (default: the target's own, fork for most).
         #[arg(long, value_delimiter = ',', value_enum)]
         start_method: Vec<harness::target::StartMethod>,
+        /// Exit 0 even when runs were skipped (a target's package missing); otherwise that is exit 3.
+        #[arg(long)]
+        allow_skipped: bool,
     },
     /// A randomized campaign: many seeded plans against one pool, each judged
     /// by its oracle; failures shrunk to a scenario file under reports/failures/.
     Campaign {
+        /// One of our pools (planted bugs included) or a Python target (`py-pebble`, ...).
         #[arg(long)]
-        pool: PoolKind,
+        pool: harness::target::Target,
         /// How many runs (of this share).
         #[arg(long, conflicts_with = "for_")]
         runs: Option<u64>,
@@ -100,8 +108,14 @@ enum Command {
         /// Do not shrink findings.
         #[arg(long)]
         no_shrink: bool,
-        /// Stop at the first finding.
+        /// How long one shrink may take: `90s`, `5m`.
+        #[arg(long, value_parser = parse_duration, default_value = "90s")]
+        shrink_budget: Duration,
+        /// Start no new run once this many distinct findings are in.
         #[arg(long)]
+        max_findings: Option<usize>,
+        /// Stop at the first finding (`--max-findings 1`).
+        #[arg(long, conflicts_with = "max_findings")]
         fail_fast: bool,
         #[command(flatten)]
         knobs: KnobArgs,
@@ -124,18 +138,6 @@ enum Command {
         scenario: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-    },
-    /// Run every pool under every self-placed fault in every call style, in this process.
-    Matrix {
-        /// Pools to run (default: all).
-        #[arg(long, value_delimiter = ',')]
-        pools: Vec<PoolKind>,
-        /// How long a run may take before it is called hung, in ms.
-        #[arg(long, default_value_t = 2000)]
-        deadline_ms: u64,
-        /// Runs at once (they mostly wait).
-        #[arg(short = 'j', long, default_value_t = 8)]
-        jobs: usize,
     },
     /// Time one no-fault `map` of N echo tasks on each pool.
     Speed {
@@ -161,6 +163,17 @@ enum Command {
         /// Only these rows: pools, targets or `*` patterns, comma-separated (`supervised,py-*`; default: all).
         #[arg(long, value_delimiter = ',')]
         pools: Vec<String>,
+    },
+    /// A scenario against its Python target as a standalone Python script (no
+    /// poolchaos needed): what to attach to the pool's bug tracker.
+    Export {
+        scenario: PathBuf,
+        /// Write a Python script (the one form there is).
+        #[arg(long, required = true)]
+        python: bool,
+        /// Write it here instead of stdout.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
     /// Print the plan a pool's owner (or an external target) gets on its stdin.
     OwnerPlan {
@@ -211,6 +224,24 @@ struct KnobArgs {
     task_timeout_ms: u64,
     #[arg(long, default_value_t = 5000)]
     deadline_ms: u64,
+}
+
+impl KnobArgs {
+    /// What is out of bounds, as a scenario file's same fields would be.
+    fn refused(&self) -> Option<String> {
+        use harness::scenario::{MAX_MS, MAX_TASKS, MAX_WORKERS};
+        if !(1..=MAX_TASKS).contains(&self.tasks) {
+            Some(format!("--tasks: must be 1 to {MAX_TASKS}"))
+        } else if !(1..=MAX_WORKERS).contains(&self.workers) {
+            Some(format!("--workers: must be 1 to {MAX_WORKERS}"))
+        } else if !(1..=MAX_MS).contains(&self.deadline_ms) || !(1..=MAX_MS).contains(&self.task_timeout_ms) {
+            Some(format!("--deadline-ms, --task-timeout-ms: must be 1 to {MAX_MS}"))
+        } else if self.max_attempts == 0 {
+            Some("--max-attempts: must be at least 1".into())
+        } else {
+            None
+        }
+    }
 }
 
 impl From<KnobArgs> for harness::campaign::Knobs {
@@ -289,7 +320,7 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { paths, pools, target, seed, out, format, jobs, python, start_method } => {
+        Command::Run { paths, pools, target, seed, out, format, jobs, python, start_method, allow_skipped } => {
             let scenarios = match scenario::load_all(&paths) {
                 Ok(s) => s,
                 Err(e) => {
@@ -360,45 +391,83 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Format::Json => println!("{}", report.json()),
                 Format::Junit => print!("{}", report.junit()),
             }
-            Ok(if report.all_as_expected() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            let skipped = report.skipped();
+            if !report.all_as_expected() {
+                Ok(ExitCode::from(1))
+            } else if skipped > 0 && !allow_skipped {
+                eprintln!("poolchaos: {skipped} run(s) skipped, which is not a pass (--allow-skipped to accept)");
+                Ok(ExitCode::from(SKIPPED))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
         }
-        Command::Campaign { pool, runs, for_, seed, partition, jobs, out, failures, no_shrink, fail_fast, knobs } => {
+        Command::Campaign {
+            pool,
+            runs,
+            for_,
+            seed,
+            partition,
+            jobs,
+            out,
+            failures,
+            no_shrink,
+            shrink_budget,
+            max_findings,
+            fail_fast,
+            knobs,
+        } => {
+            if matches!(pool, harness::target::Target::Command(_)) {
+                eprintln!("poolchaos: --pool: campaigns need an oracle: one of `poolchaos pools`");
+                return Ok(ExitCode::from(2));
+            }
+            if let Some(bad) = knobs.refused() {
+                eprintln!("poolchaos: {bad}");
+                return Ok(ExitCode::from(2));
+            }
             let ctx = RunContext {
                 exe: std::env::current_exe()?,
                 root: harness::target::project_root(),
                 events_dir: None,
                 session: start_session()?,
             };
-            let settings = harness::campaign::Settings {
-                pool,
-                seed,
-                knobs: knobs.into(),
-                runs: runs.or(if for_.is_none() { Some(100) } else { None }),
-                duration: for_,
-                partition,
-                jobs,
-                failures_dir: failures,
-                shrink: !no_shrink,
-                max_findings: fail_fast.then_some(1),
-            };
-            let bar = match settings.runs {
-                Some(n) => indicatif::ProgressBar::new(n),
-                None => indicatif::ProgressBar::new_spinner(),
+            let mut settings = harness::campaign::Settings::new(pool, seed, knobs.into(), failures);
+            settings.runs = runs.or(if for_.is_none() { Some(100) } else { None });
+            settings.duration = for_;
+            settings.partition = partition;
+            settings.jobs = jobs;
+            settings.shrink = !no_shrink;
+            settings.shrink_budget = shrink_budget;
+            settings.max_findings = max_findings.or(fail_fast.then_some(1));
+            settings.out = out;
+            // A bar on a terminal; progress lines on stderr otherwise (CI logs, a file).
+            let terminal = std::io::stderr().is_terminal();
+            let bar = match (terminal, settings.runs) {
+                (false, _) => indicatif::ProgressBar::hidden(),
+                (true, Some(n)) => indicatif::ProgressBar::new(n),
+                (true, None) => indicatif::ProgressBar::new_spinner(),
             };
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos} runs {elapsed} {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
+            let started = Instant::now();
+            let done = std::sync::atomic::AtomicU64::new(0);
             let tick = |r: &harness::campaign::CampaignRun| {
                 bar.set_message(format!("run {}: {}", r.index, r.verdict));
                 bar.inc(1);
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if !terminal && (n.is_multiple_of(25) || r.record.expected.is_some_and(|e| e != r.verdict)) {
+                    eprintln!(
+                        "[{:>6.1} s] {n} runs; run {}: {} (oracle: {})",
+                        started.elapsed().as_secs_f64(),
+                        r.index,
+                        r.verdict,
+                        r.expected
+                    );
+                }
             };
             let report = harness::campaign::run(&settings, &ctx, &tick)?;
             bar.finish_and_clear();
-            if let Some(dir) = &out {
-                std::fs::create_dir_all(dir)?;
-                std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-            }
             print!("{}", report.summary());
             Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -406,8 +475,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let shares = paths.iter().map(|p| load_campaign(p)).collect::<anyhow::Result<Vec<_>>>()?;
             let merged = harness::campaign::CampaignReport::merge(shares)?;
             if let Some(dir) = &out {
-                std::fs::create_dir_all(dir)?;
-                std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&merged)?)?;
+                harness::campaign::write_report(dir, &merged)?;
             }
             print!("{}", merged.summary());
             Ok(if merged.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -437,26 +505,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
-        Command::Matrix { pools, deadline_ms, jobs } => {
-            let pools = if pools.is_empty() { PoolKind::ALL.to_vec() } else { pools };
-            let program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
-            let started = Instant::now();
-            let session = start_session()?;
-            let cells = matrix::run(&session, &program, &pools, Duration::from_millis(deadline_ms), jobs)?;
-            print!("{}", matrix::table(&cells));
-            println!(
-                "\n{} runs in {:.1} s; a run is HUNG when its tasks are not all settled {deadline_ms} ms after submission.",
-                cells.len(),
-                started.elapsed().as_secs_f64()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Speed { pools, tasks, workers, repeat } => {
             let pools = if pools.is_empty() { PoolKind::ALL.to_vec() } else { pools };
             let program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
             println!("one map of {tasks} echo tasks on {workers} workers, best of {repeat}:");
             for kind in pools {
-                let best = matrix::time_map(&program, kind, tasks, workers, repeat)?;
+                let best = speed::time_map(&program, kind, tasks, workers, repeat)?;
                 println!(
                     "{:<14} {:>9.1} ms  {:>10.0} tasks/s",
                     kind.to_string(),
@@ -511,10 +565,31 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export { scenario: path, python: _, out } => {
+            let s = match scenario::load(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("poolchaos: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let script = match harness::export::python_script(&s, &path.display().to_string()) {
+                Ok(script) => script,
+                Err(e) => {
+                    eprintln!("poolchaos: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match &out {
+                Some(file) => std::fs::write(file, script).with_context(|| format!("writing {}", file.display()))?,
+                None => print!("{script}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::OwnerPlan { scenario: path, pool, seed } => match scenario::load(&path) {
             Ok(s) => {
                 let plan = plan::Plan::new(&s, pool, seed);
-                println!("{}", serde_json::to_string(&plan::OwnerPlan::from(&plan))?);
+                println!("{}", serde_json::to_string(&harness::protocol::OwnerPlan::from(&plan))?);
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

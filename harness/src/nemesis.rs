@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use crate::events::Event;
-use crate::plan::{Dice, Plan, signal_name};
-use crate::scenario::{Aim, Signal};
+use crate::plan::{Dice, Plan};
+use crate::protocol::Event;
+use crate::protocol::Signal;
+use crate::scenario::Aim;
 
 /// A signal to send now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +18,6 @@ pub struct Strike {
     pub pid: u32,
     /// Whom, in words, for the event log.
     pub target: String,
-}
-
-impl Strike {
-    pub fn signal_name(&self) -> &'static str {
-        signal_name(self.signal)
-    }
 }
 
 enum Victim {

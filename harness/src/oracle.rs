@@ -15,12 +15,48 @@
 
 use std::fmt;
 
-use pools::{FaultKind, PoolKind, Workload};
+use pools::{FaultKind, FaultPoint, PoolKind};
 
-use crate::events::{Event, Logged};
+use crate::events::Logged;
 use crate::plan::Plan;
-use crate::scenario::Signal;
+use crate::protocol::{Event, Signal};
+use crate::target::Target;
 use crate::verdict::Verdict;
+
+/// What a pool does by design beyond its verdict: facts the checker holds
+/// it to, declared here per pool, not guessed from a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Design {
+    /// A fault may fail tasks it did not touch: `polling` and the executors
+    /// break whole (`PoolBroken` for every pending task), and
+    /// `multiprocessing.Pool.map` raises one error for the whole call. A
+    /// command's design is not known, so it is not held to per-task failures.
+    pub fails_bystanders: bool,
+    /// The owner reports callbacks (`apply_async`: one per task; `map_async`:
+    /// one per batch). The executors' adapters call back per future and a
+    /// refused submit gets none; `py-process-per-task` has no callbacks.
+    pub callbacks: bool,
+}
+
+/// What `target` does by design.
+pub fn design(target: &Target) -> Design {
+    match target {
+        Target::Pool(kind) => Design { fails_bystanders: *kind == PoolKind::Polling, callbacks: true },
+        Target::Python(py) => Design {
+            fails_bystanders: matches!(
+                py.name,
+                "py-pool-map"
+                    | "py-pool-map-async"
+                    | "py-seed-polling"
+                    | "py-seed-polling-async"
+                    | "py-ppe"
+                    | "py-loky"
+            ),
+            callbacks: matches!(py.name, "py-pool-apply-async" | "py-pool-map-async" | "py-billiard"),
+        },
+        Target::Command(_) => Design { fails_bystanders: true, callbacks: false },
+    }
+}
 
 /// What a pool must do with a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +82,14 @@ struct Facts {
     deadly: Vec<(usize, u32)>,
     /// Tasks whose own fault stalls their worker (hang, SIGSTOP).
     stalls: Vec<(usize, u32)>,
-    /// Tasks that raise or panic.
-    raises: usize,
+    /// Tasks that raise or panic, on how many attempts.
+    raises: Vec<(usize, u32)>,
+    /// Where the deadly self-placed faults fire.
+    deadly_points: Vec<FaultPoint>,
+    /// A task's own fault is a SIGSTOP.
+    stalls_stop: bool,
+    /// A task's own fault is `exit(0)`.
+    exits_zero: bool,
     /// SIGKILLs from outside that landed on a worker mid-task, and on which task.
     struck: Vec<u64>,
     /// SIGSTOPs from outside that landed mid-task.
@@ -59,15 +101,19 @@ struct Facts {
 fn facts(plan: &Plan, events: &[Logged]) -> Facts {
     let mut f = Facts::default();
     for (i, task) in plan.tasks.iter().enumerate() {
-        let oom = matches!(task.work, Workload::Alloc { mib, .. } if plan.memory_limit_mib.is_some_and(|l| u64::from(mib) >= l));
-        if oom {
+        if plan.is_oom(task) {
             f.deadly.push((i, u32::MAX));
         }
         let Some(fault) = task.fault else { continue };
+        f.stalls_stop |= fault.kind == FaultKind::SigStop;
+        f.exits_zero |= fault.kind == FaultKind::Exit(0);
         match fault.kind {
-            FaultKind::Error | FaultKind::Panic => f.raises += 1,
+            FaultKind::Error | FaultKind::Panic => f.raises.push((i, fault.times)),
             FaultKind::Hang | FaultKind::SigStop => f.stalls.push((i, fault.times)),
-            kind if kind.kills_worker() => f.deadly.push((i, fault.times)),
+            kind if kind.kills_worker() => {
+                f.deadly.push((i, fault.times));
+                f.deadly_points.push(fault.point);
+            }
             _ => {}
         }
     }
@@ -82,8 +128,8 @@ fn facts(plan: &Plan, events: &[Logged]) -> Facts {
                 _ => {}
             }
         }
-        match (running, signal.as_str()) {
-            (Some(tag), "sigkill") => f.struck.push(tag),
+        match (running, signal) {
+            (Some(tag), Signal::Sigkill) => f.struck.push(tag),
             (Some(tag), _) => f.stopped.push(tag),
             (None, _) => f.idle_strikes += 1,
         }
@@ -91,22 +137,38 @@ fn facts(plan: &Plan, events: &[Logged]) -> Facts {
     f
 }
 
-/// The verdict `pool` must reach on `plan`, given the run's events.
-pub fn expect(pool: PoolKind, plan: &Plan, events: &[Logged]) -> Expectation {
+/// The verdict `target` must reach on `plan`, given the run's events.
+pub fn expect(target: &Target, plan: &Plan, events: &[Logged]) -> Expectation {
     let f = facts(plan, events);
     let owner_killed =
         plan.nemesis.iter().any(|n| n.target == crate::scenario::Aim::Owner && n.signal == Signal::Sigkill);
     if owner_killed {
         return Expectation::Undetermined("the plan kills the owner".into());
     }
+    match target {
+        Target::Pool(kind) => ours(*kind, plan, &f),
+        Target::Python(py) => python(py.name, plan, &f),
+        Target::Command(_) => Expectation::Undetermined("a command's design is not known".into()),
+    }
+}
+
+fn v(verdict: Verdict, why: &str) -> Expectation {
+    Expectation::Verdict(verdict, why.to_string())
+}
+
+/// What is left when no worker died or stalled: the raising tasks fail, the rest complete.
+fn plain(raises: usize) -> Expectation {
+    if raises > 0 {
+        v(Verdict::FailedLoudly, "a task raises")
+    } else {
+        v(Verdict::Completed, "no fault reaches a worker")
+    }
+}
+
+fn ours(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
     let died = !f.deadly.is_empty() || !f.struck.is_empty();
     let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
-    let plain = if f.raises > 0 {
-        Expectation::Verdict(Verdict::FailedLoudly, "a task raises".into())
-    } else {
-        Expectation::Verdict(Verdict::Completed, "no fault reaches a worker".into())
-    };
-    let v = |v: Verdict, why: &str| Expectation::Verdict(v, why.to_string());
+    let raises = f.raises.len();
     match pool {
         PoolKind::Naive | PoolKind::SeedPolling => {
             if died || stalled {
@@ -114,7 +176,7 @@ pub fn expect(pool: PoolKind, plan: &Plan, events: &[Logged]) -> Expectation {
             } else if f.idle_strikes > 0 {
                 Expectation::Undetermined("a worker was struck between tasks: lock holder or not".into())
             } else {
-                plain
+                plain(raises)
             }
         }
         PoolKind::Polling => {
@@ -123,7 +185,7 @@ pub fn expect(pool: PoolKind, plan: &Plan, events: &[Logged]) -> Expectation {
             } else if stalled {
                 v(Verdict::Hung, "a task stalled and polling has no deadline")
             } else {
-                plain
+                plain(raises)
             }
         }
         PoolKind::PerTask => {
@@ -134,7 +196,7 @@ pub fn expect(pool: PoolKind, plan: &Plan, events: &[Logged]) -> Expectation {
             } else if f.idle_strikes > 0 {
                 Expectation::Undetermined("a process was struck after its task: before or after its result".into())
             } else {
-                plain
+                plain(raises)
             }
         }
         PoolKind::Supervised | PoolKind::Planted(_) => {
@@ -146,17 +208,101 @@ pub fn expect(pool: PoolKind, plan: &Plan, events: &[Logged]) -> Expectation {
             // Strikes from outside are charged like deaths: too many on one task exhaust it.
             let mut strikes: Vec<u64> = f.struck.iter().chain(&f.stopped).copied().collect();
             strikes.sort_unstable();
+            let strikes_on = |tag: u64| strikes.iter().filter(|&&t| t == tag).count() as u32;
             let exhausted = strikes.chunk_by(|a, b| a == b).any(|run| {
                 let own = plan.tasks.iter().position(|t| t.tag == run[0]).and_then(|i| plan.tasks[i].fault);
                 let own =
                     own.filter(|f| f.kind.kills_worker() || matches!(f.kind, FaultKind::Hang | FaultKind::SigStop));
                 run.len() as u32 + own.map_or(0, |f| f.times) >= max
             });
+            // A raising task struck mid-task before its error fired is retried, and the
+            // retry raises only if the fault fires on that attempt too.
+            let raises = f.raises.iter().filter(|&&(i, times)| strikes_on(plan.tasks[i].tag) < times).count();
             if poison || exhausted {
                 v(Verdict::FailedLoudly, "a task is poison or ran out of attempts")
             } else {
-                plain
+                plain(raises)
             }
         }
+    }
+}
+
+/// The Python targets, from their documented behaviour (docs/targets.md;
+/// finding numbers there). A campaign's plan has a task timeout, so pools
+/// that have one use it.
+fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
+    let died = !f.deadly.is_empty() || !f.struck.is_empty();
+    let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
+    let raises = f.raises.len();
+    match name {
+        // multiprocessing.Pool: a lost task is never failed, and there is no task timeout.
+        "py-pool-map" | "py-pool-apply" | "py-pool-apply-async" | "py-pool-map-async" | "py-seed-polling" => {
+            if died || stalled {
+                v(Verdict::Hung, "a worker died or stalled mid-task: Pool never fails the task")
+            } else if f.idle_strikes > 0 {
+                Expectation::Undetermined("a worker was struck between tasks: lock holder or not".into())
+            } else {
+                plain(raises)
+            }
+        }
+        // ProcessPoolExecutor and loky break whole at any death, and have no task timeout.
+        "py-ppe" | "py-loky" => {
+            if died || f.idle_strikes > 0 {
+                v(
+                    Verdict::FailedLoudly,
+                    "a worker died: the executor breaks (BrokenProcessPool for every pending task)",
+                )
+            } else if stalled {
+                v(Verdict::Hung, "a task stalled and the executor has no task timeout")
+            } else {
+                plain(raises)
+            }
+        }
+        "py-pebble" => {
+            let dies_sending = f.deadly_points.contains(&FaultPoint::WriteResult);
+            if dies_sending {
+                v(Verdict::Hung, "a worker died sending its result: it holds the channel's lock (finding 4)")
+            } else if !f.stopped.is_empty() || f.stalls_stop {
+                Expectation::Undetermined(
+                    "a stopped worker stalls the pool 3 s (finding 6): within the deadline or not".into(),
+                )
+            } else if stalled && plan.task_timeout.is_none() {
+                v(Verdict::Hung, "a task stalled and there is no task timeout")
+            } else if f.exits_zero && plan.task_timeout.is_none() {
+                v(Verdict::Hung, "a worker exited 0 mid-task: pebble never fails its task (finding 3)")
+            } else if died || stalled || f.exits_zero {
+                v(
+                    Verdict::FailedLoudly,
+                    "a killed task fails alone (ProcessExpired), a stalled or exit(0) one at its timeout",
+                )
+            } else if f.idle_strikes > 0 {
+                Expectation::Undetermined("a worker was struck between tasks".into())
+            } else {
+                plain(raises)
+            }
+        }
+        "py-billiard" => {
+            if f.idle_strikes > 0 {
+                v(Verdict::Hung, "an idle worker holding the task queue's lock died (finding 2)")
+            } else if (died || stalled) && plan.task_timeout.is_none() {
+                Expectation::Undetermined(
+                    "without a time limit a lost task fails after the 10 s lost-worker timeout (finding 9)".into(),
+                )
+            } else if died || stalled {
+                v(Verdict::FailedLoudly, "the time limit fails a lost or stalled task as TimedOut (finding 9)")
+            } else {
+                plain(raises)
+            }
+        }
+        "py-process-per-task" => {
+            if stalled && plan.task_timeout.is_none() {
+                v(Verdict::Hung, "a task stalled and there is no deadline")
+            } else if died || stalled {
+                v(Verdict::FailedLoudly, "a task's process died or was killed at its deadline")
+            } else {
+                plain(raises)
+            }
+        }
+        _ => Expectation::Undetermined(format!("no oracle for {name}")),
     }
 }

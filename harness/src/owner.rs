@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use pools::{CallStyle, Callbacks, PoolConfig, PoolKind, Task, WorkerProgram};
 
-use crate::events::{CallbackKind, Event, OutcomeRecord};
-use crate::plan::OwnerPlan;
+use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
 /// The tag of the warm-up task (outside the plan's tags).
 pub const WARMUP_TAG: u64 = u64::MAX;
@@ -75,7 +74,7 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     stdin.read_line(&mut line).context("reading the plan")?;
     let plan: OwnerPlan = serde_json::from_str(&line).context("parsing the plan")?;
     let kind: PoolKind = plan.pool.parse().map_err(anyhow::Error::msg)?;
-    let style = CallStyle::ALL.into_iter().find(|s| s.name() == plan.style).context("unknown call style")?;
+    let style = plan.style;
 
     let mut program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
     if let Ok(fd) = std::env::var(pools::process::TRACE_FD_ENV) {

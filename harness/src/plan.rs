@@ -7,14 +7,13 @@
 
 use std::time::Duration;
 
+use crate::protocol::{self, OwnerPlan};
+use crate::scenario::{Aim, Nemesis, Scenario, Storm};
+use crate::target::Target;
+use crate::verdict::FaultRecord;
 use pools::{CallStyle, Fault, Task, Workload};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use serde::{Deserialize, Serialize};
-
-use crate::scenario::{self, Aim, Nemesis, Scenario, Signal, Storm};
-use crate::target::Target;
-use crate::verdict::FaultRecord;
 
 /// One run, fully decided.
 #[derive(Debug, Clone)]
@@ -116,6 +115,11 @@ impl Plan {
         }
     }
 
+    /// Whether `task` allocates past the run's memory limit: an OOM kill, a fault like any other.
+    pub fn is_oom(&self, task: &Task) -> bool {
+        matches!(task.work, Workload::Alloc { mib, .. } if self.memory_limit_mib.is_some_and(|l| u64::from(mib) >= l))
+    }
+
     /// Every fault the plan injects, in words.
     pub fn faults(&self) -> Vec<FaultRecord> {
         let mut faults: Vec<FaultRecord> = self
@@ -129,21 +133,17 @@ impl Plan {
                     n => format!(", first {n} attempts"),
                 };
                 Some(FaultRecord {
-                    kind: scenario::fault_kind_name(f.kind),
-                    at: format!("task {} {}{times}", t.tag, scenario::fault_point_name(f.point)),
+                    kind: protocol::fault_kind_name(f.kind),
+                    at: format!("task {} {}{times}", t.tag, protocol::fault_point_name(f.point)),
                 })
             })
             .collect();
-        if let Some(limit) = self.memory_limit_mib {
-            for t in &self.tasks {
-                if let Workload::Alloc { mib, .. } = t.work
-                    && u64::from(mib) >= limit
-                {
-                    faults.push(FaultRecord {
-                        kind: "oom".into(),
-                        at: format!("task {} allocates {mib} MiB, over the run's {limit} MiB limit", t.tag),
-                    });
-                }
+        for t in self.tasks.iter().filter(|t| self.is_oom(t)) {
+            if let (Workload::Alloc { mib, .. }, Some(limit)) = (&t.work, self.memory_limit_mib) {
+                faults.push(FaultRecord {
+                    kind: "oom".into(),
+                    at: format!("task {} allocates {mib} MiB, over the run's {limit} MiB limit", t.tag),
+                });
             }
         }
         for n in &self.nemesis {
@@ -153,22 +153,15 @@ impl Plan {
                 Aim::RandomWorker => format!("a random worker, {} ms into the run", n.after_ms),
                 Aim::Owner => format!("the pool's owner, {} ms into the run", n.after_ms),
             };
-            faults.push(FaultRecord { kind: signal_name(n.signal).into(), at: format!("{at} (from outside)") });
+            faults.push(FaultRecord { kind: n.signal.name().into(), at: format!("{at} (from outside)") });
         }
         if let Some(storm) = &self.storm {
             faults.push(FaultRecord {
-                kind: signal_name(storm.signal).into(),
+                kind: storm.signal.name().into(),
                 at: format!("a random worker every {} ms (storm, from outside)", storm.every_ms),
             });
         }
         faults
-    }
-}
-
-pub fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Sigkill => "sigkill",
-        Signal::Sigstop => "sigstop",
     }
 }
 
@@ -207,29 +200,12 @@ pub fn explain(scenario: &Scenario, seed: u64) -> String {
     out
 }
 
-/// What the harness hands the pool's owner on its stdin (one JSON object).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OwnerPlan {
-    pub pool: String,
-    pub workers: usize,
-    pub style: String,
-    pub task_timeout_ms: Option<u64>,
-    pub max_attempts: u32,
-    pub warmup: bool,
-    /// Time the call and report `timed`; hold the events until it returns.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub bench: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chunksize: Option<usize>,
-    pub tasks: Vec<Task>,
-}
-
 impl From<&Plan> for OwnerPlan {
     fn from(plan: &Plan) -> Self {
         OwnerPlan {
             pool: plan.pool.to_string(),
             workers: plan.workers,
-            style: plan.style.name().to_string(),
+            style: plan.style,
             task_timeout_ms: plan.task_timeout.map(|t| t.as_millis() as u64),
             max_attempts: plan.max_attempts,
             warmup: plan.warmup,

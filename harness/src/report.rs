@@ -15,6 +15,8 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use serde::{Deserialize, Serialize};
 
+use crate::oracle;
+use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, Verdict};
 
 /// Everything one invocation of the harness found.
@@ -35,9 +37,15 @@ pub struct Report {
 const MISMATCH: &str = "✗";
 
 impl Report {
-    /// Whether every run came to the verdict its scenario expects.
+    /// Whether every run came to the verdict its scenario expects (skipped
+    /// runs break none: they are counted apart, [`Report::skipped`]).
     pub fn all_as_expected(&self) -> bool {
         self.runs.iter().all(RunRecord::as_expected)
+    }
+
+    /// How many runs were skipped: never a pass.
+    pub fn skipped(&self) -> usize {
+        self.runs.iter().filter(|r| r.verdict == Verdict::Skipped).count()
     }
 
     /// The terminal table, without colour codes (for snapshots and logs).
@@ -68,11 +76,13 @@ impl Report {
     /// that did not go as expected, then a section per run.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
-        let expected = self.runs.iter().filter(|r| r.as_expected()).count();
+        let skipped = self.skipped();
+        let expected = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
         let _ = writeln!(md, "# poolchaos report\n");
+        let skipped = if skipped > 0 { format!(" · **{skipped} skipped** (not a pass)") } else { String::new() };
         let _ = writeln!(
             md,
-            "**{expected} of {} runs as expected** · seed `{}` · OOM mechanism `{}` · {}\n",
+            "**{expected} of {} runs as expected**{skipped} · seed `{}` · OOM mechanism `{}` · {}\n",
             self.runs.len(),
             self.seed,
             self.oom_mechanism,
@@ -206,13 +216,15 @@ impl Report {
     }
 
     /// The canonical outcome matrix: a line per (scenario, pool), sorted, with
-    /// the verdict, the expectation, the task counts, the error kinds and the
-    /// fault kinds. Nothing that changes between runs of the same code: no
-    /// timings, pids, paths, diagnosis or leak details, no error counts.
+    /// the verdict, the expectation, what the tasks got (per kind, counted)
+    /// and the fault kinds. Nothing that changes between runs of the same
+    /// code: no timings, pids, paths, diagnosis or leak details. Where the
+    /// count depends on timing (a hung run, a kill storm, a pool that breaks
+    /// whole, so that what finished before the death varies) it holds the
+    /// error kinds alone.
     pub fn canonical(&self) -> String {
-        // Counts are left out: under random kills and storms how many tasks a
-        // fragile pool loses depends on timing; its verdict and error kinds do not.
-        let mut out = String::from("# scenario × pool: verdict (expectation) | tasks | error kinds | fault kinds\n");
+        let mut out =
+            String::from("# scenario × pool: verdict (expectation) | tasks: outcomes by kind | fault kinds\n");
         let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
         runs.sort_by(|a, b| (&a.scenario, &a.pool).cmp(&(&b.scenario, &b.pool)));
         for run in runs {
@@ -221,21 +233,26 @@ impl Report {
                 Some(e) if e == run.verdict => format!("{} (as expected)", run.verdict),
                 Some(e) => format!("{} (expected {e}) {MISMATCH}", run.verdict),
             };
-            // A hung run's errors are those delivered before the deadline, and a
-            // storm's victims are whoever runs when it strikes: timing, not behaviour.
-            let timed = run.verdict == Verdict::Hung || run.faults.iter().any(|f| f.at.contains("(storm"));
-            let errors: Vec<&str> = if timed { Vec::new() } else { run.errors.keys().map(String::as_str).collect() };
+            let breaks_whole = run.pool.parse::<Target>().is_ok_and(|t| oracle::design(&t).fails_bystanders);
+            let storm = run.faults.iter().any(|f| f.at.contains("(storm"));
+            let tasks = if run.verdict == Verdict::Hung || storm {
+                // The errors delivered before the deadline, a storm's victims: timing, not behaviour.
+                format!("tasks {} | errors: -", run.tasks.total)
+            } else if breaks_whole {
+                let kinds: Vec<&str> = run.errors.keys().map(String::as_str).collect();
+                format!("tasks {} | errors: {}", run.tasks.total, list_or_dash(&kinds))
+            } else {
+                format!("tasks {}: {}", run.tasks.total, outcome_counts(run))
+            };
             let mut faults: Vec<&str> = run.faults.iter().map(|f| f.kind.as_str()).collect();
             faults.sort();
             faults.dedup();
             let _ = writeln!(
                 out,
-                "{} × {}: {verdict} | tasks {} | errors: {} | faults: {}",
+                "{} × {}: {verdict} | {tasks} | faults: {}",
                 run.scenario,
                 run.pool,
-                run.tasks.total,
-                list_or_dash(&errors),
-                list_or_dash(&faults),
+                list_or_dash(&faults)
             );
         }
         out
@@ -348,14 +365,20 @@ impl Report {
 
         // The summary line.
         let total = self.runs.len();
-        let met = self.runs.iter().filter(|r| r.as_expected()).count();
+        let skipped = self.skipped();
+        let met = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
         out += "\n";
         let _ = write!(out, "{total} run{}: ", if total == 1 { "" } else { "s" });
         out += &paint(Style::new().fg_color(Some(AnsiColor::Green.into())), &format!("{met} as expected"));
-        if met < total {
+        if met + skipped < total {
             out += ", ";
             let style = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
-            out += &paint(style, &format!("{} not {MISMATCH}", total - met));
+            out += &paint(style, &format!("{} not {MISMATCH}", total - met - skipped));
+        }
+        if skipped > 0 {
+            out += ", ";
+            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+            out += &paint(style, &format!("{skipped} skipped (not a pass)"));
         }
         let _ = writeln!(
             out,
@@ -365,6 +388,10 @@ impl Report {
             self.oom_mechanism,
             human_ms(self.elapsed_ms),
         );
+        if !self.versions.is_empty() {
+            let versions: Vec<String> = self.versions.iter().map(|(name, v)| format!("{name} {v}")).collect();
+            let _ = writeln!(out, "{}", paint(Style::new().dimmed(), &format!("versions: {}", versions.join(" · "))));
+        }
 
         // The diagnosis of every run that needs a look.
         for run in self.ordered_runs() {
@@ -392,6 +419,46 @@ impl Report {
         }
         out
     }
+}
+
+/// The versions a report carries: poolchaos, the kernel, and the Python,
+/// loky, pebble and billiard the adapters run with (`missing` for a package
+/// the project's Python cannot import; no Python entries if it cannot run).
+pub fn versions(root: &Path) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
+    if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        v.insert("kernel".into(), kernel.trim().into());
+    }
+    v.extend(python_versions(root).unwrap_or_default());
+    v
+}
+
+fn python_versions(root: &Path) -> Option<BTreeMap<String, String>> {
+    const SCRIPT: &str = "import sys, json, importlib.metadata as m\n\
+        v = {'python': sys.version.split()[0]}\n\
+        for p in ('loky', 'pebble', 'billiard'):\n    \
+            try: v[p] = m.version(p)\n    \
+            except Exception: v[p] = 'missing'\n\
+        print(json.dumps(v))";
+    let mut child = std::process::Command::new(crate::target::python(root, None))
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    // A few lines of output fit in the pipe: wait for the exit, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serde_json::from_reader(child.stdout.take()?).ok()
 }
 
 /// Distinct items, in the order of first appearance.
@@ -498,6 +565,19 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
+/// What the tasks got, counted per kind: `ok 6, Task 2`, `ok 3, WorkerLost(SIGKILL) 1, untouched 1, lost 1`.
+fn outcome_counts(run: &RunRecord) -> String {
+    let t = &run.tasks;
+    let mut parts = vec![format!("ok {}", t.ok)];
+    parts.extend(run.errors.iter().map(|(kind, n)| format!("{kind} {n}")));
+    for (n, what) in [(t.bystanders, "untouched"), (t.lost, "lost"), (t.duplicated, "duplicated"), (t.wrong, "wrong")] {
+        if n > 0 {
+            parts.push(format!("{what} {n}"));
+        }
+    }
+    parts.join(", ")
+}
+
 /// `4: 3 ok, 1 lost` (the zero counts left out), or `4, all ok`.
 fn tasks_text(run: &RunRecord) -> String {
     let t = &run.tasks;
@@ -513,33 +593,9 @@ fn tasks_text(run: &RunRecord) -> String {
     format!("{}: {}", t.total, parts.join(", "))
 }
 
+/// `SIGKILL (9)`.
 fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        17 => "SIGCHLD",
-        18 => "SIGCONT",
-        19 => "SIGSTOP",
-        20 => "SIGTSTP",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        31 => "SIGSYS",
-        _ => return format!("signal {signal}"),
-    };
-    format!("{name} ({signal})")
+    format!("{} ({signal})", crate::protocol::signal_name(signal))
 }
 
 fn exit_how(exit: &ExitRecord) -> String {

@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal as Sig};
 
-use crate::checker::{self, Ending};
-use crate::events::{Event, Logged, parse_trace};
+use crate::checker::{self, Ending, Judgement};
+use crate::events::Logged;
 use crate::nemesis::Nemesis;
-use crate::plan::{OwnerPlan, Plan};
+use crate::plan::Plan;
+use crate::protocol::{Event, OwnerPlan, Signal, parse_trace};
 use crate::sandbox::{self, Mechanism, Sandbox};
-use crate::scenario::Signal;
 use crate::session::Session;
 use crate::verdict::RunRecord;
 
@@ -57,6 +57,9 @@ pub struct RunContext {
 
 /// A run's result, its event log, and how its OOMs would have been caught.
 pub struct RunResult {
+    /// The checker's judgement of the run ...
+    pub judgement: Judgement,
+    /// ... as the reports record it.
     pub record: RunRecord,
     pub events: Vec<Logged>,
     pub mechanism: Mechanism,
@@ -92,11 +95,12 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
     ending.mechanism = Some(mechanism.clone());
     sandbox.remove()?;
     ending.elapsed_ms = started.elapsed().as_millis() as u64;
-    let mut record = checker::judge(plan, &events, &ending);
+    let judgement = checker::judge(plan, &events, &ending);
+    let mut record = judgement.record(plan, &ending);
     if let Some(dir) = &ctx.events_dir {
         record.events = Some(write_events(dir, plan, &events)?);
     }
-    Ok(RunResult { record, events, mechanism })
+    Ok(RunResult { judgement, record, events, mechanism })
 }
 
 fn write_events(dir: &Path, plan: &Plan, events: &[Logged]) -> io::Result<String> {
@@ -263,11 +267,7 @@ impl Run {
                     if strike.pid == owner_pid && strike.signal == Signal::Sigkill {
                         ending.owner_killed_by_plan = true;
                     }
-                    log.push(Event::Nemesis {
-                        signal: strike.signal_name().into(),
-                        pid: strike.pid,
-                        target: strike.target,
-                    });
+                    log.push(Event::Nemesis { signal: strike.signal, pid: strike.pid, target: strike.target });
                 }
             }
         }
@@ -317,11 +317,7 @@ impl Run {
             if let Some(pid) = victim
                 && send(pid, n.signal)
             {
-                log.push(Event::Nemesis {
-                    signal: crate::plan::signal_name(n.signal).into(),
-                    pid,
-                    target: target.into(),
-                });
+                log.push(Event::Nemesis { signal: n.signal, pid, target: target.into() });
             }
         }
         if plan.nemesis.iter().any(|n| n.target == crate::scenario::Aim::IdleWorker) {

@@ -45,11 +45,23 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use pools::{CallStyle, FaultKind, FaultPoint, Workload};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::protocol::{self, FAULT_KINDS, FAULT_POINTS, Signal, call_style, fault_kind, fault_point};
 use crate::target::Target;
 use crate::verdict::Verdict;
+
+/// The most tasks a scenario may run, in all.
+pub const MAX_TASKS: usize = 100_000;
+/// The most workers a pool may have.
+pub const MAX_WORKERS: usize = 256;
+/// The longest deadline, strike delay or timeout, in ms (a day).
+pub const MAX_MS: u64 = 24 * 3600 * 1000;
+/// The largest echo payload, in bytes (the harness holds one per task).
+pub const MAX_ECHO_BYTES: u32 = 64 << 10;
+/// The largest result a task may return, in bytes (256 MiB).
+pub const MAX_RESULT_BYTES: u32 = 256 << 20;
 
 /// A scenario, read and checked.
 #[derive(Debug, Clone)]
@@ -89,14 +101,6 @@ pub struct SelfFault {
     pub times: u32,
 }
 
-/// Signals the nemesis sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Signal {
-    Sigkill,
-    Sigstop,
-}
-
 /// Whom the nemesis signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aim {
@@ -133,9 +137,10 @@ pub struct Storm {
     pub every_ms: u64,
 }
 
-/// A bad scenario file: where, which field, what is wrong.
+/// A bad scenario file: where, which field, what is wrong. Line 0: the
+/// path itself (unreadable, or no scenario in it).
 #[derive(Debug, thiserror::Error)]
-#[error("{path}:{line}:{column}: {field}: {message}")]
+#[error("{}", self.describe())]
 pub struct ScenarioError {
     pub path: PathBuf,
     pub line: usize,
@@ -143,6 +148,15 @@ pub struct ScenarioError {
     /// The field's path in the file, e.g. `tasks[1].fault.kind`.
     pub field: String,
     pub message: String,
+}
+
+impl ScenarioError {
+    fn describe(&self) -> String {
+        match self.line {
+            0 => format!("{}: {}", self.path.display(), self.message),
+            line => format!("{}:{line}:{}: {}: {}", self.path.display(), self.column, self.field, self.message),
+        }
+    }
 }
 
 impl Scenario {
@@ -154,78 +168,129 @@ impl Scenario {
     /// The scenario as a file that reads back to the same scenario (how
     /// campaigns save a reproducer). `header` lines become comments on top.
     pub fn to_toml(&self, header: &[String]) -> String {
-        let mut out = String::new();
-        for line in header {
-            out += &format!("# {line}\n");
-        }
-        out += &format!("description = {:?}\n", self.description);
-        out += &format!(
-            "workers = {}\nstyle = {:?}\ndeadline_ms = {}\n",
-            self.workers,
-            self.style.name(),
-            self.deadline_ms
-        );
-        if let Some(mib) = self.memory_limit_mib {
-            out += &format!("memory_limit_mib = {mib}\n");
-        }
-        if let Some(ms) = self.task_timeout_ms {
-            out += &format!("task_timeout_ms = {ms}\n");
-        }
-        out += &format!("max_attempts = {}\n", self.max_attempts);
-        if let Some(seed) = self.seed {
-            out += &format!("seed = {seed}\n");
-        }
-        for group in &self.tasks {
-            let work = match &group.work {
-                Workload::Echo(bytes) => format!("echo = {}", bytes.len()),
-                Workload::Spin { us } => format!("spin_us = {us}"),
-                Workload::Sleep { ms } => format!("sleep_ms = {ms}"),
-                Workload::Alloc { mib, .. } => format!("alloc_mib = {mib}"),
-                Workload::Large { bytes } => format!("large_bytes = {bytes}"),
-            };
-            out += &format!("\n[[tasks]]\ncount = {}\nwork = {{ {work} }}\n", group.count);
-            if let Some(f) = group.fault {
-                let times = if f.times == u32::MAX { "\"always\"".to_string() } else { f.times.to_string() };
-                out += &format!(
-                    "fault = {{ kind = {:?}, at = {:?}, times = {times} }}\n",
-                    fault_kind_name(f.kind),
-                    fault_point_name(f.at)
-                );
-            }
-        }
-        for n in &self.nemesis {
-            let signal = match n.signal {
-                Signal::Sigkill => "sigkill",
-                Signal::Sigstop => "sigstop",
-            };
-            let target = match n.target {
-                Aim::Task(task) => format!("\"task\"\ntask = {task}"),
-                Aim::IdleWorker => "\"idle-worker\"".into(),
-                Aim::RandomWorker => "\"random-worker\"".into(),
-                Aim::Owner => "\"owner\"".into(),
-            };
-            out += &format!("\n[[nemesis]]\nsignal = {signal:?}\ntarget = {target}\nafter_ms = {}\n", n.after_ms);
-        }
-        if let Some(r) = &self.random {
-            let kinds: Vec<String> = r.kinds.iter().map(|k| format!("{:?}", fault_kind_name(*k))).collect();
-            let points: Vec<String> = r.points.iter().map(|p| format!("{:?}", fault_point_name(*p))).collect();
-            out += &format!(
-                "\n[random]\nrate = {}\nkinds = [{}]\npoints = [{}]\n",
-                r.rate,
-                kinds.join(", "),
-                points.join(", ")
-            );
-        }
-        if let Some(storm) = &self.storm {
-            let signal = if storm.signal == Signal::Sigkill { "sigkill" } else { "sigstop" };
-            out += &format!("\n[storm]\nsignal = {signal:?}\nevery_ms = {}\n", storm.every_ms);
-        }
-        out += "\n[expect]\n";
-        for (pool, verdict) in &self.expect {
-            out += &format!("{pool} = {:?}\n", verdict.name());
-        }
+        let file = Written {
+            description: &self.description,
+            workers: self.workers,
+            style: self.style.name(),
+            deadline_ms: self.deadline_ms,
+            memory_limit_mib: self.memory_limit_mib,
+            task_timeout_ms: self.task_timeout_ms,
+            max_attempts: self.max_attempts,
+            seed: self.seed,
+            tasks: self.tasks.iter().map(WrittenGroup::from).collect(),
+            nemesis: self.nemesis.iter().map(WrittenNemesis::from).collect(),
+            random: self.random.as_ref().map(|r| WrittenRandom {
+                rate: r.rate,
+                kinds: r.kinds.iter().map(|k| protocol::fault_kind_name(*k)).collect(),
+                points: r.points.iter().map(|p| protocol::fault_point_name(*p)).collect(),
+            }),
+            storm: self.storm.map(|s| WrittenStorm { signal: s.signal, every_ms: s.every_ms }),
+            expect: self.expect.iter().map(|(pool, verdict)| (pool.name(), verdict.name())).collect(),
+        };
+        let mut out: String = header.iter().map(|line| format!("# {line}\n")).collect();
+        // Every field is a string, a number, a list or a table of those: it always serializes.
+        out += &toml::to_string(&file).unwrap_or_else(|e| format!("# not written: {e}\n"));
         out
     }
+}
+
+// The file as written back (`to_toml`): the same fields as `Raw`, from a checked scenario.
+
+#[derive(Serialize)]
+struct Written<'a> {
+    description: &'a str,
+    workers: usize,
+    style: &'static str,
+    deadline_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_limit_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_timeout_ms: Option<u64>,
+    max_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    tasks: Vec<WrittenGroup>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    nemesis: Vec<WrittenNemesis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    random: Option<WrittenRandom>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storm: Option<WrittenStorm>,
+    expect: BTreeMap<String, &'static str>,
+}
+
+#[derive(Serialize)]
+struct WrittenGroup {
+    count: usize,
+    work: RawWork,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fault: Option<WrittenFault>,
+}
+
+impl From<&TaskGroup> for WrittenGroup {
+    fn from(g: &TaskGroup) -> Self {
+        let work = match &g.work {
+            Workload::Echo(bytes) => RawWork::Echo(bytes.len() as u32),
+            Workload::Spin { us } => RawWork::SpinUs(*us),
+            Workload::Sleep { ms } => RawWork::SleepMs(*ms),
+            Workload::Alloc { mib, .. } => RawWork::AllocMib(*mib),
+            Workload::Large { bytes } => RawWork::LargeBytes(*bytes),
+        };
+        let fault = g.fault.map(|f| WrittenFault {
+            kind: protocol::fault_kind_name(f.kind),
+            at: protocol::fault_point_name(f.at),
+            times: if f.times == u32::MAX { Times::Always("always") } else { Times::Attempts(f.times) },
+        });
+        WrittenGroup { count: g.count, work, fault }
+    }
+}
+
+#[derive(Serialize)]
+struct WrittenFault {
+    kind: String,
+    at: &'static str,
+    times: Times,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Times {
+    Attempts(u32),
+    Always(&'static str),
+}
+
+#[derive(Serialize)]
+struct WrittenNemesis {
+    signal: Signal,
+    target: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<usize>,
+    after_ms: u64,
+}
+
+impl From<&Nemesis> for WrittenNemesis {
+    fn from(n: &Nemesis) -> Self {
+        let (target, task) = match n.target {
+            Aim::Task(task) => ("task", Some(task)),
+            Aim::IdleWorker => ("idle-worker", None),
+            Aim::RandomWorker => ("random-worker", None),
+            Aim::Owner => ("owner", None),
+        };
+        WrittenNemesis { signal: n.signal, target, task, after_ms: n.after_ms }
+    }
+}
+
+#[derive(Serialize)]
+struct WrittenRandom {
+    rate: f64,
+    kinds: Vec<String>,
+    points: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct WrittenStorm {
+    signal: Signal,
+    every_ms: u64,
 }
 
 /// Reads every `*.toml` under the given files and directories, sorted by
@@ -240,6 +305,15 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, ScenarioError> {
                 .filter(|p| p.extension().is_some_and(|x| x == "toml"))
                 .collect();
             found.sort();
+            if found.is_empty() {
+                return Err(ScenarioError {
+                    path: path.clone(),
+                    line: 0,
+                    column: 0,
+                    field: "-".into(),
+                    message: "no scenario files (*.toml) in this directory".into(),
+                });
+            }
             files.extend(found);
         } else {
             files.push(path.clone());
@@ -318,7 +392,7 @@ fn default_style() -> Spanned<String> {
 struct RawGroup {
     #[serde(default = "one")]
     count: Spanned<usize>,
-    work: RawWork,
+    work: Spanned<RawWork>,
     fault: Option<RawFault>,
 }
 
@@ -326,7 +400,7 @@ fn one() -> Spanned<usize> {
     Spanned::new(0..0, 1)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 enum RawWork {
     Echo(u32),
@@ -347,7 +421,7 @@ struct RawFault {
 }
 
 fn mid_task() -> Spanned<String> {
-    Spanned::new(0..0, "mid-task".to_string())
+    Spanned::new(0..0, protocol::fault_point_name(FaultPoint::MidTask).to_string())
 }
 
 #[derive(Deserialize)]
@@ -356,8 +430,12 @@ struct RawNemesis {
     signal: Signal,
     target: Spanned<String>,
     task: Option<Spanned<usize>>,
-    #[serde(default)]
-    after_ms: u64,
+    #[serde(default = "zero")]
+    after_ms: Spanned<u64>,
+}
+
+fn zero() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
 }
 
 #[derive(Deserialize)]
@@ -376,66 +454,28 @@ struct RawStorm {
     every_ms: Spanned<u64>,
 }
 
-/// Names of the fault kinds in scenario files.
-pub fn fault_kind(name: &str) -> Option<FaultKind> {
-    Some(match name {
-        "sigkill" => FaultKind::SigKill,
-        "sigsegv" => FaultKind::SigSegv,
-        "abort" => FaultKind::Abort,
-        "exit0" => FaultKind::Exit(0),
-        "exit1" => FaultKind::Exit(1),
-        "hang" => FaultKind::Hang,
-        "sigstop" => FaultKind::SigStop,
-        "error" => FaultKind::Error,
-        "panic" => FaultKind::Panic,
-        _ => return None,
-    })
+/// The names a field accepts, for error messages.
+fn known<T>(table: &[(&str, T)]) -> String {
+    table.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
 }
-
-pub fn fault_kind_name(kind: FaultKind) -> String {
-    match kind {
-        FaultKind::SigKill => "sigkill".into(),
-        FaultKind::SigSegv => "sigsegv".into(),
-        FaultKind::Abort => "abort".into(),
-        FaultKind::Exit(code) => format!("exit{code}"),
-        FaultKind::Hang => "hang".into(),
-        FaultKind::SigStop => "sigstop".into(),
-        FaultKind::Error => "error".into(),
-        FaultKind::Panic => "panic".into(),
-    }
-}
-
-pub fn fault_point(name: &str) -> Option<FaultPoint> {
-    Some(match name {
-        "decode" => FaultPoint::Decode,
-        "mid-task" => FaultPoint::MidTask,
-        "write-result" => FaultPoint::WriteResult,
-        _ => return None,
-    })
-}
-
-pub fn fault_point_name(point: FaultPoint) -> &'static str {
-    match point {
-        FaultPoint::Decode => "decode",
-        FaultPoint::MidTask => "mid-task",
-        FaultPoint::WriteResult => "write-result",
-    }
-}
-
-fn call_style(name: &str) -> Option<CallStyle> {
-    CallStyle::ALL.into_iter().find(|s| s.name() == name)
-}
-
-const KINDS: &str = "sigkill, sigsegv, abort, exit0, exit1, hang, sigstop, error, panic";
-const POINTS: &str = "decode, mid-task, write-result";
 
 type ErrorAt<'a> = dyn Fn(Option<Range<usize>>, &str, String) -> ScenarioError + 'a;
 
 impl Raw {
     fn check(self, name: String, path: &Path, error: &ErrorAt<'_>) -> Result<Scenario, ScenarioError> {
         let at = |s: Range<usize>| if s.is_empty() { None } else { Some(s) };
-        if *self.workers.get_ref() == 0 {
-            return Err(error(Some(self.workers.span()), "workers", "must be at least 1".into()));
+        if !(1..=MAX_WORKERS).contains(self.workers.get_ref()) {
+            return Err(error(Some(self.workers.span()), "workers", format!("must be 1 to {MAX_WORKERS}")));
+        }
+        let ms = |field: &str, value: &Spanned<u64>| {
+            if *value.get_ref() > MAX_MS {
+                return Err(error(Some(value.span()), field, format!("at most {MAX_MS} ms (a day)")));
+            }
+            Ok(())
+        };
+        ms("deadline_ms", &self.deadline_ms)?;
+        if let Some(t) = &self.task_timeout_ms {
+            ms("task_timeout_ms", t)?;
         }
         let style = call_style(self.style.get_ref()).ok_or_else(|| {
             error(
@@ -470,10 +510,18 @@ impl Raw {
         };
         let tasks_span = self.tasks.span();
         let mut tasks = Vec::new();
+        let mut total: usize = 0;
         for (i, group) in self.tasks.into_inner().into_iter().enumerate() {
+            total = total.saturating_add(*group.count.get_ref());
+            if total > MAX_TASKS {
+                return Err(error(
+                    Some(group.count.span()),
+                    &format!("tasks[{i}].count"),
+                    format!("the scenario would run {total} or more tasks; at most {MAX_TASKS}"),
+                ));
+            }
             tasks.push(group.check(i, error)?);
         }
-        let total: usize = tasks.iter().map(|g: &TaskGroup| g.count).sum();
         if total == 0 {
             return Err(error(Some(tasks_span), "tasks", "a scenario needs at least one task".into()));
         }
@@ -503,7 +551,8 @@ impl Raw {
                     ));
                 }
             };
-            nemesis.push(Nemesis { signal: raw.signal, target, after_ms: raw.after_ms });
+            ms(&format!("nemesis[{i}].after_ms"), &raw.after_ms)?;
+            nemesis.push(Nemesis { signal: raw.signal, target, after_ms: *raw.after_ms.get_ref() });
         }
         let random = match self.random {
             None => None,
@@ -520,7 +569,7 @@ impl Raw {
                             error(
                                 Some(k.span()),
                                 &format!("random.kinds[{i}]"),
-                                format!("unknown fault kind {:?} (known: {KINDS})", k.get_ref()),
+                                format!("unknown fault kind {:?} (known: {})", k.get_ref(), known(&FAULT_KINDS)),
                             )
                         })
                     })
@@ -537,7 +586,7 @@ impl Raw {
                             error(
                                 Some(p.span()),
                                 &format!("random.points[{i}]"),
-                                format!("unknown point {:?} (known: {POINTS})", p.get_ref()),
+                                format!("unknown point {:?} (known: {})", p.get_ref(), known(&FAULT_POINTS)),
                             )
                         })
                     })
@@ -594,7 +643,11 @@ impl Raw {
 
 impl RawGroup {
     fn check(self, i: usize, error: &ErrorAt<'_>) -> Result<TaskGroup, ScenarioError> {
-        let work = match self.work {
+        let span = self.work.span();
+        let too_big = |max: u32| error(Some(span.clone()), &format!("tasks[{i}].work"), format!("at most {max} bytes"));
+        let work = match self.work.into_inner() {
+            RawWork::Echo(bytes) if bytes > MAX_ECHO_BYTES => return Err(too_big(MAX_ECHO_BYTES)),
+            RawWork::LargeBytes(bytes) if bytes > MAX_RESULT_BYTES => return Err(too_big(MAX_RESULT_BYTES)),
             RawWork::Echo(bytes) => Workload::Echo(vec![b'x'; bytes as usize]),
             RawWork::SpinUs(us) => Workload::Spin { us },
             RawWork::SleepMs(ms) => Workload::Sleep { ms },
@@ -608,7 +661,7 @@ impl RawGroup {
                     error(
                         Some(f.kind.span()),
                         &format!("tasks[{i}].fault.kind"),
-                        format!("unknown fault kind {:?} (known: {KINDS})", f.kind.get_ref()),
+                        format!("unknown fault kind {:?} (known: {})", f.kind.get_ref(), known(&FAULT_KINDS)),
                     )
                 })?;
                 let span = f.at.span();
@@ -616,7 +669,7 @@ impl RawGroup {
                     error(
                         if span.is_empty() { None } else { Some(span) },
                         &format!("tasks[{i}].fault.at"),
-                        format!("unknown point {:?} (known: {POINTS})", f.at.get_ref()),
+                        format!("unknown point {:?} (known: {})", f.at.get_ref(), known(&FAULT_POINTS)),
                     )
                 })?;
                 let times = match &f.times {
@@ -695,7 +748,17 @@ naive = "hung"
 
     #[test]
     fn errors_name_the_file_line_and_field() {
-        assert_eq!(err(&GOOD.replace("workers = 2", "workers = 0")), "s.toml:3:11: workers: must be at least 1");
+        assert_eq!(err(&GOOD.replace("workers = 2", "workers = 0")), "s.toml:3:11: workers: must be 1 to 256");
+        assert_eq!(err(&GOOD.replace("workers = 2", "workers = 100000")), "s.toml:3:11: workers: must be 1 to 256");
+        assert_eq!(
+            err(&GOOD.replace("count = 3", "count = 100000000000")),
+            "s.toml:7:9: tasks[0].count: the scenario would run 100000000000 or more tasks; at most 100000"
+        );
+        assert!(err(&GOOD.replace("echo = 4", "echo = 4000000000")).starts_with("s.toml:8:8: tasks[0].work: at most"));
+        assert!(
+            err(&GOOD.replace("deadline_ms = 1000", "deadline_ms = 18446744073709551615"))
+                .starts_with("s.toml:4:15: deadline_ms: at most")
+        );
         assert_eq!(
             err(&GOOD.replace("workers = 2", "workers = \"two\"")),
             "s.toml:3:11: workers: invalid type: string \"two\", expected usize"

@@ -2,14 +2,25 @@
 //! the same way. Greedy, in the spirit of delta debugging: drop the storm,
 //! then each strike from outside, then each fault, then fault-free tasks in
 //! halving chunks, then make what is left cheap. Every candidate is a real
-//! run, so the number of candidates is bounded.
+//! run, so the number of candidates is bounded, and so is the time: past its
+//! deadline a shrink keeps what it has.
+//!
+//! A candidate is kept only if it fails every one of [`CONFIRM`] runs: a
+//! plan that fails by a race (a strike landing before or after a fault
+//! fired) fails some runs and not others, and is not taken for the rule.
+
+use std::time::{Duration, Instant};
 
 use pools::Workload;
 
 use crate::scenario::{Aim, Scenario};
 
-/// Candidate runs one shrink may spend.
+/// Candidates one shrink may try.
 const BUDGET: usize = 48;
+/// Runs of a candidate that must all fail for it to be kept.
+pub const CONFIRM: usize = 2;
+/// The time one shrink may take by default (`--shrink-budget`).
+pub const BUDGET_TIME: Duration = Duration::from_secs(90);
 
 /// How many faults a scenario injects: self-placed faults, OOM tasks, strikes, a storm.
 pub fn fault_count(s: &Scenario) -> usize {
@@ -18,16 +29,18 @@ pub fn fault_count(s: &Scenario) -> usize {
     tasks + s.nemesis.len() + usize::from(s.storm.is_some())
 }
 
-/// The smallest variant of `failing` found for which `still_fails` holds.
-pub fn shrink(failing: &Scenario, still_fails: &dyn Fn(&Scenario) -> bool) -> Scenario {
+/// The smallest variant of `failing` found, by `deadline`, for which
+/// `still_fails` holds in each of [`CONFIRM`] runs.
+pub fn shrink(failing: &Scenario, deadline: Instant, still_fails: &dyn Fn(&Scenario) -> bool) -> Scenario {
     let mut best = explode(failing);
     let budget = std::cell::Cell::new(BUDGET);
     let attempt = |candidate: Scenario, best: &mut Scenario| {
-        if budget.get() == 0 {
+        if budget.get() == 0 || Instant::now() >= deadline {
+            budget.set(0);
             return false;
         }
         budget.set(budget.get() - 1);
-        let ok = still_fails(&candidate);
+        let ok = (0..CONFIRM).all(|_| still_fails(&candidate));
         if ok {
             *best = candidate;
         }
@@ -127,7 +140,8 @@ fn without_tasks(s: &Scenario, drop: &[usize]) -> Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Nemesis, SelfFault, Signal, TaskGroup};
+    use crate::protocol::Signal;
+    use crate::scenario::{Nemesis, SelfFault, TaskGroup};
     use crate::verdict::Verdict;
     use pools::{CallStyle, FaultKind, FaultPoint, PoolKind};
 
@@ -163,12 +177,32 @@ mod tests {
         let fails = |s: &Scenario| {
             s.tasks.iter().any(|t| t.fault.is_some() && t.work == Workload::Echo(vec![1])) && s.tasks.len() >= 2
         };
-        let small = shrink(&scenario(), &|s| fails(s) && fault_count(s) >= 1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let small = shrink(&scenario(), deadline, &|s| fails(s) && fault_count(s) >= 1);
         assert_eq!(fault_count(&small), 1, "{small:?}");
         assert!(small.tasks.len() <= 2, "{} tasks left", small.tasks.len());
         // Dropping tasks before a struck one re-aims the strike.
         let c = without_tasks(&scenario(), &[0, 1]);
         assert_eq!(c.nemesis[0].target, Aim::Task(13));
         assert_eq!(c.tasks[13].work, Workload::Sleep { ms: 50 });
+    }
+
+    #[test]
+    fn a_candidate_that_fails_only_sometimes_is_not_kept_and_the_deadline_holds() {
+        // Every other run of any candidate fails: a race, never confirmed.
+        let runs = std::cell::Cell::new(0);
+        let racy = |_: &Scenario| {
+            runs.set(runs.get() + 1);
+            runs.get() % 2 == 0
+        };
+        let small = shrink(&scenario(), Instant::now() + Duration::from_secs(60), &racy);
+        assert_eq!(fault_count(&small), fault_count(&scenario()));
+        // Past its deadline, a shrink tries nothing.
+        runs.set(0);
+        let small = shrink(&scenario(), Instant::now(), &|_| {
+            runs.set(runs.get() + 1);
+            true
+        });
+        assert_eq!((runs.get(), fault_count(&small)), (0, fault_count(&scenario())));
     }
 }

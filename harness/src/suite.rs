@@ -1,7 +1,6 @@
 //! A suite: many scenarios, each against its pools, run a few at a time, each
 //! in its own sandbox, gathered into one [`Report`].
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -103,7 +102,7 @@ pub fn run(
     Ok(Report {
         seed,
         oom_mechanism: mechanisms(&runs),
-        versions: versions(),
+        versions: crate::report::versions(&ctx.root),
         runs,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
@@ -119,14 +118,4 @@ pub fn mechanisms(runs: &[RunRecord]) -> String {
         }
     }
     if seen.is_empty() { "none".into() } else { seen.join("; ") }
-}
-
-/// The versions a report carries.
-pub fn versions() -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
-    v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
-    if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-        v.insert("kernel".into(), kernel.trim().into());
-    }
-    v
 }

@@ -90,6 +90,10 @@ pub struct TaskCounts {
     pub duplicated: usize,
     /// A result that is not the task's.
     pub wrong: usize,
+    /// Failed tasks that no fault touched (counted in `failed` too): a
+    /// safety finding, unless the pool fails bystanders by design.
+    #[serde(default)]
+    pub bystanders: usize,
 }
 
 /// A fault the run injected, as planned.
@@ -131,6 +135,9 @@ pub struct RunRecord {
     /// What outlived the run: the verdict is `leaked`, unless the run hung
     /// and these are what the teardown's kill left.
     pub leaks: Vec<String>,
+    /// The safety invariants the run broke, in words (the checker's findings).
+    #[serde(default)]
+    pub findings: Vec<String>,
     /// For a hung or lost run: which tasks were pending, on which workers, and how those ended.
     pub diagnosis: Vec<String>,
     pub elapsed_ms: u64,

@@ -9,8 +9,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use harness::campaign::{self, CampaignReport, FindingKind, Knobs, Settings};
+use harness::campaign::{self, CampaignReport, Knobs, Settings};
 use harness::shrink;
+use harness::target::Target;
 use pools::PoolKind;
 use pools::supervised::PlantedBug;
 
@@ -19,33 +20,26 @@ fn small() -> Knobs {
 }
 
 fn settings(pool: PoolKind, runs: u64, partition: Option<(u64, u64)>, failures: &Path) -> Settings {
-    Settings {
-        pool,
-        seed: 11,
-        knobs: small(),
-        runs: Some(runs),
-        duration: None,
-        partition,
-        jobs: 2,
-        failures_dir: failures.to_owned(),
-        shrink: true,
-        max_findings: None,
-    }
+    let mut s = Settings::new(Target::Pool(pool), 11, small(), failures.to_owned());
+    s.runs = Some(runs);
+    s.partition = partition;
+    s
 }
 
 #[test]
 fn the_same_seed_gives_the_same_plans() {
     let knobs = Knobs::default();
     for index in 0..50 {
-        let a = campaign::generate(&knobs, PoolKind::Supervised, 42, index);
-        let b = campaign::generate(&knobs, PoolKind::Supervised, 42, index);
+        let a = campaign::generate(&knobs, &Target::Pool(PoolKind::Supervised), 42, index);
+        let b = campaign::generate(&knobs, &Target::Pool(PoolKind::Supervised), 42, index);
         assert_eq!(a.to_toml(&[]), b.to_toml(&[]), "run {index}");
     }
-    let other = campaign::generate(&knobs, PoolKind::Supervised, 43, 0);
-    assert_ne!(campaign::generate(&knobs, PoolKind::Supervised, 42, 0).to_toml(&[]), other.to_toml(&[]));
+    let other = campaign::generate(&knobs, &Target::Pool(PoolKind::Supervised), 43, 0);
+    assert_ne!(campaign::generate(&knobs, &Target::Pool(PoolKind::Supervised), 42, 0).to_toml(&[]), other.to_toml(&[]));
     // The plans carry faults at all.
-    let faults: usize =
-        (0..50).map(|i| shrink::fault_count(&campaign::generate(&knobs, PoolKind::Supervised, 42, i))).sum();
+    let faults: usize = (0..50)
+        .map(|i| shrink::fault_count(&campaign::generate(&knobs, &Target::Pool(PoolKind::Supervised), 42, i)))
+        .sum();
     assert!(faults > 20, "{faults} faults in 50 plans");
 }
 
@@ -68,21 +62,18 @@ fn two_shares_merge_to_the_verdict_counts_of_the_whole() {
     assert!(whole.findings.is_empty(), "supervised: {}", whole.summary());
 }
 
-/// Each planted bug is found by a short campaign, shrunk to at most 2 faults,
-/// and its reproducer replays to the same verdict.
-fn planted(bug: PlantedBug) {
+/// Each planted bug is found by a short campaign, shrunk to at most
+/// `max_faults` faults, and its reproducer replays to the same verdict.
+fn planted(bug: PlantedBug, knobs: Knobs, max_faults: usize) {
     let ctx = common::ctx();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = settings(PoolKind::Planted(bug), 12, None, dir.path());
-    // Hung runs cost their deadline, and so does every shrink step of a hang.
-    s.knobs = Knobs { stall_rate: 0.1, deadline_ms: 1500, task_timeout_ms: 300, ..small() };
+    s.knobs = knobs;
     s.max_findings = Some(1);
     let report = campaign::run(&s, &ctx, &|_| {}).expect("campaign");
-    let finding = report.findings.first().unwrap_or_else(|| panic!("{bug:?} not caught: {}", report.summary()));
-    assert!(finding.faults_after <= 2, "{bug:?} shrunk to {} faults", finding.faults_after);
-    let verdict = match &finding.kind {
-        FindingKind::Oracle { verdict, .. } | FindingKind::Safety { verdict, .. } => *verdict,
-    };
+    let finding = report.distinct().next().unwrap_or_else(|| panic!("{bug:?} not caught: {}", report.summary()));
+    assert!(finding.faults_after <= max_faults, "{bug:?} shrunk to {} faults", finding.faults_after);
+    let verdict = finding.kind.verdict();
     let repro = finding.reproducer.as_ref().expect("a reproducer");
     let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
         .args(["run", repro, "--format", "json"])
@@ -94,22 +85,46 @@ fn planted(bug: PlantedBug) {
     assert_eq!(replayed.runs[0].verdict, verdict, "the replay reaches the same verdict");
 }
 
+/// Hung runs cost their deadline, and so does every shrink step of a hang.
+fn quick() -> Knobs {
+    Knobs { stall_rate: 0.1, deadline_ms: 1500, task_timeout_ms: 300, ..small() }
+}
+
 #[test]
 fn planted_bug_drop_retried_result_is_caught() {
-    planted(PlantedBug::DropRetriedResult);
+    planted(PlantedBug::DropRetriedResult, quick(), 2);
 }
 
 #[test]
 fn planted_bug_duplicate_retried_result_is_caught() {
-    planted(PlantedBug::DuplicateRetriedResult);
+    planted(PlantedBug::DuplicateRetriedResult, quick(), 2);
 }
 
 #[test]
 fn planted_bug_ignore_death_is_caught() {
-    planted(PlantedBug::IgnoreDeath);
+    planted(PlantedBug::IgnoreDeath, quick(), 2);
 }
 
 #[test]
 fn planted_bug_no_deadline_is_caught() {
-    planted(PlantedBug::NoDeadline);
+    planted(PlantedBug::NoDeadline, quick(), 2);
+}
+
+/// A healthy task failed beside each faulted one: the checker knows which
+/// tasks a fault touched, and the shrinker gets it down to the one fault.
+/// One worker, and task errors the only faults, so results come in order
+/// and the bystander is always the task after the failed one.
+#[test]
+fn planted_bug_fail_bystander_is_caught_and_shrunk_to_one_fault() {
+    let knobs = Knobs {
+        workers: 1,
+        error_rate: 0.3,
+        kill_rate: 0.0,
+        crash_rate: 0.0,
+        oom_rate: 0.0,
+        stall_rate: 0.0,
+        outside_rate: 0.0,
+        ..quick()
+    };
+    planted(PlantedBug::FailBystander, knobs, 1);
 }

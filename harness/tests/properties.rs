@@ -71,8 +71,8 @@ fn scenario(pool: PoolKind, stalls: bool) -> impl Strategy<Value = Scenario> {
 
 /// Runs the plan; fails the case on an unsafe run or an oracle mismatch.
 fn check(pool: PoolKind, s: &Scenario, ctx: &RunContext) -> Result<Verdict, TestCaseError> {
-    let (record, expectation, finding) =
-        campaign::run_once(s, pool, ctx, "prop").map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    let (record, expectation, finding) = campaign::run_once(s, &harness::target::Target::Pool(pool), ctx, "prop")
+        .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
     if let Some(finding) = finding {
         return Err(TestCaseError::fail(format!("{finding:?}: {:?}\n{}", record.diagnosis, s.to_toml(&[]))));
     }

@@ -66,3 +66,63 @@ fn both_sides_agree_on_each_targets_start_methods() {
         .collect();
     assert_eq!(python, rust);
 }
+
+/// Both sides of the protocol spell every name alike: `protocol.py`'s tables
+/// against what the Rust side writes and reads (harness/src/protocol.rs).
+#[test]
+fn the_python_side_spells_every_name_as_the_rust_side_does() {
+    use harness::protocol::{CallbackKind, ErrorKind, FAULT_KINDS, FAULT_POINTS, OWNER_EVENTS};
+    use pools::{CallStyle, Workload};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let names = "STYLES WORKLOADS FAULT_KINDS FAULT_POINTS ERROR_KINDS EVENTS CALLBACKS";
+    let script = format!(
+        "import json; from poolchaos_targets import protocol as p; \
+         print(json.dumps({{n: list(getattr(p, n)) for n in {:?}.split()}}))",
+        names
+    );
+    let out = Command::new(harness::target::python(&root, None))
+        .args(["-c", &script])
+        .env("PYTHONPATH", root.join("targets/python"))
+        .output()
+        .expect("start python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let python: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&out.stdout).expect("the tables as JSON");
+    // The wire name of a value: its JSON string, or the key of its one-key object.
+    let wire = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Object(o) => o.keys().next().cloned(),
+        _ => None,
+    };
+    let unit = |v: serde_json::Value| v.as_str().map(str::to_string);
+    let sample = [
+        Workload::Echo(vec![]),
+        Workload::Spin { us: 0 },
+        Workload::Sleep { ms: 0 },
+        Workload::Alloc { mib: 0, hold: false },
+        Workload::Large { bytes: 0 },
+    ];
+    let rust: [(&str, Vec<String>); 7] = [
+        ("STYLES", CallStyle::ALL.iter().map(|s| s.name().to_string()).collect()),
+        ("WORKLOADS", sample.iter().filter_map(|w| wire(serde_json::to_value(w).unwrap())).collect()),
+        // `Exit(code)` is an object on the wire, which protocol.py checks apart.
+        ("FAULT_KINDS", FAULT_KINDS.iter().filter_map(|(_, k)| unit(serde_json::to_value(k).unwrap())).collect()),
+        ("FAULT_POINTS", FAULT_POINTS.iter().filter_map(|(_, p)| unit(serde_json::to_value(p).unwrap())).collect()),
+        ("ERROR_KINDS", ErrorKind::ALL.iter().map(|k| k.name().to_string()).collect()),
+        ("EVENTS", OWNER_EVENTS.iter().map(|e| e.to_string()).collect()),
+        (
+            "CALLBACKS",
+            [CallbackKind::Result, CallbackKind::Error]
+                .iter()
+                .filter_map(|k| unit(serde_json::to_value(k).unwrap()))
+                .collect(),
+        ),
+    ];
+    for (name, mut ours) in rust {
+        let mut theirs = python.get(name).cloned().unwrap_or_default();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(theirs, ours, "protocol.py's {name} against the Rust side");
+    }
+}

@@ -19,7 +19,7 @@ macro_rules! in_reports {
 }
 
 fn tasks(total: usize, ok: usize, failed: usize, lost: usize) -> TaskCounts {
-    TaskCounts { total, ok, failed, lost, duplicated: 0, wrong: 0 }
+    TaskCounts { total, ok, failed, lost, duplicated: 0, wrong: 0, bystanders: 0 }
 }
 
 fn fault(kind: &str, at: &str) -> Vec<FaultRecord> {
@@ -44,6 +44,7 @@ fn run(scenario: &str, pool: &str, style: &str, verdict: Verdict, expected: Opti
         oom_kills: 0,
         mechanism: None,
         leaks: Vec::new(),
+        findings: Vec::new(),
         diagnosis: Vec::new(),
         elapsed_ms: 120,
         events: Some(format!("runs/{scenario}--{pool}.events.jsonl")),

@@ -52,6 +52,40 @@ fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
     assert!(mismatches.is_empty(), "not as expected: {mismatches:#?}");
 }
 
+/// `supervised` with a healthy task failed beside each faulted one, run
+/// under `supervised`'s expectations (the scenario files written back with
+/// the planted pool in its place): `poolchaos run` marks it `✗`, exits 1, and
+/// its canonical lines differ from `supervised`'s in the snapshot.
+#[test]
+fn a_pool_that_fails_a_bystander_is_a_mismatch_and_a_snapshot_diff() {
+    use pools::PoolKind;
+    use pools::supervised::PlantedBug;
+    let supervised = harness::target::Target::Pool(PoolKind::Supervised);
+    let planted = harness::target::Target::Pool(PoolKind::Planted(PlantedBug::FailBystander));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["error-first"];
+    for name in names {
+        let mut s = scenario::load(&root().join(format!("scenarios/{name}.toml"))).expect("scenario");
+        let expected = s.expect.iter().find(|(t, _)| *t == supervised).expect("supervised expected").1;
+        s.expect = vec![(planted.clone(), expected)];
+        std::fs::write(dir.path().join(format!("{name}.toml")), s.to_toml(&[])).expect("write");
+    }
+    let out = poolchaos().args(["run", "--format", "json"]).arg(dir.path()).output().expect("run poolchaos");
+    assert_eq!(out.status.code(), Some(1), "a mismatch: {}", String::from_utf8_lossy(&out.stderr));
+    let mut report: harness::report::Report = serde_json::from_slice(&out.stdout).expect("report json");
+    for run in &mut report.runs {
+        assert!(!run.as_expected(), "{} x {}: {} ({:?})", run.scenario, run.pool, run.verdict, run.diagnosis);
+        assert!(run.findings.iter().any(|f| f.contains("no fault touched it")), "{:?}", run.findings);
+        run.pool = supervised.name();
+    }
+    let snapshot = std::fs::read_to_string(root().join("reports/snapshots/scenarios-matrix.snap")).expect("snapshot");
+    for line in report.canonical().lines().skip(1) {
+        let (key, _) = line.split_once(": ").expect("a canonical line");
+        let ours = snapshot.lines().find(|l| l.starts_with(&format!("{key}: "))).expect("supervised's line");
+        assert_ne!(line, ours, "the snapshot shows the bystander");
+    }
+}
+
 #[test]
 fn a_malformed_scenario_is_refused_with_file_line_and_field_and_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -73,6 +107,75 @@ fn a_malformed_scenario_is_refused_with_file_line_and_field_and_exit_2() {
         assert!(stderr.contains(&format!("{}{expected}", path.display())), "{stderr}");
         assert!(out.stdout.is_empty(), "nothing ran");
     }
+}
+
+/// Input that names no scenario, or absurd numbers: exit 2, a message naming
+/// the path (and line and field), nothing run, no abort.
+#[test]
+fn no_scenario_and_absurd_numbers_are_refused_with_exit_2_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    let looks_like_a_file = dir.path().join("x.toml");
+    std::fs::create_dir(&empty).expect("mkdir");
+    std::fs::create_dir(&looks_like_a_file).expect("mkdir");
+    for path in [&empty, &looks_like_a_file] {
+        let out = poolchaos().arg("run").arg(path).output().expect("run poolchaos");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("{}: no scenario files", path.display())), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing ran");
+    }
+    let good = std::fs::read_to_string(root().join("scenarios/segfault.toml")).expect("read");
+    let cases = [
+        ("count = 7", "count = 100000000000", ":11:9: tasks[0].count: the scenario would run"),
+        ("workers = 2", "workers = 100000", ":2:11: workers: must be 1 to 256"),
+    ];
+    for (from, to, expected) in cases {
+        let path = dir.path().join("absurd.toml");
+        assert!(good.contains(from), "fixture has {from}");
+        std::fs::write(&path, good.replacen(from, to, 1)).expect("write");
+        let out = poolchaos().arg("run").arg(&path).output().expect("run poolchaos");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "exit 2 for {to}: {stderr}");
+        assert!(stderr.contains(&format!("{}{expected}", path.display())), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing ran");
+    }
+}
+
+/// Without the project's `.venv` (here: a Python that sees no site
+/// packages), the loky run is skipped: `poolchaos run` says how many runs
+/// were skipped and exits 3, not 0; `--allow-skipped` accepts it.
+#[test]
+fn skipped_runs_are_counted_and_are_not_a_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(root().join("targets"), dir.path().join("targets")).expect("symlink");
+    let bin = dir.path().join(".venv/bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::write(bin.join("python"), "#!/bin/sh\nexec python3 -S \"$@\"\n").expect("write");
+    std::fs::set_permissions(bin.join("python"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    // A long deadline: a skip is quick, but a loaded machine starts Python slowly.
+    let scenario = dir.path().join("one-task.toml");
+    std::fs::write(
+        &scenario,
+        "description = \"one task\"\nworkers = 1\ndeadline_ms = 120000\n\n[[tasks]]\nwork = { echo = 1 }\n\n\
+         [expect]\npy-loky = \"completed\"\n",
+    )
+    .expect("write");
+    let run = |extra: &[&str]| {
+        poolchaos()
+            .arg("run")
+            .arg(&scenario)
+            .args(extra)
+            .env("POOLCHAOS_ROOT", dir.path())
+            .output()
+            .expect("run poolchaos")
+    };
+    let out = run(&[]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 run: 0 as expected, 1 skipped (not a pass)"), "{stdout}");
+    assert!(stderr.contains("1 run(s) skipped"), "{stderr}");
+    assert_eq!(run(&["--allow-skipped"]).status.code(), Some(0));
 }
 
 /// Cgroups whose name starts with `prefix` where this process's runs go

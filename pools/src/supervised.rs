@@ -67,7 +67,7 @@ use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
 use crate::fork_server::{ForkServer, Forked};
-use crate::outcome::{Exit, TaskError};
+use crate::outcome::{Exit, Outcome, TaskError};
 use crate::process::{self, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, now_ns};
 use crate::wire::{self, FromWorker, ToWorkerRef};
@@ -102,14 +102,19 @@ pub enum PlantedBug {
     IgnoreDeath,
     /// Per-task deadlines are not enforced.
     NoDeadline,
+    /// Each task that fails by a fault (its own error, or `WorkerLost` out of
+    /// attempts) takes a healthy task of its job down with it: the next
+    /// result of that job is replaced by a copy of the error.
+    FailBystander,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 5] = [
         PlantedBug::DropRetriedResult,
         PlantedBug::DuplicateRetriedResult,
         PlantedBug::IgnoreDeath,
         PlantedBug::NoDeadline,
+        PlantedBug::FailBystander,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +123,7 @@ impl PlantedBug {
             PlantedBug::DuplicateRetriedResult => "supervised-bug-duplicate-retried",
             PlantedBug::IgnoreDeath => "supervised-bug-ignore-death",
             PlantedBug::NoDeadline => "supervised-bug-no-deadline",
+            PlantedBug::FailBystander => "supervised-bug-fail-bystander",
         }
     }
 }
@@ -149,6 +155,32 @@ struct Settings {
     rss_ceiling_kib: Option<u64>,
     window: usize,
     bug: Option<PlantedBug>,
+    /// `FailBystander`'s errors owed to a healthy task of their job.
+    owed: Owed,
+}
+
+/// The errors `PlantedBug::FailBystander` still owes, by job id.
+#[derive(Clone, Default)]
+struct Owed(Arc<std::sync::Mutex<Vec<(u64, TaskError)>>>);
+
+impl Owed {
+    /// A fault failed a task of `job`: a healthy one of the same job will pay too.
+    fn owe(&self, job: u64, error: &TaskError) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((job, error.clone()));
+    }
+
+    /// A result about to land: a healthy one of a job that is owed an error gets it instead.
+    fn swap(&self, job: u64, outcome: Outcome) -> Outcome {
+        let Err(error) = &outcome else {
+            let mut owed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            return match owed.iter().position(|(j, _)| *j == job) {
+                Some(at) => Err(owed.remove(at).1),
+                None => outcome,
+            };
+        };
+        self.owe(job, error);
+        outcome
+    }
 }
 
 impl From<&PoolConfig> for Settings {
@@ -161,6 +193,7 @@ impl From<&PoolConfig> for Settings {
             rss_ceiling_kib: c.rss_ceiling_kib,
             window: c.window.max(1),
             bug: None,
+            owed: Owed::default(),
         }
     }
 }
@@ -183,6 +216,7 @@ enum Retiring {
 
 struct Worker {
     bug: Option<PlantedBug>,
+    owed: Owed,
     /// Forked by the pool's fork server: its exit status comes from there.
     child: Forked,
     board: Scoreboard,
@@ -212,6 +246,7 @@ impl Worker {
         process::set_nonblocking(result_r.as_fd())?;
         Ok(Worker {
             bug: s.bug,
+            owed: s.owed.clone(),
             child,
             board,
             to: Some(task_w),
@@ -346,7 +381,10 @@ impl Worker {
                 let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
                 self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
                 self.last_result_ns = now;
-                let outcome = result.map_err(|message| TaskError::Task { message });
+                let mut outcome = result.map_err(|message| TaskError::Task { message });
+                if self.bug == Some(PlantedBug::FailBystander) {
+                    outcome = self.owed.swap(done.entry.job.id(), outcome);
+                }
                 match (self.bug, done.entry.attempts > 0) {
                     (Some(PlantedBug::DropRetriedResult), true) => {}
                     (Some(PlantedBug::DuplicateRetriedResult), true) => {
@@ -570,6 +608,9 @@ impl Supervisor {
                 Some(Retiring::TimedOut { after }) => TaskError::TimedOut { pid, after, attempts },
                 _ => TaskError::WorkerLost { pid, exit, attempts },
             };
+            if self.s.bug == Some(PlantedBug::FailBystander) && matches!(error, TaskError::WorkerLost { .. }) {
+                self.s.owed.owe(entry.job.id(), &error);
+            }
             entry.deliver(Err(error));
         }
     }

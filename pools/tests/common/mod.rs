@@ -111,9 +111,15 @@ fn open_fds() -> BTreeSet<String> {
         .collect()
 }
 
+/// The tests of one process take turns, so that the children and fds each
+/// one counts are its own: under `cargo test` they are threads of one
+/// process; under nextest each has a process of its own and never waits.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `test`, then checks, pass or fail, that no child process and no fd
-/// it opened (pipes, pidfds) is left. Needs a process per test (nextest).
+/// it opened (pipes, pidfds) is left.
 pub fn clean_run(test: impl FnOnce()) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let fds_before = open_fds();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
     let deadline = Instant::now() + Duration::from_secs(10);

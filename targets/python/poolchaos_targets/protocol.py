@@ -31,6 +31,10 @@ WORKLOADS = ("Echo", "Spin", "Sleep", "Alloc", "Large")
 FAULT_KINDS = ("SigKill", "SigSegv", "Abort", "Hang", "SigStop", "Error", "Panic")
 FAULT_POINTS = ("Decode", "MidTask", "WriteResult")
 ERROR_KINDS = ("Task", "WorkerLost", "TimedOut", "PoolBroken", "Terminated")
+# What an owner may write on stdout, and the callbacks it reports. The Rust
+# side (harness/src/protocol.rs) spells the same names; a test compares them.
+EVENTS = ("ready", "warmed-up", "outcome", "duplicate", "callback", "worker-exit", "timed", "finished", "skipped", "owner-error")
+CALLBACKS = ("result", "error")
 
 
 class PlanError(ValueError):
@@ -178,6 +182,8 @@ class Emitter:
         self._send(lambda: _line("outcome", {"index": index, "result": ok_or_wrong(task, value)}))
 
     def callback(self, kind):
+        if kind not in CALLBACKS:
+            raise ValueError(f"not a callback kind: {kind!r}")
         self.emit("callback", kind=kind)
 
     def skipped(self, reason):

@@ -1,0 +1,388 @@
+//! The protocol: every type and name that crosses a process boundary or a
+//! file, spelled once. The owner (`owner.rs`), the harness (runner, checker,
+//! oracles, reports, scenario files) and the Python adapter
+//! (`targets/python/poolchaos_targets/protocol.py`, checked against these
+//! names by a test) all use these; nothing else compares a name as a string.
+//!
+//! The protocol is language-neutral: JSON, one object per line.
+//!
+//! - **Harness to owner** (the owner's stdin): one line holding the
+//!   [`OwnerPlan`] (pool, workers, call style, tasks
+//!   with their faults); with `warmup`, later a line `go` once the nemesis
+//!   has acted on the warmed-up pool.
+//! - **Owner to harness** (the owner's stdout): [`Event`]s: `ready`,
+//!   `warmed-up`, `outcome` (one per task, as the call style delivers them),
+//!   `callback`, `worker-exit` (from whoever reaps the worker), `timed` (a
+//!   benchmark's plan only), `finished`.
+//! - **Workers to harness**, bypassing the owner: a trace pipe whose write end
+//!   the owner passes to every worker (env `POOLCHAOS_TRACE_FD`); each task
+//!   start is a line `start <tag> <attempt> <pid>`, logged as `task-started`,
+//!   and each result ready to send a line `done ...`, logged as `task-done`.
+//!   This is how the nemesis knows which pid runs which task, and how a hung
+//!   run is diagnosed, without trusting the pool.
+//!
+//! The harness adds its own events (`nemesis`, `deadline`, `owner-exit`,
+//! `leak`, `malformed` for an owner's line that is not an event) and stamps
+//! each with the milliseconds since the run started (`events.rs`).
+
+use std::fmt;
+
+use pools::{CallStyle, FaultKind, FaultPoint, Task};
+use serde::{Deserialize, Serialize};
+
+/// Why a task has no result, as the wire names it (`pools::TaskError`'s kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The task raised (or panicked); its worker lived on.
+    Task,
+    /// Its worker died (a signal or an exit code).
+    WorkerLost,
+    /// It ran past its deadline and its worker was stopped.
+    TimedOut,
+    /// A worker's death broke the pool, failing this task with it.
+    PoolBroken,
+    /// The pool was terminated under it: names no fault.
+    Terminated,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] =
+        [ErrorKind::Task, ErrorKind::WorkerLost, ErrorKind::TimedOut, ErrorKind::PoolBroken, ErrorKind::Terminated];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Task => "Task",
+            ErrorKind::WorkerLost => "WorkerLost",
+            ErrorKind::TimedOut => "TimedOut",
+            ErrorKind::PoolBroken => "PoolBroken",
+            ErrorKind::Terminated => "Terminated",
+        }
+    }
+
+    /// Whether an error of this kind names a fault (a `Terminated` task names none).
+    pub fn names_a_fault(self) -> bool {
+        self != ErrorKind::Terminated
+    }
+
+    /// Whether the error says how a worker ended (a signal or an exit code).
+    pub fn names_an_exit(self) -> bool {
+        matches!(self, ErrorKind::WorkerLost | ErrorKind::PoolBroken)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Signals the nemesis sends (scenario files, the event log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signal {
+    Sigkill,
+    Sigstop,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Sigkill => "sigkill",
+            Signal::Sigstop => "sigstop",
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The conventional name of a signal a process ended by: `SIGKILL`, or `signal 42`.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        17 => "SIGCHLD",
+        18 => "SIGCONT",
+        19 => "SIGSTOP",
+        20 => "SIGTSTP",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
+
+/// The fault kinds of scenario files, by name.
+pub const FAULT_KINDS: [(&str, FaultKind); 9] = [
+    ("sigkill", FaultKind::SigKill),
+    ("sigsegv", FaultKind::SigSegv),
+    ("abort", FaultKind::Abort),
+    ("exit0", FaultKind::Exit(0)),
+    ("exit1", FaultKind::Exit(1)),
+    ("hang", FaultKind::Hang),
+    ("sigstop", FaultKind::SigStop),
+    ("error", FaultKind::Error),
+    ("panic", FaultKind::Panic),
+];
+
+/// Where in a task a self-placed fault fires, by name.
+pub const FAULT_POINTS: [(&str, FaultPoint); 3] =
+    [("decode", FaultPoint::Decode), ("mid-task", FaultPoint::MidTask), ("write-result", FaultPoint::WriteResult)];
+
+pub fn fault_kind(name: &str) -> Option<FaultKind> {
+    FAULT_KINDS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+}
+
+pub fn fault_kind_name(kind: FaultKind) -> String {
+    match FAULT_KINDS.iter().find(|(_, k)| *k == kind) {
+        Some((name, _)) => name.to_string(),
+        None => match kind {
+            FaultKind::Exit(code) => format!("exit{code}"),
+            other => format!("{other:?}").to_lowercase(),
+        },
+    }
+}
+
+pub fn fault_point(name: &str) -> Option<FaultPoint> {
+    FAULT_POINTS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+}
+
+pub fn fault_point_name(point: FaultPoint) -> &'static str {
+    FAULT_POINTS.iter().find(|(_, p)| *p == point).map_or("mid-task", |(n, _)| n)
+}
+
+/// The call style of a name (`map`, `apply`, `apply_async`, `map_async`).
+pub fn call_style(name: &str) -> Option<CallStyle> {
+    CallStyle::ALL.into_iter().find(|s| s.name() == name)
+}
+
+/// The events an owner may write (the rest of [`Event`] are the harness's own).
+pub const OWNER_EVENTS: [&str; 10] = [
+    "ready",
+    "warmed-up",
+    "outcome",
+    "duplicate",
+    "callback",
+    "worker-exit",
+    "timed",
+    "finished",
+    "skipped",
+    "owner-error",
+];
+
+/// Serde for a [`CallStyle`] as its name.
+mod style_name {
+    use pools::CallStyle;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(style: &CallStyle, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(style.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CallStyle, D::Error> {
+        let name = String::deserialize(d)?;
+        super::call_style(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown call style {name:?}")))
+    }
+}
+
+/// What the harness hands the pool's owner on its stdin (one JSON object).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OwnerPlan {
+    /// The pool or target, by name (`supervised`, `py-pebble`, ...).
+    pub pool: String,
+    pub workers: usize,
+    #[serde(with = "style_name")]
+    pub style: CallStyle,
+    pub task_timeout_ms: Option<u64>,
+    pub max_attempts: u32,
+    pub warmup: bool,
+    /// Time the call and report `timed`; hold the events until it returns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bench: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunksize: Option<usize>,
+    pub tasks: Vec<Task>,
+}
+
+/// One thing that happened in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The owner started its pool.
+    Ready { pid: u32 },
+    /// The owner ran its warm-up task and waits for `go`.
+    WarmedUp,
+    /// A worker started a task (from the trace pipe).
+    TaskStarted { tag: u64, attempt: u32, pid: u32 },
+    /// A worker has a task's result, about to send it (from the trace pipe).
+    TaskDone { tag: u64, attempt: u32, pid: u32 },
+    /// Task `index` of the plan got an outcome.
+    Outcome { index: usize, result: OutcomeRecord },
+    /// Task `index` got a second outcome (its job refused it).
+    Duplicate { index: usize },
+    /// A result callback or an error callback ran.
+    Callback { kind: CallbackKind },
+    /// A worker ended, as its pool reaped it.
+    WorkerExit { pid: u32, signal: Option<i32>, code: Option<i32> },
+    /// A benchmark's call took `us` µs, from the first submission to the
+    /// last result in hand, as the owner timed it (plans with `bench`).
+    Timed { us: u64 },
+    /// The owner's call returned and it closed and joined its pool.
+    Finished,
+    /// The target cannot run here (its package is missing): the reason.
+    Skipped { reason: String },
+    /// The owner could not do what it was asked.
+    OwnerError { message: String },
+    /// The owner wrote a line on stdout that is not an event (logged by the harness).
+    Malformed { line: String, error: String },
+    /// The nemesis sent `signal` to `pid`.
+    Nemesis { signal: Signal, pid: u32, target: String },
+    /// The run's deadline passed; everything is being killed.
+    Deadline,
+    /// The owner process ended.
+    OwnerExit { signal: Option<i32>, code: Option<i32> },
+    /// A process outlived the run.
+    Leak { pid: u32, what: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallbackKind {
+    Result,
+    Error,
+}
+
+/// What the owner saw of one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum OutcomeRecord {
+    /// Its correct result (checked by the owner against the task).
+    Ok,
+    /// A result that is not the task's.
+    Wrong,
+    /// An error: its kind, what it names, and its text.
+    Error {
+        kind: ErrorKind,
+        pid: Option<u32>,
+        signal: Option<i32>,
+        code: Option<i32>,
+        attempts: Option<u32>,
+        message: String,
+    },
+}
+
+/// Parses a `start|done <tag> <attempt> <pid>` trace line.
+pub fn parse_trace(line: &str) -> Option<Event> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [what, tag, attempt, pid] = fields[..] else { return None };
+    let (tag, attempt, pid) = (tag.parse().ok()?, attempt.parse().ok()?, pid.parse().ok()?);
+    match what {
+        "start" => Some(Event::TaskStarted { tag, attempt, pid }),
+        "done" => Some(Event::TaskDone { tag, attempt, pid }),
+        _ => None,
+    }
+}
+
+impl OutcomeRecord {
+    pub fn from_outcome(task: &pools::Task, outcome: &pools::Outcome) -> OutcomeRecord {
+        use pools::TaskError;
+        match outcome {
+            Ok(bytes) if task.check(bytes) => OutcomeRecord::Ok,
+            Ok(_) => OutcomeRecord::Wrong,
+            Err(e) => {
+                let (kind, pid, exit, attempts) = match e {
+                    TaskError::Task { .. } => (ErrorKind::Task, None, None, None),
+                    TaskError::WorkerLost { pid, exit, attempts } => {
+                        (ErrorKind::WorkerLost, Some(*pid), Some(*exit), Some(*attempts))
+                    }
+                    TaskError::TimedOut { pid, attempts, .. } => {
+                        (ErrorKind::TimedOut, Some(*pid), None, Some(*attempts))
+                    }
+                    TaskError::PoolBroken { pid, exit } => (ErrorKind::PoolBroken, Some(*pid), Some(*exit), None),
+                    TaskError::Terminated => (ErrorKind::Terminated, None, None, None),
+                };
+                OutcomeRecord::Error {
+                    kind,
+                    pid,
+                    signal: exit.and_then(|x| x.signal()),
+                    code: exit.and_then(|x| x.code()),
+                    attempts,
+                    message: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// The error as reports name it: `WorkerLost(SIGKILL)`, `PoolBroken(exit 0)`, `Task`.
+    pub fn error_name(&self) -> Option<String> {
+        let OutcomeRecord::Error { kind, signal, code, .. } = self else { return None };
+        Some(match (signal, code) {
+            (Some(sig), _) => format!("{kind}({})", signal_name(*sig)),
+            (None, Some(code)) => format!("{kind}(exit {code})"),
+            (None, None) => kind.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_events_are_named_as_they_serialize() {
+        let events = [
+            Event::Ready { pid: 1 },
+            Event::WarmedUp,
+            Event::Outcome { index: 0, result: OutcomeRecord::Ok },
+            Event::Duplicate { index: 0 },
+            Event::Callback { kind: CallbackKind::Result },
+            Event::WorkerExit { pid: 1, signal: None, code: Some(0) },
+            Event::Timed { us: 1 },
+            Event::Finished,
+            Event::Skipped { reason: String::new() },
+            Event::OwnerError { message: String::new() },
+        ];
+        let names: Vec<String> =
+            events.iter().map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string()).collect();
+        assert_eq!(names, OWNER_EVENTS);
+    }
+
+    #[test]
+    fn names_read_back() {
+        for (name, kind) in FAULT_KINDS {
+            assert_eq!((fault_kind(name), fault_kind_name(kind)), (Some(kind), name.to_string()));
+        }
+        for (name, point) in FAULT_POINTS {
+            assert_eq!((fault_point(name), fault_point_name(point)), (Some(point), name));
+        }
+        for kind in ErrorKind::ALL {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
+        }
+        let error = OutcomeRecord::Error {
+            kind: ErrorKind::WorkerLost,
+            pid: Some(1),
+            signal: Some(9),
+            code: None,
+            attempts: Some(1),
+            message: String::new(),
+        };
+        assert_eq!(error.error_name().as_deref(), Some("WorkerLost(SIGKILL)"));
+    }
+}
