@@ -365,6 +365,8 @@ struct Supervisor {
     /// Forks the workers; started with the first, replaced if it dies.
     server: Option<ForkServer>,
     spawn_paused_until: Option<Instant>,
+    /// The mailbox's fd turned readable (or nobody has looked yet).
+    woken: bool,
 }
 
 impl Supervisor {
@@ -380,15 +382,19 @@ impl Supervisor {
             forking: VecDeque::new(),
             server: None,
             spawn_paused_until: None,
+            woken: true,
         }
     }
 
     fn run(&mut self) {
         loop {
-            let (batches, lifecycle) = self.mailbox.take();
-            self.lifecycle = lifecycle;
-            for batch in batches {
-                self.queue.extend(batch.into_entries());
+            // The mailbox (a lock and an eventfd read) only when its fd said so.
+            if std::mem::take(&mut self.woken) {
+                let (batches, lifecycle) = self.mailbox.take();
+                self.lifecycle = lifecycle;
+                for batch in batches {
+                    self.queue.extend(batch.into_entries());
+                }
             }
             match self.lifecycle {
                 Lifecycle::Terminating => return,
@@ -472,8 +478,10 @@ impl Supervisor {
     /// else the standby.
     fn take_forked(&mut self) {
         let Some(server) = &mut self.server else { return };
+        let mut took = false;
         while let Some(answer) = server.answered() {
             let Some(unborn) = self.forking.pop_front() else { break };
+            took = true;
             match answer {
                 Ok(child) if self.workers.len() < self.s.workers => self.workers.push(unborn.born(child)),
                 Ok(child) if self.standby.is_none() => self.standby = Some(unborn.born(child)),
@@ -485,7 +493,9 @@ impl Supervisor {
                 }
             }
         }
-        self.publish_pids();
+        if took {
+            self.publish_pids();
+        }
     }
 
     /// Takes the exit statuses the server reported, for workers not buried yet.
@@ -566,6 +576,7 @@ impl Supervisor {
                 fds.push(PollFd::new(to, PollFlags::OUT));
             }
             process::poll(&mut fds, timeout)?;
+            self.woken = !fds[0].revents().is_empty();
             let ready = (0..self.workers.len())
                 .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
                 .collect();
