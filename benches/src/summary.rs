@@ -243,6 +243,15 @@ impl Summary {
             load(self.load.1),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if [self.load.0, self.load.1].into_iter().flatten().any(|l| l > cpus) {
+            let _ = writeln!(
+                md,
+                "**The machine was busy** (a load average above its {cpus:.0} CPUs): every figure here is lower \
+                 and noisier than on a quiet machine, and a target that compares with a figure of another run \
+                 says little. Read the ratios between figures of this run.\n"
+            );
+        }
         self.matrix(&mut md);
         self.floor_table(&mut md);
         self.detection_table(&mut md);
@@ -457,7 +466,11 @@ impl Summary {
             "## Cost of a death\n\nWall time a death costs the batch: (batch time at the rate − batch time at 0 %) \
              ÷ deaths in the batch (the median batches of the matrix), beside the bare fork + `_exit` + `waitpid` \
              of the floor ({}). Rows that hang or break at a rate, or run other batch sizes there, have none. A \
-             figure below zero is noise larger than the deaths' cost.\n",
+             figure below zero is noise larger than the deaths' cost. supervised's deaths are taken by its \
+             standby (one idle worker forked ahead, which takes a dead worker's window at once; its \
+             replacement is forked while the pool runs on): the standby is one more idle process per pool, \
+             its own pages of a fork of the small fork server and no CPU, and the 0 % cells include it. \
+             per-task's tasks go to a spare child forked ahead per slot, so no fork is on a task's path.\n",
             ms(self.floor.fork_wait)
         );
         let _ = write!(md, "| pool |");

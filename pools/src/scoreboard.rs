@@ -4,9 +4,10 @@
 //!
 //! The supervisor numbers the tasks it sends a worker 1, 2, 3, ... in order;
 //! the worker numbers the frames it reads the same way. Before running task
-//! `n` the worker stores the time and then `started = n`; after it, the time
-//! and then `finished = n` (release stores; the supervisor loads with
-//! acquire). So after a death:
+//! `n` the worker stores the time (only if the pool has deadlines, which
+//! need it: `POOLCHAOS_SCOREBOARD_TIMED`) and then `started = n`; after it,
+//! the time (the same) and then `finished = n` (release stores; the
+//! supervisor loads with acquire). So after a death:
 //! - `started > finished`: task `started` was running: it is the culprit;
 //! - every other task in flight was either finished (its result may have
 //!   died unflushed in the worker's buffer) or never started: innocent.

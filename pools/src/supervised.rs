@@ -64,8 +64,10 @@
 //!
 //! Known cost: a worker flushes results when its input runs dry, every
 //! 32 KiB, after any task that took 200 µs or more, or 200 µs after the
-//! oldest unflushed one, checked between tasks; so a quick result queued
-//! just before the first long task of a run waits for that task.
+//! oldest unflushed one, checked between tasks (without a deadline, at the
+//! worker's clock reads: every task while tasks are slow, every up to 16th
+//! while they are quick); so a quick result queued just before the first
+//! long task of a run waits for that task.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;

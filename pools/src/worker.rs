@@ -3,12 +3,13 @@
 //!
 //! Two channel modes:
 //! - `private` (supervised, per-task, ...): its own stdin/stdout pipes.
-//!   Reads are buffered (frames are decoded straight out of the buffer);
-//!   results are batched and written when the input buffer runs dry (before
-//!   the worker would block), when 32 KiB are waiting, after a task that took
-//!   200 µs or more, or when the oldest waiting result is 200 µs old. Exits
-//!   on EOF.
-//! - `forkserver` (per-task): forks a child per task that runs the private
+//!   Reads are buffered ([`wire::Frames`]: frames are decoded straight out
+//!   of the buffer); results are batched and written when the input buffer
+//!   runs dry (before the worker would block), when 32 KiB are waiting,
+//!   after a task that took 200 µs or more, or when the oldest waiting
+//!   result is 200 µs old, as the clock says when it is read (see
+//!   [`Clock`]: with no deadline, not at every task). Exits on EOF.
+//! - `forkserver` (per-task, supervised): forks a child per task that runs the private
 //!   loop; see [`crate::fork_server`].
 //! - `echo-frames`, `fork-wait`: the floor measurements of the benches; see
 //!   `floor.rs`.
