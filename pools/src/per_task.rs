@@ -18,7 +18,9 @@
 //!   each slot has a **spare** child forked ahead, waiting on its empty task
 //!   pipe; a task goes to a spare, and the next spare is asked of the server
 //!   without waiting (its answer is read by the poll loop). A spare that
-//!   died idle is dropped before it gets a task, charging nothing. The server is each child's parent: it reaps
+//!   died idle is dropped before it gets a task; one that died before it
+//!   took the task it was given (the task still in its pipe) puts the task
+//!   back: neither is charged. The server is each child's parent: it reaps
 //!   them and reports every exit status back, and hands over a pidfd per
 //!   child for signals. Children die with the server, and the server with
 //!   this thread (PDEATHSIG on both) or on EOF of its control socket. If the
