@@ -125,7 +125,7 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
             let mut y = 44;
             for (i, row) in rows.iter().enumerate() {
                 let Some(each) = summary.death_cost(row, cost, Rate::Five) else { continue };
-                let text = format!("a death at 5 %: {:.3} ms ({:.2}x fork)", each * 1e3, each / fork.max(1e-12));
+                let text = format!("{row}, a death at 5 %: {:.3} ms ({:.2}x fork)", each * 1e3, each / fork.max(1e-12));
                 panel
                     .draw(&Text::new(text, (80, y), ("sans-serif", 10).into_font().color(&style_of(&rows, i).0)))
                     .map_err(err)?;
@@ -214,7 +214,7 @@ mod tests {
             "py-pool-map (hangs at 1 %, 5 %)",
             "py-process-per-task",
             "floor (pipelined limit",
-            "a death at 5 %:",
+            "supervised, a death at 5 %:",
         ] {
             assert!(a.contains(label), "missing {label:?}");
         }
