@@ -98,15 +98,20 @@ fn a_malformed_scenario_is_refused_with_file_line_and_field_and_exit_2() {
     let good = std::fs::read_to_string(root().join("scenarios/segfault.toml")).expect("read");
     let good = good.replace("count = 7", "count = 1");
     for (from, to, expected) in cases {
-        let path = dir.path().join("bad.toml");
-        assert!(good.contains(from), "fixture has {from}");
-        std::fs::write(&path, good.replacen(from, to, 1)).expect("write");
-        let out = poolchaos().arg("run").arg(&path).output().expect("run poolchaos");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "exit 2 for {to}: {stderr}");
-        assert!(stderr.contains(&format!("{}{expected}", path.display())), "{stderr}");
-        assert!(out.stdout.is_empty(), "nothing ran");
+        assert_refused(&dir.path().join("bad.toml"), &good, from, to, expected);
     }
+}
+
+/// `good` with `from` replaced by `to`, written to `path`, is refused: exit
+/// 2, `expected` after the path in the message, nothing run.
+fn assert_refused(path: &Path, good: &str, from: &str, to: &str, expected: &str) {
+    assert!(good.contains(from), "fixture has {from}");
+    std::fs::write(path, good.replacen(from, to, 1)).expect("write");
+    let out = poolchaos().arg("run").arg(path).output().expect("run poolchaos");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit 2 for {to}: {stderr}");
+    assert!(stderr.contains(&format!("{}{expected}", path.display())), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing ran");
 }
 
 /// Input that names no scenario, or absurd numbers: exit 2, a message naming
@@ -131,14 +136,7 @@ fn no_scenario_and_absurd_numbers_are_refused_with_exit_2_before_anything_runs()
         ("workers = 2", "workers = 100000", ":2:11: workers: must be 1 to 256"),
     ];
     for (from, to, expected) in cases {
-        let path = dir.path().join("absurd.toml");
-        assert!(good.contains(from), "fixture has {from}");
-        std::fs::write(&path, good.replacen(from, to, 1)).expect("write");
-        let out = poolchaos().arg("run").arg(&path).output().expect("run poolchaos");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "exit 2 for {to}: {stderr}");
-        assert!(stderr.contains(&format!("{}{expected}", path.display())), "{stderr}");
-        assert!(out.stdout.is_empty(), "nothing ran");
+        assert_refused(&dir.path().join("absurd.toml"), &good, from, to, expected);
     }
 }
 
