@@ -115,32 +115,11 @@ def ours(name, pids):
     return any(f"-{pid}-" in name for pid in pids)
 
 
-def mapped_semaphores():
-    """The /dev/shm semaphore names some live process maps."""
-    found = set()
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/maps") as f:
-                maps = f.read()
-        except OSError:
-            continue
-        for line in maps.splitlines():
-            at = line.find("/dev/shm/sem.")
-            if at >= 0:
-                found.add(line[at + len("/dev/shm/") :].removesuffix(" (deleted)"))
-    return found
-
-
 def remove_semaphores(before, pids=None):
-    """Removes the /dev/shm semaphores that appeared since `before` and were
-    made by our adapters (`pids`, default all of them: loky names them after
-    their maker) or that no live process maps any more (multiprocessing's
-    under spawn and forkserver, and sem_open's temporary `sem.XXXXXX`, left
-    by a killed maker); returns them."""
+    """Removes the /dev/shm semaphores made by our adapters (`pids`, default
+    all of them) that appeared since `before`; returns them."""
     pids = OWNER_PIDS if pids is None else pids
-    new = shm_semaphores() - before
-    held = mapped_semaphores() if new else set()
-    removed = sorted(n for n in new if ours(n, pids) or n not in held)
+    removed = sorted(n for n in shm_semaphores() - before if ours(n, pids))
     for name in removed:
         try:
             os.unlink(os.path.join("/dev/shm", name))
@@ -370,7 +349,8 @@ class Run:
         self.proc.stdin.close()
         self.proc.stdout.close()
         self.proc.stderr.close()
-        # What the killed run left: loky's (named after the owner) and those no process maps.
+        # loky names its semaphores after the process that made them, the owner.
+        # (multiprocessing's fork context unlinks its own at once.)
         removed = remove_semaphores(self.shm_before, {self.proc.pid})
         temp_left = os.listdir(self.tmp)
         shutil.rmtree(self.tmp, ignore_errors=True)
