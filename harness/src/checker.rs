@@ -7,7 +7,8 @@
 //! Safety is judged per task: exactly one outcome, and an `ok` result must be
 //! the task's own (the owner checks the bytes against the task). An error
 //! must name its fault (the task's own error, a lost or timed-out worker with
-//! how it ended, the pool breaking on a dead worker); `Terminated` names none.
+//! how it ended and, when the sandbox counted an OOM kill as its exit was
+//! seen, the OOM mark, the pool breaking on a dead worker); `Terminated` names none.
 //! A failed task must be one a fault touched (it carries a fault, allocates
 //! past the memory limit, was struck from outside, or its worker died under
 //! it), unless the pool fails bystanders by design ([`oracle::design`]).
@@ -31,7 +32,7 @@ use pools::CallStyle;
 use crate::events::Logged;
 use crate::oracle;
 use crate::plan::Plan;
-use crate::protocol::{self, CallbackKind, ErrorKind, Event, OutcomeRecord};
+use crate::protocol::{self, CallbackKind, ErrorKind, Event, OomMark, OutcomeRecord};
 use crate::sandbox::Mechanism;
 use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, TaskCounts, Verdict};
@@ -58,7 +59,7 @@ pub struct Ending {
 pub enum Fate {
     /// Exactly one outcome, its correct result.
     Ok,
-    /// Exactly one outcome, an error: its kind and its name in reports (`WorkerLost(SIGKILL)`).
+    /// Exactly one outcome, an error: its kind and its name in reports (`worker-lost(sigkill)`).
     Failed(ErrorKind, String),
     /// No outcome.
     Pending,
@@ -83,7 +84,7 @@ pub struct Judgement {
     /// Per task of the plan, in order.
     pub tasks: Vec<TaskFate>,
     pub counts: TaskCounts,
-    /// Error names (`WorkerLost(SIGKILL)`, `TimedOut`, ...) and how many tasks got each.
+    /// Error names (`worker-lost(sigkill, oom)`, `timed-out`, ...) and how many tasks got each.
     pub errors: BTreeMap<String, usize>,
     /// The safety invariants the run broke, in words (empty: none).
     pub findings: Vec<String>,
@@ -145,6 +146,15 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             _ => {}
         }
     }
+    let oom: HashMap<u32, OomMark> = events
+        .iter()
+        .filter_map(|l| match l.event {
+            Event::OomKill { pid, simulated } => {
+                Some((pid, if simulated { OomMark::Simulated } else { OomMark::Kernel }))
+            }
+            _ => None,
+        })
+        .collect();
     let touched = touched(plan, events, &outcomes);
     let design = oracle::design(&plan.pool);
     let mut tasks = Vec::with_capacity(n);
@@ -157,7 +167,10 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             [] => Fate::Pending,
             [OutcomeRecord::Ok] => Fate::Ok,
             [OutcomeRecord::Wrong] => Fate::Wrong,
-            [error @ OutcomeRecord::Error { kind, .. }] => Fate::Failed(*kind, error.error_name().unwrap_or_default()),
+            [error @ OutcomeRecord::Error { kind, .. }] => {
+                let oom = error.pid().and_then(|pid| oom.get(&pid).copied());
+                Fate::Failed(*kind, error.error_name(oom).unwrap_or_default())
+            }
             _ => Fate::Duplicated,
         };
         match &fate {

@@ -291,7 +291,7 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
                     "without a time limit a lost task fails after the 10 s lost-worker timeout (finding 9)".into(),
                 )
             } else if died || stalled {
-                v(Verdict::FailedLoudly, "the time limit fails a lost or stalled task as TimedOut (finding 9)")
+                v(Verdict::FailedLoudly, "the time limit fails a lost or stalled task as timed-out (finding 9)")
             } else {
                 plain(raises)
             }

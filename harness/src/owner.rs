@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pools::{CallStyle, Callbacks, PoolConfig, PoolKind, Task, WorkerProgram};
+use pools::{CallStyle, Callbacks, PoolConfig, Task, WorkerProgram};
 
 use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
@@ -73,7 +73,9 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     let mut line = String::new();
     stdin.read_line(&mut line).context("reading the plan")?;
     let plan: OwnerPlan = serde_json::from_str(&line).context("parsing the plan")?;
-    let kind: PoolKind = plan.pool.parse().map_err(anyhow::Error::msg)?;
+    let crate::target::Target::Pool(kind) = plan.pool else {
+        anyhow::bail!("{} is not one of our pools: `poolchaos owner` runs only those", plan.pool)
+    };
     let style = plan.style;
 
     let mut program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;

@@ -203,7 +203,7 @@ pub fn explain(scenario: &Scenario, seed: u64) -> String {
 impl From<&Plan> for OwnerPlan {
     fn from(plan: &Plan) -> Self {
         OwnerPlan {
-            pool: plan.pool.to_string(),
+            pool: plan.pool.clone(),
             workers: plan.workers,
             style: plan.style,
             task_timeout_ms: plan.task_timeout.map(|t| t.as_millis() as u64),

@@ -565,7 +565,7 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
-/// What the tasks got, counted per kind: `ok 6, Task 2`, `ok 3, WorkerLost(SIGKILL) 1, untouched 1, lost 1`.
+/// What the tasks got, counted per kind: `ok 6, task 2`, `ok 3, worker-lost(sigkill) 1, untouched 1, lost 1`.
 fn outcome_counts(run: &RunRecord) -> String {
     let t = &run.tasks;
     let mut parts = vec![format!("ok {}", t.ok)];

@@ -8,7 +8,7 @@
 //! ```toml
 //! description = "The seed's program: one worker, one long task, SIGKILLed mid-task."
 //! workers = 1
-//! style = "map"                 # map | apply | apply_async | map_async
+//! style = "map"                 # map | apply | apply-async | map-async
 //! deadline_ms = 3000            # past this the run is hung and torn down
 //! memory_limit_mib = 256        # the run's memory cgroup (optional)
 //! task_timeout_ms = 1000        # per-task deadline, for pools that have one (optional)
@@ -481,7 +481,11 @@ impl Raw {
             error(
                 at(self.style.span()),
                 "style",
-                format!("unknown call style {:?} (known: map, apply, apply_async, map_async)", self.style.get_ref()),
+                format!(
+                    "unknown call style {:?} (known: {})",
+                    self.style.get_ref(),
+                    CallStyle::ALL.map(CallStyle::name).join(", ")
+                ),
             )
         })?;
         if *self.deadline_ms.get_ref() == 0 {

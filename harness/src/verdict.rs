@@ -122,7 +122,7 @@ pub struct RunRecord {
     pub verdict: Verdict,
     pub expected: Option<Verdict>,
     pub tasks: TaskCounts,
-    /// Error kinds (`WorkerLost(SIGKILL)`, `TimedOut`, ...) and how many tasks got each.
+    /// Error kinds (`worker-lost(sigkill)`, `timed-out`, ...) and how many tasks got each.
     pub errors: BTreeMap<String, usize>,
     pub faults: Vec<FaultRecord>,
     pub worker_exits: Vec<ExitRecord>,

@@ -74,7 +74,7 @@ fn synthetic() -> Report {
 
     let mut r = run(kill, "polling", "map", FailedLoudly, Some(FailedLoudly));
     r.tasks = tasks(4, 3, 1, 0);
-    r.errors = BTreeMap::from([("WorkerLost(SIGKILL)".into(), 1)]);
+    r.errors = BTreeMap::from([("worker-lost(sigkill)".into(), 1)]);
     r.faults = fault("sigkill", "task 1 mid-task");
     r.worker_exits = vec![exit(4251, Some(9), None), exit(4250, None, Some(0)), exit(4252, None, Some(0))];
     r.elapsed_ms = 131;
@@ -87,7 +87,7 @@ fn synthetic() -> Report {
     runs.push(r);
 
     // OOM on a big batch.
-    let mut r = run(oom, "naive", "map_async", Hung, Some(Hung));
+    let mut r = run(oom, "naive", "map-async", Hung, Some(Hung));
     r.tasks = tasks(16, 12, 0, 4);
     r.faults = fault("oom", "task 5 mid-task");
     r.worker_exits = vec![exit(5001, Some(9), None)];
@@ -96,16 +96,16 @@ fn synthetic() -> Report {
     r.elapsed_ms = 5_010;
     runs.push(r);
 
-    let mut r = run(oom, "polling", "map_async", FailedLoudly, Some(FailedLoudly));
+    let mut r = run(oom, "polling", "map-async", FailedLoudly, Some(FailedLoudly));
     r.tasks = tasks(16, 15, 1, 0);
-    r.errors = BTreeMap::from([("WorkerLost(SIGKILL)".into(), 1)]);
+    r.errors = BTreeMap::from([("worker-lost(sigkill)".into(), 1)]);
     r.faults = fault("oom", "task 5 mid-task");
     r.worker_exits = vec![exit(5011, Some(9), None)];
     r.oom_kills = 1;
     r.elapsed_ms = 402;
     runs.push(r);
 
-    let mut r = run(oom, "supervised", "map_async", Hung, Some(FailedLoudly));
+    let mut r = run(oom, "supervised", "map-async", Hung, Some(FailedLoudly));
     r.tasks = tasks(16, 14, 0, 2);
     r.faults = fault("oom", "task 5 mid-task");
     r.worker_exits = vec![exit(5021, Some(9), None), exit(5024, Some(9), None)];
@@ -120,15 +120,15 @@ fn synthetic() -> Report {
     runs.push(r);
 
     // No fault at all.
-    let mut r = run(clean, "naive", "apply_async", Completed, None);
+    let mut r = run(clean, "naive", "apply-async", Completed, None);
     r.worker_exits = vec![exit(6000, None, Some(0)), exit(6001, None, Some(0))];
     runs.push(r);
 
-    let mut r = run(clean, "polling", "apply_async", Completed, Some(Completed));
+    let mut r = run(clean, "polling", "apply-async", Completed, Some(Completed));
     r.elapsed_ms = 98;
     runs.push(r);
 
-    let mut r = run(clean, "supervised", "apply_async", Leaked, Some(Completed));
+    let mut r = run(clean, "supervised", "apply-async", Leaked, Some(Completed));
     r.leaks = vec!["process 6021 (poolchaos-worker), still running after teardown".into()];
     r.elapsed_ms = 640;
     runs.push(r);

@@ -89,9 +89,9 @@ class MyPool:
                         attempts[i] += 1  # lost with the pool: try again on a new one
                         continue
                     tries = attempts[i] + 1
-                    on_outcome(i, error("PoolBroken", f"gave up after {tries} attempts: {e}", attempts=tries))
+                    on_outcome(i, error("pool-broken", f"gave up after {tries} attempts: {e}", attempts=tries))
                 except Exception as e:
-                    on_outcome(i, error("Task", f"{type(e).__name__}: {e}"))
+                    on_outcome(i, error("task", f"{type(e).__name__}: {e}"))
                 else:
                     on_outcome(i, ok_or_wrong(tasks[i], value))
                 del attempts[i]
@@ -111,7 +111,7 @@ def main():
     emitter.ready()  # 3. ready, outcomes, finished
     watcher = ExitWatcher(emitter).start()  # optional: worker-exit events, for the diagnosis
     if plan.get("warmup"):
-        warm = {"tag": WARMUP_TAG, "work": {"Echo": list(b"warm-up")}, "fault": None}
+        warm = {"tag": WARMUP_TAG, "work": {"echo": list(b"warm-up")}, "fault": None}
         pool.run_all([warm], lambda i, record: None)
         emitter.emit("warmed-up")
         wait_for_go(stdin)  # the harness may kill an idle worker now

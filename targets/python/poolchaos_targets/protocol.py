@@ -26,11 +26,11 @@ import threading
 
 from . import work
 
-STYLES = ("map", "apply", "apply_async", "map_async")
-WORKLOADS = ("Echo", "Spin", "Sleep", "Alloc", "Large")
-FAULT_KINDS = ("SigKill", "SigSegv", "Abort", "Hang", "SigStop", "Error", "Panic")
-FAULT_POINTS = ("Decode", "MidTask", "WriteResult")
-ERROR_KINDS = ("Task", "WorkerLost", "TimedOut", "PoolBroken", "Terminated")
+STYLES = ("map", "apply", "apply-async", "map-async")
+WORKLOADS = ("echo", "spin", "sleep", "alloc", "large")
+FAULT_KINDS = ("sigkill", "sigsegv", "abort", "hang", "sigstop", "error", "panic")
+FAULT_POINTS = ("decode", "mid-task", "write-result")
+ERROR_KINDS = ("task", "worker-lost", "timed-out", "pool-broken", "terminated")
 # What an owner may write on stdout, and the callbacks it reports. The Rust
 # side (harness/src/protocol.rs) spells the same names; a test compares them.
 EVENTS = ("ready", "warmed-up", "outcome", "duplicate", "callback", "worker-exit", "timed", "finished", "skipped", "owner-error")
@@ -117,7 +117,7 @@ def check_task(task, where):
     if fault is None:
         return
     kind = fault.get("kind") if isinstance(fault, dict) else None
-    exit_kind = isinstance(kind, dict) and list(kind) == ["Exit"] and isinstance(kind["Exit"], int)
+    exit_kind = isinstance(kind, dict) and list(kind) == ["exit"] and isinstance(kind["exit"], int)
     if not (kind in FAULT_KINDS or exit_kind):
         raise PlanError(f"{where}: unknown fault kind {kind!r}")
     if fault.get("point") not in FAULT_POINTS:

@@ -92,8 +92,8 @@ class Target:
     def classify(self, exc, handle=None):
         """The error record of an exception a call raised."""
         if isinstance(exc, (InjectedError, InjectedPanic)):
-            return error("Task", _text(exc))
-        return error("Task", f"unexpected {_text(exc)}")
+            return error("task", _text(exc))
+        return error("task", f"unexpected {_text(exc)}")
 
     # -- shared helpers
     def ok(self, i, value):
@@ -114,7 +114,7 @@ class Target:
         self.emitter.callback("error")
 
     def pool_broken(self, exc):
-        """A PoolBroken record, naming the deaths the watcher knows of."""
+        """A pool-broken record, naming the deaths the watcher knows of."""
         dead = self.watcher.abnormal()
         if not dead and not self.waited_for_death:
             # The pool saw its worker's pipes close, which happens a moment
@@ -129,11 +129,11 @@ class Target:
             dead = [(p, c) for p, c in self.watcher.scan().items() if c != -signal.SIGTERM]
         message = _text(exc)
         if not dead:
-            return error("PoolBroken", message)
+            return error("pool-broken", message)
         pid, code = dead[0]
         sig, c = exit_fields(code)
         known = ", ".join(f"worker {p} {describe_exit(x)}" for p, x in dead)
-        return error("PoolBroken", f"{message} ({known})", pid=pid, signal=sig, code=c)
+        return error("pool-broken", f"{message} ({known})", pid=pid, signal=sig, code=c)
 
 
 # ---------------------------------------------------------------- multiprocessing.Pool
@@ -164,11 +164,11 @@ class MpPool(Target):
         # multiprocessing's (or billiard's) MaybeEncodingError: the task's
         # result could not be sent back: the task's own fault.
         if isinstance(exc, multiprocessing.pool.MaybeEncodingError) or type(exc).__name__ == "MaybeEncodingError":
-            return error("Task", _text(exc))
+            return error("task", _text(exc))
         return super().classify(exc)
 
     def run(self, style):
-        getattr(self, "run_" + style)()
+        getattr(self, "run_" + style.replace("-", "_"))()
 
     def run_map(self):
         try:
@@ -236,12 +236,12 @@ class PoolApply(MpPool):
 
 
 class PoolApplyAsync(MpPool):
-    name, style = "py-pool-apply-async", "apply_async"
+    name, style = "py-pool-apply-async", "apply-async"
     about = "multiprocessing.Pool(workers).apply_async(f, (task,), callback, error_callback) for every task, then get() each"
 
 
 class PoolMapAsync(MpPool):
-    name, style = "py-pool-map-async", "map_async"
+    name, style = "py-pool-map-async", "map-async"
     about = "multiprocessing.Pool(workers).map_async(f, tasks, callback, error_callback), close(), join(), then get()"
 
 
@@ -284,7 +284,7 @@ class SeedPollingMap(SeedPolling):
 
 
 class SeedPollingMapAsync(SeedPolling):
-    name, style = "py-seed-polling-async", "map_async"
+    name, style = "py-seed-polling-async", "map-async"
     about = "the seed's polling program with map_async: map_async(...), close(), then the polling loop in place of join()"
 
     def run(self, style):
@@ -298,7 +298,7 @@ class SeedPollingMapAsync(SeedPolling):
             sig, c = exit_fields(code)
             why = f"the polling loop saw worker {pid} end by {describe_exit(code)} and terminated the pool; no result came"
             for i in range(len(self.tasks)):
-                self.fail(i, error("Terminated", why, pid=pid, signal=sig, code=c))
+                self.fail(i, error("terminated", why, pid=pid, signal=sig, code=c))
             return
         self.deliver(result)
 
@@ -311,7 +311,7 @@ def _child(task, conn):
     ("ok", result) or ("error", type name, text) back, exit."""
     try:
         result = run_task(task)
-        conn.send(("ok", result))  # a WriteResult fault fires in here, while pickling
+        conn.send(("ok", result))  # a write-result fault fires in here, while pickling
     except Exception as e:
         conn.send(("error", type(e).__name__, str(e)))
     conn.close()
@@ -323,7 +323,7 @@ class ProcessPerTask(Target):
     parent joins each and knows its exitcode. A process that ended without a
     result is `WorkerLost` with its signal or code. With a task timeout, a
     process still running at its deadline is killed (SIGKILL) and its task is
-    `TimedOut`. The call style does not change what it does."""
+    `timed-out`. The call style does not change what it does."""
 
     name = "py-process-per-task"
     about = "one multiprocessing.Process per task (at most `workers` at once), joined; exitcode known"
@@ -408,17 +408,17 @@ class ProcessPerTask(Target):
         if message is not None and message[0] == "ok":
             report(i, None, message[1])
         elif message is not None and message[0] == "error":
-            kind = "Task"
+            kind = "task"
             text = f"{message[1]}: {message[2]}"
             if message[1] not in (InjectedError.__name__, InjectedPanic.__name__):
                 text = "unexpected " + text
             report(i, error(kind, text), None)
         elif timed_out:
             ms = int(self.timeout * 1000)
-            report(i, error("TimedOut", f"process {p.pid} still running after {ms} ms: killed", pid=p.pid, attempts=1), None)
+            report(i, error("timed-out", f"process {p.pid} still running after {ms} ms: killed", pid=p.pid, attempts=1), None)
         else:
             text = f"process {p.pid} exited without a result: {describe_exit(code)}"
-            report(i, error("WorkerLost", text, pid=p.pid, signal=sig, code=c, attempts=1), None)
+            report(i, error("worker-lost", text, pid=p.pid, signal=sig, code=c, attempts=1), None)
 
 
 # ---------------------------------------------------------------- executors
@@ -440,7 +440,7 @@ class Executor(Target):
         return self.pool.map(run_task, self.tasks)
 
     def run(self, style):
-        getattr(self, "run_" + style)()
+        getattr(self, "run_" + style.replace("-", "_"))()
 
     def run_map(self):
         delivered = 0
@@ -512,7 +512,7 @@ class Ppe(Executor):
         if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
             return self.pool_broken(exc)
         if isinstance(exc, concurrent.futures.CancelledError):
-            return error("Terminated", _text(exc))
+            return error("terminated", _text(exc))
         return super().classify(exc)
 
 
@@ -542,7 +542,7 @@ class Loky(Ppe):
             if culprit is None:
                 return self.pool_broken(exc)
             sig, code = exit_fields(culprit)
-            return error("PoolBroken", _text(exc), signal=sig, code=code)
+            return error("pool-broken", _text(exc), signal=sig, code=code)
         return super().classify(exc)
 
 
@@ -587,11 +587,11 @@ class Pebble(Executor):
 
         if isinstance(exc, pebble.ProcessExpired):
             sig, code = exit_fields(exc.exitcode)
-            return error("WorkerLost", f"{_text(exc)} (pid {exc.pid}, exitcode {exc.exitcode})", pid=exc.pid, signal=sig, code=code, attempts=1)
+            return error("worker-lost", f"{_text(exc)} (pid {exc.pid}, exitcode {exc.exitcode})", pid=exc.pid, signal=sig, code=code, attempts=1)
         if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)):
-            return error("TimedOut", _text(exc) if str(exc) else f"TimeoutError: over {self.plan['task_timeout_ms']} ms", attempts=1)
+            return error("timed-out", _text(exc) if str(exc) else f"TimeoutError: over {self.plan['task_timeout_ms']} ms", attempts=1)
         if isinstance(exc, concurrent.futures.CancelledError):
-            return error("Terminated", _text(exc))
+            return error("terminated", _text(exc))
         if isinstance(exc, (InjectedError, InjectedPanic)):
             return super().classify(exc)
         if isinstance(exc, (RuntimeError, concurrent.futures.process.BrokenProcessPool)):
@@ -611,7 +611,7 @@ class Billiard(MpPool):
     4.3.2's time-limit thread crashes on a pending `map` job (its accept time
     is a list), and the pool then SIGTERMs its own owner (docs/targets.md)."""
 
-    name, style = "py-billiard", "apply_async"
+    name, style = "py-billiard", "apply-async"
     requires = ("billiard",)
     about = "billiard.Pool(workers) (Celery's fork of multiprocessing; fork): apply_async(f, (task,), callback, error_callback) per task; a task timeout becomes billiard's hard time limit"
 
@@ -638,15 +638,15 @@ class Billiard(MpPool):
             m = re.search(r"exitcode (-?\d+)", str(exc))
             if m:
                 code = int(m.group(1))
-            return error("WorkerLost", _text(exc), pid=pid, signal=sig, code=code, attempts=1)
+            return error("worker-lost", _text(exc), pid=pid, signal=sig, code=code, attempts=1)
         if isinstance(exc, TimeLimitExceeded):
             text = _text(exc)
             gone = self.watcher.scan().get(pid) if pid is not None else None
             if gone is not None:  # it was a dead worker's task: billiard's time limit came first
                 text += f" (worker {pid} had already ended by {describe_exit(gone)})"
-            return error("TimedOut", text, pid=pid, attempts=1)
+            return error("timed-out", text, pid=pid, attempts=1)
         if isinstance(exc, Terminated):
-            return error("Terminated", _text(exc), pid=pid)
+            return error("terminated", _text(exc), pid=pid)
         return super().classify(exc)
 
 

@@ -25,13 +25,13 @@ non-blocking `os.write` each.
 The result is the task's deterministic bytes (`expected_output`), which the
 owner checks. Faults fire where the task's `fault` says:
 
-- `Decode`: as the task starts, before any work;
-- `MidTask`: halfway through the work (between the two halves of a sleep,
-  a spin, an allocation; for echo and large results, right after `Decode`);
-- `WriteResult`: while the result is being pickled for the trip back. The
+- `decode`: as the task starts, before any work;
+- `mid-task`: halfway through the work (between the two halves of a sleep,
+  a spin, an allocation; for echo and large results, right after `decode`);
+- `write-result`: while the result is being pickled for the trip back. The
   task returns a `FaultyResult` whose `__reduce__` fires the fault, so the
   fault happens inside the pool's own send path (pickling happens before any
-  byte is written: see docs/targets.md, "The WriteResult approximation").
+  byte is written: see docs/targets.md, "The write-result approximation").
 """
 
 import ctypes
@@ -63,15 +63,15 @@ def expected_output(task):
     tag = task["tag"]
     out = tag.to_bytes(8, "little")
     (kind, arg), = task["work"].items()
-    if kind == "Echo":
+    if kind == "echo":
         return out + bytes(arg)
-    if kind == "Spin":
+    if kind == "spin":
         return out + arg["us"].to_bytes(8, "little")
-    if kind == "Sleep":
+    if kind == "sleep":
         return out + arg["ms"].to_bytes(8, "little")
-    if kind == "Alloc":
+    if kind == "alloc":
         return out + arg["mib"].to_bytes(4, "little")
-    if kind == "Large":
+    if kind == "large":
         return out + large_pattern(tag, arg["bytes"])
     raise ValueError(f"unknown workload {kind!r}")
 
@@ -164,25 +164,25 @@ def trace(what, tag, fd, attempt=0):
 
 def fire(kind):
     """Fires a fault. The deadly kinds do not return; `Error` and `Panic`
-    raise; `SigStop` returns once the worker is continued."""
-    if kind == "SigKill":
+    raise; `sigstop` returns once the worker is continued."""
+    if kind == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
-    elif kind == "SigSegv":
+    elif kind == "sigsegv":
         # A real invalid access (strlen(NULL)), not a raised signal.
         ctypes.string_at(0)
-    elif kind == "Abort":
+    elif kind == "abort":
         os.abort()
-    elif isinstance(kind, dict) and "Exit" in kind:
-        os._exit(kind["Exit"])
-    elif kind == "Hang":
+    elif isinstance(kind, dict) and "exit" in kind:
+        os._exit(kind["exit"])
+    elif kind == "hang":
         while True:
             time.sleep(3600)
-    elif kind == "SigStop":
+    elif kind == "sigstop":
         os.kill(os.getpid(), signal.SIGSTOP)
         return
-    elif kind == "Error":
+    elif kind == "error":
         raise InjectedError("injected task error")
-    elif kind == "Panic":
+    elif kind == "panic":
         raise InjectedPanic("injected panic")
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
@@ -192,8 +192,8 @@ def fire(kind):
 
 
 class FaultyResult:
-    """A task's result that fires its `WriteResult` fault while it is pickled
-    to be sent back; if the fault lets it go on (SigStop), it unpickles as the
+    """A task's result that fires its `write-result` fault while it is pickled
+    to be sent back; if the fault lets it go on (sigstop), it unpickles as the
     plain result bytes."""
 
     def __init__(self, kind, payload):
@@ -239,24 +239,24 @@ def run_task(task, attempt=0):
             fire(fault["kind"])
 
     trace("start", tag, fd, attempt)
-    at("Decode")
+    at("decode")
     (kind, arg), = task["work"].items()
-    if kind in ("Echo", "Large"):
-        at("MidTask")
-    elif kind == "Spin":
+    if kind in ("echo", "large"):
+        at("mid-task")
+    elif kind == "spin":
         us = arg["us"]
         _spin(us // 2)
-        at("MidTask")
+        at("mid-task")
         _spin(us - us // 2)
-    elif kind == "Sleep":
+    elif kind == "sleep":
         ms = arg["ms"]
         time.sleep(ms // 2 / 1000)
-        at("MidTask")
+        at("mid-task")
         time.sleep((ms - ms // 2) / 1000)
-    elif kind == "Alloc":
+    elif kind == "alloc":
         total = arg["mib"] << 20
         first = _touched(total // 2)
-        at("MidTask")
+        at("mid-task")
         second = _touched(total - total // 2)
         if arg.get("hold"):
             _held.extend([first, second])
@@ -265,6 +265,6 @@ def run_task(task, attempt=0):
         raise ValueError(f"unknown workload {kind!r}")
     result = expected_output(task)
     trace("done", tag, fd, attempt)
-    if point == "WriteResult":
+    if point == "write-result":
         return FaultyResult(fault["kind"], result)
     return result
