@@ -228,10 +228,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             findings.extend(callback_findings(plan.style, &counts, &callbacks));
         }
     }
-    if !ending.leaks.is_empty() && !ending.deadline_passed {
+    // What outlived a run that ended by itself (a hung run's leftovers are the teardown's).
+    let leaked = !ending.leaks.is_empty() && !ending.deadline_passed;
+    let verdict = verdict(&counts, &findings, leaked, &broken, skipped.is_some(), owner_error.is_some(), ending);
+    if leaked {
         findings.push(format!("leaked: {}", ending.leaks.join("; ")));
     }
-    let verdict = verdict(&counts, &findings, &broken, skipped.is_some(), owner_error.is_some(), ending);
     let mut diagnosis = Vec::new();
     if let Some(reason) = skipped {
         diagnosis.push(format!("skipped: {reason}"));
@@ -253,7 +255,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     }
     if matches!(verdict, Verdict::Hung | Verdict::Lost) {
         diagnosis.extend(pending(plan, events, &outcomes));
-        diagnosis.extend(findings.iter().filter(|f| !f.starts_with("leaked")).take(10).cloned());
+        diagnosis.extend(findings.iter().take(findings.len() - usize::from(leaked)).take(10).cloned());
     }
     match &ending.mechanism {
         _ if ending.oom_kills == 0 => {}
@@ -270,6 +272,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
 fn verdict(
     counts: &TaskCounts,
     findings: &[String],
+    leaked: bool,
     broken: &[String],
     skipped: bool,
     owner_error: bool,
@@ -279,8 +282,7 @@ fn verdict(
         // Nothing ran: there is nothing else to judge.
         return Verdict::Skipped;
     }
-    let leaked = findings.iter().any(|f| f.starts_with("leaked"));
-    let unsafe_tasks = findings.iter().any(|f| !f.starts_with("leaked"));
+    let unsafe_tasks = !findings.is_empty();
     let holds = [
         (!broken.is_empty(), Verdict::TargetError),
         (ending.deadline_passed, Verdict::Hung),

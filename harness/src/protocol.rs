@@ -146,6 +146,9 @@ pub const FAULT_KINDS: [(&str, FaultKind); 9] = [
     ("panic", FaultKind::Panic),
 ];
 
+/// A task that allocates past the run's memory limit, as reports name the fault.
+pub const OOM_FAULT: &str = "oom";
+
 /// Where in a task a self-placed fault fires, by name.
 pub const FAULT_POINTS: [(&str, FaultPoint); 3] =
     [("decode", FaultPoint::Decode), ("mid-task", FaultPoint::MidTask), ("write-result", FaultPoint::WriteResult)];

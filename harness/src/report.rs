@@ -234,7 +234,7 @@ impl Report {
                 Some(e) => format!("{} (expected {e}) {MISMATCH}", run.verdict),
             };
             let breaks_whole = run.pool.parse::<Target>().is_ok_and(|t| oracle::design(&t).fails_bystanders);
-            let storm = run.faults.iter().any(|f| f.at.contains("(storm"));
+            let storm = run.faults.iter().any(|f| f.storm);
             let tasks = if run.verdict == Verdict::Hung || storm {
                 // The errors delivered before the deadline, a storm's victims: timing, not behaviour.
                 format!("tasks {} | errors: -", run.tasks.total)

@@ -99,10 +99,13 @@ pub struct TaskCounts {
 /// A fault the run injected, as planned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRecord {
-    /// `sigkill`, `oom`, `hang`, ...
+    /// `sigkill`, `oom`, `hang`, ... (named by `protocol`).
     pub kind: String,
     /// Where: `task 3 mid-task`, `worker of task 0 after 300 ms`, `owner`, ...
     pub at: String,
+    /// A kill storm's: which of its strikes hit what is timing, not behaviour.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub storm: bool,
 }
 
 /// A worker process that ended during the run, as its pool reaped it.

@@ -23,7 +23,7 @@ fn tasks(total: usize, ok: usize, failed: usize, lost: usize) -> TaskCounts {
 }
 
 fn fault(kind: &str, at: &str) -> Vec<FaultRecord> {
-    vec![FaultRecord { kind: kind.into(), at: at.into() }]
+    vec![FaultRecord { kind: kind.into(), at: at.into(), storm: false }]
 }
 
 fn exit(pid: u32, signal: Option<i32>, code: Option<i32>) -> ExitRecord {
