@@ -285,7 +285,12 @@ impl CampaignReport {
                 self.findings.iter().filter(|o| o.same_as == Some(f.run)).map(|o| o.run.to_string()).collect();
             let replays = f
                 .replays_failed
-                .map(|(n, of)| format!("; the reproducer fails {n} of {of} replays"))
+                .map(|(n, of)| match n {
+                    0 => format!(
+                        "; unconfirmed: the reproducer fails 0 of {of} replays (a race or the load, not a rule)"
+                    ),
+                    n => format!("; the reproducer fails {n} of {of} replays"),
+                })
                 .unwrap_or_default();
             let again =
                 if repeats.is_empty() { String::new() } else { format!("; again in runs {}", repeats.join(", ")) };
