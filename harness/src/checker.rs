@@ -189,12 +189,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
                 *errors.entry(name.clone()).or_default() += 1;
                 let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
                 if !kind.names_a_fault() || (kind.names_an_exit() && signal.is_none() && code.is_none()) {
-                    findings.push(format!("task {index} failed with {name}, which names no fault"));
+                    findings.push(format!("task {index} failed with error {name}, which names no fault"));
                 }
                 if !touched[index] {
                     counts.bystanders += 1;
                     if !design.fails_bystanders {
-                        findings.push(format!("task {index} failed with {name}, but no fault touched it"));
+                        findings.push(format!("task {index} failed with error {name}, but no fault touched it"));
                     }
                 }
             }
