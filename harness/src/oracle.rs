@@ -357,8 +357,8 @@ fn pool_map(plan: &Plan, f: &Facts) -> Expectation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Scenario, SelfFault, TaskGroup};
-    use pools::{CallStyle, Workload};
+    use crate::scenario::{SelfFault, TaskGroup};
+    use pools::Workload;
 
     /// `py-pool-map` on 2 workers over `faults` (task index, kind), with `chunksize`.
     fn expect_map(tasks: usize, faults: &[(usize, FaultKind)], chunksize: Option<usize>) -> Expectation {
@@ -367,23 +367,7 @@ mod tests {
         for &(i, kind) in faults {
             groups[i].fault = Some(SelfFault { kind, at: FaultPoint::MidTask, times: 1 });
         }
-        let scenario = Scenario {
-            name: "t".into(),
-            path: Default::default(),
-            description: "t".into(),
-            workers: 2,
-            style: CallStyle::Map,
-            deadline_ms: 1000,
-            memory_limit_mib: None,
-            task_timeout_ms: None,
-            max_attempts: 1,
-            seed: None,
-            tasks: groups,
-            nemesis: Vec::new(),
-            random: None,
-            storm: None,
-            expect: Vec::new(),
-        };
+        let scenario = crate::scenario::for_tests(groups);
         let target = Target::python("py-pool-map");
         let mut plan = Plan::new(&scenario, target.clone(), 1);
         plan.chunksize = chunksize;

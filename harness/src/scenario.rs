@@ -697,6 +697,29 @@ impl RawGroup {
     }
 }
 
+/// A scenario for unit tests to adjust: `tasks` mapped on 2 workers, a 1 s
+/// deadline, one attempt, no faults from outside, no expectations.
+#[cfg(test)]
+pub(crate) fn for_tests(tasks: Vec<TaskGroup>) -> Scenario {
+    Scenario {
+        name: "t".into(),
+        path: Default::default(),
+        description: "t".into(),
+        workers: 2,
+        style: CallStyle::Map,
+        deadline_ms: 1000,
+        memory_limit_mib: None,
+        task_timeout_ms: None,
+        max_attempts: 1,
+        seed: None,
+        tasks,
+        nemesis: Vec::new(),
+        random: None,
+        storm: None,
+        expect: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

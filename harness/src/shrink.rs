@@ -187,7 +187,7 @@ mod tests {
     use crate::protocol::Signal;
     use crate::scenario::{Nemesis, SelfFault, TaskGroup};
     use crate::verdict::Verdict;
-    use pools::{CallStyle, FaultKind, FaultPoint, PoolKind};
+    use pools::{FaultKind, FaultPoint, PoolKind};
 
     fn scenario() -> Scenario {
         let echo = || TaskGroup { count: 1, work: Workload::Echo(vec![1]), fault: None };
@@ -197,21 +197,10 @@ mod tests {
         tasks[12].fault = Some(kill);
         tasks[15].work = Workload::Sleep { ms: 50 };
         Scenario {
-            name: "t".into(),
-            path: Default::default(),
-            description: "t".into(),
-            workers: 2,
-            style: CallStyle::Map,
-            deadline_ms: 1000,
-            memory_limit_mib: None,
-            task_timeout_ms: None,
             max_attempts: 3,
-            seed: None,
-            tasks,
             nemesis: vec![Nemesis { signal: Signal::Sigkill, target: Aim::Task(15), after_ms: 5 }],
-            random: None,
-            storm: None,
             expect: vec![(crate::target::Target::Pool(PoolKind::Supervised), Verdict::Completed)],
+            ..crate::scenario::for_tests(tasks)
         }
     }
 
