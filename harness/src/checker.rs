@@ -35,7 +35,7 @@ use crate::plan::Plan;
 use crate::protocol::{self, CallbackKind, ErrorKind, Event, OomMark, OutcomeRecord};
 use crate::sandbox::Mechanism;
 use crate::target::Target;
-use crate::verdict::{ExitRecord, RunRecord, TaskCounts, Verdict};
+use crate::verdict::{ExitRecord, Leak, RunRecord, TaskCounts, Verdict};
 
 /// What the runner saw besides the events.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +45,7 @@ pub struct Ending {
     /// The plan killed the owner (and it died).
     pub owner_killed_by_plan: bool,
     /// What outlived the run.
-    pub leaks: Vec<String>,
+    pub leaks: Vec<Leak>,
     pub oom_kills: u64,
     /// The sandbox's mechanism (whether an OOM kill is the kernel's).
     pub mechanism: Option<Mechanism>,
@@ -232,7 +232,8 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     let leaked = !ending.leaks.is_empty() && !ending.deadline_passed;
     let verdict = verdict(&counts, &findings, leaked, &broken, skipped.is_some(), owner_error.is_some(), ending);
     if leaked {
-        findings.push(format!("leaked: {}", ending.leaks.join("; ")));
+        let leaks: Vec<String> = ending.leaks.iter().map(Leak::to_string).collect();
+        findings.push(format!("leaked: {}", leaks.join("; ")));
     }
     let mut diagnosis = Vec::new();
     if let Some(reason) = skipped {

@@ -7,12 +7,26 @@
 //!  enter(owner) into the cgroups, then: plan ───▶ stdin                  │
 //!  poll(owner stdout, trace, owner stderr, ◀──── stdout: events          │ trace: "start tag attempt pid"
 //!       owner pidfd; timeout = next deadline) ◀───────────────────────────┘
-//!  nemesis: signals by pid at its times
+//!  nemesis: picks its victims from the events, signals them by pid
 //!  deadline ⇒ kill the whole sandbox (cgroup.kill or freezer), hung
 //!  owner exited ⇒ grace, then whatever is still in the sandbox is a leak
-//!  after: temp files and named semaphores the run left are leaks too (then removed)
+//!  after: temp files and the named semaphores the run's processes held are leaks too (then removed)
 //!  checker: events + ending ⇒ RunRecord
 //! ```
+//!
+//! A run goes through [`Phase`]s, each with its own deadline: *starting*
+//! (the owner starts its pool; the plan's deadline), *warmed up* (the owner
+//! ran its warm-up task and waits: the nemesis strikes the idle worker, then
+//! `go`), *running* (the batch; the plan's deadline, or a benchmark's own
+//! deadline and stall from `go` on), *draining* (the owner exited: the rest
+//! of the run has [`LEAK_GRACE`] to go), *done*. A deadline passed in any
+//! phase before draining makes the run hung.
+//!
+//! The runner knows no pool's insides: a worker is what the events call one
+//! (see [`crate::nemesis`]), and the run's semaphores are the `/dev/shm`
+//! files its processes held, recorded while they live (every
+//! [`SEMAPHORE_SCAN`], on every worker exit, before every strike and before
+//! the teardown's kill; see [`crate::sandbox::RunSemaphores`]).
 //!
 //! The owner is started by exec, never by a bare fork of this multi-threaded
 //! process; it dies with the thread that started it (`PR_SET_PDEATHSIG`).
@@ -33,14 +47,37 @@ use crate::events::Logged;
 use crate::nemesis::Nemesis;
 use crate::plan::Plan;
 use crate::protocol::{Event, OwnerPlan, Signal, parse_trace};
-use crate::sandbox::{self, Mechanism, Sandbox};
+use crate::sandbox::{Mechanism, RunSemaphores, Sandbox};
 use crate::session::Session;
-use crate::verdict::RunRecord;
+use crate::verdict::{Leak, RunRecord};
 
 /// How long the processes of a run that ended may take to go before they are leaks.
-const LEAK_GRACE: Duration = Duration::from_secs(1);
-/// How long the idle-worker kill waits for a worker to sit in its read.
-const IDLE_WAIT: Duration = Duration::from_millis(500);
+pub const LEAK_GRACE: Duration = Duration::from_secs(1);
+/// How often the run's semaphores are recorded while it runs.
+pub const SEMAPHORE_SCAN: Duration = Duration::from_millis(100);
+
+/// Where a run is; see the module notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The owner starts its pool, until `ready` (or `warmed-up`).
+    Starting {
+        deadline: Instant,
+    },
+    /// The owner ran its warm-up task and waits for `go`.
+    WarmedUp {
+        deadline: Instant,
+    },
+    /// The batch runs; a benchmark's is also hung when nothing moves for `stall`.
+    Running {
+        deadline: Instant,
+        stall: Option<(Duration, Instant)>,
+    },
+    /// The owner exited; what is left of the run may go until `until`.
+    Draining {
+        until: Instant,
+    },
+    Done,
+}
 
 /// What every run shares.
 #[derive(Debug, Clone)]
@@ -75,22 +112,18 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
     let tmp = session.run_temp_dir()?;
     let mut run = Run::start(plan, ctx, &sandbox, tmp.path())?;
     let (events, mut ending) = run.watch(plan, &sandbox, session, started);
-    // The semaphores the run holds now, to see which it leaves.
-    let semaphores = sandbox::semaphores_mapped_by(&sandbox.processes());
-    // Whatever is left: kill it all, and reap what was ours.
+    // What the run holds just before the kill, then kill it all, and reap what was ours.
+    run.semaphores.record(&sandbox.processes());
     let _ = sandbox.kill_all();
     run.reap_owner();
     session.reap_orphans();
-    let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
-        .unwrap_or_default();
-    ending.leaks.extend(leftovers.into_iter().map(|f| format!("temp file {f}")));
+    let leftovers = std::fs::read_dir(tmp.path()).into_iter().flatten().flatten();
+    ending.leaks.extend(leftovers.map(|e| Leak::TempFile { path: e.path().display().to_string() }));
     // Named semaphores outlive their processes: the run's leak, then removed.
-    for sem in sandbox::semaphores_left(run.owner.id(), &semaphores) {
-        ending.leaks.push(format!("semaphore {} (left by {})", sem.display(), plan.pool));
+    for sem in run.semaphores.left() {
+        ending.leaks.push(Leak::Semaphore { path: sem.display().to_string() });
         let _ = std::fs::remove_file(&sem);
     }
-    ending.leaks.dedup();
     ending.oom_kills = sandbox.oom_kills();
     ending.mechanism = Some(mechanism.clone());
     sandbox.remove()?;
@@ -124,6 +157,8 @@ struct Run {
     stdout: OwnedFd,
     stderr: OwnedFd,
     trace: OwnedFd,
+    /// The named semaphores its processes held.
+    semaphores: RunSemaphores,
 }
 
 impl Run {
@@ -181,161 +216,178 @@ impl Run {
             // A dead owner shows up in the watch loop; nothing to do here.
             let _ = writeln!(stdin, "{line}").and_then(|_| stdin.flush());
         }
-        Ok(Run { owner, owner_pidfd, stdin, stdout, stderr, trace: trace_r })
+        Ok(Run { owner, owner_pidfd, stdin, stdout, stderr, trace: trace_r, semaphores: RunSemaphores::default() })
     }
 
-    /// Follows the run until the owner exits or the deadline passes.
+    /// Follows the run through its phases until it is done.
     fn watch(&mut self, plan: &Plan, sandbox: &Sandbox, session: &Session, started: Instant) -> (Vec<Logged>, Ending) {
         let mut log = Log { started, events: Vec::new() };
+        let mut ending = Ending::default();
+        let mut nemesis = Nemesis::new(plan, self.owner.id());
+        let mut io = Io::default();
         // OOM kills already put on a worker's exit.
         let mut oom_marked = 0;
-        let mut ending = Ending::default();
-        let mut nemesis = Nemesis::new(plan);
-        let owner_pid = self.owner.id();
-        let mut deadline = started + plan.deadline;
-        // A benchmark's batch: hung when nothing moves for its stall, from `go` on.
-        let mut stall: Option<(Duration, Instant)> = None;
-        let mut lines = [LineBuf::default(), LineBuf::default()];
-        let mut stderr_tail: Vec<u8> = Vec::new();
-        let mut owner_exited = false;
-        while !owner_exited {
-            let now = Instant::now();
-            if now >= deadline || stall.is_some_and(|(limit, moved)| now >= moved + limit) {
-                log.push(Event::Deadline);
-                ending.deadline_passed = true;
-                break;
-            }
-            let mut wake = deadline;
-            if let Some(at) = nemesis.next_at() {
-                wake = wake.min(started + at);
-            }
-            if let Some((limit, moved)) = stall {
-                wake = wake.min(moved + limit);
-            }
-            let timeout = wake.saturating_duration_since(now);
-            let ready = {
-                let mut fds = [
-                    PollFd::new(&self.stdout, PollFlags::IN),
-                    PollFd::new(&self.trace, PollFlags::IN),
-                    PollFd::new(&self.stderr, PollFlags::IN),
-                    PollFd::new(&self.owner_pidfd, PollFlags::IN),
-                ];
-                let ts = rustix::event::Timespec {
-                    tv_sec: timeout.as_secs() as i64,
-                    tv_nsec: i64::from(timeout.subsec_nanos()),
-                };
-                match rustix::event::poll(&mut fds, Some(&ts)) {
-                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-                fds.iter().map(|f| !f.revents().is_empty()).collect::<Vec<_>>()
-            };
-            owner_exited = ready[3];
-            // Read everything there is, even after the owner exited: its last words count.
-            let mut fresh = Vec::new();
-            for line in lines[0].read(self.stdout.as_fd()) {
-                fresh.push(serde_json::from_slice::<Event>(&line).unwrap_or_else(|e| Event::Malformed {
-                    line: String::from_utf8_lossy(&line).chars().take(200).collect(),
-                    error: e.to_string(),
-                }));
-            }
-            for line in lines[1].read(self.trace.as_fd()) {
-                if let Some(event) = parse_trace(&String::from_utf8_lossy(&line)) {
-                    fresh.push(event);
-                }
-            }
-            drain(self.stderr.as_fd(), &mut stderr_tail);
-            for event in fresh {
-                nemesis.observe(&event, started.elapsed());
-                if let Some((_, moved)) = &mut stall
-                    && matches!(event, Event::Outcome { .. } | Event::TaskStarted { .. } | Event::TaskDone { .. })
+        let mut phase = Phase::Starting { deadline: started + plan.deadline };
+        loop {
+            phase = match phase {
+                Phase::Done => break,
+                Phase::Starting { deadline } | Phase::WarmedUp { deadline } | Phase::Running { deadline, .. }
+                    if Instant::now() >= deadline =>
                 {
-                    *moved = Instant::now();
+                    log.push(Event::Deadline);
+                    ending.deadline_passed = true;
+                    Phase::Done
                 }
-                let warmed = event == Event::WarmedUp;
-                let exited = match event {
-                    Event::WorkerExit { pid, signal: Some(9), .. } => Some(pid),
-                    _ => None,
-                };
-                log.push(event);
-                if let Some(pid) = exited {
-                    mark_oom(pid, sandbox, &mut oom_marked, &mut log);
+                Phase::Running { stall: Some((limit, moved)), .. } if Instant::now() >= moved + limit => {
+                    log.push(Event::Deadline);
+                    ending.deadline_passed = true;
+                    Phase::Done
                 }
-                if warmed {
-                    self.strike_idle_worker(plan, sandbox, &mut log);
-                    if let Some(bench) = plan.bench {
-                        let go = Instant::now();
-                        deadline = deadline.min(go + bench.deadline);
-                        stall = bench.stall.map(|limit| (limit, go));
+                Phase::WarmedUp { deadline } => {
+                    // The pool sits still: the nemesis strikes its idle worker, then the batch goes.
+                    if nemesis.strikes_idle() {
+                        self.semaphores.record(&sandbox.processes());
+                        for strike in nemesis.strike_idle(|| sandbox.processes()) {
+                            log.push(strike.event());
+                        }
+                        // Give the pool's reaper a moment to see the death before the batch.
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    if let Some(stdin) = &mut self.stdin {
+                        let _ = writeln!(stdin, "go").and_then(|_| stdin.flush());
+                    }
+                    match plan.bench {
+                        Some(bench) => {
+                            let go = Instant::now();
+                            let stall = bench.stall.map(|limit| (limit, go));
+                            Phase::Running { deadline: deadline.min(go + bench.deadline), stall }
+                        }
+                        None => Phase::Running { deadline, stall: None },
                     }
                 }
-            }
-            let workers = workers(sandbox, owner_pid);
-            for strike in nemesis.due(started.elapsed(), &workers, owner_pid) {
-                if send(strike.pid, strike.signal) {
-                    if strike.pid == owner_pid && strike.signal == Signal::Sigkill {
-                        ending.owner_killed_by_plan = true;
+                Phase::Starting { deadline } | Phase::Running { deadline, .. } => self.step(
+                    phase,
+                    deadline,
+                    plan,
+                    sandbox,
+                    &mut nemesis,
+                    &mut io,
+                    &mut log,
+                    &mut ending,
+                    &mut oom_marked,
+                ),
+                Phase::Draining { until } => {
+                    let left = sandbox.processes();
+                    if left.is_empty() || Instant::now() >= until {
+                        for pid in left {
+                            let what = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                                .map(|c| c.replace('\0', " ").trim().to_string())
+                                .unwrap_or_default();
+                            log.push(Event::Leak { pid, what: what.clone() });
+                            ending.leaks.push(Leak::Process { pid, what });
+                        }
+                        Phase::Done
+                    } else {
+                        self.semaphores.record(&left);
+                        std::thread::sleep(Duration::from_millis(20));
+                        session.reap_orphans();
+                        phase
                     }
-                    log.push(Event::Nemesis { signal: strike.signal, pid: strike.pid, target: strike.target });
                 }
+            };
+        }
+        let tail = &io.stderr_tail[io.stderr_tail.len().saturating_sub(2048)..];
+        ending.stderr_tail = String::from_utf8_lossy(tail).trim().to_string();
+        (log.events, ending)
+    }
+
+    /// One wait of the starting or running phase, at most until its
+    /// `deadline`, the nemesis's next strike or the next semaphore scan:
+    /// reads what the owner and the workers said, lets the nemesis strike,
+    /// and says which phase comes next.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        phase: Phase,
+        deadline: Instant,
+        plan: &Plan,
+        sandbox: &Sandbox,
+        nemesis: &mut Nemesis,
+        io: &mut Io,
+        log: &mut Log,
+        ending: &mut Ending,
+        oom_marked: &mut u64,
+    ) -> Phase {
+        let started = log.started;
+        let now = Instant::now();
+        let mut wake = deadline.min(io.scanned + SEMAPHORE_SCAN);
+        if let Some(at) = nemesis.next_at() {
+            wake = wake.min(started + at);
+        }
+        if let Phase::Running { stall: Some((limit, moved)), .. } = phase {
+            wake = wake.min(moved + limit);
+        }
+        let owner_exited = self.poll(wake.saturating_duration_since(now));
+        let mut next = phase;
+        // Read everything there is, even after the owner exited: its last words count.
+        for event in io.read(self) {
+            nemesis.observe(&event, started.elapsed());
+            match (&event, &mut next) {
+                (Event::WorkerExit { .. }, _) => self.semaphores.record(&sandbox.processes()),
+                (Event::Ready { .. }, Phase::Starting { deadline }) if !plan.warmup => {
+                    next = Phase::Running { deadline: *deadline, stall: None };
+                }
+                (Event::WarmedUp, Phase::Starting { deadline }) => next = Phase::WarmedUp { deadline: *deadline },
+                (
+                    Event::Outcome { .. } | Event::TaskStarted { .. } | Event::TaskDone { .. },
+                    Phase::Running { stall: Some((_, moved)), .. },
+                ) => *moved = Instant::now(),
+                _ => {}
             }
+            let exited = match event {
+                Event::WorkerExit { pid, signal: Some(9), .. } => Some(pid),
+                _ => None,
+            };
+            log.push(event);
+            if let Some(pid) = exited {
+                mark_oom(pid, sandbox, oom_marked, log);
+            }
+        }
+        let live = sandbox.processes();
+        if Instant::now() >= io.scanned + SEMAPHORE_SCAN || nemesis.due_at(started.elapsed()) {
+            self.semaphores.record(&live);
+            io.scanned = Instant::now();
+        }
+        for strike in nemesis.strike(started.elapsed(), &live) {
+            if strike.pid == self.owner.id() && strike.signal == Signal::Sigkill {
+                ending.owner_killed_by_plan = true;
+            }
+            log.push(strike.event());
         }
         if owner_exited {
             let status = self.reap_owner();
             log.push(Event::OwnerExit { signal: status.and_then(|s| s.signal()), code: status.and_then(|s| s.code()) });
             // The owner is gone: whatever of the run outlives it by the grace is a leak.
-            let grace_end = Instant::now() + LEAK_GRACE;
-            let mut left = sandbox.processes();
-            while !left.is_empty() && Instant::now() < grace_end {
-                std::thread::sleep(Duration::from_millis(20));
-                session.reap_orphans();
-                left = sandbox.processes();
-            }
-            for pid in left {
-                let what = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .map(|c| c.replace('\0', " ").trim().to_string())
-                    .unwrap_or_default();
-                log.push(Event::Leak { pid, what: what.clone() });
-                ending.leaks.push(format!("process {pid} ({what})"));
-            }
+            return Phase::Draining { until: Instant::now() + LEAK_GRACE };
         }
-        let tail = String::from_utf8_lossy(&stderr_tail[stderr_tail.len().saturating_sub(2048)..]);
-        ending.stderr_tail = tail.trim().to_string();
-        (log.events, ending)
+        next
     }
 
-    /// After the warm-up: waits until a worker sits in its read of the task
-    /// channel (fd 0), SIGKILLs it (if the plan says so), and lets the owner go on.
-    fn strike_idle_worker(&mut self, plan: &Plan, sandbox: &Sandbox, log: &mut Log) {
-        let owner_pid = self.owner.id();
-        for n in plan.nemesis.iter().filter(|n| n.target == crate::scenario::Aim::IdleWorker) {
-            // A worker blocked in read(2) is waiting for work (in a shared-queue
-            // pool, holding the inqueue's lock). A pool whose idle workers wait
-            // otherwise gets its first worker struck after a while.
-            let until = Instant::now() + IDLE_WAIT;
-            let (victim, target) = loop {
-                let workers = workers(sandbox, owner_pid);
-                if let Some(&pid) = workers.iter().find(|&&p| reading(p)) {
-                    break (Some(pid), "the idle worker, blocked in read(2) on its task channel");
-                }
-                if Instant::now() >= until {
-                    break (workers.first().copied(), "an idle worker (none was blocked in read(2))");
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            };
-            if let Some(pid) = victim
-                && send(pid, n.signal)
-            {
-                log.push(Event::Nemesis { signal: n.signal, pid, target: target.into() });
-            }
+    /// Waits at most `timeout` for the owner's pipes or its exit; whether it exited.
+    fn poll(&self, timeout: Duration) -> bool {
+        let mut fds = [
+            PollFd::new(&self.stdout, PollFlags::IN),
+            PollFd::new(&self.trace, PollFlags::IN),
+            PollFd::new(&self.stderr, PollFlags::IN),
+            PollFd::new(&self.owner_pidfd, PollFlags::IN),
+        ];
+        let ts =
+            rustix::event::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
-        if plan.nemesis.iter().any(|n| n.target == crate::scenario::Aim::IdleWorker) {
-            // Give the pool's reaper a moment to see the death before the batch.
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if let Some(stdin) = &mut self.stdin {
-            let _ = writeln!(stdin, "go").and_then(|_| stdin.flush());
-        }
+        !fds[3].revents().is_empty()
     }
 
     /// Reaps the owner (it has exited, or is being killed with the sandbox).
@@ -364,27 +416,38 @@ impl StatusExt for std::process::ExitStatus {
     }
 }
 
-/// The run's workers: every process in the sandbox but the owner and the
-/// helpers some Python pools start beside their workers (resource trackers).
-fn workers(sandbox: &Sandbox, owner: u32) -> Vec<u32> {
-    let helper = |pid: u32| {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(16).any(|w| w == b"resource_tracker"))
-    };
-    sandbox.processes().into_iter().filter(|&p| p != owner && !helper(p)).collect()
+/// What the owner and its workers wrote so far, and when the semaphores were last recorded.
+struct Io {
+    stdout: LineBuf,
+    trace: LineBuf,
+    stderr_tail: Vec<u8>,
+    scanned: Instant,
 }
 
-fn send(pid: u32, signal: Signal) -> bool {
-    let sig = match signal {
-        Signal::Sigkill => Sig::KILL,
-        Signal::Sigstop => Sig::STOP,
-    };
-    Pid::from_raw(pid as i32).is_some_and(|p| rustix::process::kill_process(p, sig).is_ok())
+impl Default for Io {
+    fn default() -> Io {
+        Io { stdout: LineBuf::default(), trace: LineBuf::default(), stderr_tail: Vec::new(), scanned: Instant::now() }
+    }
 }
 
-/// Whether `pid` is blocked in `read(2)`: an idle worker waiting for its
-/// next task (in a shared-queue pool, on the inqueue, holding its lock).
-fn reading(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|s| s.split_whitespace().next() == Some("0"))
+impl Io {
+    /// The events there are: the owner's lines, then the trace's.
+    fn read(&mut self, run: &Run) -> Vec<Event> {
+        let mut fresh = Vec::new();
+        for line in self.stdout.read(run.stdout.as_fd()) {
+            fresh.push(serde_json::from_slice::<Event>(&line).unwrap_or_else(|e| Event::Malformed {
+                line: String::from_utf8_lossy(&line).chars().take(200).collect(),
+                error: e.to_string(),
+            }));
+        }
+        for line in self.trace.read(run.trace.as_fd()) {
+            if let Some(event) = parse_trace(&String::from_utf8_lossy(&line)) {
+                fresh.push(event);
+            }
+        }
+        drain(run.stderr.as_fd(), &mut self.stderr_tail);
+        fresh
+    }
 }
 
 struct Log {

@@ -79,7 +79,7 @@ impl Session {
         Leftovers {
             cgroups: sandbox::stale::clean_cgroups(&own, v2_parent),
             temp_dirs: sandbox::stale::clean_temp_dirs(&std::env::temp_dir()),
-            semaphores: sandbox::stale::clean_semaphores(),
+            semaphores: sandbox::stale::clean_semaphores(crate::target::pool_semaphore),
         }
     }
 

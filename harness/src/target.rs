@@ -255,6 +255,15 @@ pub fn python(root: &Path, version: Option<PyVersion>) -> PathBuf {
     }
 }
 
+/// Whether `name` (in `/dev/shm`) is a named semaphore the targets' pools
+/// make: multiprocessing's (`sem.mp-…`, kept under spawn and forkserver
+/// until its finalizer runs) and loky's (`sem.loky-…`). For the cleanup of
+/// what a dead harness left; a live run's semaphores are found by what its
+/// processes hold ([`crate::sandbox::RunSemaphores`]), whatever their names.
+pub fn pool_semaphore(name: &str) -> bool {
+    name.starts_with("sem.mp-") || name.starts_with("sem.loky-")
+}
+
 /// How to start a target: the program, its arguments, extra environment.
 pub struct Launch {
     pub program: PathBuf,
@@ -300,6 +309,14 @@ mod tests {
         assert!(Target::python("py-pool-map-async").matches("py-*-async"));
         assert!(!Target::Pool(PoolKind::Naive).matches("py-*"));
         assert_eq!(Target::python("py-pool-apply").style(), Some(CallStyle::Apply));
+    }
+
+    #[test]
+    fn knows_pool_semaphores() {
+        assert!(pool_semaphore("sem.mp-018hr47q"));
+        assert!(pool_semaphore("sem.loky-12-abc"));
+        assert!(!pool_semaphore("sem.other"));
+        assert!(!pool_semaphore("mp-x"));
     }
 
     #[test]

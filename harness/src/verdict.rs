@@ -137,7 +137,7 @@ pub struct RunRecord {
     pub mechanism: Option<crate::sandbox::Mechanism>,
     /// What outlived the run: the verdict is `leaked`, unless the run hung
     /// and these are what the teardown's kill left.
-    pub leaks: Vec<String>,
+    pub leaks: Vec<Leak>,
     /// The safety invariants the run broke, in words (the checker's findings).
     #[serde(default)]
     pub findings: Vec<String>,
@@ -157,6 +157,28 @@ impl RunRecord {
             Verdict::Skipped => true,
             Verdict::TargetError => false,
             verdict => self.expected.is_none_or(|e| e == verdict),
+        }
+    }
+}
+
+/// Something of a run that outlived it (then removed by the teardown).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Leak {
+    /// A process of the run still alive a grace after its owner exited.
+    Process { pid: u32, what: String },
+    /// A file left in the run's temp directory (the target's cwd and `TMPDIR`).
+    TempFile { path: String },
+    /// A named semaphore in `/dev/shm` that the run's processes held.
+    Semaphore { path: String },
+}
+
+impl fmt::Display for Leak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Leak::Process { pid, what } => write!(f, "process {pid} ({what})"),
+            Leak::TempFile { path } => write!(f, "temp file {path}"),
+            Leak::Semaphore { path } => write!(f, "semaphore {path}"),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use harness::report::Report;
-use harness::verdict::{ExitRecord, FaultRecord, RunRecord, TaskCounts, Verdict};
+use harness::verdict::{ExitRecord, FaultRecord, Leak, RunRecord, TaskCounts, Verdict};
 
 /// Snapshot settings: the files go to `reports/snapshots/`, named without the module.
 macro_rules! in_reports {
@@ -129,7 +129,7 @@ fn synthetic() -> Report {
     runs.push(r);
 
     let mut r = run(clean, "supervised", "apply-async", Leaked, Some(Completed));
-    r.leaks = vec!["process 6021 (poolchaos-worker), still running after teardown".into()];
+    r.leaks = vec![Leak::Process { pid: 6021, what: "poolchaos-worker".into() }];
     r.elapsed_ms = 640;
     runs.push(r);
 
@@ -254,7 +254,9 @@ fn canonical_ignores_timings_pids_paths_and_run_order() {
             *line = line.replace("50", "70");
         }
         for leak in &mut run.leaks {
-            *leak = leak.replace("6021", "6099");
+            if let Leak::Process { pid, .. } = leak {
+                *pid += 78;
+            }
         }
     }
     assert_eq!(other.canonical(), report.canonical());

@@ -56,6 +56,7 @@ pub(crate) mod cgroup_v1;
 pub(crate) mod cgroup_v2;
 pub(crate) mod process_group;
 pub(crate) mod procfs;
+pub(crate) mod shm;
 pub(crate) mod stale;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +74,7 @@ pub use cgroup_v2::CGROUP_ENV;
 use cgroup_v2::V2Host;
 use process_group::{Fallback, Group};
 use procfs::{V2Place, own_cgroups, parse_stat};
+pub use shm::RunSemaphores;
 pub use stale::{Leftovers, TEMP_PREFIX};
 
 /// Every cgroup a harness makes starts with this, then `<pid>-`.
@@ -546,17 +548,6 @@ impl Drop for Sandbox {
         }
         self.unregister();
     }
-}
-
-/// The `/dev/shm` semaphores of Python pools that `pids` map now.
-pub fn semaphores_mapped_by(pids: &[u32]) -> BTreeSet<PathBuf> {
-    stale::mapped_semaphores(Some(pids))
-}
-
-/// The semaphores a run left: of those its processes mapped (`seen`), the
-/// ones still there, and loky's named after its owner.
-pub fn semaphores_left(owner: u32, seen: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
-    stale::run_semaphores(owner, seen)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

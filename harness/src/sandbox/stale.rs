@@ -8,26 +8,23 @@
 //! no process has that pid, or the one that has it started after the thing
 //! was made (a recycled pid). A semaphore carries no harness pid, and a
 //! live pool may leave one unmapped between uses (a worker opens it by name
-//! later), so it is stale only when no process maps it *and* its maker is
-//! gone: loky's name carries its maker's pid (`sem.loky-<pid>-…`); for
-//! multiprocessing's (`sem.mp-…`), which carries none, it must also be older
-//! than [`SEMAPHORE_AGE`].
-
-use std::collections::{BTreeMap, BTreeSet};
+//! later), so it is stale only when no process maps or holds it (by inode:
+//! see [`super::shm`]) *and* it is older than [`SEMAPHORE_AGE`]. Which
+//! names are pools' semaphores is the targets' knowledge, passed in.
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cgroup::{CgDir, Cgroups, Kind, rmdir_tree};
 use super::procfs::{OwnCgroups, process_start_time, read_stat};
-use super::{PREFIX, RMDIR_WAIT, cgroup_v1};
+use super::{PREFIX, RMDIR_WAIT, cgroup_v1, shm};
 
 /// Every run's temp directory starts with this, then `<harness pid>-`.
 pub const TEMP_PREFIX: &str = "poolchaos-run-";
-/// An unmapped `sem.mp-…` younger than this may belong to a live pool.
+/// An unheld semaphore younger than this may belong to a live pool (one
+/// that opens it by name later) or to a run being torn down.
 const SEMAPHORE_AGE: Duration = Duration::from_secs(120);
-/// Where named POSIX semaphores live.
-const SHM: &str = "/dev/shm";
 /// A harness pid whose process started this long after its cgroup was made
 /// is a recycled pid, not the maker (process start times are only known to
 /// about a second, through `btime`).
@@ -149,82 +146,30 @@ pub(crate) fn clean_temp_dirs(tmp: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// Whether `name` (in `/dev/shm`) is a named semaphore of a Python pool:
-/// `sem.mp-…` (multiprocessing) or `sem.loky-…`.
-fn python_semaphore(name: &str) -> bool {
-    name.starts_with("sem.mp-") || name.starts_with("sem.loky-")
-}
-
-/// The `/dev/shm` semaphores the processes `pids` (all, if `None`) map.
-pub(crate) fn mapped_semaphores(pids: Option<&[u32]>) -> BTreeSet<PathBuf> {
-    let all: Vec<u32>;
-    let pids = match pids {
-        Some(p) => p,
-        None => {
-            all = fs::read_dir("/proc")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect();
-            &all
-        }
+/// Removes the named semaphores that no process maps or holds open and that
+/// are older than [`SEMAPHORE_AGE`]: those `pool_semaphore` names (the
+/// targets' pools', see [`crate::target::pool_semaphore`]) and glibc's
+/// temporaries (`sem.XXXXXX`, whose maker died inside `sem_open`).
+pub(crate) fn clean_semaphores(pool_semaphore: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let old = |p: &Path| {
+        fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > SEMAPHORE_AGE))
     };
-    let mut found = BTreeSet::new();
-    for pid in pids {
-        let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else { continue };
-        for line in maps.lines() {
-            if let Some(at) = line.find("/dev/shm/sem.") {
-                let path = line[at..].trim_end_matches(" (deleted)");
-                if Path::new(path).file_name().and_then(|n| n.to_str()).is_some_and(python_semaphore) {
-                    found.insert(PathBuf::from(path));
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Removes the Python pools' named semaphores that no process maps and whose
-/// maker is gone (see the module notes).
-pub(crate) fn clean_semaphores() -> Vec<PathBuf> {
-    let candidates: Vec<PathBuf> = fs::read_dir(SHM)
+    let candidates: Vec<(PathBuf, u64)> = shm::semaphores()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(python_semaphore))
-        .map(|e| e.path())
-        .filter(|p| maker_gone(p))
+        .filter(|(p, _)| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| pool_semaphore(n) || shm::glibc_temporary(n))
+        })
+        .filter(|(p, _)| old(p))
         .collect();
     if candidates.is_empty() {
         return Vec::new();
     }
-    let held = mapped_semaphores(None);
-    candidates.into_iter().filter(|p| !held.contains(p) && fs::remove_file(p).is_ok()).collect()
-}
-
-/// loky's maker pid is in the name; multiprocessing's is not, so age stands in.
-fn maker_gone(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    match name.strip_prefix("sem.loky-").and_then(|rest| rest.split_once('-')) {
-        Some((pid, _)) => pid.parse::<u32>().is_ok_and(|pid| read_stat(pid).is_none_or(|s| s.is_dead())),
-        None => fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > SEMAPHORE_AGE)),
-    }
-}
-
-/// Named semaphores of a run whose owner was `owner` still in `/dev/shm`:
-/// those its processes mapped (`seen`) and loky's, named after the owner.
-pub(crate) fn run_semaphores(owner: u32, seen: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
-    let loky = format!("sem.loky-{owner}-");
-    let mut left: BTreeSet<PathBuf> = seen.iter().filter(|p| p.exists()).cloned().collect();
-    for entry in fs::read_dir(SHM).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&loky) {
-            left.insert(entry.path());
-        }
-    }
-    left.into_iter().collect()
+    let held = shm::held_by_anyone();
+    candidates
+        .into_iter()
+        .filter(|(p, ino)| !held.contains(ino) && fs::remove_file(p).is_ok())
+        .map(|(p, _)| p)
+        .collect()
 }
 
 #[cfg(test)]
@@ -239,14 +184,6 @@ mod tests {
         assert_eq!(harness_pid_of("poolchaos-123-"), None);
         assert_eq!(harness_pid_of("poolchaos-x-1"), None);
         assert_eq!(harness_pid_of("other-123-1"), None);
-    }
-
-    #[test]
-    fn knows_python_semaphores() {
-        assert!(python_semaphore("sem.mp-018hr47q"));
-        assert!(python_semaphore("sem.loky-12-abc"));
-        assert!(!python_semaphore("sem.other"));
-        assert!(!python_semaphore("mp-x"));
     }
 
     #[test]
