@@ -221,12 +221,13 @@ impl Run {
 
     /// Follows the run through its phases until it is done.
     fn watch(&mut self, plan: &Plan, sandbox: &Sandbox, session: &Session, started: Instant) -> (Vec<Logged>, Ending) {
-        let mut log = Log { started, events: Vec::new() };
-        let mut ending = Ending::default();
-        let mut nemesis = Nemesis::new(plan, self.owner.id());
-        let mut io = Io::default();
-        // OOM kills already put on a worker's exit.
-        let mut oom_marked = 0;
+        let mut w = Watch {
+            log: Log { started, events: Vec::new() },
+            ending: Ending::default(),
+            nemesis: Nemesis::new(plan, self.owner.id()),
+            io: Io::default(),
+            oom_marked: 0,
+        };
         let mut phase = Phase::Starting { deadline: started + plan.deadline };
         loop {
             phase = match phase {
@@ -234,21 +235,21 @@ impl Run {
                 Phase::Starting { deadline } | Phase::WarmedUp { deadline } | Phase::Running { deadline, .. }
                     if Instant::now() >= deadline =>
                 {
-                    log.push(Event::Deadline);
-                    ending.deadline_passed = true;
+                    w.log.push(Event::Deadline);
+                    w.ending.deadline_passed = true;
                     Phase::Done
                 }
                 Phase::Running { stall: Some((limit, moved)), .. } if Instant::now() >= moved + limit => {
-                    log.push(Event::Deadline);
-                    ending.deadline_passed = true;
+                    w.log.push(Event::Deadline);
+                    w.ending.deadline_passed = true;
                     Phase::Done
                 }
                 Phase::WarmedUp { deadline } => {
                     // The pool sits still: the nemesis strikes its idle worker, then the batch goes.
-                    if nemesis.strikes_idle() {
+                    if w.nemesis.strikes_idle() {
                         self.semaphores.record(&sandbox.processes());
-                        for strike in nemesis.strike_idle(|| sandbox.processes()) {
-                            log.push(strike.event());
+                        for strike in w.nemesis.strike_idle(|| sandbox.processes()) {
+                            w.log.push(strike.event());
                         }
                         // Give the pool's reaper a moment to see the death before the batch.
                         std::thread::sleep(Duration::from_millis(100));
@@ -265,17 +266,9 @@ impl Run {
                         None => Phase::Running { deadline, stall: None },
                     }
                 }
-                Phase::Starting { deadline } | Phase::Running { deadline, .. } => self.step(
-                    phase,
-                    deadline,
-                    plan,
-                    sandbox,
-                    &mut nemesis,
-                    &mut io,
-                    &mut log,
-                    &mut ending,
-                    &mut oom_marked,
-                ),
+                Phase::Starting { deadline } | Phase::Running { deadline, .. } => {
+                    self.step(phase, deadline, plan, sandbox, &mut w)
+                }
                 Phase::Draining { until } => {
                     let left = sandbox.processes();
                     if left.is_empty() || Instant::now() >= until {
@@ -283,8 +276,8 @@ impl Run {
                             let what = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                                 .map(|c| c.replace('\0', " ").trim().to_string())
                                 .unwrap_or_default();
-                            log.push(Event::Leak { pid, what: what.clone() });
-                            ending.leaks.push(Leak::Process { pid, what });
+                            w.log.push(Event::Leak { pid, what: what.clone() });
+                            w.ending.leaks.push(Leak::Process { pid, what });
                         }
                         Phase::Done
                     } else {
@@ -296,28 +289,17 @@ impl Run {
                 }
             };
         }
-        let tail = &io.stderr_tail[io.stderr_tail.len().saturating_sub(2048)..];
-        ending.stderr_tail = String::from_utf8_lossy(tail).trim().to_string();
-        (log.events, ending)
+        let tail = &w.io.stderr_tail[w.io.stderr_tail.len().saturating_sub(2048)..];
+        w.ending.stderr_tail = String::from_utf8_lossy(tail).trim().to_string();
+        (w.log.events, w.ending)
     }
 
     /// One wait of the starting or running phase, at most until its
     /// `deadline`, the nemesis's next strike or the next semaphore scan:
     /// reads what the owner and the workers said, lets the nemesis strike,
     /// and says which phase comes next.
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &mut self,
-        phase: Phase,
-        deadline: Instant,
-        plan: &Plan,
-        sandbox: &Sandbox,
-        nemesis: &mut Nemesis,
-        io: &mut Io,
-        log: &mut Log,
-        ending: &mut Ending,
-        oom_marked: &mut u64,
-    ) -> Phase {
+    fn step(&mut self, phase: Phase, deadline: Instant, plan: &Plan, sandbox: &Sandbox, w: &mut Watch) -> Phase {
+        let Watch { log, ending, nemesis, io, oom_marked } = w;
         let started = log.started;
         let now = Instant::now();
         let mut wake = deadline.min(io.scanned + SEMAPHORE_SCAN);
@@ -414,6 +396,16 @@ impl StatusExt for std::process::ExitStatus {
     fn signal(&self) -> Option<i32> {
         std::os::unix::process::ExitStatusExt::signal(self)
     }
+}
+
+/// What following a run gathers.
+struct Watch {
+    log: Log,
+    ending: Ending,
+    nemesis: Nemesis,
+    io: Io,
+    /// OOM kills already put on a worker's exit.
+    oom_marked: u64,
 }
 
 /// What the owner and its workers wrote so far, and when the semaphores were last recorded.

@@ -119,7 +119,8 @@ fn a_runs_semaphores_and_only_its_are_its_leaks_and_removed() {
     ];
     for (name, body, verdict) in cases {
         let owner = script(dir.path(), &format!("{name}.py"), &body);
-        let path = scenario(dir.path(), name, 1500, "");
+        // Long enough for Python to start on a loaded machine.
+        let path = scenario(dir.path(), name, 6000, "");
         let _ = std::fs::remove_file(&other);
         let maker = std::thread::spawn({
             let other = other.clone();
@@ -128,8 +129,9 @@ fn a_runs_semaphores_and_only_its_are_its_leaks_and_removed() {
                 std::fs::write(&other, [0u8; 32]).expect("write an unrelated semaphore file");
             }
         });
-        let (record, _) = run(dir.path(), &path, &owner);
+        let (record, events) = run(dir.path(), &path, &owner);
         maker.join().expect("the maker thread");
+        assert_eq!(of_kind(&events, "ready").len(), 1, "{name}: the semaphore was made\n{events:#?}");
         assert_eq!(record["verdict"], verdict, "{name}\n{record:#}");
         let leaks = record["leaks"].as_array().expect("leaks");
         assert_eq!(leaks.len(), 1, "{name}: the one semaphore\n{record:#}");

@@ -3,8 +3,9 @@
 temp dir as cwd and TMPDIR, an inherited trace pipe, `POOLCHAOS_OOM_SCORE_ADJ`),
 writes the plan, and follows the events and the trace. `kill()` tears the
 whole process group down and checks nothing is left, as the harness's leak
-check does; POSIX semaphores that the killed adapter left in /dev/shm
-(loky's, named after the owner's pid) are removed and reported.
+check does; the named POSIX semaphores the run's processes held (recorded
+by inode while they live, as the harness does: see
+harness/src/sandbox/shm.rs) and left in /dev/shm are removed and reported.
 
 Also runnable by hand: `python3 targets/python/tests/driver.py NAME PLAN_JSON`
 prints every event and trace line with its time, until `finished` or 10 s.
@@ -88,13 +89,6 @@ def children_of(pid):
     return found
 
 
-def shm_semaphores():
-    try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith("sem.")}
-    except OSError:
-        return set()
-
-
 def syscall_of(pid):
     """The syscall number `pid` is blocked in (from /proc/<pid>/syscall), or None."""
     try:
@@ -105,27 +99,55 @@ def syscall_of(pid):
     return int(first[0]) if first and first[0].lstrip("-").isdigit() else None
 
 
-#: Pids of every adapter this process started (loky names semaphores after them).
-OWNER_PIDS = set()
+SEM = "/dev/shm/sem."
+#: Every semaphore inode a run of this process held (for tearDownModule).
+RUN_INODES = set()
 
 
-def ours(name, pids):
-    """Whether a /dev/shm name was made by one of `pids` ("sem.loky-<pid>-...").
-    Other new names may belong to anyone else on the machine: left alone."""
-    return any(f"-{pid}-" in name for pid in pids)
-
-
-def remove_semaphores(before, pids=None):
-    """Removes the /dev/shm semaphores made by our adapters (`pids`, default
-    all of them) that appeared since `before`; returns them."""
-    pids = OWNER_PIDS if pids is None else pids
-    removed = sorted(n for n in shm_semaphores() - before if ours(n, pids))
-    for name in removed:
+def held_semaphores(pids):
+    """Inodes of the /dev/shm/sem.* files `pids` map or hold open now. By
+    inode, not name: sem_open makes a semaphore as a temporary sem.XXXXXX,
+    maps it, links it to its name and unlinks the temporary, so its creator
+    maps it as "sem.XXXXXX (deleted)", never under its name."""
+    found = set()
+    for pid in pids:
         try:
-            os.unlink(os.path.join("/dev/shm", name))
+            with open(f"/proc/{pid}/maps") as f:
+                for line in f:
+                    if SEM in line:
+                        found.add(int(line.split()[4]))
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if os.readlink(path).startswith(SEM):
+                    found.add(os.stat(path).st_ino)
+            except OSError:
+                pass
+    return found
+
+
+def remove_semaphores(inodes):
+    """Removes the /dev/shm/sem.* files whose inode is in `inodes`; returns their names."""
+    removed = []
+    try:
+        names = [n for n in os.listdir("/dev/shm") if n.startswith("sem.")]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join("/dev/shm", name)
+        try:
+            if os.stat(path).st_ino in inodes:
+                os.unlink(path)
+                removed.append(name)
         except OSError:
             pass
-    return removed
+    return sorted(removed)
 
 
 def task(tag, work, fault=None):
@@ -166,7 +188,8 @@ class Run:
         self.lines = queue.Queue()
         self.eof = False
         self.tmp = tempfile.mkdtemp(prefix="poolchaos-pytest-")
-        self.shm_before = shm_semaphores()
+        self.semaphores = set()  # inodes its processes held
+        self._done = threading.Event()
         trace_r, trace_w = os.pipe()
         env = dict(os.environ)
         env.update(
@@ -193,11 +216,11 @@ class Run:
         )
         os.close(trace_w)
         self.pgid = self.proc.pid
-        OWNER_PIDS.add(self.proc.pid)
         self._threads = [
             threading.Thread(target=self._read_events, daemon=True),
             threading.Thread(target=self._read_trace, args=(trace_r,), daemon=True),
             threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._record_semaphores, daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -208,12 +231,24 @@ class Run:
     def now(self):
         return time.monotonic() - self.started
 
+    def record_semaphores(self):
+        """Records the semaphores the run's processes hold now."""
+        found = held_semaphores(group_members(self.pgid))
+        self.semaphores |= found
+        RUN_INODES.update(found)
+
+    def _record_semaphores(self):
+        while not self._done.wait(0.1):
+            self.record_semaphores()
+
     def _read_events(self):
         for raw in self.proc.stdout:
             try:
                 event = json.loads(raw)
             except ValueError:
                 event = {"event": "garbage", "line": raw.decode("utf-8", "replace")}
+            if isinstance(event, dict) and event.get("event") == "worker-exit":
+                self.record_semaphores()
             self.lines.put(("event", self.now(), event))
         self.lines.put(("eof", self.now(), None))
 
@@ -325,7 +360,9 @@ class Run:
     # -- teardown
     def kill(self):
         """SIGKILLs the process group, reaps, and checks nothing is left.
-        Returns (pids still alive, semaphores removed from /dev/shm)."""
+        Returns (pids still alive, semaphores removed from /dev/shm, temp files left)."""
+        self.record_semaphores()
+        self._done.set()
         for _ in range(3):
             try:
                 os.killpg(self.pgid, signal.SIGKILL)
@@ -349,9 +386,10 @@ class Run:
         self.proc.stdin.close()
         self.proc.stdout.close()
         self.proc.stderr.close()
-        # loky names its semaphores after the process that made them, the owner.
-        # (multiprocessing's fork context unlinks its own at once.)
-        removed = remove_semaphores(self.shm_before, {self.proc.pid})
+        # Named semaphores outlive their processes (multiprocessing's under
+        # spawn and forkserver, loky's, glibc's sem.XXXXXX of a sem_open killed
+        # inside the call): those the run held are its own.
+        removed = remove_semaphores(self.semaphores)
         temp_left = os.listdir(self.tmp)
         shutil.rmtree(self.tmp, ignore_errors=True)
         return left, removed, temp_left

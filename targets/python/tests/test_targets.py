@@ -47,7 +47,6 @@ STYLE_FOLLOWERS = ["py-process-per-task", "py-ppe", "py-loky", "py-pebble"]
 ALL_OR_NOTHING = ["py-pool-map", "py-pool-map-async", "py-seed-polling", "py-seed-polling-async"]
 
 _available = {}
-_shm_before = set()
 
 
 def available(target):
@@ -61,15 +60,14 @@ def available(target):
 
 
 def setUpModule():
-    global _shm_before
     driver.become_subreaper()
-    _shm_before = driver.shm_semaphores()
 
 
 def tearDownModule():
-    left = driver.remove_semaphores(_shm_before)
+    # Each run removes its own at kill(); this catches a run that was never killed.
+    left = driver.remove_semaphores(driver.RUN_INODES)
     if left:
-        print(f"\nremoved POSIX semaphores left in /dev/shm by killed runs: {left}", file=sys.stderr)
+        print(f"\nremoved POSIX semaphores left in /dev/shm by runs never killed: {left}", file=sys.stderr)
 
 
 def mixed_tasks():
