@@ -98,10 +98,10 @@ fn the_nemesis_strikes_only_the_workers_the_events_name() {
 /// An owner whose Python makes a named semaphore as multiprocessing does
 /// under spawn and forkserver (`sem_open`, the name kept, no resource
 /// tracker to unlink it), then `after`.
-fn semaphore_owner(after: &str) -> String {
+fn semaphore_owner(sem: &str, after: &str) -> String {
     format!(
         "#!/usr/bin/env python3\nimport _multiprocessing, json, os, sys, time\nsys.stdin.readline()\n\
-         lock = _multiprocessing.SemLock(1, 1, 1, f'/mp-poolchaos-test-{{os.getpid()}}', False)\n\
+         lock = _multiprocessing.SemLock(1, 1, 1, '/{sem}', False)\n\
          print(json.dumps({{'event': 'ready', 'pid': os.getpid()}}), flush=True)\n{after}\n"
     )
 }
@@ -110,18 +110,22 @@ fn semaphore_owner(after: &str) -> String {
 fn a_runs_semaphores_and_only_its_are_its_leaks_and_removed() {
     let dir = tempfile::tempdir().expect("temp dir");
     // Made during the run by someone else, mapped by no one: not the run's.
-    let other = PathBuf::from(format!("/dev/shm/sem.poolchaos-test-{}", std::process::id()));
+    let guard = RemovedOnDrop(PathBuf::from(format!("/dev/shm/sem.poolchaos-test-{}", std::process::id())));
+    let other = &guard.0;
+    // The run's, removed here only if the harness failed to.
+    let ours = RemovedOnDrop(PathBuf::from(format!("/dev/shm/sem.mp-poolchaos-test-{}", std::process::id())));
+    let sem = ours.0.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("sem.")).expect("a name");
     let cases = [
         // Killed at the deadline with the semaphore held.
-        ("killed", semaphore_owner("time.sleep(30)"), "hung"),
+        ("killed", semaphore_owner(sem, "time.sleep(30)"), "hung"),
         // Exits on its own without cleaning up (no finalizer runs).
-        ("exits", semaphore_owner("time.sleep(0.5)\nos._exit(0)"), "target-error"),
+        ("exits", semaphore_owner(sem, "time.sleep(0.5)\nos._exit(0)"), "target-error"),
     ];
     for (name, body, verdict) in cases {
         let owner = script(dir.path(), &format!("{name}.py"), &body);
         // Long enough for Python to start on a loaded machine.
         let path = scenario(dir.path(), name, 6000, "");
-        let _ = std::fs::remove_file(&other);
+        let _ = std::fs::remove_file(other);
         let maker = std::thread::spawn({
             let other = other.clone();
             move || {
@@ -136,10 +140,17 @@ fn a_runs_semaphores_and_only_its_are_its_leaks_and_removed() {
         let leaks = record["leaks"].as_array().expect("leaks");
         assert_eq!(leaks.len(), 1, "{name}: the one semaphore\n{record:#}");
         assert_eq!(leaks[0]["kind"], "semaphore", "{name}\n{record:#}");
-        let sem = leaks[0]["path"].as_str().expect("a path");
-        assert!(sem.starts_with("/dev/shm/sem.mp-"), "{name}: by its name, not glibc's temporary one: {sem}");
-        assert!(!Path::new(sem).exists(), "{name}: removed");
+        assert_eq!(leaks[0]["path"].as_str(), ours.0.to_str(), "{name}: by its name, not glibc's temporary one");
+        assert!(!ours.0.exists(), "{name}: removed");
         assert!(other.exists(), "{name}: someone else's semaphore is left alone");
     }
-    let _ = std::fs::remove_file(&other);
+}
+
+/// A file removed when the test ends, pass or fail.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
