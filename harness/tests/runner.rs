@@ -112,17 +112,29 @@ fn a_runs_semaphores_and_only_its_are_its_leaks_and_removed() {
     // Made during the run by someone else, mapped by no one: not the run's.
     let guard = RemovedOnDrop(PathBuf::from(format!("/dev/shm/sem.poolchaos-test-{}", std::process::id())));
     let other = &guard.0;
-    // The run's, removed here only if the harness failed to.
-    let ours = RemovedOnDrop(PathBuf::from(format!("/dev/shm/sem.mp-poolchaos-test-{}", std::process::id())));
+    // The run's, removed here only if the harness failed to: a semaphore as
+    // multiprocessing names them, and glibc's temporary (sem.XXXXXX) of a
+    // sem_open killed inside the call, held open, not mapped yet.
+    let pid = std::process::id();
+    let ours = RemovedOnDrop(PathBuf::from(format!("/dev/shm/sem.mp-poolchaos-test-{pid}")));
+    let temporary = RemovedOnDrop(PathBuf::from(format!("/dev/shm/sem.T{:05}", pid % 100_000)));
     let sem = ours.0.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("sem.")).expect("a name");
+    let ready = r#"echo "{\"event\":\"ready\",\"pid\":$$}""#;
     let cases = [
         // Killed at the deadline with the semaphore held.
-        ("killed", semaphore_owner(sem, "time.sleep(30)"), "hung"),
+        ("killed.py", semaphore_owner(sem, "time.sleep(30)"), "hung", &ours.0),
         // Exits on its own without cleaning up (no finalizer runs).
-        ("exits", semaphore_owner(sem, "time.sleep(0.5)\nos._exit(0)"), "target-error"),
+        ("exits.py", semaphore_owner(sem, "time.sleep(0.5)\nos._exit(0)"), "target-error", &ours.0),
+        (
+            "temporary.sh",
+            format!("#!/bin/sh\nread plan\nexec 3>{}\n{ready}\nsleep 30\n", temporary.0.display()),
+            "hung",
+            &temporary.0,
+        ),
     ];
-    for (name, body, verdict) in cases {
-        let owner = script(dir.path(), &format!("{name}.py"), &body);
+    for (file, body, verdict, sem) in cases {
+        let name = file.split('.').next().unwrap_or(file);
+        let owner = script(dir.path(), file, &body);
         // Long enough for Python to start on a loaded machine.
         let path = scenario(dir.path(), name, 6000, "");
         let _ = std::fs::remove_file(other);
@@ -140,8 +152,8 @@ fn a_runs_semaphores_and_only_its_are_its_leaks_and_removed() {
         let leaks = record["leaks"].as_array().expect("leaks");
         assert_eq!(leaks.len(), 1, "{name}: the one semaphore\n{record:#}");
         assert_eq!(leaks[0]["kind"], "semaphore", "{name}\n{record:#}");
-        assert_eq!(leaks[0]["path"].as_str(), ours.0.to_str(), "{name}: by its name, not glibc's temporary one");
-        assert!(!ours.0.exists(), "{name}: removed");
+        assert_eq!(leaks[0]["path"].as_str(), sem.to_str(), "{name}: by its name in /dev/shm");
+        assert!(!sem.exists(), "{name}: removed");
         assert!(other.exists(), "{name}: someone else's semaphore is left alone");
     }
 }
