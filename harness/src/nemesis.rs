@@ -1,9 +1,15 @@
 //! The nemesis: every fault from outside the pool. It watches the run's
 //! events and the clock, picks whom to signal when (the worker of a task
 //! some ms into it, the idle worker after the warm-up, a random worker or
-//! the owner at a given time, a random worker every T ms: a storm), and
-//! sends the signals by pid. The runner only tells it what happened and
-//! when to look.
+//! the owner some ms after the pool is ready, a random worker every T ms
+//! from then on: a storm), and sends the signals by pid. The runner only
+//! tells it what happened and when to look.
+//!
+//! **When the clock starts.** Strikes at the owner or a random worker, and
+//! a storm, count from the pool's `ready`, not from the run's start: how
+//! long a pool takes to start (a Python interpreter under a loaded machine
+//! can take seconds) must not decide whether a strike lands before or
+//! after it has a pool at all.
 //!
 //! **What a worker is.** A process the run's own events name as a worker:
 //! one the trace saw start or finish a task, until the pool reports its
@@ -60,7 +66,10 @@ pub struct Nemesis {
     /// Strikes waiting for a task to start: (task tag, signal, delay).
     on_start: Vec<(u64, Signal, Duration)>,
     scheduled: Vec<Scheduled>,
-    storm: Option<(Signal, Duration, Duration)>,
+    /// Strikes that count from the pool's `ready`: (delay, signal, victim, what).
+    on_ready: Vec<Scheduled>,
+    /// (signal, period, next tick); the first tick is set at `ready`.
+    storm: Option<(Signal, Duration, Option<Duration>)>,
     /// Strikes at the idle worker, after the warm-up.
     idle: Vec<Signal>,
     /// The workers the events named, not known to be gone.
@@ -71,7 +80,7 @@ pub struct Nemesis {
 impl Nemesis {
     pub fn new(plan: &Plan, owner: u32) -> Nemesis {
         let mut on_start = Vec::new();
-        let mut scheduled = Vec::new();
+        let mut on_ready = Vec::new();
         let mut idle = Vec::new();
         for n in &plan.nemesis {
             let after = Duration::from_millis(n.after_ms);
@@ -87,14 +96,14 @@ impl Nemesis {
                 Aim::RandomWorker => (Victim::RandomWorker, "a random worker"),
                 Aim::Owner => (Victim::Owner, "the owner"),
             };
-            scheduled.push(Scheduled { at: after, signal: n.signal, victim, what: what.into() });
+            on_ready.push(Scheduled { at: after, signal: n.signal, victim, what: what.into() });
         }
-        let storm =
-            plan.storm.map(|s| (s.signal, Duration::from_millis(s.every_ms), Duration::from_millis(s.every_ms)));
+        let storm = plan.storm.map(|s| (s.signal, Duration::from_millis(s.every_ms), None));
         Nemesis {
             owner,
             on_start,
-            scheduled,
+            scheduled: Vec::new(),
+            on_ready,
             storm,
             idle,
             workers: BTreeSet::new(),
@@ -111,6 +120,15 @@ impl Nemesis {
     /// Takes note of an event at run time `now`.
     pub fn observe(&mut self, event: &Event, now: Duration) {
         match event {
+            Event::Ready { .. } => {
+                for mut s in self.on_ready.drain(..) {
+                    s.at += now;
+                    self.scheduled.push(s);
+                }
+                if let Some((_, every, next)) = &mut self.storm {
+                    *next = Some(now + *every);
+                }
+            }
             Event::TaskStarted { tag, attempt, pid } => {
                 self.workers.insert(*pid);
                 if *attempt == 0 {
@@ -142,7 +160,7 @@ impl Nemesis {
         let known = !self.workers.is_empty();
         let scheduled =
             self.scheduled.iter().filter(|s| known || !matches!(s.victim, Victim::RandomWorker)).map(|s| s.at).min();
-        let storm = self.storm.filter(|_| known).map(|(_, _, next)| next);
+        let storm = self.storm.filter(|_| known).and_then(|(_, _, next)| next);
         scheduled.into_iter().chain(storm).min()
     }
 
@@ -171,10 +189,10 @@ impl Nemesis {
             strikes.push(Strike { signal: s.signal, pid, target: s.what });
         }
         if let Some((signal, every, next)) = &mut self.storm
-            && *next <= now
+            && next.is_some_and(|at| at <= now)
             && !workers.is_empty()
         {
-            *next = now + *every;
+            *next = Some(now + *every);
             let pid = *self.dice.pick(&workers);
             strikes.push(Strike { signal: *signal, pid, target: "a random worker (storm)".into() });
         }

@@ -29,7 +29,7 @@
 //! rate = 0.03
 //! kinds = ["sigkill"]
 //!
-//! [storm]                       # a random worker every_ms, from outside
+//! [storm]                       # a random worker every_ms from ready, from outside
 //! signal = "sigkill"
 //! every_ms = 50
 //!
@@ -109,9 +109,9 @@ pub enum Aim {
     /// After a warm-up task, the idle worker blocked in its read of the task
     /// channel (in `naive`, the holder of the inqueue lock); then the batch runs.
     IdleWorker,
-    /// A random live worker, `after_ms` into the run.
+    /// A random live worker, `after_ms` after the pool is ready.
     RandomWorker,
-    /// The pool's owner, `after_ms` into the run.
+    /// The pool's owner, `after_ms` after the pool is ready.
     Owner,
 }
 
