@@ -23,6 +23,20 @@ fn server_pid() -> u32 {
     children[0]
 }
 
+/// Waits until `pid` (a child of ours) has died: a zombie, or reaped.
+fn wait_dead(pid: u32) {
+    let until = std::time::Instant::now() + LIVE;
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the command's closing parenthesis.
+            Ok(stat) if !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')) => {}
+            _ => return,
+        }
+        assert!(std::time::Instant::now() < until, "{pid} did not die");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn sleeper(tag: u64) -> Task {
     Task { tag, work: Workload::Sleep { ms: 60_000 }, fault: None }
 }
@@ -124,7 +138,9 @@ fn per_task_deadlines_kill_forked_children() {
 }
 
 /// The server SIGKILLed while the pool is idle: the next batch is taken by
-/// a new one, whether or not the pool noticed the death first.
+/// a new one, whether or not the pool noticed the death first. (Idle: the
+/// server is dead, a zombie, before the batch; its idle children, per-task's
+/// spares and supervised's standby, die with it and charge nothing.)
 #[test]
 fn an_idle_pool_outlives_its_fork_server() {
     for kind in [PoolKind::PerTask, PoolKind::Supervised] {
@@ -133,7 +149,9 @@ fn an_idle_pool_outlives_its_fork_server() {
             let pool = pools::build(kind, &config).expect("start");
             let first = common::echoes(4);
             common::assert_all_ok(&first, &pool.map_timeout(first.clone(), Some(LIVE)).expect("not hung"));
-            common::kill(server_pid(), Signal::KILL);
+            let server = server_pid();
+            common::kill(server, Signal::KILL);
+            wait_dead(server);
             let again = common::echoes(8);
             common::assert_all_ok(&again, &pool.map_timeout(again.clone(), Some(LIVE)).expect("a new server"));
             pool.close();
