@@ -81,7 +81,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
-use crate::fork_server::{ForkServer, Forked, Note};
+use crate::fork_server::{ForkServer, Forked, Note, START_TRIES, is_gone};
 use crate::outcome::{Exit, Outcome, TaskError};
 use crate::planted::{Faithful, Hooks};
 use crate::pool::{PoolConfig, PoolError, PoolKind};
@@ -424,14 +424,24 @@ impl Supervisor {
         self.queue.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty())
     }
 
-    /// The running fork server, started anew if there is none or it died
-    /// (its workers died with it, and the ones asked of it will not come).
-    fn server(&mut self) -> io::Result<&mut ForkServer> {
-        if self.server.as_ref().is_none_or(ForkServer::is_lost) {
+    /// Forgets a fork server that died, with the workers asked of it and
+    /// not forked yet: they will never come, so [`Supervisor::fill`] asks a
+    /// new server for them. (Counted as coming, they once left a pool whose
+    /// server died with every missing worker asked of it waiting forever.)
+    /// The workers it did fork die with it and are buried as any other.
+    fn forget_lost_server(&mut self) {
+        if self.server.as_ref().is_some_and(ForkServer::is_lost) {
             if let Some(lost) = self.server.take() {
                 lost.shutdown();
             }
             self.forking.clear();
+        }
+    }
+
+    /// The running fork server, started anew if there is none or it died.
+    fn server(&mut self) -> io::Result<&mut ForkServer> {
+        self.forget_lost_server();
+        if self.server.is_none() {
             // On this thread, so it dies with it (PDEATHSIG); its
             // environment is every worker's.
             let mut env: Vec<(&'static str, OsString)> =
@@ -447,12 +457,20 @@ impl Supervisor {
 
     /// The first workers, forked while the pool starts (so a worker program
     /// that cannot start is an error of `start`).
+    /// A server killed meanwhile is replaced, up to [`START_TRIES`] times;
+    /// the workers it forked die with it and are buried by the run loop.
     fn start_workers(&mut self) -> io::Result<()> {
+        let mut tries = 1;
         while self.workers.len() < self.s.workers {
-            let server = self.server()?;
-            let unborn = Unborn::request(server)?;
-            let child = server.wait_answered()?;
-            self.workers.push(unborn.born(child));
+            let forked = self.server().and_then(|server| {
+                let unborn = Unborn::request(server)?;
+                Ok(unborn.born(server.wait_answered()?))
+            });
+            match forked {
+                Ok(worker) => self.workers.push(worker),
+                Err(e) if is_gone(&e) && tries < START_TRIES => tries += 1,
+                Err(e) => return Err(e),
+            }
         }
         self.publish_pids();
         Ok(())
@@ -607,6 +625,7 @@ impl Supervisor {
             self.bury(worker);
         }
         self.take_forked();
+        self.forget_lost_server();
         Ok(())
     }
 

@@ -25,6 +25,15 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing pool waits for the server to reap its children and exit.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// How many servers [`ForkServer::start`] starts before it gives up on one
+/// that is gone before it is ready.
+pub(crate) const START_TRIES: u32 = 5;
+
+/// Whether `error` says the server is gone (it died, or was lost).
+pub(crate) fn is_gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::BrokenPipe
+}
+
 /// Numbers the servers a process starts, so a child knows whose it is.
 static SERVERS: AtomicU64 = AtomicU64::new(0);
 
@@ -101,8 +110,20 @@ pub(crate) struct ForkServer {
 impl ForkServer {
     /// Starts `poolchaos-worker forkserver` with `env` added to its (and so
     /// its children's) environment, and waits until it is ready. The calling
-    /// thread's death kills it (PDEATHSIG).
+    /// thread's death kills it (PDEATHSIG). A server that is gone before it
+    /// is ready (killed from outside) is started again, up to
+    /// [`START_TRIES`] times in all; a program that cannot start fails each.
     pub fn start(program: &WorkerProgram, env: Vec<(&'static str, OsString)>) -> io::Result<ForkServer> {
+        let mut tries = 1;
+        loop {
+            match ForkServer::start_once(program, env.clone()) {
+                Err(e) if is_gone(&e) && tries < START_TRIES => tries += 1,
+                started => return started,
+            }
+        }
+    }
+
+    fn start_once(program: &WorkerProgram, env: Vec<(&'static str, OsString)>) -> io::Result<ForkServer> {
         let (ours, theirs) =
             rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
         // The server is not a worker: no exit report for it.

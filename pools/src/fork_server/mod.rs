@@ -61,7 +61,7 @@
 mod client;
 mod server;
 
-pub(crate) use client::{ForkServer, Forked, Note};
+pub(crate) use client::{ForkServer, Forked, Note, START_TRIES, is_gone};
 pub(crate) use server::serve;
 
 const READY: u8 = 0;
