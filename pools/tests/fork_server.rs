@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::{LIVE, clean_run, config};
 use pools::per_task::Launch;
 use pools::{Exit, Pool, PoolKind, Task, TaskError, Workload};
+use rustix::net::RecvFlags;
 use rustix::process::Signal;
 
 /// The pool's fork server: the one child of this test process.
@@ -173,5 +174,53 @@ fn quick_tasks_in_many_small_batches_all_settle() {
             let outcomes = pool.map_timeout(tasks.clone(), Some(LIVE)).expect("not hung");
             common::assert_all_ok(&tasks, &outcomes);
         }
+    });
+}
+
+/// How many requests wait, unread, for `pid` (a stopped fork server) on its
+/// control socket, its fd 0: the bytes queued (a `SOCK_SEQPACKET` socket
+/// counts every message) over the size of the first one (peeked; the
+/// server's requests are all alike).
+fn requests_queued_for(pid: u32) -> u64 {
+    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
+    let pidfd =
+        rustix::process::pidfd_open(Pid::from_raw(pid as i32).expect("pid"), PidfdFlags::empty()).expect("pidfd_open");
+    let control = rustix::process::pidfd_getfd(&pidfd, 0, PidfdGetfdFlags::empty()).expect("pidfd_getfd");
+    let queued = rustix::io::ioctl_fionread(&control).expect("FIONREAD");
+    let mut first = [0u8; 256];
+    match rustix::net::recv(&control, &mut first, RecvFlags::PEEK | RecvFlags::DONTWAIT | RecvFlags::TRUNC) {
+        Ok((_, len)) if len > 0 => queued / len as u64,
+        _ => 0,
+    }
+}
+
+/// The cause of a hang under kill storms, made exact: supervised's two
+/// workers and its standby die while its fork server is stopped, so the pool
+/// asks that server for all three again and the requests wait, unread; then
+/// the server is SIGKILLed. Those requests will never be answered: the pool
+/// must ask a new server, not count them as coming (it once waited forever,
+/// with no worker, for them). Every task of the next batch completes.
+#[test]
+fn workers_asked_of_a_server_that_dies_are_asked_of_the_next() {
+    clean_run(|| {
+        let (config, _trace) = config(2);
+        let pool = pools::build(PoolKind::Supervised, &config).expect("start");
+        let processes = common::wait_for_pids(&*pool, 3);
+        let server = server_pid();
+        common::kill(server, Signal::STOP);
+        for pid in &processes {
+            common::kill(*pid, Signal::KILL);
+        }
+        let until = std::time::Instant::now() + LIVE;
+        while requests_queued_for(server) < 3 {
+            assert!(std::time::Instant::now() < until, "the pool did not ask the stopped server for 3 workers");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        common::kill(server, Signal::KILL);
+        wait_dead(server);
+        let tasks = common::echoes(8);
+        common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("a new server's workers"));
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join after close");
     });
 }

@@ -297,20 +297,6 @@ fn workers_over_the_memory_ceiling_are_recycled_between_tasks() {
     });
 }
 
-/// Waits until `pool` reports `n` live processes (supervised: its workers,
-/// then its standby), and returns them.
-fn wait_for_pids(pool: &dyn Pool, n: usize) -> Vec<u32> {
-    let until = std::time::Instant::now() + LIVE;
-    loop {
-        let pids = pool.worker_pids();
-        if pids.len() == n {
-            return pids;
-        }
-        assert!(std::time::Instant::now() < until, "expected {n} processes, have {pids:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// A worker dies mid-window (task 3 SIGKILLs itself): the standby, forked
 /// before the batch, runs task 3 again and the dead worker's unstarted
 /// tasks; every task completes exactly once. The tasks sleep 5 ms, so each
@@ -320,7 +306,7 @@ fn standby_case(style: CallStyle) {
     clean_run(|| {
         let (config, mut trace) = config(2);
         let pool = pools::build(PoolKind::Supervised, &config).expect("start");
-        let before = wait_for_pids(&*pool, 3);
+        let before = common::wait_for_pids(&*pool, 3);
         let standby = *before.last().expect("a standby");
         let mut tasks: Vec<Task> =
             (0..8u64).map(|i| Task { tag: i, work: Workload::Sleep { ms: 5 }, fault: None }).collect();
@@ -343,7 +329,7 @@ fn standby_case(style: CallStyle) {
         let after_death: Vec<u32> = starts.iter().skip_while(|s| s.0 != 3).skip(1).map(|s| s.2).collect();
         assert!(!after_death.contains(&died), "nothing ran on the dead worker after its death");
         // A new standby is forked; the dead worker is gone.
-        let now = wait_for_pids(&*pool, 3);
+        let now = common::wait_for_pids(&*pool, 3);
         assert!(!now.contains(&died) && now.contains(&standby), "{before:?} -> {now:?}");
         pool.close();
         pool.join_timeout(Some(LIVE)).expect("join after close");
@@ -374,7 +360,7 @@ fn a_standby_killed_while_idle_is_replaced_and_charges_no_task() {
     clean_run(|| {
         let (config, mut trace) = config(2);
         let pool = pools::build(PoolKind::Supervised, &config).expect("start");
-        let before = wait_for_pids(&*pool, 3);
+        let before = common::wait_for_pids(&*pool, 3);
         let standby = *before.last().expect("a standby");
         common::kill(standby, Signal::KILL);
         let until = std::time::Instant::now() + LIVE;
