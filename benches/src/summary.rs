@@ -61,6 +61,12 @@ pub const SUPERVISED_NOOP_BEFORE: f64 = 4_726_485.0;
 /// per-task's target, by which the summary's tests find it.
 pub const PER_TASK_TARGET: &str = "per-task cost per task: ≤ 1.3x a bare fork-and-wait (measured beside it)";
 
+/// per-task's target before #12.
+const PER_TASK_TARGET_BEFORE: &str = "per-task cost per task: ≤ 2x a bare fork-and-wait (measured beside it)";
+
+/// Marks a target #12 raised, kept beside the raised one.
+const BEFORE_12: &str = " (the target before #12)";
+
 /// One of the targets, judged on this run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -142,12 +148,16 @@ impl Summary {
         let noop = self.per_s(sup, Cost::NoOp, Rate::Zero);
         let vs_naive = ratio(noop, self.per_s(&Row::Pool(PoolKind::Naive), Cost::NoOp, Rate::Zero));
         targets.push(times("supervised, no-op, 0 %: ≥ 1.0x naive".into(), vs_naive, 1.0));
+        // Each of #12's targets that raised one of the targets before it
+        // comes with the old one, so that one can still be seen met.
         let vs_limit = ratio(noop, Some(self.floor.pipelined_limit_per_s));
-        targets.push(Target {
-            what: "supervised, no-op, 0 %: ≥ 0.6x the pipelined limit".into(),
-            measured: vs_limit.map_or("—".into(), |r| format!("{r:.3}x")),
-            met: vs_limit.is_some_and(|r| r >= 0.6),
-        });
+        for (at_least, before) in [(0.6, ""), (0.15, BEFORE_12)] {
+            targets.push(Target {
+                what: format!("supervised, no-op, 0 %: ≥ {at_least}x the pipelined limit{before}"),
+                measured: vs_limit.map_or("—".into(), |r| format!("{r:.3}x")),
+                met: vs_limit.is_some_and(|r| r >= at_least),
+            });
+        }
         let vs_before = ratio(noop, Some(SUPERVISED_NOOP_BEFORE));
         targets.push(times(
             format!(
@@ -166,17 +176,18 @@ impl Summary {
             met: vs_ideal.is_some_and(|r| r >= 0.95),
         });
         // What supervised keeps of its own 0 % under deaths.
-        for (cost, rate, at_least) in [
-            (Cost::NoOp, Rate::One, 0.15),
-            (Cost::NoOp, Rate::Five, 0.05),
-            (Cost::Us100, Rate::Five, 0.88),
-            (Cost::Ms1, Rate::Five, 0.96),
+        for (cost, rate, at_least, before) in [
+            (Cost::NoOp, Rate::One, 0.15, ""),
+            (Cost::NoOp, Rate::Five, 0.05, ""),
+            (Cost::Us100, Rate::Five, 0.88, ""),
+            (Cost::Ms1, Rate::Five, 0.96, ""),
+            (Cost::Ms1, Rate::Five, 0.85, BEFORE_12),
         ] {
             let cell = self.cell(sup, cost, rate).map(|c| &c.throughput);
             let all_done = matches!(cell, Some(Throughput::Rate { completed, .. }) if *completed >= 1.0);
             let kept = ratio(cell.and_then(Throughput::per_s), self.per_s(sup, cost, Rate::Zero));
             let what = format!(
-                "supervised, {}, {} SIGKILL: ≥ {:.0} % of its own 0 %, every task completed",
+                "supervised, {}, {} SIGKILL: ≥ {:.0} % of its own 0 %, every task completed{before}",
                 cost.name(),
                 rate.name(),
                 at_least * 100.0
@@ -204,11 +215,15 @@ impl Summary {
         });
         let cost = &self.per_task;
         let per_fork = cost.fork_server.as_secs_f64() / cost.fork_wait.as_secs_f64().max(1e-12);
-        targets.push(Target {
-            what: PER_TASK_TARGET.into(),
-            measured: format!("{} = {per_fork:.2}x {}", ms(cost.fork_server), ms(cost.fork_wait)),
-            met: !cost.fork_wait.is_zero() && per_fork <= 1.3,
-        });
+        for (what, at_most) in
+            [(PER_TASK_TARGET.to_string(), 1.3), (format!("{PER_TASK_TARGET_BEFORE}{BEFORE_12}"), 2.0)]
+        {
+            targets.push(Target {
+                what,
+                measured: format!("{} = {per_fork:.2}x {}", ms(cost.fork_server), ms(cost.fork_wait)),
+                met: !cost.fork_wait.is_zero() && per_fork <= at_most,
+            });
+        }
         let python = |name: &str| self.per_s(&Row::External(name.into()), Cost::NoOp, Rate::Zero);
         let vs_pool_map = ratio(noop, python(PY_POOL_MAP));
         targets.push(times(format!("supervised, no-op, 0 %: ≥ 10x {PY_POOL_MAP} (chunksize 1)"), vs_pool_map, 10.0));
@@ -728,7 +743,7 @@ pub(crate) mod tests {
         // 12x naive; 4.8M / 7M = 0.69; 4.8M against the figure before; 2,000 of 2,000 tasks/s;
         // 99.8 %, 99 %, 99 %, 99 % kept; deaths of µs; 0.2 ms median; 220 / 180 µs;
         // 4.8M / 60k = 80x; 5,000 / 600 = 8.3x.
-        assert_eq!(met, [true; 15], "{targets:#?}");
+        assert_eq!(met, [true; 18], "{targets:#?}");
         let mut slow = sample();
         slow.per_task.fork_server = Duration::from_micros(240);
         let per_task = slow.targets().into_iter().find(|t| t.what == PER_TASK_TARGET).expect("per-task's target");
@@ -752,6 +767,6 @@ pub(crate) mod tests {
             }
         }
         let met: Vec<bool> = fast_python.targets().iter().map(|t| t.met).collect();
-        assert_eq!(met[13..], [false, false], "8x py-pool-map and 2.5x py-process-per-task fall short");
+        assert_eq!(met[16..], [false, false], "8x py-pool-map and 2.5x py-process-per-task fall short");
     }
 }

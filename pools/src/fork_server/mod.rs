@@ -36,7 +36,11 @@
 //! - **Losing the server:** if it dies, its children die too (PDEATHSIG); the
 //!   pool sees their pidfds turn readable, takes SIGKILL as how they ended
 //!   (nobody can tell it otherwise, and no exit sink hears of them), and
-//!   starts a new server, at once if a spawn finds the old one gone.
+//!   starts a new server, at once if a spawn finds the old one gone. The
+//!   requests it had not answered are dropped with it and asked of the new
+//!   one (a pool that counted them as coming would wait for them forever).
+//!   A server gone before it is ready (a kill from outside while the pool
+//!   starts) is started again, a few times.
 //!
 //! The control socket is a `SOCK_SEQPACKET` pair, so every message arrives
 //! whole. Messages (little-endian):
