@@ -81,7 +81,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
-use crate::fork_server::{ForkServer, Forked, Note, START_TRIES, is_gone};
+use crate::fork_server::{ForkServer, Forked, Note, START_PATIENCE, is_gone};
 use crate::outcome::{Exit, Outcome, TaskError};
 use crate::planted::{Faithful, Hooks};
 use crate::pool::{PoolConfig, PoolError, PoolKind};
@@ -457,10 +457,10 @@ impl Supervisor {
 
     /// The first workers, forked while the pool starts (so a worker program
     /// that cannot start is an error of `start`).
-    /// A server killed meanwhile is replaced, up to [`START_TRIES`] times;
+    /// A server killed meanwhile is replaced, for up to [`START_PATIENCE`];
     /// the workers it forked die with it and are buried by the run loop.
     fn start_workers(&mut self) -> io::Result<()> {
-        let mut tries = 1;
+        let until = Instant::now() + START_PATIENCE;
         while self.workers.len() < self.s.workers {
             let forked = self.server().and_then(|server| {
                 let unborn = Unborn::request(server)?;
@@ -468,7 +468,7 @@ impl Supervisor {
             });
             match forked {
                 Ok(worker) => self.workers.push(worker),
-                Err(e) if is_gone(&e) && tries < START_TRIES => tries += 1,
+                Err(e) if is_gone(&e) && Instant::now() < until => {}
                 Err(e) => return Err(e),
             }
         }

@@ -25,9 +25,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing pool waits for the server to reap its children and exit.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// How many servers [`ForkServer::start`] starts before it gives up on one
-/// that is gone before it is ready.
-pub(crate) const START_TRIES: u32 = 5;
+/// How long [`ForkServer::start`] (and supervised's start) keeps starting
+/// new servers while each is gone before it is ready: a storm from outside
+/// strikes the only process there is; a program that cannot start fails
+/// each time, for that long.
+pub(crate) const START_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Whether `error` says the server is gone (it died, or was lost).
 pub(crate) fn is_gone(error: &io::Error) -> bool {
@@ -111,13 +113,13 @@ impl ForkServer {
     /// Starts `poolchaos-worker forkserver` with `env` added to its (and so
     /// its children's) environment, and waits until it is ready. The calling
     /// thread's death kills it (PDEATHSIG). A server that is gone before it
-    /// is ready (killed from outside) is started again, up to
-    /// [`START_TRIES`] times in all; a program that cannot start fails each.
+    /// is ready (killed from outside) is started again, for up to
+    /// [`START_PATIENCE`].
     pub fn start(program: &WorkerProgram, env: Vec<(&'static str, OsString)>) -> io::Result<ForkServer> {
-        let mut tries = 1;
+        let until = Instant::now() + START_PATIENCE;
         loop {
             match ForkServer::start_once(program, env.clone()) {
-                Err(e) if is_gone(&e) && tries < START_TRIES => tries += 1,
+                Err(e) if is_gone(&e) && Instant::now() < until => {}
                 started => return started,
             }
         }

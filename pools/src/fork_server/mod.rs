@@ -40,7 +40,7 @@
 //!   requests it had not answered are dropped with it and asked of the new
 //!   one (a pool that counted them as coming would wait for them forever).
 //!   A server gone before it is ready (a kill from outside while the pool
-//!   starts) is started again, a few times.
+//!   starts) is started again, for up to 10 s.
 //!
 //! The control socket is a `SOCK_SEQPACKET` pair, so every message arrives
 //! whole. Messages (little-endian):
@@ -65,7 +65,7 @@
 mod client;
 mod server;
 
-pub(crate) use client::{ForkServer, Forked, Note, START_TRIES, is_gone};
+pub(crate) use client::{ForkServer, Forked, Note, START_PATIENCE, is_gone};
 pub(crate) use server::serve;
 
 const READY: u8 = 0;
