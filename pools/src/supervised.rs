@@ -570,6 +570,11 @@ impl Supervisor {
             let wait = until.saturating_duration_since(Instant::now());
             timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
         }
+        // A server that does not answer (stopped) is given up at its due time.
+        if let Some(due) = self.server.as_ref().and_then(ForkServer::answer_due) {
+            let wait = due.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
         // Read while waiting for something else: nothing will wake us for them.
         if self.server.as_ref().is_some_and(ForkServer::has_notes) {
             timeout = Some(Duration::ZERO);
@@ -625,6 +630,9 @@ impl Supervisor {
             self.bury(worker);
         }
         self.take_forked();
+        if let Some(server) = &mut self.server {
+            server.give_up_if_overdue();
+        }
         self.forget_lost_server();
         Ok(())
     }

@@ -194,32 +194,56 @@ fn requests_queued_for(pid: u32) -> u64 {
     }
 }
 
-/// The cause of a hang under kill storms, made exact: supervised's two
-/// workers and its standby die while its fork server is stopped, so the pool
-/// asks that server for all three again and the requests wait, unread; then
-/// the server is SIGKILLed. Those requests will never be answered: the pool
-/// must ask a new server, not count them as coming (it once waited forever,
-/// with no worker, for them). Every task of the next batch completes.
+/// Stops supervised's fork server, then SIGKILLs its two workers and its
+/// standby: the pool asks that server for all three again, and the requests
+/// wait, unread. Returns the server's pid.
+fn stop_server_with_three_workers_asked(pool: &dyn Pool) -> u32 {
+    let processes = common::wait_for_pids(pool, 3);
+    let server = server_pid();
+    common::kill(server, Signal::STOP);
+    for pid in &processes {
+        common::kill(*pid, Signal::KILL);
+    }
+    let until = std::time::Instant::now() + LIVE;
+    while requests_queued_for(server) < 3 {
+        assert!(std::time::Instant::now() < until, "the pool did not ask the stopped server for 3 workers");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server
+}
+
+/// The cause of a hang under kill storms, made exact: the fork server dies
+/// with every missing worker asked of it (two workers and the standby).
+/// Those requests will never be answered: the pool must ask a new server,
+/// not count them as coming (it once waited forever, with no worker, for
+/// them). Every task of the next batch completes.
 #[test]
 fn workers_asked_of_a_server_that_dies_are_asked_of_the_next() {
     clean_run(|| {
         let (config, _trace) = config(2);
         let pool = pools::build(PoolKind::Supervised, &config).expect("start");
-        let processes = common::wait_for_pids(&*pool, 3);
-        let server = server_pid();
-        common::kill(server, Signal::STOP);
-        for pid in &processes {
-            common::kill(*pid, Signal::KILL);
-        }
-        let until = std::time::Instant::now() + LIVE;
-        while requests_queued_for(server) < 3 {
-            assert!(std::time::Instant::now() < until, "the pool did not ask the stopped server for 3 workers");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let server = stop_server_with_three_workers_asked(&*pool);
         common::kill(server, Signal::KILL);
         wait_dead(server);
         let tasks = common::echoes(8);
         common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("a new server's workers"));
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join after close");
+    });
+}
+
+/// The same, with the server left stopped: it never answers, so the pool
+/// gives it up (kills it) 10 s after the oldest request, and a new server
+/// forks the workers; every task of the batch completes.
+#[test]
+fn a_fork_server_that_stops_answering_is_given_up() {
+    clean_run(|| {
+        let (config, _trace) = config(2);
+        let pool = pools::build(PoolKind::Supervised, &config).expect("start");
+        let server = stop_server_with_three_workers_asked(&*pool);
+        let tasks = common::echoes(8);
+        common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("a new server's workers"));
+        wait_dead(server);
         pool.close();
         pool.join_timeout(Some(LIVE)).expect("join after close");
     });

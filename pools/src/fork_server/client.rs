@@ -100,8 +100,8 @@ pub(crate) struct ForkServer {
     control: OwnedFd,
     /// Notes read but not yet taken, for [`ForkServer::notes`] and [`ForkServer::wait_exit`].
     early: VecDeque<Note>,
-    /// Requests sent whose answer has not been read yet.
-    awaited: usize,
+    /// When each request whose answer has not been read yet was sent, oldest first.
+    awaited: VecDeque<Instant>,
     /// Answers read and not yet taken, in request order.
     answers: VecDeque<Answer>,
     lost: bool,
@@ -145,7 +145,7 @@ impl ForkServer {
             process,
             control: ours,
             early: VecDeque::new(),
-            awaited: 1,
+            awaited: VecDeque::from([Instant::now()]),
             answers: VecDeque::new(),
             lost: false,
             sink: program.exits.clone(),
@@ -202,7 +202,7 @@ impl ForkServer {
             self.lose();
             return Err(e.into());
         }
-        self.awaited += 1;
+        self.awaited.push_back(Instant::now());
         Ok(())
     }
 
@@ -216,6 +216,20 @@ impl ForkServer {
     pub fn answered(&mut self) -> Option<io::Result<Forked>> {
         self.pump();
         self.answers.pop_front().map(into_forked)
+    }
+
+    /// When the oldest request not answered yet is overdue: [`ANSWER_TIMEOUT`]
+    /// after it was sent.
+    pub fn answer_due(&self) -> Option<Instant> {
+        self.awaited.front().filter(|_| !self.lost).map(|sent| *sent + ANSWER_TIMEOUT)
+    }
+
+    /// Kills a server whose answer is overdue (stopped, or stuck), so it is
+    /// lost like a dead one and its requests are asked of the next.
+    pub fn give_up_if_overdue(&mut self) {
+        if self.answer_due().is_some_and(|due| Instant::now() >= due) {
+            self.lose();
+        }
     }
 
     /// Whether notes or answers were read (while waiting for something
@@ -276,8 +290,8 @@ impl ForkServer {
         while !self.lost {
             match self.receive() {
                 Ok(Some(Message::Note(note))) => self.early.push_back(note),
-                Ok(Some(Message::Answer(answer))) if self.awaited > 0 => {
-                    self.awaited -= 1;
+                Ok(Some(Message::Answer(answer))) if !self.awaited.is_empty() => {
+                    self.awaited.pop_front();
                     self.answers.push_back(answer);
                 }
                 // An answer nobody asked for: the protocol is broken.

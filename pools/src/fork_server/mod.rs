@@ -40,7 +40,9 @@
 //!   requests it had not answered are dropped with it and asked of the new
 //!   one (a pool that counted them as coming would wait for them forever).
 //!   A server gone before it is ready (a kill from outside while the pool
-//!   starts) is started again, for up to 10 s.
+//!   starts) is started again, for up to 10 s; one that leaves a request
+//!   unanswered for 10 s (stopped) is killed, and lost the same way
+//!   (supervised's poll loop watches for that).
 //!
 //! The control socket is a `SOCK_SEQPACKET` pair, so every message arrives
 //! whole. Messages (little-endian):
