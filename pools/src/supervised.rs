@@ -457,6 +457,7 @@ impl Supervisor {
 
     /// The first workers, forked while the pool starts (so a worker program
     /// that cannot start is an error of `start`).
+    ///
     /// A server killed meanwhile is replaced, for up to [`START_PATIENCE`];
     /// the workers it forked die with it and are buried by the run loop.
     fn start_workers(&mut self) -> io::Result<()> {

@@ -119,7 +119,8 @@ impl ForkServer {
         let until = Instant::now() + START_PATIENCE;
         loop {
             match ForkServer::start_once(program, env.clone()) {
-                Err(e) if is_gone(&e) && Instant::now() < until => {}
+                // A breath between tries: a program that exits at once is not restarted in a tight loop.
+                Err(e) if is_gone(&e) && Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
                 started => return started,
             }
         }
