@@ -265,6 +265,15 @@ pub struct Cell {
     /// Tasks per batch.
     pub tasks: u64,
     pub throughput: Throughput,
+    /// The median batch's time, from submission to its last outcome (`None`: hung).
+    pub elapsed: Option<Duration>,
+}
+
+impl Cell {
+    /// How many tasks of a batch of this cell SIGKILL their worker.
+    pub fn deaths(&self) -> u64 {
+        self.rate.every().map_or(0, |every| self.tasks / every)
+    }
 }
 
 /// How big and how many the batches of a cell are.
@@ -341,21 +350,27 @@ pub fn measure_cost(
         }
         pool.terminate();
         drop(pool);
-        cells.push(Cell { row: Row::Pool(kind), cost, rate, tasks: n, throughput: throughput(runs, hung, n) });
+        let (throughput, elapsed) = throughput(runs, hung, n);
+        cells.push(Cell { row: Row::Pool(kind), cost, rate, tasks: n, throughput, elapsed });
     }
     Ok(cells)
 }
 
-/// The median run of a cell, or `Hangs`.
-fn throughput(mut runs: Vec<(Duration, Settled)>, hung: bool, n: u64) -> Throughput {
+/// The median run of a cell and its time, or `Hangs`.
+fn throughput(mut runs: Vec<(Duration, Settled)>, hung: bool, n: u64) -> (Throughput, Option<Duration>) {
     if hung || runs.is_empty() {
-        return Throughput::Hangs;
+        return (Throughput::Hangs, None);
     }
     runs.sort_by_key(|(elapsed, _)| *elapsed);
     let (elapsed, settled) = runs[runs.len() / 2].clone();
     let per_s = settled.completed as f64 / elapsed.as_secs_f64().max(1e-9);
     let completed = settled.completed as f64 / n as f64;
-    if settled.broken > 0 { Throughput::Breaks { per_s, completed } } else { Throughput::Rate { per_s, completed } }
+    let throughput = if settled.broken > 0 {
+        Throughput::Breaks { per_s, completed }
+    } else {
+        Throughput::Rate { per_s, completed }
+    };
+    (throughput, Some(elapsed))
 }
 
 /// A pool this crate cannot start itself: an external target (a Python
@@ -419,7 +434,8 @@ pub fn measure_external(
                 runs.push((batch.elapsed, settled));
             }
             let row = Row::External(name.clone());
-            cells.push(Cell { row, cost, rate, tasks: n, throughput: throughput(runs, hung, n) });
+            let (throughput, elapsed) = throughput(runs, hung, n);
+            cells.push(Cell { row, cost, rate, tasks: n, throughput, elapsed });
         }
     }
     Ok(Ok(cells))

@@ -7,7 +7,9 @@
 //! every machine for the same figures. The y axis is logarithmic, so a
 //! pool thousands of times slower still shows. A pool that hangs at a rate
 //! has no point there (its line stops); a pool that breaks (polling) is drawn
-//! as crosses, not a line, at the correct results per second it made.
+//! as crosses, not a line, at the correct results per second it made. In
+//! each panel's corner: what a death cost each row that survives them
+//! (see [`Summary::death_cost`]), beside the bare fork-and-wait.
 
 use plotters::prelude::*;
 
@@ -118,6 +120,17 @@ pub fn svg(summary: &Summary) -> anyhow::Result<String> {
                 chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(err)?;
                 chart.draw_series(crosses.iter().map(|&p| Cross::new(p, 5, colour.stroke_width(2)))).map_err(err)?;
             }
+            // What a death cost each row that survives them, in the panel's corner.
+            let fork = summary.floor.fork_wait.as_secs_f64();
+            let mut y = 44;
+            for (i, row) in rows.iter().enumerate() {
+                let Some(each) = summary.death_cost(row, cost, Rate::Five) else { continue };
+                let text = format!("{row}, a death at 5 %: {:.3} ms ({:.2}x fork)", each * 1e3, each / fork.max(1e-12));
+                panel
+                    .draw(&Text::new(text, (80, y), ("sans-serif", 10).into_font().color(&style_of(&rows, i).0)))
+                    .map_err(err)?;
+                y += 13;
+            }
         }
         root.present().map_err(err)?;
     }
@@ -201,6 +214,7 @@ mod tests {
             "py-pool-map (hangs at 1 %, 5 %)",
             "py-process-per-task",
             "floor (pipelined limit",
+            "supervised, a death at 5 %:",
         ] {
             assert!(a.contains(label), "missing {label:?}");
         }

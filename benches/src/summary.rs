@@ -53,6 +53,20 @@ pub fn load_average() -> Option<f64> {
 pub const PY_POOL_MAP: &str = "py-pool-map";
 pub const PY_PROCESS_PER_TASK: &str = "py-process-per-task";
 
+/// supervised's no-op tasks per second at 0 % before #12, as the issue
+/// quotes it from a `poolchaos bench` on this machine: the one target
+/// judged against another run (a busy machine reads lower).
+pub const SUPERVISED_NOOP_BEFORE: f64 = 4_726_485.0;
+
+/// per-task's target, by which the summary's tests find it.
+pub const PER_TASK_TARGET: &str = "per-task cost per task: ≤ 1.3x a bare fork-and-wait (measured beside it)";
+
+/// per-task's target before #12.
+const PER_TASK_TARGET_BEFORE: &str = "per-task cost per task: ≤ 2x a bare fork-and-wait (measured beside it)";
+
+/// Marks a target #12 raised, kept beside the raised one.
+const BEFORE_12: &str = " (the target before #12)";
+
 /// One of the issue's targets, judged on this run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -102,6 +116,18 @@ impl Summary {
         self.detection.iter().find(|(p, _)| *p == pool).map(|(_, s)| spread(s).0)
     }
 
+    /// What one death cost `row` at `cost` and `rate`, in seconds: (batch
+    /// time at the rate − batch time at 0 %) ÷ deaths in the batch. Only
+    /// for a row whose batches are the same size at both rates and that
+    /// neither hung nor broke there; below zero when the noise is larger.
+    pub fn death_cost(&self, row: &Row, cost: Cost, rate: Rate) -> Option<f64> {
+        let (at, zero) = (self.cell(row, cost, rate)?, self.cell(row, cost, Rate::Zero)?);
+        if !matches!(at.throughput, Throughput::Rate { .. }) || at.deaths() == 0 || at.tasks != zero.tasks {
+            return None;
+        }
+        Some((at.elapsed?.as_secs_f64() - zero.elapsed?.as_secs_f64()) / at.deaths() as f64)
+    }
+
     /// The issue's targets, each judged on this run.
     pub fn targets(&self) -> Vec<Target> {
         let sup = &Row::Pool(PoolKind::Supervised);
@@ -112,15 +138,36 @@ impl Summary {
             measured: r.map_or("—".into(), |r| format!("{r:.2}x")),
             met: r.is_some_and(|r| r >= at_least),
         };
+        let share = |what: String, r: Option<f64>, at_least: f64, all_done: bool| Target {
+            what,
+            measured: r.map_or("—".into(), |r| {
+                format!("{:.1} %{}", r * 100.0, if all_done { "" } else { ", NOT all completed" })
+            }),
+            met: all_done && r.is_some_and(|r| r >= at_least),
+        };
         let noop = self.per_s(sup, Cost::NoOp, Rate::Zero);
         let vs_naive = ratio(noop, self.per_s(&Row::Pool(PoolKind::Naive), Cost::NoOp, Rate::Zero));
         targets.push(times("supervised, no-op, 0 %: ≥ 1.0x naive".into(), vs_naive, 1.0));
+        // Each of #12's targets that raised one of the targets before it
+        // comes with the old one, so that one can still be seen met.
         let vs_limit = ratio(noop, Some(self.floor.pipelined_limit_per_s));
-        targets.push(Target {
-            what: "supervised, no-op, 0 %: ≥ 0.15x the pipelined limit".into(),
-            measured: vs_limit.map_or("—".into(), |r| format!("{r:.3}x")),
-            met: vs_limit.is_some_and(|r| r >= 0.15),
-        });
+        for (at_least, before) in [(0.6, ""), (0.15, BEFORE_12)] {
+            targets.push(Target {
+                what: format!("supervised, no-op, 0 %: ≥ {at_least}x the pipelined limit{before}"),
+                measured: vs_limit.map_or("—".into(), |r| format!("{r:.3}x")),
+                met: vs_limit.is_some_and(|r| r >= at_least),
+            });
+        }
+        let vs_before = ratio(noop, Some(SUPERVISED_NOOP_BEFORE));
+        targets.push(times(
+            format!(
+                "supervised, no-op, 0 %: ≥ 1.0x its figure before #12 ({} tasks/s, the issue's; another run, \
+                 so only a rough check)",
+                count(SUPERVISED_NOOP_BEFORE)
+            ),
+            vs_before,
+            1.0,
+        ));
         let ms1 = self.per_s(sup, Cost::Ms1, Rate::Zero);
         let vs_ideal = ratio(ms1, Some(self.floor_per_s(Cost::Ms1)));
         targets.push(Target {
@@ -128,16 +175,38 @@ impl Summary {
             measured: vs_ideal.map_or("—".into(), |r| format!("{:.1} %", r * 100.0)),
             met: vs_ideal.is_some_and(|r| r >= 0.95),
         });
-        let five = self.cell(sup, Cost::Ms1, Rate::Five).map(|c| &c.throughput);
-        let all_done = matches!(five, Some(Throughput::Rate { completed, .. }) if *completed >= 1.0);
-        let kept = ratio(five.and_then(Throughput::per_s), ms1);
-        targets.push(Target {
-            what: "supervised, 1 ms, 5 % SIGKILL: ≥ 85 % of its own 0 %, every task completed".into(),
-            measured: kept.map_or("—".into(), |r| {
-                format!("{:.1} %{}", r * 100.0, if all_done { ", all completed" } else { ", NOT all completed" })
-            }),
-            met: all_done && kept.is_some_and(|r| r >= 0.85),
-        });
+        // What supervised keeps of its own 0 % under deaths.
+        for (cost, rate, at_least, before) in [
+            (Cost::NoOp, Rate::One, 0.15, ""),
+            (Cost::NoOp, Rate::Five, 0.05, ""),
+            (Cost::Us100, Rate::Five, 0.88, ""),
+            (Cost::Ms1, Rate::Five, 0.96, ""),
+            (Cost::Ms1, Rate::Five, 0.85, BEFORE_12),
+        ] {
+            let cell = self.cell(sup, cost, rate).map(|c| &c.throughput);
+            let all_done = matches!(cell, Some(Throughput::Rate { completed, .. }) if *completed >= 1.0);
+            let kept = ratio(cell.and_then(Throughput::per_s), self.per_s(sup, cost, Rate::Zero));
+            let what = format!(
+                "supervised, {}, {} SIGKILL: ≥ {:.0} % of its own 0 %, every task completed{before}",
+                cost.name(),
+                rate.name(),
+                at_least * 100.0
+            );
+            targets.push(share(what, kept, at_least, all_done));
+        }
+        let fork = self.floor.fork_wait.as_secs_f64();
+        for cost in Cost::ALL {
+            let each = self.death_cost(sup, cost, Rate::Five);
+            targets.push(Target {
+                what: format!(
+                    "supervised, {}: a death (at 5 %) costs ≤ 1.5x the bare fork-and-wait ({})",
+                    cost.name(),
+                    ms(self.floor.fork_wait)
+                ),
+                measured: each.map_or("—".into(), |e| format!("{} = {:.2}x", ms_signed(e), e / fork.max(1e-12))),
+                met: fork > 0.0 && each.is_some_and(|e| e <= 1.5 * fork),
+            });
+        }
         let median = self.detection_median(PoolKind::Supervised);
         targets.push(Target {
             what: "supervised detection latency: median < 0.5 ms".into(),
@@ -146,11 +215,15 @@ impl Summary {
         });
         let cost = &self.per_task;
         let per_fork = cost.fork_server.as_secs_f64() / cost.fork_wait.as_secs_f64().max(1e-12);
-        targets.push(Target {
-            what: "per-task cost per task: ≤ 2x a bare fork-and-wait (measured beside it)".into(),
-            measured: format!("{} = {per_fork:.2}x {}", ms(cost.fork_server), ms(cost.fork_wait)),
-            met: !cost.fork_wait.is_zero() && per_fork <= 2.0,
-        });
+        for (what, at_most) in
+            [(PER_TASK_TARGET.to_string(), 1.3), (format!("{PER_TASK_TARGET_BEFORE}{BEFORE_12}"), 2.0)]
+        {
+            targets.push(Target {
+                what,
+                measured: format!("{} = {per_fork:.2}x {}", ms(cost.fork_server), ms(cost.fork_wait)),
+                met: !cost.fork_wait.is_zero() && per_fork <= at_most,
+            });
+        }
         let python = |name: &str| self.per_s(&Row::External(name.into()), Cost::NoOp, Rate::Zero);
         let vs_pool_map = ratio(noop, python(PY_POOL_MAP));
         targets.push(times(format!("supervised, no-op, 0 %: ≥ 10x {PY_POOL_MAP} (chunksize 1)"), vs_pool_map, 10.0));
@@ -185,10 +258,20 @@ impl Summary {
             load(self.load.1),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if [self.load.0, self.load.1].into_iter().flatten().any(|l| l > cpus) {
+            let _ = writeln!(
+                md,
+                "**The machine was busy** (a load average above its {cpus:.0} CPUs): every figure here is lower \
+                 and noisier than on a quiet machine, and a target that compares with a figure of another run \
+                 says little. Read the ratios between figures of this run.\n"
+            );
+        }
         self.matrix(&mut md);
         self.floor_table(&mut md);
         self.detection_table(&mut md);
         self.per_task_table(&mut md);
+        self.death_table(&mut md);
         let _ = writeln!(md, "## Targets\n\n| target | measured | met |\n|---|---|---|");
         for t in self.targets() {
             let _ = writeln!(md, "| {} | {} | {} |", t.what, t.measured, if t.met { "yes" } else { "**no**" });
@@ -391,6 +474,45 @@ impl Summary {
         md.push('\n');
     }
 
+    fn death_table(&self, md: &mut String) {
+        let fork = self.floor.fork_wait.as_secs_f64();
+        let _ = writeln!(
+            md,
+            "## Cost of a death\n\nWall time a death costs the batch: (batch time at the rate − batch time at 0 %) \
+             ÷ deaths in the batch (the median batches of the matrix), beside the bare fork + `_exit` + `waitpid` \
+             of the floor ({}). Rows that hang or break at a rate, or run other batch sizes there, have none. A \
+             figure below zero is noise larger than the deaths' cost. supervised's deaths are taken by its \
+             standby (one idle worker forked ahead, which takes a dead worker's window at once; its \
+             replacement is forked while the pool runs on): the standby is one more idle process per pool, \
+             its own pages of a fork of the small fork server and no CPU, and the 0 % cells include it. \
+             per-task's tasks go to a spare child forked ahead per slot, so no fork is on a task's path.\n",
+            ms(self.floor.fork_wait)
+        );
+        let _ = write!(md, "| pool |");
+        for cost in Cost::ALL {
+            let _ = write!(md, " {0} 1 % | {0} 5 % |", cost.name());
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in Cost::ALL {
+            let _ = write!(md, "---:|---:|");
+        }
+        md.push('\n');
+        for row in self.rows() {
+            let costs: Vec<Option<f64>> =
+                Cost::ALL.iter().flat_map(|&c| [Rate::One, Rate::Five].map(|r| self.death_cost(&row, c, r))).collect();
+            if costs.iter().all(Option::is_none) {
+                continue;
+            }
+            let _ = write!(md, "| {row} |");
+            for each in costs {
+                let text = each.map_or("—".into(), |e| format!("{} ({:.2}x)", ms_signed(e), e / fork.max(1e-12)));
+                let _ = write!(md, " {text} |");
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+    }
+
     fn per_task_table(&self, md: &mut String) {
         let f = &self.floor;
         let cost = &self.per_task;
@@ -425,6 +547,11 @@ impl Summary {
         }
         md.push('\n');
     }
+}
+
+/// A signed duration in seconds, in ms.
+fn ms_signed(seconds: f64) -> String {
+    format!("{:.3} ms", seconds * 1e3)
 }
 
 /// `1,234,567`, `12,345`, `12.3`.
@@ -474,13 +601,23 @@ pub fn ms(d: Duration) -> String {
 pub(crate) mod tests {
     use super::*;
 
+    /// The time a batch of `tasks` took at `throughput`.
+    fn elapsed_of(throughput: &Throughput, tasks: u64) -> Option<Duration> {
+        match throughput {
+            Throughput::Rate { per_s, completed } | Throughput::Breaks { per_s, completed } => {
+                Some(Duration::from_secs_f64(tasks as f64 * completed / per_s))
+            }
+            Throughput::Hangs => None,
+        }
+    }
+
     pub(crate) fn sample() -> Summary {
         let mut cells = Vec::new();
         for (pool, base) in [
             (PoolKind::Naive, 400_000.0),
             (PoolKind::Polling, 380_000.0),
             (PoolKind::PerTask, 5_000.0),
-            (PoolKind::Supervised, 1_600_000.0),
+            (PoolKind::Supervised, 4_800_000.0), // above SUPERVISED_NOOP_BEFORE
         ] {
             for cost in Cost::ALL {
                 let scale = match cost {
@@ -491,7 +628,11 @@ pub(crate) mod tests {
                 for rate in Rate::ALL {
                     let throughput = match (pool, rate) {
                         (_, Rate::Zero) | (PoolKind::Supervised | PoolKind::PerTask, _) => Throughput::Rate {
-                            per_s: base * scale * (1.0 - rate.percent() as f64 / 100.0),
+                            // supervised keeps 99 % at 5 %; per-task loses its killed tasks.
+                            per_s: base
+                                * scale
+                                * (1.0
+                                    - rate.percent() as f64 / if pool == PoolKind::Supervised { 500.0 } else { 100.0 }),
                             completed: if pool == PoolKind::PerTask {
                                 1.0 - rate.percent() as f64 / 100.0
                             } else {
@@ -501,7 +642,8 @@ pub(crate) mod tests {
                         (PoolKind::Polling, _) => Throughput::Breaks { per_s: 1000.0, completed: 0.02 },
                         _ => Throughput::Hangs,
                     };
-                    cells.push(Cell { row: Row::Pool(pool), cost, rate, tasks: 1000, throughput });
+                    let elapsed = elapsed_of(&throughput, 1000);
+                    cells.push(Cell { row: Row::Pool(pool), cost, rate, tasks: 1000, throughput, elapsed });
                 }
             }
         }
@@ -515,10 +657,19 @@ pub(crate) mod tests {
                     (_, Rate::Zero) => (Throughput::Rate { per_s: 1_500.0, completed: 1.0 }, 450.0),
                     _ => (Throughput::Hangs, 500.0),
                 };
-                cells.push(Cell { row: Row::External(PY_POOL_MAP.into()), cost, rate, tasks, throughput: map });
+                let elapsed = elapsed_of(&map, tasks);
+                cells.push(Cell {
+                    row: Row::External(PY_POOL_MAP.into()),
+                    cost,
+                    rate,
+                    tasks,
+                    throughput: map,
+                    elapsed,
+                });
                 let completed = 1.0 - rate.percent() as f64 / 100.0;
                 let throughput = Throughput::Rate { per_s: per_task, completed };
-                cells.push(Cell { row: Row::External(PY_PROCESS_PER_TASK.into()), cost, rate, tasks, throughput });
+                let (row, elapsed) = (Row::External(PY_PROCESS_PER_TASK.into()), elapsed_of(&throughput, tasks));
+                cells.push(Cell { row, cost, rate, tasks, throughput, elapsed });
             }
         }
         Summary {
@@ -543,7 +694,7 @@ pub(crate) mod tests {
             ],
             poll_interval: Duration::from_millis(10),
             per_task: PerTaskCost {
-                fork_server: Duration::from_micros(300),
+                fork_server: Duration::from_micros(220),
                 spawn_exec: Duration::from_micros(1100),
                 fork_wait: Duration::from_micros(180),
             },
@@ -568,7 +719,7 @@ pub(crate) mod tests {
         assert!(polling.contains("1,000 † (2 % done)"), "{polling}");
         assert!(md.contains("polling (polls every 10.000 ms)"));
         let supervised = md.lines().find(|l| l.starts_with("| supervised |")).expect("a supervised row");
-        assert!(supervised.starts_with("| supervised | 1,600,000 (4.00x) |"), "{supervised}");
+        assert!(supervised.starts_with("| supervised | 4,800,000 (12.00x) |"), "{supervised}");
     }
 
     #[test]
@@ -589,23 +740,33 @@ pub(crate) mod tests {
     fn targets_are_judged_on_the_figures() {
         let targets = sample().targets();
         let met: Vec<bool> = targets.iter().map(|t| t.met).collect();
-        // 4.0x naive; 1.6M / 7M = 0.23; 8,000 / 2,000 tasks/s; 95 %; 0.2 ms median; 300 / 180 µs;
-        // 1.6M / 60k = 26.7x; 5,000 / 600 = 8.3x.
-        assert_eq!(met, [true; 8], "{targets:#?}");
+        // 12x naive; 4.8M / 7M = 0.69; 4.8M against the figure before; 2,000 of 2,000 tasks/s;
+        // 99.8 %, 99 %, 99 %, 99 % kept; deaths of µs; 0.2 ms median; 220 / 180 µs;
+        // 4.8M / 60k = 80x; 5,000 / 600 = 8.3x.
+        assert_eq!(met, [true; 18], "{targets:#?}");
         let mut slow = sample();
-        slow.per_task.fork_server = Duration::from_micros(400);
-        assert!(!slow.targets()[5].met, "400 µs is more than 2x 180 µs");
+        slow.per_task.fork_server = Duration::from_micros(240);
+        let per_task = slow.targets().into_iter().find(|t| t.what == PER_TASK_TARGET).expect("per-task's target");
+        assert!(!per_task.met, "240 µs is more than 1.3x 180 µs");
+        let mut dear = sample();
+        for cell in dear.cells.iter_mut().filter(|c| c.row == Row::Pool(PoolKind::Supervised) && c.rate == Rate::Five) {
+            // 50 deaths that cost 0.3 ms each: 1.67x the fork-and-wait.
+            cell.elapsed = cell.elapsed.map(|e| e + Duration::from_millis(15));
+        }
+        let deaths: Vec<bool> = dear.targets().iter().filter(|t| t.what.contains("a death")).map(|t| t.met).collect();
+        assert_eq!(deaths, [false; 3]);
+        assert!(dear.markdown().contains("| supervised | 0.0"), "the death table has supervised");
         let mut fast_python = sample();
         for cell in fast_python.cells.iter_mut().filter(|c| c.rate == Rate::Zero && c.cost == Cost::NoOp) {
             match &cell.row {
                 Row::External(name) if name == PY_POOL_MAP => {
-                    cell.throughput = Throughput::Rate { per_s: 200_000.0, completed: 1.0 }
+                    cell.throughput = Throughput::Rate { per_s: 600_000.0, completed: 1.0 }
                 }
                 Row::External(_) => cell.throughput = Throughput::Rate { per_s: 2_000.0, completed: 1.0 },
                 Row::Pool(_) => {}
             }
         }
         let met: Vec<bool> = fast_python.targets().iter().map(|t| t.met).collect();
-        assert_eq!(met[6..], [false, false], "8x py-pool-map and 2.5x py-process-per-task fall short");
+        assert_eq!(met[16..], [false, false], "8x py-pool-map and 2.5x py-process-per-task fall short");
     }
 }

@@ -16,9 +16,9 @@ use rustix::event::{EventfdFlags, eventfd};
 
 use crate::job::{AsyncResult, Callbacks, Job};
 use crate::outcome::Outcome;
+use crate::pool::{Pool, PoolError, PoolKind};
 use crate::task::Task;
 use crate::wire::TaskRef;
-use crate::{Pool, PoolError, PoolKind};
 
 /// Where a pool is in its life. Later states only replace earlier ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +65,24 @@ impl Entry {
     /// Lands the task's one outcome in its job.
     pub fn deliver(self, outcome: Outcome) {
         self.job.set(self.index as usize, outcome);
+    }
+}
+
+/// Lands every outcome in `landed`, in order, with one lock of a job per
+/// run of outcomes for that job; leaves `landed` empty.
+pub(crate) fn deliver_all(landed: &mut Vec<(Entry, Outcome)>) {
+    let mut outcomes = landed.drain(..).peekable();
+    while let Some((first, outcome)) = outcomes.next() {
+        let job = first.job;
+        let mut run = vec![(first.index as usize, outcome)];
+        while let Some((next, _)) = outcomes.peek()
+            && Arc::ptr_eq(&next.job, &job)
+        {
+            if let Some((next, outcome)) = outcomes.next() {
+                run.push((next.index as usize, outcome));
+            }
+        }
+        job.set_many(run);
     }
 }
 

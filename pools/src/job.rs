@@ -68,24 +68,31 @@ impl Job {
     /// Delivers the outcome of task `index`. Returns false, and counts a
     /// duplicate, if that task already had one.
     pub(crate) fn set(&self, index: usize, outcome: Outcome) -> bool {
+        self.set_many([(index, outcome)]) == 1
+    }
+
+    /// Delivers many outcomes under one lock, as [`Job::set`] does each;
+    /// returns how many landed (the others were duplicates, counted).
+    pub(crate) fn set_many(&self, outcomes: impl IntoIterator<Item = (usize, Outcome)>) -> usize {
         let mut state = self.lock();
-        if state.outcomes.get(index).is_none_or(|slot| slot.is_some()) {
-            state.duplicates.push(index);
-            return false;
+        let mut landed = 0;
+        for (index, outcome) in outcomes {
+            if state.outcomes.get(index).is_none_or(|slot| slot.is_some()) {
+                state.duplicates.push(index);
+                continue;
+            }
+            if let (Err(error), None) = (&outcome, &state.first_error) {
+                state.first_error = Some(error.clone());
+            }
+            state.outcomes[index] = Some(outcome);
+            state.remaining -= 1;
+            landed += 1;
         }
-        let first_error = match (&outcome, &state.first_error) {
-            (Err(error), None) => Some(error.clone()),
-            _ => None,
-        };
-        state.outcomes[index] = Some(outcome);
-        if first_error.is_some() {
-            state.first_error = first_error;
-        }
-        state.remaining -= 1;
-        if state.remaining == 0 {
+        // Only the call that lands the last outcome finishes the job.
+        if landed > 0 && state.remaining == 0 {
             self.finish(state);
         }
-        true
+        landed
     }
 
     /// Fails every task that has no outcome yet.
@@ -199,6 +206,23 @@ mod tests {
         assert_eq!((job.pending(), job.duplicates()), (1, 2));
         assert!(job.set(1, Ok(vec![3])));
         assert_eq!(job.wait(Some(Duration::ZERO)), Some(vec![Ok(vec![1]), Ok(vec![3])]));
+    }
+
+    #[test]
+    fn outcomes_set_under_one_lock_count_duplicates_and_finish_the_job_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let on_result = move |results: Vec<Vec<u8>>| {
+            assert_eq!(results, [vec![1], vec![2], vec![3]]);
+            seen.fetch_add(1, Ordering::SeqCst);
+        };
+        let job = Job::new(1, 3, Callbacks { on_result: Some(Box::new(on_result)), on_error: None });
+        assert_eq!(job.set_many([(0, Ok(vec![1])), (0, Ok(vec![9])), (2, Ok(vec![3]))]), 2);
+        assert_eq!((job.pending(), job.duplicates(), job.is_ready()), (1, 1, false));
+        assert_eq!(job.set_many([(1, Ok(vec![2])), (7, Ok(vec![9]))]), 1);
+        assert_eq!(job.set_many([(1, Ok(vec![2]))]), 0);
+        assert_eq!((job.pending(), job.duplicates(), calls.load(Ordering::SeqCst)), (0, 3, 1));
+        assert!(job.is_ready());
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub mod naive;
 pub mod outcome;
 pub mod per_task;
 pub mod polling;
+pub mod pool;
 pub mod process;
+pub mod registry;
 pub mod scoreboard;
 pub mod seed_polling;
 pub mod supervised;
@@ -37,202 +39,19 @@ pub mod worker;
 
 mod floor;
 mod fork_server;
+mod planted;
 mod shared_queue;
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use actor::ActorPool;
 pub use job::{AsyncResult, Callbacks};
 pub use outcome::{Exit, Outcome, TaskError};
+pub use pool::{Pool, PoolConfig, PoolError, PoolKind};
 pub use process::WorkerProgram;
+pub use registry::build;
 pub use task::{Fault, FaultKind, FaultPoint, Task, Workload};
-
-/// Why a pool call returned without outcomes.
-#[derive(Debug, thiserror::Error)]
-pub enum PoolError {
-    /// The wait's timeout passed first: the pool may be hung.
-    #[error("timed out with {pending} task(s) pending")]
-    TimedOut { pending: usize },
-    /// The pool is closed or terminated and takes no more work.
-    #[error("pool is not running")]
-    NotRunning,
-    /// `join` needs `close` or `terminate` first, as in CPython.
-    #[error("pool is still running: close or terminate it before joining")]
-    StillRunning,
-    /// The pool broke earlier (a worker died) and takes no more work.
-    #[error("pool is broken: {0}")]
-    Broken(TaskError),
-    #[error("cannot start worker: {0}")]
-    Spawn(#[from] std::io::Error),
-}
-
-/// One process pool under test. The harness and the tests see only this.
-pub trait Pool: Send + Sync {
-    fn kind(&self) -> PoolKind;
-
-    /// Submits a batch of tasks; the callbacks run once, when the last
-    /// outcome lands. Every call style is built on this.
-    fn submit(&self, tasks: Vec<Task>, callbacks: Callbacks) -> Result<AsyncResult, PoolError>;
-
-    /// No more submissions; workers exit once the pending work is done.
-    fn close(&self);
-
-    /// Stop now: kill every worker.
-    fn terminate(&self);
-
-    /// Waits until the pool has shut down after `close` or `terminate`.
-    fn join_timeout(&self, timeout: Option<Duration>) -> Result<(), PoolError>;
-
-    /// The pids of the workers alive now.
-    fn worker_pids(&self) -> Vec<u32>;
-
-    /// Runs every task and returns each one's outcome, in order. (CPython's
-    /// `map` raises the first error instead; the harness needs them all.)
-    fn map(&self, tasks: Vec<Task>) -> Result<Vec<Outcome>, PoolError> {
-        self.map_timeout(tasks, None)
-    }
-
-    fn map_timeout(&self, tasks: Vec<Task>, timeout: Option<Duration>) -> Result<Vec<Outcome>, PoolError> {
-        let result = self.submit(tasks, Callbacks::default())?;
-        result.wait(timeout).ok_or_else(|| PoolError::TimedOut { pending: result.job().pending() })
-    }
-
-    fn apply(&self, task: Task) -> Result<Outcome, PoolError> {
-        self.apply_timeout(task, None)
-    }
-
-    fn apply_timeout(&self, task: Task, timeout: Option<Duration>) -> Result<Outcome, PoolError> {
-        let mut outcomes = self.map_timeout(vec![task], timeout)?;
-        Ok(outcomes.pop().unwrap_or(Err(TaskError::Terminated)))
-    }
-
-    fn apply_async(
-        &self,
-        task: Task,
-        on_result: impl FnOnce(Vec<u8>) + Send + 'static,
-        on_error: impl FnOnce(TaskError) + Send + 'static,
-    ) -> Result<AsyncResult, PoolError>
-    where
-        Self: Sized,
-    {
-        let on_result = move |mut results: Vec<Vec<u8>>| on_result(results.pop().unwrap_or_default());
-        self.submit(vec![task], Callbacks { on_result: Some(Box::new(on_result)), on_error: Some(Box::new(on_error)) })
-    }
-
-    fn map_async(
-        &self,
-        tasks: Vec<Task>,
-        on_result: impl FnOnce(Vec<Vec<u8>>) + Send + 'static,
-        on_error: impl FnOnce(TaskError) + Send + 'static,
-    ) -> Result<AsyncResult, PoolError>
-    where
-        Self: Sized,
-    {
-        self.submit(tasks, Callbacks { on_result: Some(Box::new(on_result)), on_error: Some(Box::new(on_error)) })
-    }
-
-    fn join(&self) -> Result<(), PoolError> {
-        self.join_timeout(None)
-    }
-}
-
-/// The pools under test, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PoolKind {
-    Naive,
-    SeedPolling,
-    Polling,
-    PerTask,
-    Supervised,
-    /// `supervised` with a bug planted on purpose, for testing the checker.
-    #[doc(hidden)]
-    Planted(supervised::PlantedBug),
-}
-
-impl PoolKind {
-    pub const ALL: [PoolKind; 5] =
-        [PoolKind::Naive, PoolKind::SeedPolling, PoolKind::Polling, PoolKind::PerTask, PoolKind::Supervised];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PoolKind::Naive => "naive",
-            PoolKind::SeedPolling => "seed-polling",
-            PoolKind::Polling => "polling",
-            PoolKind::PerTask => "per-task",
-            PoolKind::Supervised => "supervised",
-            PoolKind::Planted(bug) => bug.name(),
-        }
-    }
-}
-
-impl fmt::Display for PoolKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PoolKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let planted = supervised::PlantedBug::ALL.map(PoolKind::Planted);
-        PoolKind::ALL.into_iter().chain(planted).find(|k| k.name() == s).ok_or_else(|| {
-            let names: Vec<_> = PoolKind::ALL.iter().map(|k| k.name()).collect();
-            format!("unknown pool {s:?} (known: {})", names.join(", "))
-        })
-    }
-}
-
-/// Settings for any pool; each pool reads the ones that apply to it.
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    pub workers: usize,
-    pub program: WorkerProgram,
-    /// Per-task deadline (supervised, per-task): the worker is killed and the
-    /// task retried or failed as `TimedOut`.
-    pub task_timeout: Option<Duration>,
-    /// Attempts per task before it fails (supervised); 1 means no retry.
-    pub max_attempts: u32,
-    /// How often the polling pools look at what their reaper reported.
-    pub poll_interval: Duration,
-    /// Recycle a worker between tasks once its RSS passes this (supervised).
-    pub rss_ceiling_kib: Option<u64>,
-    /// Most tasks in flight on one worker (supervised): a round trip to a
-    /// worker is paid once per window, so quick tasks want a big one.
-    pub window: usize,
-}
-
-impl PoolConfig {
-    /// Attempts per task unless told otherwise.
-    pub const ATTEMPTS: u32 = 3;
-
-    pub fn new(workers: usize, program: WorkerProgram) -> Self {
-        PoolConfig {
-            workers,
-            program,
-            task_timeout: None,
-            max_attempts: PoolConfig::ATTEMPTS,
-            poll_interval: Duration::from_millis(10),
-            rss_ceiling_kib: None,
-            window: 1024,
-        }
-    }
-}
-
-/// Starts a pool of `kind`.
-pub fn build(kind: PoolKind, config: &PoolConfig) -> Result<Box<dyn Pool>, PoolError> {
-    Ok(match kind {
-        PoolKind::Naive => Box::new(naive::NaivePool::new(config)?),
-        PoolKind::SeedPolling => Box::new(seed_polling::SeedPollingPool::new(config)?),
-        PoolKind::Polling => Box::new(polling::PollingPool::new(config)?),
-        PoolKind::PerTask => Box::new(per_task::start(config)?),
-        PoolKind::Supervised => Box::new(supervised::start(config)?),
-        PoolKind::Planted(bug) => Box::new(supervised::start_with(config, Some(bug))?),
-    })
-}
 
 /// The caller-side call styles of the seed post, for driving any pool the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -37,9 +37,9 @@
 use std::time::Duration;
 
 use crate::job::{AsyncResult, Callbacks};
+use crate::pool::{Pool, PoolConfig, PoolError, PoolKind};
 use crate::shared_queue::SharedQueue;
 use crate::task::Task;
-use crate::{Pool, PoolConfig, PoolError, PoolKind};
 
 /// CPython's `multiprocessing.Pool`: hangs when a worker dies mid-task.
 pub struct NaivePool {

@@ -14,7 +14,13 @@
 //!   [fork server](crate::fork_server) (fork + exec of the worker binary,
 //!   PDEATHSIG), which forks a child per task that runs the `private` worker
 //!   loop. A task pays a fork of a small single-threaded process instead of
-//!   an exec and a dynamic link. The server is each child's parent: it reaps
+//!   an exec and a dynamic link, and not even that on its critical path:
+//!   each slot has a **spare** child forked ahead, waiting on its empty task
+//!   pipe; a task goes to a spare, and the next spare is asked of the server
+//!   without waiting (its answer is read by the poll loop). A spare that
+//!   died idle is dropped before it gets a task; one that died before it
+//!   took the task it was given (the task still in its pipe) puts the task
+//!   back: neither is charged. The server is each child's parent: it reaps
 //!   them and reports every exit status back, and hands over a pidfd per
 //!   child for signals. Children die with the server, and the server with
 //!   this thread (PDEATHSIG on both) or on EOF of its control socket. If the
@@ -37,9 +43,9 @@ use rustix::process::Signal;
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
 use crate::fork_server::{ForkServer, Forked, Note};
 use crate::outcome::{Exit, Outcome, TaskError};
+use crate::pool::{PoolConfig, PoolError, PoolKind};
 use crate::process::{self, Child, Spawn, WorkerProgram};
-use crate::wire::{self, FromWorker, ToWorkerRef};
-use crate::{PoolConfig, PoolError, PoolKind};
+use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
 
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a shutdown waits for the fork server to report killed children.
@@ -89,6 +95,8 @@ pub fn start_with(config: &PoolConfig, launch: Launch) -> Result<ActorPool, Pool
             timeout,
             queue: VecDeque::new(),
             running: Vec::new(),
+            spares: VecDeque::new(),
+            forking: VecDeque::new(),
         };
         if !failed {
             supervisor.run();
@@ -149,8 +157,12 @@ struct Run {
     frame: Vec<u8>,
     written: usize,
     from: OwnedFd,
-    inbuf: Vec<u8>,
-    /// The results pipe reached EOF: all it will ever say is in `inbuf`.
+    results: Frames,
+    /// A spare's task pipe, read end (see [`Spare`]).
+    unread: Option<OwnedFd>,
+    /// Its answer, once read: its result (or its own error), if it left one.
+    answer: Option<Option<Result<Vec<u8>, String>>>,
+    /// The results pipe reached EOF: all it will ever say is in `results`.
     eof: bool,
     started: Instant,
     timed_out: Option<Duration>,
@@ -162,60 +174,76 @@ struct Run {
     orphan: bool,
 }
 
-impl Run {
-    /// Starts a process for `entry`: by the fork server if given, else by spawn-exec.
-    fn start(
-        program: &WorkerProgram,
-        server: Option<&mut ForkServer>,
-        entry: Entry,
-    ) -> Result<Run, (Entry, io::Error)> {
-        let started = (|| {
-            let (task_r, task_w, result_r, result_w) = if server.is_some() {
-                // All four ends non-blocking, in two calls: a forked worker
-                // makes its own ends blocking again.
-                let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
-                let (task_r, task_w) = rustix::pipe::pipe_with(flags)?;
-                let (result_r, result_w) = rustix::pipe::pipe_with(flags)?;
-                (task_r, task_w, result_r, result_w)
-            } else {
-                let (task_r, task_w) = process::pipe()?;
-                let (result_r, result_w) = process::pipe()?;
-                process::set_nonblocking(task_w.as_fd())?;
-                process::set_nonblocking(result_r.as_fd())?;
-                (task_r, task_w, result_r, result_w)
-            };
-            // The task waits in the pipe for the process to start.
-            let frame = wire::encode(&ToWorkerRef::Run { id: entry.id(), attempt: 0, task: &entry.task });
-            let mut written = 0;
-            let mut to = Some(task_w);
-            write_some(&mut to, &frame, &mut written);
-            let proc = match server {
-                Some(server) => Proc::Forked(server.spawn(task_r, result_w, &[])?),
-                None => {
-                    let spawn = Spawn::private(task_r, result_w);
-                    Proc::Exec(Child::spawn(program, spawn)?)
-                }
-            };
-            Ok((proc, to, frame, written, result_r))
-        })();
-        match started {
-            Ok((proc, to, frame, written, from)) => Ok(Run {
-                entry,
-                proc,
-                to,
-                frame,
-                written,
-                from,
-                inbuf: Vec::new(),
-                eof: false,
-                started: Instant::now(),
-                timed_out: None,
-                exit: None,
-                exited: false,
-                orphan: false,
-            }),
-            Err(e) => Err((entry, e)),
+/// Our ends of a task process's pipes, both non-blocking.
+struct Pipes {
+    to: OwnedFd,
+    from: OwnedFd,
+}
+
+impl Pipes {
+    /// The pipes, and the process's ends of them (to hand to its start).
+    fn new(launch: Launch) -> io::Result<(Pipes, OwnedFd, OwnedFd)> {
+        if launch == Launch::ForkServer {
+            // All four ends non-blocking, in two calls: a forked worker
+            // makes its own ends blocking again.
+            let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
+            let (task_r, task_w) = rustix::pipe::pipe_with(flags)?;
+            let (result_r, result_w) = rustix::pipe::pipe_with(flags)?;
+            return Ok((Pipes { to: task_w, from: result_r }, task_r, result_w));
         }
+        let (task_r, task_w) = process::pipe()?;
+        let (result_r, result_w) = process::pipe()?;
+        process::set_nonblocking(task_w.as_fd())?;
+        process::set_nonblocking(result_r.as_fd())?;
+        Ok((Pipes { to: task_w, from: result_r }, task_r, result_w))
+    }
+}
+
+/// A child forked ahead, waiting on its empty task pipe.
+struct Spare {
+    proc: Forked,
+    pipes: Pipes,
+    /// Our copy of its task pipe's read end: once it is dead, whether its
+    /// task is still in there says whether it ever took it.
+    task_r: OwnedFd,
+}
+
+impl Run {
+    /// Gives `entry` to a process: the spare if there is one, else one
+    /// started now by spawn-exec.
+    fn start(program: &WorkerProgram, spare: Option<Spare>, entry: Entry) -> Result<Run, (Entry, io::Error)> {
+        let (proc, pipes, unread) = match spare {
+            Some(Spare { proc, pipes, task_r }) => (Proc::Forked(proc), pipes, Some(task_r)),
+            None => {
+                let started = Pipes::new(Launch::SpawnExec).and_then(|(pipes, task_r, result_w)| {
+                    Ok((Proc::Exec(Child::spawn(program, Spawn::private(task_r, result_w))?), pipes, None))
+                });
+                match started {
+                    Ok(started) => started,
+                    Err(e) => return Err((entry, e)),
+                }
+            }
+        };
+        let frame = wire::encode(&ToWorkerRef::Run { id: entry.id(), attempt: 0, task: &entry.task });
+        let mut run = Run {
+            entry,
+            proc,
+            to: Some(pipes.to),
+            unread,
+            frame,
+            written: 0,
+            from: pipes.from,
+            results: Frames::new(),
+            answer: None,
+            eof: false,
+            started: Instant::now(),
+            timed_out: None,
+            exit: None,
+            exited: false,
+            orphan: false,
+        };
+        run.write_task();
+        Ok(run)
     }
 
     /// Writes what it can of the task; closes the pipe once it is all written.
@@ -225,9 +253,7 @@ impl Run {
 
     fn read_results(&mut self) {
         loop {
-            // Straight into the buffer's spare room: nothing to zero or copy.
-            self.inbuf.reserve(16 << 10);
-            match rustix::io::read(&self.from, rustix::buffer::spare_capacity(&mut self.inbuf)) {
+            match self.results.read_from(&self.from, 16 << 10) {
                 Ok(0) => {
                     self.eof = true;
                     return;
@@ -269,7 +295,7 @@ impl Run {
     /// all it wrote is in the pipe) and it left its result, or ran past its
     /// deadline, or we know how it ended. A forked process that left no
     /// result waits for its server to say how it ended.
-    fn settled(&mut self) -> Option<Outcome> {
+    fn settled(&mut self) -> Option<Settled> {
         if !self.exited {
             return None;
         }
@@ -277,20 +303,40 @@ impl Run {
             self.read_results();
         }
         let pid = self.proc.pid();
-        let result = wire::split_frames(&self.inbuf).ok().and_then(|(frames, _)| {
-            let first = frames.into_iter().next()?;
-            match wire::decode::<FromWorker>(&self.inbuf[first]).ok()? {
+        // Its first frame is its answer, if it is this task's result.
+        let answer = self.answer.get_or_insert_with(|| {
+            let first = self.results.next_frame().ok().flatten()?;
+            match wire::decode::<FromWorker>(first).ok()? {
                 FromWorker::Done { id, result } if id == self.entry.id() => Some(result),
                 _ => None,
             }
         });
-        match (result, self.timed_out, self.exit) {
-            (Some(result), _, _) => Some(result.map_err(|message| TaskError::Task { message })),
-            (None, Some(after), _) => Some(Err(TaskError::TimedOut { pid, after, attempts: 1 })),
-            (None, None, Some(exit)) => Some(Err(TaskError::WorkerLost { pid, exit, attempts: 1 })),
-            (None, None, None) => None,
-        }
+        let outcome = match (answer.take(), self.timed_out, self.exit) {
+            (Some(result), _, _) => result.map_err(|message| TaskError::Task { message }),
+            // A spare that died before it took its task (killed idle, or
+            // with its server): the task never ran, and goes back.
+            (None, None, _) if self.unread.as_ref().is_some_and(task_untaken) => return Some(Settled::Untaken),
+            (None, Some(after), _) => Err(TaskError::TimedOut { pid, after, attempts: 1 }),
+            (None, None, Some(exit)) => Err(TaskError::WorkerLost { pid, exit, attempts: 1 }),
+            (None, None, None) => return None,
+        };
+        Some(Settled::Outcome(outcome))
     }
+}
+
+/// How a run ended.
+enum Settled {
+    Outcome(Outcome),
+    /// Its process died before it took its task.
+    Untaken,
+}
+
+/// Whether a dead process's task pipe still holds (part of) its task: then
+/// it never decoded it. (The pipe may be blocking now: poll, then read.)
+fn task_untaken(task_r: &OwnedFd) -> bool {
+    let mut byte = [0u8];
+    process::poll_one(task_r.as_fd(), PollFlags::IN, Some(Duration::ZERO)).unwrap_or(false)
+        && rustix::io::read(task_r, &mut byte).is_ok_and(|n| n == 1)
 }
 
 /// Writes what it can of `frame` to a non-blocking pipe; closes the pipe
@@ -315,6 +361,10 @@ struct Supervisor {
     launch: Launch,
     /// The fork server, while one runs (fork-server launch only).
     server: Option<ForkServer>,
+    /// Children forked ahead, idle, each waiting for a task (fork-server launch only).
+    spares: VecDeque<Spare>,
+    /// Spares asked of the server and not forked yet, in request order.
+    forking: VecDeque<(Pipes, OwnedFd)>,
     limit: usize,
     timeout: Option<Duration>,
     queue: VecDeque<Entry>,
@@ -353,27 +403,55 @@ impl Supervisor {
         self.mailbox.set_pids(self.running.iter().map(|r| r.proc.pid()).collect());
     }
 
-    /// Starts queued tasks up to the limit.
+    /// Starts queued tasks up to the limit: on spares (fork-server launch;
+    /// a task waits for one if none is ready), or by spawn-exec.
     fn start_tasks(&mut self) -> io::Result<()> {
-        let mut retried = false;
         while self.running.len() < self.limit && !self.queue.is_empty() {
-            if self.launch == Launch::ForkServer && self.server.is_none() {
-                self.server = Some(ForkServer::start(&self.program, Vec::new())?);
-            }
+            let spare = match self.launch {
+                Launch::SpawnExec => None,
+                Launch::ForkServer => match self.spares.pop_front() {
+                    // Died idle (killed from outside): it had no task to charge.
+                    Some(spare) if spare.proc.has_exited() => continue,
+                    Some(spare) => Some(spare),
+                    None => break,
+                },
+            };
             let Some(entry) = self.queue.pop_front() else { break };
-            match Run::start(&self.program, self.server.as_mut(), entry) {
+            match Run::start(&self.program, spare, entry) {
                 Ok(run) => self.running.push(run),
                 Err((entry, e)) => {
                     self.queue.push_front(entry);
-                    let lost = self.server.as_ref().is_some_and(|s| s.is_lost());
+                    return Err(e);
+                }
+            }
+        }
+        self.fill_spares()
+    }
+
+    /// Asks the fork server for a spare per slot that has none, without
+    /// waiting; starts a server if there is none.
+    fn fill_spares(&mut self) -> io::Result<()> {
+        if self.launch != Launch::ForkServer {
+            return Ok(());
+        }
+        let mut retried = false;
+        while self.spares.len() + self.forking.len() < self.limit {
+            let server = match &mut self.server {
+                Some(server) => server,
+                None => self.server.insert(ForkServer::start(&self.program, Vec::new())?),
+            };
+            let (pipes, task_r, result_w) = Pipes::new(Launch::ForkServer)?;
+            let ours = task_r.try_clone()?;
+            match server.request(task_r, result_w, &[]) {
+                Ok(()) => self.forking.push_back((pipes, ours)),
+                Err(e) => {
                     // Takes a lost server out (its children are orphans now).
                     self.handle_notes();
-                    if lost && !retried {
-                        // It died under us: once more, with a new one.
-                        retried = true;
-                        continue;
+                    if retried {
+                        return Err(e);
                     }
-                    return Err(e);
+                    // It died under us: once more, with a new one.
+                    retried = true;
                 }
             }
         }
@@ -445,8 +523,10 @@ impl Supervisor {
             }
         }
         for i in (0..self.running.len()).rev() {
-            if let Some(outcome) = self.running[i].settled() {
-                self.running.swap_remove(i).entry.deliver(outcome);
+            match self.running[i].settled() {
+                Some(Settled::Outcome(outcome)) => self.running.swap_remove(i).entry.deliver(outcome),
+                Some(Settled::Untaken) => self.queue.push_front(self.running.swap_remove(i).entry),
+                None => {}
             }
         }
         self.publish_pids();
@@ -470,7 +550,17 @@ impl Supervisor {
                 Note::ServerLost => {}
             }
         }
+        while let Some(answer) = server.answered() {
+            let Some(pipes) = self.forking.pop_front() else { break };
+            match answer {
+                Ok(proc) => self.spares.push_back(Spare { proc, pipes: pipes.0, task_r: pipes.1 }),
+                Err(e) => eprintln!("per-task: the fork server cannot fork ({e}); retrying"),
+            }
+        }
         if server.is_lost() {
+            // Spares and the ones asked for die with it, with no task.
+            self.spares.clear();
+            self.forking.clear();
             // Its children die with it; nobody will report their exits.
             for run in &mut self.running {
                 if matches!(run.proc, Proc::Forked(_)) && run.exit.is_none() {
@@ -500,6 +590,9 @@ impl Supervisor {
             }
             self.handle_notes();
         }
+        // Spares get EOF on their task pipe, and the server kills what is left.
+        self.spares.clear();
+        self.forking.clear();
         for mut run in self.running.drain(..) {
             if let Proc::Exec(child) = &mut run.proc {
                 let _ = child.kill_and_reap();

@@ -38,9 +38,9 @@ use std::time::Duration;
 
 use crate::job::{AsyncResult, Callbacks};
 use crate::outcome::TaskError;
+use crate::pool::{Pool, PoolConfig, PoolError, PoolKind};
 use crate::shared_queue::{Reaped, SharedQueue};
 use crate::task::Task;
-use crate::{Pool, PoolConfig, PoolError, PoolKind};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)

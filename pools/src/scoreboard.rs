@@ -4,9 +4,10 @@
 //!
 //! The supervisor numbers the tasks it sends a worker 1, 2, 3, ... in order;
 //! the worker numbers the frames it reads the same way. Before running task
-//! `n` the worker stores the time and then `started = n`; after it, the time
-//! and then `finished = n` (release stores; the supervisor loads with
-//! acquire). So after a death:
+//! `n` the worker stores the time (only if the pool has deadlines, which
+//! need it: `POOLCHAOS_SCOREBOARD_TIMED`) and then `started = n`; after it,
+//! the time (the same) and then `finished = n` (release stores; the
+//! supervisor loads with acquire). So after a death:
 //! - `started > finished`: task `started` was running: it is the culprit;
 //! - every other task in flight was either finished (its result may have
 //!   died unflushed in the worker's buffer) or never started: innocent.
@@ -24,6 +25,9 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 /// Environment variable naming the scoreboard fd in the worker.
 pub const SCOREBOARD_FD_ENV: &str = "POOLCHAOS_SCOREBOARD_FD";
+/// Set (to `1`) in a worker's environment when its pool enforces deadlines:
+/// then it stores each task's start and finish times, else the numbers only.
+pub const TIMED_ENV: &str = "POOLCHAOS_SCOREBOARD_TIMED";
 
 const STARTED: usize = 0;
 const STARTED_NS: usize = 1;
@@ -89,16 +93,26 @@ impl Scoreboard {
         unsafe { &*self.page.as_ptr().add(i) }
     }
 
-    /// The worker is about to run task `n`.
+    /// The worker is about to run task `n` (no time: the pool has no deadline).
     pub fn start(&self, n: u64) {
-        self.slot(STARTED_NS).store(now_ns(), Ordering::Relaxed);
         self.slot(STARTED).store(n, Ordering::Release);
     }
 
-    /// The worker has finished task `n`.
+    /// The worker is about to run task `n`, at `at` (CLOCK_MONOTONIC).
+    pub fn start_at(&self, n: u64, at: Duration) {
+        self.slot(STARTED_NS).store(at.as_nanos() as u64, Ordering::Relaxed);
+        self.start(n);
+    }
+
+    /// The worker has finished task `n` (no time).
     pub fn finish(&self, n: u64) {
-        self.slot(FINISHED_NS).store(now_ns(), Ordering::Relaxed);
         self.slot(FINISHED).store(n, Ordering::Release);
+    }
+
+    /// The worker has finished task `n`, at `at`.
+    pub fn finish_at(&self, n: u64, at: Duration) {
+        self.slot(FINISHED_NS).store(at.as_nanos() as u64, Ordering::Relaxed);
+        self.finish(n);
     }
 
     pub fn read(&self) -> Score {
@@ -132,9 +146,9 @@ mod tests {
         let board = Scoreboard::create().unwrap();
         let other = Scoreboard::map(board.fd().try_clone_to_owned().unwrap()).unwrap();
         assert_eq!(other.read().running(), None);
-        board.start(1);
+        board.start_at(1, Duration::from_nanos(now_ns()));
         assert_eq!(other.read().running(), Some(1));
-        board.finish(1);
+        board.finish_at(1, Duration::from_nanos(now_ns()));
         let score = other.read();
         assert_eq!((score.running(), score.finished), (None, 1));
         assert!(score.finished_at >= score.started_at);

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use crate::job::{AsyncResult, Callbacks};
 use crate::outcome::Exit;
+use crate::pool::{Pool, PoolConfig, PoolError, PoolKind};
 use crate::shared_queue::{SharedQueue, State};
 use crate::task::Task;
-use crate::{Pool, PoolConfig, PoolError, PoolKind};
 
 /// The naive pool, joined by the seed post's polling loop.
 pub struct SeedPollingPool {

@@ -55,10 +55,10 @@ use rustix::io::Errno;
 
 use crate::job::{AsyncResult, Callbacks, Job};
 use crate::outcome::{Exit, TaskError};
+use crate::pool::{PoolConfig, PoolError};
 use crate::process::{self, Child, LOCK_FDS_ENV, Spawn, WorkerProgram};
 use crate::task::Task;
-use crate::wire::{self, FromWorker, TaskRef, ToWorker};
-use crate::{PoolConfig, PoolError};
+use crate::wire::{self, Frames, FromWorker, TaskRef, ToWorker};
 
 /// The three handler threads, as in CPython.
 const HANDLERS: usize = 3;
@@ -541,51 +541,25 @@ fn handle_tasks(inner: &Inner, taskqueue: Receiver<TaskMsg>) {
     }
 }
 
-/// Reads whole frames from the outqueue, across partial reads.
-struct FrameReader {
-    /// Bytes read and not yet consumed start at `start`.
-    buf: Vec<u8>,
-    start: usize,
-    chunk: Vec<u8>,
-}
-
-impl FrameReader {
-    fn new() -> FrameReader {
-        FrameReader { buf: Vec::new(), start: 0, chunk: vec![0u8; READ_CHUNK] }
-    }
-
-    fn next(&mut self, inner: &Inner) -> Result<FromWorker, Halt> {
-        loop {
-            if let Some(msg) = self.take_frame()? {
-                return Ok(msg);
-            }
-            // Compact once per read, not once per frame.
-            self.buf.drain(..self.start);
-            self.start = 0;
-            let n = inner.read_some(inner.queues.outqueue_read.as_fd(), &mut self.chunk)?;
-            if n == 0 {
-                // Cannot happen while the parent holds the write end.
-                return Err(Halt::Io(io::ErrorKind::UnexpectedEof.into()));
-            }
-            self.buf.extend_from_slice(&self.chunk[..n]);
+/// The next message on the outqueue: out of `frames` if a whole one is
+/// buffered, else after reads of up to 64 KiB (waiting while there is
+/// nothing, unless the pool is stopped).
+fn next_result(frames: &mut Frames, inner: &Inner) -> Result<FromWorker, Halt> {
+    let fd = inner.queues.outqueue_read.as_fd();
+    loop {
+        if let Some(frame) = frames.next_frame()? {
+            return Ok(wire::decode(frame)?);
         }
-    }
-
-    fn take_frame(&mut self) -> io::Result<Option<FromWorker>> {
-        let unread = &self.buf[self.start..];
-        let Some(header) = unread.first_chunk::<4>() else {
-            return Ok(None);
-        };
-        let len = u32::from_le_bytes(*header) as usize;
-        if len > wire::MAX_FRAME {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+        if inner.stopped() {
+            return Err(Halt::Stopped);
         }
-        if unread.len() < 4 + len {
-            return Ok(None);
+        match frames.read_from(fd, READ_CHUNK) {
+            // Cannot happen while the parent holds the write end.
+            Ok(0) => return Err(Halt::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => inner.wait_ready(fd, PollFlags::IN)?,
+            Err(e) => return Err(e.into()),
         }
-        let msg = wire::decode(&unread[4..4 + len]);
-        self.start += 4 + len;
-        msg.map(Some)
     }
 }
 
@@ -593,10 +567,10 @@ impl FrameReader {
 /// cache still holds jobs. Stuck for ever inside a torn frame, as CPython is,
 /// until the pool is terminated.
 fn handle_results(inner: &Inner) {
-    let mut reader = FrameReader::new();
+    let mut frames = Frames::new();
     let mut sentinel_seen = false;
     while !sentinel_seen || !inner.shared().cache.is_empty() {
-        let Ok(msg) = reader.next(inner) else { return };
+        let Ok(msg) = next_result(&mut frames, inner) else { return };
         if inner.stopped() {
             return;
         }
@@ -779,28 +753,6 @@ impl Drop for SharedQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_frame_reader_takes_whole_frames_and_keeps_a_partial_one() {
-        let mut reader = FrameReader::new();
-        let id = TaskRef { job: 1, index: 2 };
-        for _ in 0..3 {
-            wire::encode_into(&FromWorker::Done { id, result: Ok(vec![7; 5]) }, &mut reader.buf);
-        }
-        let torn = wire::encode(&FromWorker::Done { id, result: Err("x".repeat(100)) });
-        reader.buf.extend_from_slice(&torn[..torn.len() / 2]);
-        for _ in 0..3 {
-            match reader.take_frame().unwrap() {
-                Some(FromWorker::Done { id: got, result }) => {
-                    assert_eq!((got, result), (id, Ok(vec![7; 5])))
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        assert!(reader.take_frame().unwrap().is_none(), "a torn frame is not a frame");
-        reader.buf.extend_from_slice(&torn[torn.len() / 2..]);
-        assert!(matches!(reader.take_frame().unwrap(), Some(FromWorker::Done { result: Err(_), .. })));
-    }
 
     #[test]
     fn a_reopened_pipe_end_is_nonblocking_and_leaves_the_shared_one_blocking() {

@@ -9,7 +9,8 @@
 //!                                      pidfd, task pipe when writable)
 //!                               queue ──window of frames, one write──▶ stdin ─▶ worker 1
 //!  Job::set ◀── match by id ◀── results, many frames a read ◀─────────── stdout ◀─┘
-//!                               pidfd readable / EOF ⇒ reap, blame, respawn
+//!                               pidfd readable ⇒ blame, hand its window to the standby,
+//!                               ask the fork server for a new standby
 //! ```
 //!
 //! - **Speed.** Each worker has a window of tasks in flight (64 until their
@@ -42,17 +43,31 @@
 //!   after a death costs a fork of a small process, and this process never
 //!   forks itself (a fork of a big multi-threaded process stalls its other
 //!   threads, callers included, while the page tables are copied).
+//! - **Standby.** One worker more than `workers` is forked ahead and waits,
+//!   idle, with no task. When a worker dies, the standby takes its place and
+//!   its window (the retried culprit and the unstarted tasks, in order) at
+//!   once, and a new standby is asked of the fork server without waiting:
+//!   its answer is read by the poll loop, so no fork and no reap is ever
+//!   waited for on a death (the one exception: a task failing for good as
+//!   `WorkerLost` waits for its worker's exit status). A standby that dies
+//!   idle is replaced and charges nothing. It costs one idle process (a fork
+//!   of the server: a few hundred KiB of its own pages) and no CPU.
 //! - **Owner death.** The fork server dies with this thread
 //!   (`PR_SET_PDEATHSIG(SIGKILL)`), each worker with the fork server (the
 //!   same), and a worker exits on EOF of its task pipe.
-//! - **Exactly once.** A task is in exactly one place: the queue, the
-//!   suspects, or one worker's window; it leaves a window only through its
-//!   result or its worker's death.
+//! - **Exactly once.** A task is in exactly one place: the queue or one
+//!   worker's window; it leaves a window only through its result or its
+//!   worker's death. Retries go to the front of the queue (or straight into
+//!   the standby's window).
+//! - **Planted bugs** ([`crate::planted`]) change what happens only through
+//!   the supervisor's [`Hooks`].
 //!
 //! Known cost: a worker flushes results when its input runs dry, every
 //! 32 KiB, after any task that took 200 µs or more, or 200 µs after the
-//! oldest unflushed one, checked between tasks; so a quick result queued
-//! just before the first long task of a run waits for that task.
+//! oldest unflushed one, checked between tasks (without a deadline, at the
+//! worker's clock reads: every task while tasks are slow, every up to 16th
+//! while they are quick); so a quick result queued just before the first
+//! long task of a run waits for that task.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -66,12 +81,13 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
-use crate::fork_server::{ForkServer, Forked};
+use crate::fork_server::{ForkServer, Forked, Note, START_PATIENCE, is_gone};
 use crate::outcome::{Exit, Outcome, TaskError};
+use crate::planted::{Faithful, Hooks};
+use crate::pool::{PoolConfig, PoolError, PoolKind};
 use crate::process::{self, RSS_CEILING_ENV, WorkerProgram};
-use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, now_ns};
-use crate::wire::{self, FromWorker, ToWorkerRef};
-use crate::{PoolConfig, PoolError, PoolKind};
+use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV, now_ns};
+use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
 
 /// How much work (in time) a worker's window holds once task costs are known.
 const WINDOW_WORK: Duration = Duration::from_millis(2);
@@ -89,53 +105,16 @@ pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
     start_with(config, None)
 }
 
-/// Bugs planted on purpose, to prove that the harness's checker catches
-/// them. Not for use: `poolchaos` runs them only when asked by name
-/// (`supervised-bug-...`), in its own tests and campaigns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PlantedBug {
-    /// The result of a task that was retried after a death is dropped.
-    DropRetriedResult,
-    /// The result of a task that was retried after a death is delivered twice.
-    DuplicateRetriedResult,
-    /// A dead worker's in-flight tasks are forgotten.
-    IgnoreDeath,
-    /// Per-task deadlines are not enforced.
-    NoDeadline,
-    /// Each task that fails by a fault (its own error, or `WorkerLost` out of
-    /// attempts) takes a healthy task of its job down with it: the next
-    /// result of that job is replaced by a copy of the error.
-    FailBystander,
-}
-
-impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
-        PlantedBug::DropRetriedResult,
-        PlantedBug::DuplicateRetriedResult,
-        PlantedBug::IgnoreDeath,
-        PlantedBug::NoDeadline,
-        PlantedBug::FailBystander,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PlantedBug::DropRetriedResult => "supervised-bug-drop-retried",
-            PlantedBug::DuplicateRetriedResult => "supervised-bug-duplicate-retried",
-            PlantedBug::IgnoreDeath => "supervised-bug-ignore-death",
-            PlantedBug::NoDeadline => "supervised-bug-no-deadline",
-            PlantedBug::FailBystander => "supervised-bug-fail-bystander",
-        }
-    }
-}
+pub use crate::planted::PlantedBug;
 
 /// A supervised pool, with a planted bug if `bug` says so.
 pub fn start_with(config: &PoolConfig, bug: Option<PlantedBug>) -> Result<ActorPool, PoolError> {
-    let mut settings = Settings::from(config);
-    settings.bug = bug;
+    let settings = Settings::from(config);
+    let hooks = bug.map_or_else(|| Box::new(Faithful) as Box<dyn Hooks>, PlantedBug::hooks);
     let (ready_tx, ready_rx) = mpsc::channel();
     let pool = ActorPool::start(bug.map_or(PoolKind::Supervised, PoolKind::Planted), move |mailbox| {
-        let mut supervisor = Supervisor::new(settings, mailbox);
-        let ready = supervisor.fill_workers();
+        let mut supervisor = Supervisor::new(settings, hooks, mailbox);
+        let ready = supervisor.start_workers();
         let failed = ready.is_err();
         let _ = ready_tx.send(ready);
         if !failed {
@@ -154,33 +133,6 @@ struct Settings {
     max_attempts: u32,
     rss_ceiling_kib: Option<u64>,
     window: usize,
-    bug: Option<PlantedBug>,
-    /// `FailBystander`'s errors owed to a healthy task of their job.
-    owed: Owed,
-}
-
-/// The errors `PlantedBug::FailBystander` still owes, by job id.
-#[derive(Clone, Default)]
-struct Owed(Arc<std::sync::Mutex<Vec<(u64, TaskError)>>>);
-
-impl Owed {
-    /// A fault failed a task of `job`: a healthy one of the same job will pay too.
-    fn owe(&self, job: u64, error: &TaskError) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((job, error.clone()));
-    }
-
-    /// A result about to land: a healthy one of a job that is owed an error gets it instead.
-    fn swap(&self, job: u64, outcome: Outcome) -> Outcome {
-        let Err(error) = &outcome else {
-            let mut owed = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            return match owed.iter().position(|(j, _)| *j == job) {
-                Some(at) => Err(owed.remove(at).1),
-                None => outcome,
-            };
-        };
-        self.owe(job, error);
-        outcome
-    }
 }
 
 impl From<&PoolConfig> for Settings {
@@ -192,8 +144,6 @@ impl From<&PoolConfig> for Settings {
             max_attempts: c.max_attempts.max(1),
             rss_ceiling_kib: c.rss_ceiling_kib,
             window: c.window.max(1),
-            bug: None,
-            owed: Owed::default(),
         }
     }
 }
@@ -215,8 +165,6 @@ enum Retiring {
 }
 
 struct Worker {
-    bug: Option<PlantedBug>,
-    owed: Owed,
     /// Forked by the pool's fork server: its exit status comes from there.
     child: Forked,
     board: Scoreboard,
@@ -227,42 +175,60 @@ struct Worker {
     inflight: VecDeque<InFlight>,
     out: Vec<u8>,
     written: usize,
-    inbuf: Vec<u8>,
+    results: Frames,
+    /// Outcomes read and not yet landed (empty between reads).
+    landed: Vec<(Entry, Outcome)>,
     last_result_ns: u64,
     /// Moving average of one task's service time, in ns (0 = unknown yet).
     service_ns: f64,
     retiring: Option<Retiring>,
-    /// The results pipe closed, or something on it was not ours: reap it.
+    /// The results pipe closed, or something on it was not ours: it has
+    /// been killed, and is buried once its pidfd says it is dead.
     gone: bool,
 }
 
-impl Worker {
-    fn spawn(s: &Settings, server: &mut ForkServer) -> io::Result<Worker> {
+/// A worker asked of the fork server and not forked yet: our ends of its
+/// pipes, and its scoreboard.
+struct Unborn {
+    to: OwnedFd,
+    from: OwnedFd,
+    board: Scoreboard,
+}
+
+impl Unborn {
+    /// Makes the pipes and scoreboard and asks `server` for the process,
+    /// without waiting for it.
+    fn request(server: &mut ForkServer) -> io::Result<Unborn> {
         let (task_r, task_w) = process::pipe()?;
         let (result_r, result_w) = process::pipe()?;
         let board = Scoreboard::create()?;
-        let child = server.spawn(task_r, result_w, &[(board.fd(), SCOREBOARD_FD_ENV)])?;
+        server.request(task_r, result_w, &[(board.fd(), SCOREBOARD_FD_ENV)])?;
         process::set_nonblocking(task_w.as_fd())?;
         process::set_nonblocking(result_r.as_fd())?;
-        Ok(Worker {
-            bug: s.bug,
-            owed: s.owed.clone(),
+        Ok(Unborn { to: task_w, from: result_r, board })
+    }
+
+    fn born(self, child: Forked) -> Worker {
+        Worker {
             child,
-            board,
-            to: Some(task_w),
-            from: result_r,
+            board: self.board,
+            to: Some(self.to),
+            from: self.from,
             sent: 0,
             inflight: VecDeque::new(),
             out: Vec::new(),
             written: 0,
-            inbuf: Vec::new(),
+            results: Frames::new(),
+            landed: Vec::new(),
             last_result_ns: now_ns(),
             service_ns: 0.0,
             retiring: None,
             gone: false,
-        })
+        }
     }
+}
 
+impl Worker {
     fn accepts_work(&self) -> bool {
         self.to.is_some() && self.retiring.is_none() && !self.gone
     }
@@ -298,6 +264,7 @@ impl Worker {
                 // EPIPE: it is dying; its pidfd will say so.
                 Err(_) => {
                     self.gone = true;
+                    let _ = self.child.signal(Signal::KILL);
                     return;
                 }
             }
@@ -329,41 +296,34 @@ impl Worker {
 
     /// Reads every result that has arrived and lands it. Marks the worker
     /// gone on EOF or on anything it should not have said.
-    fn read_results(&mut self) {
+    fn read_results(&mut self, hooks: &mut dyn Hooks) {
+        let mut results = std::mem::take(&mut self.results);
         loop {
-            // Straight into the buffer's spare room: nothing to zero or copy.
-            self.inbuf.reserve(64 << 10);
-            match rustix::io::read(&self.from, rustix::buffer::spare_capacity(&mut self.inbuf)) {
+            match results.read_from(&self.from, 64 << 10) {
                 Ok(0) => {
                     self.gone = true;
                     break;
                 }
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(_) => break,
             }
         }
-        let inbuf = std::mem::take(&mut self.inbuf);
         // Whole frames, in place; a partial one at the end stays.
-        let mut used = 0;
         let now = now_ns();
-        while let Some(header) = inbuf[used..].first_chunk::<4>() {
-            let len = u32::from_le_bytes(*header) as usize;
-            if len > wire::MAX_FRAME {
-                self.gone = true;
-                break;
+        loop {
+            match results.next_frame() {
+                Ok(Some(frame)) if self.land(frame, now) => {}
+                Ok(None) => break,
+                // Not ours, or not what it owes us.
+                Ok(Some(_)) | Err(_) => {
+                    self.gone = true;
+                    break;
+                }
             }
-            if inbuf.len() - used - 4 < len {
-                break;
-            }
-            if !self.land(&inbuf[used + 4..used + 4 + len], now) {
-                self.gone = true;
-                break;
-            }
-            used += 4 + len;
         }
-        self.inbuf = inbuf;
-        self.inbuf.drain(..used);
+        self.results = results;
+        // One lock of the job for what this read brought.
+        hooks.deliver(&mut self.landed);
         if self.gone {
             // Kill it so its death, and what it held, are handled like any other.
             let _ = self.child.signal(Signal::KILL);
@@ -381,18 +341,7 @@ impl Worker {
                 let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
                 self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
                 self.last_result_ns = now;
-                let mut outcome = result.map_err(|message| TaskError::Task { message });
-                if self.bug == Some(PlantedBug::FailBystander) {
-                    outcome = self.owed.swap(done.entry.job.id(), outcome);
-                }
-                match (self.bug, done.entry.attempts > 0) {
-                    (Some(PlantedBug::DropRetriedResult), true) => {}
-                    (Some(PlantedBug::DuplicateRetriedResult), true) => {
-                        done.entry.job.set(done.entry.index as usize, outcome.clone());
-                        done.entry.deliver(outcome);
-                    }
-                    _ => done.entry.deliver(outcome),
-                }
+                self.landed.push((done.entry, result.map_err(|message| TaskError::Task { message })));
                 true
             }
             Ok(FromWorker::Recycling { .. }) => {
@@ -406,34 +355,48 @@ impl Worker {
 
 struct Supervisor {
     s: Settings,
+    hooks: Box<dyn Hooks>,
     mailbox: Arc<Mailbox>,
     lifecycle: Lifecycle,
     queue: VecDeque<Entry>,
     workers: Vec<Worker>,
+    /// Forked ahead, idle, with no task: takes a dead worker's place.
+    standby: Option<Worker>,
+    /// Workers asked of the server and not forked yet, in request order.
+    forking: VecDeque<Unborn>,
     /// Forks the workers; started with the first, replaced if it dies.
     server: Option<ForkServer>,
     spawn_paused_until: Option<Instant>,
+    /// The mailbox's fd turned readable (or nobody has looked yet).
+    woken: bool,
 }
 
 impl Supervisor {
-    fn new(s: Settings, mailbox: Arc<Mailbox>) -> Self {
+    fn new(s: Settings, hooks: Box<dyn Hooks>, mailbox: Arc<Mailbox>) -> Self {
         Supervisor {
             s,
+            hooks,
             mailbox,
             lifecycle: Lifecycle::Running,
             queue: VecDeque::new(),
             workers: Vec::new(),
+            standby: None,
+            forking: VecDeque::new(),
             server: None,
             spawn_paused_until: None,
+            woken: true,
         }
     }
 
     fn run(&mut self) {
         loop {
-            let (batches, lifecycle) = self.mailbox.take();
-            self.lifecycle = lifecycle;
-            for batch in batches {
-                self.queue.extend(batch.into_entries());
+            // The mailbox (a lock and an eventfd read) only when its fd said so.
+            if std::mem::take(&mut self.woken) {
+                let (batches, lifecycle) = self.mailbox.take();
+                self.lifecycle = lifecycle;
+                for batch in batches {
+                    self.queue.extend(batch.into_entries());
+                }
             }
             match self.lifecycle {
                 Lifecycle::Terminating => return,
@@ -441,7 +404,7 @@ impl Supervisor {
                 _ => {}
             }
             if self.spawn_paused_until.is_none_or(|t| Instant::now() >= t)
-                && let Err(e) = self.fill_workers()
+                && let Err(e) = self.fill()
             {
                 eprintln!("supervised: cannot spawn a worker ({e}); retrying");
                 self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
@@ -461,41 +424,115 @@ impl Supervisor {
         self.queue.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty())
     }
 
-    fn fill_workers(&mut self) -> io::Result<()> {
-        let mut retried = false;
+    /// Forgets a fork server that died, with the workers asked of it and
+    /// not forked yet: they will never come, so [`Supervisor::fill`] asks a
+    /// new server for them. (Counted as coming, they once left a pool whose
+    /// server died with every missing worker asked of it waiting forever.)
+    /// The workers it did fork die with it and are buried as any other.
+    fn forget_lost_server(&mut self) {
+        if self.server.as_ref().is_some_and(ForkServer::is_lost) {
+            if let Some(lost) = self.server.take() {
+                lost.shutdown();
+            }
+            self.forking.clear();
+        }
+    }
+
+    /// The running fork server, started anew if there is none or it died.
+    fn server(&mut self) -> io::Result<&mut ForkServer> {
+        self.forget_lost_server();
+        if self.server.is_none() {
+            // On this thread, so it dies with it (PDEATHSIG); its
+            // environment is every worker's.
+            let mut env: Vec<(&'static str, OsString)> =
+                self.s.rss_ceiling_kib.map(|kib| (RSS_CEILING_ENV, kib.to_string().into())).into_iter().collect();
+            // Deadlines need each task's times on the scoreboard; without them the workers skip the clock.
+            if self.s.task_timeout.is_some() {
+                env.push((TIMED_ENV, "1".into()));
+            }
+            self.server = Some(ForkServer::start(&self.s.program, env)?);
+        }
+        self.server.as_mut().ok_or_else(|| io::Error::other("no fork server"))
+    }
+
+    /// The first workers, forked while the pool starts (so a worker program
+    /// that cannot start is an error of `start`).
+    ///
+    /// A server killed meanwhile is replaced, for up to [`START_PATIENCE`];
+    /// the workers it forked die with it and are buried by the run loop.
+    fn start_workers(&mut self) -> io::Result<()> {
+        let until = Instant::now() + START_PATIENCE;
         while self.workers.len() < self.s.workers {
-            let server = match &mut self.server {
-                Some(server) if !server.is_lost() => server,
-                _ => {
-                    // Its workers died with it and were buried: reap it, start anew.
-                    if let Some(lost) = self.server.take() {
-                        lost.shutdown();
-                    }
-                    // On this thread, so it dies with it (PDEATHSIG); its
-                    // environment is every worker's.
-                    let env: Vec<(&'static str, OsString)> = self
-                        .s
-                        .rss_ceiling_kib
-                        .map(|kib| (RSS_CEILING_ENV, kib.to_string().into()))
-                        .into_iter()
-                        .collect();
-                    self.server.insert(ForkServer::start(&self.s.program, env)?)
-                }
-            };
-            match Worker::spawn(&self.s, server) {
+            let forked = self.server().and_then(|server| {
+                let unborn = Unborn::request(server)?;
+                Ok(unborn.born(server.wait_answered()?))
+            });
+            match forked {
                 Ok(worker) => self.workers.push(worker),
-                // The server died under us (its workers with it): once more, with a new one.
+                Err(e) if is_gone(&e) && Instant::now() < until => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.publish_pids();
+        Ok(())
+    }
+
+    /// Asks the fork server for the workers missing, and the standby,
+    /// without waiting for them.
+    fn fill(&mut self) -> io::Result<()> {
+        let want = self.s.workers + usize::from(self.lifecycle == Lifecycle::Running);
+        let mut retried = false;
+        while self.workers.len() + usize::from(self.standby.is_some()) + self.forking.len() < want {
+            let server = self.server()?;
+            match Unborn::request(server) {
+                Ok(unborn) => self.forking.push_back(unborn),
+                // The server died under us: once more, with a new one.
                 Err(_) if server.is_lost() && !retried => retried = true,
                 Err(e) => return Err(e),
             }
-            self.publish_pids();
         }
         self.spawn_paused_until = None;
         Ok(())
     }
 
+    /// Takes the workers the server has forked: a missing worker first,
+    /// else the standby.
+    fn take_forked(&mut self) {
+        let Some(server) = &mut self.server else { return };
+        let mut took = false;
+        while let Some(answer) = server.answered() {
+            let Some(unborn) = self.forking.pop_front() else { break };
+            took = true;
+            match answer {
+                Ok(child) if self.workers.len() < self.s.workers => self.workers.push(unborn.born(child)),
+                Ok(child) if self.standby.is_none() => self.standby = Some(unborn.born(child)),
+                // Not wanted any more: its task pipe closes and it exits.
+                Ok(child) => drop(unborn.born(child)),
+                Err(e) => {
+                    eprintln!("supervised: the fork server cannot fork a worker ({e}); retrying");
+                    self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
+                }
+            }
+        }
+        if took {
+            self.publish_pids();
+        }
+    }
+
+    /// Takes the exit statuses the server reported, for workers not buried yet.
+    fn take_notes(&mut self) {
+        let Some(server) = &mut self.server else { return };
+        for note in server.notes() {
+            if let Note::Exited { pid, exit } = note
+                && let Some(worker) = self.workers.iter_mut().chain(&mut self.standby).find(|w| w.child.pid() == pid)
+            {
+                worker.child.exit = Some(exit);
+            }
+        }
+    }
+
     fn publish_pids(&self) {
-        self.mailbox.set_pids(self.workers.iter().map(|w| w.child.pid()).collect());
+        self.mailbox.set_pids(self.workers.iter().chain(&self.standby).map(|w| w.child.pid()).collect());
     }
 
     /// Hands out queued tasks one at a time to each worker in turn, until
@@ -520,7 +557,8 @@ impl Supervisor {
         }
     }
 
-    /// Sleeps until mail, a result, a death or the nearest deadline; handles them.
+    /// Sleeps until mail, a result, a death, a forked worker or the nearest
+    /// deadline; handles them.
     fn wait_and_handle(&mut self) -> io::Result<()> {
         let now = now_ns();
         let mut timeout = self
@@ -533,41 +571,75 @@ impl Supervisor {
             let wait = until.saturating_duration_since(Instant::now());
             timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
         }
-        let ready: Vec<(bool, bool)> = {
+        // A server that does not answer (stopped) is given up at its due time.
+        if let Some(due) = self.server.as_ref().and_then(ForkServer::answer_due) {
+            let wait = due.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
+        // Read while waiting for something else: nothing will wake us for them.
+        if self.server.as_ref().is_some_and(ForkServer::has_notes) {
+            timeout = Some(Duration::ZERO);
+        }
+        let (ready, standby_died): (Vec<(bool, bool)>, bool) = {
             let wake = self.mailbox.wake_fd();
             let pidfds: Vec<_> = self.workers.iter().map(|w| w.child.pidfd()).collect();
-            let mut fds = Vec::with_capacity(1 + 3 * self.workers.len());
+            let mut fds = Vec::with_capacity(3 + 3 * self.workers.len());
             fds.push(PollFd::new(&wake, PollFlags::IN));
             for (w, pidfd) in self.workers.iter().zip(&pidfds) {
-                fds.push(PollFd::new(&w.from, PollFlags::IN));
+                // A gone worker's pipe stays readable (EOF): only its pidfd matters now.
+                fds.push(PollFd::new(&w.from, if w.gone { PollFlags::empty() } else { PollFlags::IN }));
                 fds.push(PollFd::new(pidfd, PollFlags::IN));
+            }
+            let standby = self.standby.as_ref().map(|w| w.child.pidfd());
+            if let Some(pidfd) = &standby {
+                fds.push(PollFd::new(pidfd, PollFlags::IN));
+            }
+            let server = self.server.as_ref().map(ForkServer::fd);
+            if let Some(fd) = &server {
+                fds.push(PollFd::new(fd, PollFlags::IN));
             }
             for to in self.workers.iter().filter(|w| w.wants_write()).filter_map(|w| w.to.as_ref()) {
                 fds.push(PollFd::new(to, PollFlags::OUT));
             }
             process::poll(&mut fds, timeout)?;
-            (0..self.workers.len())
+            self.woken = !fds[0].revents().is_empty();
+            let ready = (0..self.workers.len())
                 .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
-                .collect()
+                .collect();
+            let at = 1 + 2 * self.workers.len();
+            (ready, standby.is_some() && !fds[at].revents().is_empty())
         };
         for (worker, &(results, _)) in self.workers.iter_mut().zip(&ready) {
             if results {
-                worker.read_results();
+                worker.read_results(&mut *self.hooks);
             }
+        }
+        self.take_notes();
+        if standby_died {
+            // Idle: nothing to settle; a new one is asked for.
+            self.standby = None;
+            self.publish_pids();
         }
         self.enforce_deadlines();
-        // Reap from the back so indexes stay valid.
+        let mut dead = Vec::new();
         for i in (0..self.workers.len()).rev() {
-            if ready[i].1 || self.workers[i].gone {
-                let worker = self.workers.swap_remove(i);
-                self.bury(worker);
+            if ready[i].1 {
+                dead.push(self.workers.swap_remove(i));
             }
         }
+        for worker in dead {
+            self.bury(worker);
+        }
+        self.take_forked();
+        if let Some(server) = &mut self.server {
+            server.give_up_if_overdue();
+        }
+        self.forget_lost_server();
         Ok(())
     }
 
     fn enforce_deadlines(&mut self) {
-        if self.s.bug == Some(PlantedBug::NoDeadline) {
+        if !self.hooks.enforces_deadlines() {
             return;
         }
         let now = now_ns();
@@ -582,36 +654,54 @@ impl Supervisor {
         }
     }
 
-    /// Reaps a dead (or dying) worker and settles the tasks it held: the one
-    /// it was running is charged; the rest go back uncharged.
+    /// Settles the tasks a dead worker held: the one it was running is
+    /// charged; the standby (if one is ready) takes its place and the tasks,
+    /// in order, at once; what does not fit its window goes to the front of
+    /// the queue.
     fn bury(&mut self, mut worker: Worker) {
-        let exit = self.reap(&mut worker.child, EXIT_GRACE);
-        self.publish_pids();
-        let pid = worker.child.pid();
+        // It has exited: its scoreboard says its last word.
         let culprit = worker.board.read().running();
-        if self.s.bug == Some(PlantedBug::IgnoreDeath) {
+        if !self.hooks.settles_deaths() {
+            self.publish_pids();
             return;
         }
-        while let Some(held) = worker.inflight.pop_back() {
-            let mut entry = held.entry;
-            if Some(held.seq) != culprit {
-                self.queue.push_front(entry);
-                continue;
+        let mut held: Vec<Entry> = Vec::with_capacity(worker.inflight.len());
+        let mut failed = None;
+        for f in worker.inflight.drain(..) {
+            let mut entry = f.entry;
+            if Some(f.seq) == culprit {
+                entry.attempts += 1;
+                if entry.attempts >= self.s.max_attempts {
+                    failed = Some(entry);
+                    continue;
+                }
             }
-            entry.attempts += 1;
-            let attempts = entry.attempts;
-            if attempts < self.s.max_attempts {
-                self.queue.push_front(entry);
-                continue;
+            held.push(entry);
+        }
+        if let Some(mut standby) = self.standby.take() {
+            // Its window is the dead one's: same tasks, same cost.
+            standby.service_ns = worker.service_ns;
+            let now = now_ns();
+            let rest = held.split_off(standby.window(self.s.window).min(held.len()));
+            for entry in held.drain(..) {
+                standby.send(entry, now);
             }
+            standby.write_pending();
+            held = rest;
+            self.workers.push(standby);
+        }
+        for entry in held.into_iter().rev() {
+            self.queue.push_front(entry);
+        }
+        self.publish_pids();
+        if let Some(entry) = failed {
+            let (pid, attempts) = (worker.child.pid(), entry.attempts);
             let error = match worker.retiring {
                 Some(Retiring::TimedOut { after }) => TaskError::TimedOut { pid, after, attempts },
-                _ => TaskError::WorkerLost { pid, exit, attempts },
+                // The one wait on a death: the error names how it ended.
+                _ => TaskError::WorkerLost { pid, exit: self.reap(&mut worker.child, EXIT_GRACE), attempts },
             };
-            if self.s.bug == Some(PlantedBug::FailBystander) && matches!(error, TaskError::WorkerLost { .. }) {
-                self.s.owed.owe(entry.job.id(), &error);
-            }
-            entry.deliver(Err(error));
+            self.hooks.fail(entry, error);
         }
     }
 
@@ -632,28 +722,25 @@ impl Supervisor {
         }
     }
 
-    /// Stops every worker: gracefully after `close`, by SIGKILL otherwise,
-    /// then fails whatever is left.
+    /// Stops every worker and the standby: gracefully after `close`, by
+    /// SIGKILL otherwise, then fails whatever is left.
     fn shutdown(&mut self) {
         let graceful = self.lifecycle == Lifecycle::Closing && self.is_idle();
-        if graceful {
-            for worker in &mut self.workers {
-                worker.to = None;
-            }
-        }
         let mut workers = std::mem::take(&mut self.workers);
+        workers.extend(self.standby.take());
         for worker in &mut workers {
             if graceful {
-                self.reap(&mut worker.child, CLOSE_GRACE);
+                worker.to = None;
             } else {
                 let _ = worker.child.signal(Signal::KILL);
             }
         }
         for mut worker in workers {
-            // After a clean close, nothing is left to kill.
-            self.reap(&mut worker.child, Duration::ZERO);
+            self.reap(&mut worker.child, if graceful { CLOSE_GRACE } else { Duration::ZERO });
             self.queue.extend(worker.inflight.drain(..).map(|f| f.entry));
         }
+        // Workers still being forked die with the server.
+        self.forking.clear();
         if let Some(server) = self.server.take() {
             server.shutdown();
         }

@@ -6,6 +6,7 @@
 //! worker, or CPython-style queues shared by all workers behind locks).
 
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,40 +73,74 @@ pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> io::Result<T> {
     postcard::from_bytes(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Reads one frame's payload. `Ok(None)` on a clean end of stream between
-/// frames; an end of stream inside a frame is an error.
-pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match reader.read(&mut len[..1])? {
-        0 => return Ok(None),
-        _ => reader.read_exact(&mut len[1..])?,
-    }
-    let len = u32::from_le_bytes(len) as usize;
+/// The length a frame header announces; an error past [`MAX_FRAME`].
+fn frame_len(header: [u8; 4]) -> io::Result<usize> {
+    let len = u32::from_le_bytes(header) as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
     }
-    let mut payload = vec![0; len];
+    Ok(len)
+}
+
+/// Reads exactly one frame's payload, and not a byte more (for channels
+/// shared by several readers). `Ok(None)` on a clean end of stream between
+/// frames; an end of stream inside a frame is an error.
+pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut header = [0u8; 4];
+    match reader.read(&mut header[..1])? {
+        0 => return Ok(None),
+        _ => reader.read_exact(&mut header[1..])?,
+    }
+    let mut payload = vec![0; frame_len(header)?];
     reader.read_exact(&mut payload)?;
     Ok(Some(payload))
 }
 
-/// Splits complete frames off the front of `buf`: returns the payload ranges
-/// found and how many bytes they span; a partial frame at the end stays.
-pub fn split_frames(buf: &[u8]) -> io::Result<(Vec<std::ops::Range<usize>>, usize)> {
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while buf.len() - at >= 4 {
-        let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
-        }
-        if buf.len() - at - 4 < len {
-            break;
-        }
-        frames.push(at + 4..at + 4 + len);
-        at += 4 + len;
+/// The frame decoder every private channel uses (a worker's input, a
+/// supervisor's results pipe, per-task's, the shared outqueue's result
+/// handler): bytes read from a channel in big reads, straight into the
+/// buffer's spare room, and whole frames taken off its front in place.
+#[derive(Debug, Default)]
+pub struct Frames {
+    buf: Vec<u8>,
+    /// Bytes before this were taken as frames.
+    start: usize,
+}
+
+impl Frames {
+    pub fn new() -> Frames {
+        Frames::default()
     }
-    Ok((frames, at))
+
+    /// Whether nothing is buffered, not even part of a frame.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    /// One read of up to `room` bytes (or more) from `fd`; the count, 0 at
+    /// the end of the stream. Errors as the read gives them (`AGAIN` on a
+    /// non-blocking fd with nothing to read, `INTR`).
+    pub fn read_from(&mut self, fd: impl AsFd, room: usize) -> rustix::io::Result<usize> {
+        // What was taken goes first: a memmove of a partial frame at most.
+        self.buf.drain(..self.start);
+        self.start = 0;
+        self.buf.reserve(room);
+        rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf))
+    }
+
+    /// The next whole frame's payload, if one is buffered; an error for a
+    /// header past [`MAX_FRAME`] (the channel is not ours to trust then).
+    pub fn next_frame(&mut self) -> io::Result<Option<&[u8]>> {
+        let unread = &self.buf[self.start..];
+        let Some(header) = unread.first_chunk::<4>() else { return Ok(None) };
+        let len = frame_len(*header)?;
+        if unread.len() - 4 < len {
+            return Ok(None);
+        }
+        let at = self.start + 4;
+        self.start = at + len;
+        Ok(Some(&self.buf[at..at + len]))
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +158,21 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_torn_across_reads_is_taken_once_it_is_whole() {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let id = TaskRef { job: 1, index: 2 };
+        let torn = encode(&FromWorker::Done { id, result: Err("x".repeat(100)) });
+        let mut frames = Frames::new();
+        rustix::io::write(&w, &torn[..torn.len() / 2]).unwrap();
+        frames.read_from(&r, 4096).unwrap();
+        assert_eq!(frames.next_frame().unwrap(), None, "half a frame is not a frame");
+        rustix::io::write(&w, &torn[torn.len() / 2..]).unwrap();
+        frames.read_from(&r, 4096).unwrap();
+        assert_eq!(frames.next_frame().unwrap(), Some(&torn[4..]));
+        assert!(frames.is_empty());
+    }
+
+    #[test]
     fn frames_round_trip_and_a_partial_frame_stays() {
         let mut buf = Vec::new();
         let id = TaskRef { job: 3, index: 4 };
@@ -130,12 +180,20 @@ mod tests {
         encode_into(&FromWorker::Sentinel, &mut buf);
         let whole = buf.len();
         buf.extend_from_slice(&[200, 0]);
-        let (frames, used) = split_frames(&buf).unwrap();
-        assert_eq!((frames.len(), used), (2, whole));
-        match decode(&buf[frames[0].clone()]).unwrap() {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        rustix::io::write(&w, &buf).unwrap();
+        let mut frames = Frames::new();
+        assert_eq!(frames.read_from(&r, 4096).unwrap(), buf.len());
+        match decode(frames.next_frame().unwrap().unwrap()).unwrap() {
             FromWorker::Done { id: got, result } => assert_eq!((got, result), (id, Ok(vec![9; 10]))),
             other => panic!("{other:?}"),
         }
+        assert!(matches!(decode(frames.next_frame().unwrap().unwrap()).unwrap(), FromWorker::Sentinel));
+        assert_eq!(frames.next_frame().unwrap(), None, "a partial frame stays");
+        assert!(!frames.is_empty());
+        drop(w);
+        assert_eq!(frames.read_from(&r, 16).unwrap(), 0, "the end of the stream");
+        assert_eq!(buf.len() - whole, 2);
         let mut reader = &buf[..];
         assert!(read_frame(&mut reader).unwrap().is_some());
         assert!(read_frame(&mut reader).unwrap().is_some());

@@ -3,12 +3,13 @@
 //!
 //! Two channel modes:
 //! - `private` (supervised, per-task, ...): its own stdin/stdout pipes.
-//!   Reads are buffered (frames are decoded straight out of the buffer);
-//!   results are batched and written when the input buffer runs dry (before
-//!   the worker would block), when 32 KiB are waiting, after a task that took
-//!   200 µs or more, or when the oldest waiting result is 200 µs old. Exits
-//!   on EOF.
-//! - `forkserver` (per-task): forks a child per task that runs the private
+//!   Reads are buffered ([`wire::Frames`]: frames are decoded straight out
+//!   of the buffer); results are batched and written when the input buffer
+//!   runs dry (before the worker would block), when 32 KiB are waiting,
+//!   after a task that took 200 µs or more, or when the oldest waiting
+//!   result is 200 µs old, as the clock says when it is read (see
+//!   [`Clock`]: with no deadline, not at every task). Exits on EOF.
+//! - `forkserver` (per-task, supervised): forks a child per task that runs the private
 //!   loop; see [`crate::fork_server`].
 //! - `echo-frames`, `fork-wait`: the floor measurements of the benches; see
 //!   `floor.rs`.
@@ -29,18 +30,20 @@
 //! The self-placed faults fire here, at the points [`FaultPoint`] names.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
 use crate::process::{LOCK_FDS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, TRACE_FD_ENV};
-use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard};
+use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV};
 use crate::task::{Fault, FaultKind, FaultPoint, Task, Workload};
-use crate::wire::{self, FromWorker, TaskRef, ToWorker};
+use crate::wire::{self, Frames, FromWorker, TaskRef, ToWorker};
 
 const FLUSH_BYTES: usize = 32 << 10;
+/// The most a worker reads from its task pipe at once.
+const READ_BYTES: usize = 64 << 10;
 const FLUSH_AGE: Duration = Duration::from_micros(200);
 
 /// Entry point of the worker binary. Returns the process exit code.
@@ -82,6 +85,8 @@ struct Env {
     scoreboard: Option<Scoreboard>,
     locks: Option<[RawFd; 4]>,
     rss_ceiling_kib: Option<u64>,
+    /// The pool enforces deadlines: each task's times go on the scoreboard.
+    timed: bool,
     pid: u32,
 }
 
@@ -112,7 +117,8 @@ impl Env {
             Ok(s) => Some(Scoreboard::map(unsafe { OwnedFd::from_raw_fd(fd(&s)?) })?),
             Err(_) => None,
         };
-        Ok(Env { trace, scoreboard, locks, rss_ceiling_kib, pid: std::process::id() })
+        let timed = std::env::var_os(TIMED_ENV).is_some();
+        Ok(Env { trace, scoreboard, locks, rss_ceiling_kib, timed, pid: std::process::id() })
     }
 
     /// Writes `<what> <tag> <attempt> <pid>` to the trace, if there is one:
@@ -130,27 +136,16 @@ impl Env {
 static HELD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 fn run_private(mut env: Env) -> io::Result<()> {
-    // SAFETY: fds 0 and 1 are the pipes the pool gave us; nothing else owns them here.
-    let mut input = BufReader::with_capacity(64 << 10, unsafe { File::from_raw_fd(0) });
+    let mut input = Frames::new();
+    // SAFETY: fd 1 is the results pipe the pool gave us; nothing else owns it here.
     let mut output = unsafe { File::from_raw_fd(1) };
     let mut out = Vec::with_capacity(FLUSH_BYTES * 2);
-    // When the oldest result waiting in `out` was finished.
+    // When the oldest result waiting in `out` was finished (as the clock last said).
     let mut oldest_unflushed: Option<Duration> = None;
     let mut n = 0u64;
-    // One clock read per task edge: the scoreboard's, read back from the page.
-    let clock = |env: &Env, n: u64, start: bool| match &env.scoreboard {
-        Some(board) if start => {
-            board.start(n);
-            board.read().started_at
-        }
-        Some(board) => {
-            board.finish(n);
-            board.read().finished_at
-        }
-        None => Duration::from_nanos(crate::scoreboard::now_ns()),
-    };
+    let mut clock = Clock::new(env.timed);
     loop {
-        if input.buffer().is_empty() && !out.is_empty() {
+        if input.is_empty() && !out.is_empty() {
             output.write_all(&out)?;
             out.clear();
             oldest_unflushed = None;
@@ -161,7 +156,7 @@ fn run_private(mut env: Env) -> io::Result<()> {
             ToWorker::Stop => break,
         };
         n += 1;
-        let started = clock(&env, n, true);
+        let started = clock.start(env.scoreboard.as_ref(), n);
         env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
         env.trace("done", &task, attempt);
@@ -175,12 +170,14 @@ fn run_private(mut env: Env) -> io::Result<()> {
         }
         // Finished only once its result is in our hands: a result lost with
         // the buffer is re-run, a task that dies writing it is blamed.
-        let finished = clock(&env, n, false);
-        let oldest = *oldest_unflushed.get_or_insert(finished);
+        let finished = clock.finish(env.scoreboard.as_ref(), n, started);
         // A slow task's result goes at once (a write is nothing beside it,
         // and the next task may be as slow); quick ones go in batches.
-        let slow = finished.saturating_sub(started) >= FLUSH_AGE;
-        if out.len() >= FLUSH_BYTES || slow || finished.saturating_sub(oldest) >= FLUSH_AGE {
+        let due = finished.is_some_and(|(at, took)| {
+            let oldest = *oldest_unflushed.get_or_insert(at);
+            took >= FLUSH_AGE || at.saturating_sub(oldest) >= FLUSH_AGE
+        });
+        if out.len() >= FLUSH_BYTES || due {
             output.write_all(&out)?;
             out.clear();
             oldest_unflushed = None;
@@ -193,22 +190,97 @@ fn run_private(mut env: Env) -> io::Result<()> {
     output.write_all(&out)
 }
 
-/// The next message from the pool: decoded straight out of the read buffer
-/// when a whole frame is there, else read whole first. `None` at a clean end
-/// of input.
-fn next_message(input: &mut BufReader<File>) -> io::Result<Option<ToWorker>> {
-    let buffered = input.buffer();
-    if let Some(header) = buffered.first_chunk::<4>() {
-        let len = u32::from_le_bytes(*header) as usize;
-        if buffered.len() - 4 >= len {
-            let message = wire::decode(&buffered[4..4 + len])?;
-            input.consume(4 + len);
-            return Ok(Some(message));
+/// Most tasks between two clock reads when nobody needs their times.
+const MAX_STRIDE: u32 = 16;
+
+/// The worker's clock. With a deadline (`timed`) each task's start and end
+/// are read and stored on the scoreboard, which the supervisor's deadlines
+/// need. Without one the scoreboard gets the task numbers only, and the
+/// clock, needed only to decide when to flush, is read once every `stride`
+/// tasks: every task while tasks take 100 µs or more, up to every 16th while
+/// 16 of them take under 25 µs.
+struct Clock {
+    timed: bool,
+    stride: u32,
+    left: u32,
+    last: Duration,
+}
+
+impl Clock {
+    fn new(timed: bool) -> Clock {
+        Clock { timed, stride: 1, left: 1, last: now() }
+    }
+
+    /// Task `n` starts; its start time, when read.
+    fn start(&mut self, board: Option<&Scoreboard>, n: u64) -> Option<Duration> {
+        match board {
+            Some(board) if self.timed => {
+                let at = now();
+                board.start_at(n, at);
+                Some(at)
+            }
+            Some(board) => {
+                board.start(n);
+                None
+            }
+            None => None,
         }
     }
-    match wire::read_frame(input)? {
-        Some(frame) => wire::decode(&frame).map(Some),
-        None => Ok(None),
+
+    /// Task `n` is finished; when (if the clock was read) and how long it,
+    /// or the tasks since the last read on average, took.
+    fn finish(
+        &mut self,
+        board: Option<&Scoreboard>,
+        n: u64,
+        started: Option<Duration>,
+    ) -> Option<(Duration, Duration)> {
+        if let (Some(board), Some(started)) = (board, started) {
+            let at = now();
+            board.finish_at(n, at);
+            self.last = at;
+            return Some((at, at.saturating_sub(started)));
+        }
+        if let Some(board) = board {
+            board.finish(n);
+        }
+        self.left -= 1;
+        if self.left > 0 {
+            return None;
+        }
+        let at = now();
+        let elapsed = at.saturating_sub(self.last);
+        let each = elapsed / self.stride;
+        self.stride = if elapsed < Duration::from_micros(25) {
+            (self.stride * 2).min(MAX_STRIDE)
+        } else if each >= Duration::from_micros(100) {
+            1
+        } else {
+            self.stride
+        };
+        (self.left, self.last) = (self.stride, at);
+        Some((at, each))
+    }
+}
+
+fn now() -> Duration {
+    Duration::from_nanos(crate::scoreboard::now_ns())
+}
+
+/// The next message from the pool (fd 0), decoded straight out of the
+/// read buffer; reads (64 KiB at a time) only when no whole frame is
+/// buffered. `None` at a clean end of input.
+fn next_message(input: &mut Frames) -> io::Result<Option<ToWorker>> {
+    loop {
+        if let Some(frame) = input.next_frame()? {
+            return wire::decode(frame).map(Some);
+        }
+        match input.read_from(rustix::stdio::stdin(), READ_BYTES) {
+            Ok(0) if input.is_empty() => return Ok(None),
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "input ended inside a frame")),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::{LIVE, clean_run, config};
 use pools::per_task::Launch;
 use pools::{Exit, Pool, PoolKind, Task, TaskError, Workload};
+use rustix::net::RecvFlags;
 use rustix::process::Signal;
 
 /// The pool's fork server: the one child of this test process.
@@ -21,6 +22,20 @@ fn server_pid() -> u32 {
     let children = common::children();
     assert_eq!(children.len(), 1, "the fork server is our only child: {children:?}");
     children[0]
+}
+
+/// Waits until `pid` (a child of ours) has died: a zombie, or reaped.
+fn wait_dead(pid: u32) {
+    let until = std::time::Instant::now() + LIVE;
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the command's closing parenthesis.
+            Ok(stat) if !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')) => {}
+            _ => return,
+        }
+        assert!(std::time::Instant::now() < until, "{pid} did not die");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn sleeper(tag: u64) -> Task {
@@ -124,7 +139,9 @@ fn per_task_deadlines_kill_forked_children() {
 }
 
 /// The server SIGKILLed while the pool is idle: the next batch is taken by
-/// a new one, whether or not the pool noticed the death first.
+/// a new one, whether or not the pool noticed the death first. (Idle: the
+/// server is dead, a zombie, before the batch; its idle children, per-task's
+/// spares and supervised's standby, die with it and charge nothing.)
 #[test]
 fn an_idle_pool_outlives_its_fork_server() {
     for kind in [PoolKind::PerTask, PoolKind::Supervised] {
@@ -133,7 +150,9 @@ fn an_idle_pool_outlives_its_fork_server() {
             let pool = pools::build(kind, &config).expect("start");
             let first = common::echoes(4);
             common::assert_all_ok(&first, &pool.map_timeout(first.clone(), Some(LIVE)).expect("not hung"));
-            common::kill(server_pid(), Signal::KILL);
+            let server = server_pid();
+            common::kill(server, Signal::KILL);
+            wait_dead(server);
             let again = common::echoes(8);
             common::assert_all_ok(&again, &pool.map_timeout(again.clone(), Some(LIVE)).expect("a new server"));
             pool.close();
@@ -155,5 +174,77 @@ fn quick_tasks_in_many_small_batches_all_settle() {
             let outcomes = pool.map_timeout(tasks.clone(), Some(LIVE)).expect("not hung");
             common::assert_all_ok(&tasks, &outcomes);
         }
+    });
+}
+
+/// How many requests wait, unread, for `pid` (a stopped fork server) on its
+/// control socket, its fd 0: the bytes queued (a `SOCK_SEQPACKET` socket
+/// counts every message) over the size of the first one (peeked; the
+/// server's requests are all alike).
+fn requests_queued_for(pid: u32) -> u64 {
+    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
+    let pidfd =
+        rustix::process::pidfd_open(Pid::from_raw(pid as i32).expect("pid"), PidfdFlags::empty()).expect("pidfd_open");
+    let control = rustix::process::pidfd_getfd(&pidfd, 0, PidfdGetfdFlags::empty()).expect("pidfd_getfd");
+    let queued = rustix::io::ioctl_fionread(&control).expect("FIONREAD");
+    let mut first = [0u8; 256];
+    match rustix::net::recv(&control, &mut first, RecvFlags::PEEK | RecvFlags::DONTWAIT | RecvFlags::TRUNC) {
+        Ok((_, len)) if len > 0 => queued / len as u64,
+        _ => 0,
+    }
+}
+
+/// Stops supervised's fork server, then SIGKILLs its two workers and its
+/// standby: the pool asks that server for all three again, and the requests
+/// wait, unread. Returns the server's pid.
+fn stop_server_with_three_workers_asked(pool: &dyn Pool) -> u32 {
+    let processes = common::wait_for_pids(pool, 3);
+    let server = server_pid();
+    common::kill(server, Signal::STOP);
+    for pid in &processes {
+        common::kill(*pid, Signal::KILL);
+    }
+    let until = std::time::Instant::now() + LIVE;
+    while requests_queued_for(server) < 3 {
+        assert!(std::time::Instant::now() < until, "the pool did not ask the stopped server for 3 workers");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server
+}
+
+/// The cause of a hang under kill storms, made exact: the fork server dies
+/// with every missing worker asked of it (two workers and the standby).
+/// Those requests will never be answered: the pool must ask a new server,
+/// not count them as coming (it once waited forever, with no worker, for
+/// them). Every task of the next batch completes.
+#[test]
+fn workers_asked_of_a_server_that_dies_are_asked_of_the_next() {
+    clean_run(|| {
+        let (config, _trace) = config(2);
+        let pool = pools::build(PoolKind::Supervised, &config).expect("start");
+        let server = stop_server_with_three_workers_asked(&*pool);
+        common::kill(server, Signal::KILL);
+        wait_dead(server);
+        let tasks = common::echoes(8);
+        common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("a new server's workers"));
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join after close");
+    });
+}
+
+/// The same, with the server left stopped: it never answers, so the pool
+/// gives it up (kills it) 10 s after the oldest request, and a new server
+/// forks the workers; every task of the batch completes.
+#[test]
+fn a_fork_server_that_stops_answering_is_given_up() {
+    clean_run(|| {
+        let (config, _trace) = config(2);
+        let pool = pools::build(PoolKind::Supervised, &config).expect("start");
+        let server = stop_server_with_three_workers_asked(&*pool);
+        let tasks = common::echoes(8);
+        common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("a new server's workers"));
+        wait_dead(server);
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join after close");
     });
 }

@@ -296,3 +296,122 @@ fn workers_over_the_memory_ceiling_are_recycled_between_tasks() {
         assert!(pids.len() >= 3, "workers recycled: {pids:?}");
     });
 }
+
+/// A worker dies mid-window (task 3 SIGKILLs itself): the standby, forked
+/// before the batch, runs task 3 again and the dead worker's unstarted
+/// tasks; every task completes exactly once. The tasks sleep 5 ms, so each
+/// result leaves its worker before the next task starts, and only task 3
+/// runs twice.
+fn standby_case(style: CallStyle) {
+    clean_run(|| {
+        let (config, mut trace) = config(2);
+        let pool = pools::build(PoolKind::Supervised, &config).expect("start");
+        let before = common::wait_for_pids(&*pool, 3);
+        let standby = *before.last().expect("a standby");
+        let mut tasks: Vec<Task> =
+            (0..8u64).map(|i| Task { tag: i, work: Workload::Sleep { ms: 5 }, fault: None }).collect();
+        tasks[3].fault = Some(Fault::once(FaultKind::SigKill, FaultPoint::MidTask));
+        let driven = pools::drive(&*pool, style, tasks.clone(), LIVE).expect("drive");
+        common::assert_all_ok(&tasks, &driven.outcomes.expect("not hung"));
+        if matches!(style, CallStyle::ApplyAsync | CallStyle::MapAsync) {
+            assert_eq!(driven.error_callbacks, 0);
+        }
+        let starts = trace.drain().to_vec();
+        for task in &tasks {
+            let runs: Vec<u32> = starts.iter().filter(|s| s.0 == task.tag).map(|s| s.1).collect();
+            let expected: &[u32] = if task.tag == 3 { &[0, 1] } else { &[0] };
+            assert_eq!(runs, expected, "task {}: the attempts that ran", task.tag);
+        }
+        let (_, _, died) = *starts.iter().find(|s| s.0 == 3 && s.1 == 0).expect("task 3 ran");
+        let (_, _, retried) = *starts.iter().find(|s| s.0 == 3 && s.1 == 1).expect("task 3 ran again");
+        assert_eq!(retried, standby, "the standby, forked before the death, took task 3");
+        // The dead worker's unstarted tasks went to the standby too.
+        let after_death: Vec<u32> = starts.iter().skip_while(|s| s.0 != 3).skip(1).map(|s| s.2).collect();
+        assert!(!after_death.contains(&died), "nothing ran on the dead worker after its death");
+        // A new standby is forked; the dead worker is gone.
+        let now = common::wait_for_pids(&*pool, 3);
+        assert!(!now.contains(&died) && now.contains(&standby), "{before:?} -> {now:?}");
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join after close");
+    });
+}
+
+#[test]
+fn standby_takes_a_dead_workers_window_map() {
+    standby_case(CallStyle::Map);
+}
+#[test]
+fn standby_takes_a_dead_workers_window_apply() {
+    standby_case(CallStyle::Apply);
+}
+#[test]
+fn standby_takes_a_dead_workers_window_apply_async() {
+    standby_case(CallStyle::ApplyAsync);
+}
+#[test]
+fn standby_takes_a_dead_workers_window_map_async() {
+    standby_case(CallStyle::MapAsync);
+}
+
+/// The standby is SIGKILLed while idle: it is replaced, no task is charged
+/// (every task runs once, at attempt 0), and nothing waits for it.
+#[test]
+fn a_standby_killed_while_idle_is_replaced_and_charges_no_task() {
+    clean_run(|| {
+        let (config, mut trace) = config(2);
+        let pool = pools::build(PoolKind::Supervised, &config).expect("start");
+        let before = common::wait_for_pids(&*pool, 3);
+        let standby = *before.last().expect("a standby");
+        common::kill(standby, Signal::KILL);
+        let until = std::time::Instant::now() + LIVE;
+        let replaced = loop {
+            let pids = pool.worker_pids();
+            if pids.len() == 3 && !pids.contains(&standby) {
+                break pids;
+            }
+            assert!(std::time::Instant::now() < until, "the standby was not replaced: {pids:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(replaced[..2], before[..2], "the workers are untouched");
+        let tasks = common::echoes(40);
+        common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("not hung"));
+        let starts = trace.drain().to_vec();
+        for task in &tasks {
+            let runs: Vec<u32> = starts.iter().filter(|s| s.0 == task.tag).map(|s| s.1).collect();
+            assert_eq!(runs, [0], "task {} ran once, uncharged", task.tag);
+        }
+        assert!(starts.iter().all(|s| s.2 != standby), "the dead standby ran nothing");
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join after close");
+    });
+}
+
+/// A planted bug: a task's own error takes the next result of its job
+/// down with it; so does a `WorkerLost`. One worker and 5 ms tasks (each
+/// result leaves the worker before the next task starts), so the order of
+/// results is exact.
+#[test]
+fn planted_fail_bystander_fails_the_next_healthy_task_of_the_job() {
+    for (kind, attempts) in [(FaultKind::Error, 3), (FaultKind::SigKill, 1)] {
+        clean_run(|| {
+            let (mut config, _trace) = config(1);
+            config.max_attempts = attempts;
+            let bug = pools::supervised::PlantedBug::FailBystander;
+            let pool = pools::build(PoolKind::Planted(bug), &config).expect("start");
+            assert_eq!(pool.kind().name(), "supervised-bug-fail-bystander");
+            let mut tasks: Vec<Task> =
+                (0..6u64).map(|i| Task { tag: i, work: Workload::Sleep { ms: 5 }, fault: None }).collect();
+            tasks[3].fault = Some(Fault::once(kind, FaultPoint::MidTask));
+            let outcomes = pool.map_timeout(tasks.clone(), Some(LIVE)).expect("not hung");
+            let error = outcomes[3].clone().expect_err("task 3 fails");
+            match (&error, kind) {
+                (TaskError::Task { .. }, FaultKind::Error) | (TaskError::WorkerLost { attempts: 1, .. }, _) => {}
+                other => panic!("task 3: {other:?}"),
+            }
+            assert_eq!(outcomes[4], Err(error), "the next result of the job fails with a copy");
+            for i in [0, 1, 2, 5] {
+                assert!(tasks[i].check(outcomes[i].as_ref().expect("healthy")), "task {i}");
+            }
+        });
+    }
+}

@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pools::{Outcome, PoolConfig, Task, WorkerProgram};
+use pools::{Outcome, Pool, PoolConfig, Task, WorkerProgram};
 use rustix::process::{Pid, Signal};
 
 /// Long enough for any live pool on a loaded 2-core machine.
@@ -156,4 +156,18 @@ pub fn assert_all_ok(tasks: &[Task], outcomes: &[Outcome]) {
 /// `n` echo tasks tagged 0..n.
 pub fn echoes(n: u64) -> Vec<Task> {
     (0..n).map(|i| Task::echo(i, format!("task {i}"))).collect()
+}
+
+/// Waits until `pool` reports `n` live processes (supervised: its workers,
+/// then its standby), and returns them.
+pub fn wait_for_pids(pool: &dyn Pool, n: usize) -> Vec<u32> {
+    let until = Instant::now() + LIVE;
+    loop {
+        let pids = pool.worker_pids();
+        if pids.len() == n {
+            return pids;
+        }
+        assert!(Instant::now() < until, "expected {n} processes, have {pids:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
