@@ -45,8 +45,9 @@
 //!   threads, callers included, while the page tables are copied).
 //! - **Standby.** One worker more than `workers` is forked ahead and waits,
 //!   idle, with no task. When a worker dies, the standby takes its place and
-//!   its window (the retried culprit and the unstarted tasks, in order) at
-//!   once, and a new standby is asked of the fork server without waiting:
+//!   its share of the dead one's window (the retried culprit first, then the
+//!   unstarted tasks, in order) at once; the rest go to the front of the
+//!   queue for every free window, and a new standby is asked of the fork server without waiting:
 //!   its answer is read by the poll loop, so no fork and no reap is ever
 //!   waited for on a death (the one exception: a task failing for good as
 //!   `WorkerLost` waits for its worker's exit status). A standby that dies
@@ -655,9 +656,9 @@ impl Supervisor {
     }
 
     /// Settles the tasks a dead worker held: the one it was running is
-    /// charged; the standby (if one is ready) takes its place and the tasks,
-    /// in order, at once; what does not fit its window goes to the front of
-    /// the queue.
+    /// charged; the standby (if one is ready) takes its place and its share
+    /// of the tasks (the culprit first), in order, at once; the rest go to
+    /// the front of the queue.
     fn bury(&mut self, mut worker: Worker) {
         // It has exited: its scoreboard says its last word.
         let culprit = worker.board.read().running();
@@ -682,7 +683,11 @@ impl Supervisor {
             // Its window is the dead one's: same tasks, same cost.
             standby.service_ns = worker.service_ns;
             let now = now_ns();
-            let rest = held.split_off(standby.window(self.s.window).min(held.len()));
+            // Its share only: the rest go back to the queue, where the
+            // other workers' free windows take them too, so one standby
+            // does not run a long window alone while they idle.
+            let share = held.len().div_ceil(1 + self.workers.iter().filter(|w| w.accepts_work()).count());
+            let rest = held.split_off(standby.window(self.s.window).min(share));
             for entry in held.drain(..) {
                 standby.send(entry, now);
             }
