@@ -111,6 +111,7 @@ impl Judgement {
             diagnosis: self.diagnosis.clone(),
             elapsed_ms: ending.elapsed_ms,
             events: None,
+            peer: None,
         }
     }
 }
@@ -192,6 +193,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         Event::Skipped { reason } => Some(reason.clone()),
         _ => None,
     });
+    let not_applicable = events.iter().find_map(|l| match &l.event {
+        Event::NotApplicable { point, reason } => Some(format!("not applicable: `{point}`: {reason}")),
+        _ => None,
+    });
+    // Nothing ran: judged like a skipped run, but a verdict of its own.
+    let skipped = skipped.or(not_applicable.clone());
     let owner_exit = events.iter().find_map(|l| match l.event {
         Event::OwnerExit { signal, code } => Some((signal, code)),
         _ => None,
@@ -218,9 +225,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     if !ending.leaks.is_empty() && !ending.deadline_passed {
         findings.push(format!("leaked: {}", ending.leaks.join("; ")));
     }
-    let verdict = verdict(&counts, &findings, &broken, skipped.is_some(), owner_error.is_some(), ending);
+    let mut verdict = verdict(&counts, &findings, &broken, skipped.is_some(), owner_error.is_some(), ending);
     let mut diagnosis = Vec::new();
-    if let Some(reason) = skipped {
+    if let Some(reason) = not_applicable {
+        verdict = Verdict::NotApplicable;
+        diagnosis.push(reason);
+    } else if let Some(reason) = skipped {
         diagnosis.push(format!("skipped: {reason}"));
     }
     broken.truncate(5);

@@ -48,7 +48,7 @@ use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::protocol::{self, FAULT_KINDS, FAULT_POINTS, Signal, call_style, fault_kind, fault_point};
+use crate::protocol::{self, ErrorKind, FAULT_KINDS, FAULT_POINTS, Signal, call_style, fault_kind, fault_point};
 use crate::target::Target;
 use crate::verdict::Verdict;
 
@@ -83,6 +83,24 @@ pub struct Scenario {
     pub storm: Option<Storm>,
     /// The pools to run, in order, and the verdict each is expected to reach.
     pub expect: Vec<(Target, Verdict)>,
+    /// The peer's own test this scenario reproduces, and what it expects.
+    pub peer: Option<Peer>,
+}
+
+/// A peer's test (CPython's, loky's) that a scenario reproduces: its name,
+/// the target that is the peer's pool, and the peer's own outcome mapped to
+/// ours (its exception type as our verdict and error kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's test, e.g. `CPython test_deadlock ExecutorDeadlockTest.test_error_at_task_pickle`.
+    pub test: String,
+    /// The target that is the peer's pool (`py-ppe`, `py-loky`).
+    pub target: Target,
+    /// What the peer's test expects the call to raise (`PicklingError`), in its words.
+    pub raises: String,
+    pub verdict: Verdict,
+    /// The error kind the faulted task must get, if the peer's test says.
+    pub error: Option<ErrorKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +204,13 @@ impl Scenario {
             }),
             storm: self.storm.map(|s| WrittenStorm { signal: s.signal, every_ms: s.every_ms }),
             expect: self.expect.iter().map(|(pool, verdict)| (pool.name(), verdict.name())).collect(),
+            peer: self.peer.as_ref().map(|p| WrittenPeer {
+                test: &p.test,
+                target: p.target.name(),
+                raises: &p.raises,
+                verdict: p.verdict.name(),
+                error: p.error.map(ErrorKind::name),
+            }),
         };
         let mut out: String = header.iter().map(|line| format!("# {line}\n")).collect();
         // Every field is a string, a number, a list or a table of those: it always serializes.
@@ -217,6 +242,18 @@ struct Written<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     storm: Option<WrittenStorm>,
     expect: BTreeMap<String, &'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<WrittenPeer<'a>>,
+}
+
+#[derive(Serialize)]
+struct WrittenPeer<'a> {
+    test: &'a str,
+    target: String,
+    raises: &'a str,
+    verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -381,6 +418,17 @@ struct Raw {
     random: Option<RawRandom>,
     storm: Option<RawStorm>,
     expect: Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
+    peer: Option<RawPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    test: String,
+    target: Spanned<String>,
+    raises: String,
+    verdict: Spanned<String>,
+    error: Option<Spanned<String>>,
 }
 
 fn default_style() -> Spanned<String> {
@@ -621,6 +669,34 @@ impl Raw {
             return Err(error(Some(expect_span), "expect", "name at least one pool and its expected verdict".into()));
         }
         expect.sort_by(|a, b| a.0.cmp(&b.0));
+        let peer = match self.peer {
+            None => None,
+            Some(p) => {
+                let target: Target =
+                    p.target.get_ref().parse().map_err(|e: String| error(Some(p.target.span()), "peer.target", e))?;
+                if !expect.iter().any(|(t, _)| *t == target) {
+                    return Err(error(
+                        Some(p.target.span()),
+                        "peer.target",
+                        format!("{target} is not in [expect]: the peer's pool must run"),
+                    ));
+                }
+                let verdict: Verdict =
+                    p.verdict.get_ref().parse().map_err(|e: String| error(Some(p.verdict.span()), "peer.verdict", e))?;
+                let error_kind = match &p.error {
+                    None => None,
+                    Some(k) => Some(ErrorKind::ALL.into_iter().find(|e| e.name() == k.get_ref()).ok_or_else(|| {
+                        let known: Vec<_> = ErrorKind::ALL.iter().map(|e| e.name()).collect();
+                        error(
+                            Some(k.span()),
+                            "peer.error",
+                            format!("unknown error kind {:?} (known: {})", k.get_ref(), known.join(", ")),
+                        )
+                    })?),
+                };
+                Some(Peer { test: p.test, target, raises: p.raises, verdict, error: error_kind })
+            }
+        };
         Ok(Scenario {
             name,
             path: path.to_owned(),
@@ -637,6 +713,7 @@ impl Raw {
             random,
             storm,
             expect,
+            peer,
         })
     }
 }

@@ -48,6 +48,7 @@ fn run(scenario: &str, pool: &str, style: &str, verdict: Verdict, expected: Opti
         diagnosis: Vec::new(),
         elapsed_ms: 120,
         events: Some(format!("runs/{scenario}--{pool}.events.jsonl")),
+        peer: None,
     }
 }
 
