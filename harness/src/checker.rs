@@ -7,7 +7,8 @@
 //! Safety is judged per task: exactly one outcome, and an `ok` result must be
 //! the task's own (the owner checks the bytes against the task). An error
 //! must name its fault (the task's own error, a lost or timed-out worker with
-//! how it ended, the pool breaking on a dead worker); `Terminated` names none.
+//! how it ended, the pool breaking on a dead worker, or on a fault the plan
+//! places in the parent, where no worker died); `Terminated` names none.
 //! A failed task must be one a fault touched (it carries a fault, allocates
 //! past the memory limit, was struck from outside, or its worker died under
 //! it), unless the pool fails bystanders by design ([`oracle::design`]).
@@ -176,7 +177,8 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
                 counts.failed += 1;
                 *errors.entry(name.clone()).or_default() += 1;
                 let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
-                if !kind.names_a_fault() || (kind.names_an_exit() && signal.is_none() && code.is_none()) {
+                let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
+                if !kind.names_a_fault() || (no_exit && plan.parent_faults().next().is_none()) {
                     findings.push(format!("task {index} failed with {name}, which names no fault"));
                 }
                 if !touched[index] {
@@ -203,6 +205,11 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         Event::OwnerExit { signal, code } => Some((signal, code)),
         _ => None,
     });
+    // A deadly fault the plan places in the parent (while it encodes a task,
+    // decodes a result, or runs a callback) kills the owner by plan too.
+    let died = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..))));
+    let ending =
+        &Ending { owner_killed_by_plan: ending.owner_killed_by_plan || (died && plan.kills_owner()), ..ending.clone() };
     if let Some((signal, code)) = owner_exit
         && skipped.is_none()
         && !ending.owner_killed_by_plan

@@ -394,6 +394,8 @@ mod tests {
         for (name, point) in FAULT_POINTS {
             assert_eq!((fault_point(name), fault_point_name(point)), (Some(point), name));
         }
+        // Every point has its name, in pipeline order.
+        assert_eq!(FAULT_POINTS.map(|(_, p)| p), pools::FaultPoint::ALL);
         for kind in ErrorKind::ALL {
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
         }

@@ -331,17 +331,28 @@ struct WrittenStorm {
 }
 
 /// Reads every `*.toml` under the given files and directories, sorted by
-/// name. Fails on the first bad file; nothing runs then.
+/// name (a directory with none reads those of its subdirectories: a
+/// directory of sets, as `scenarios/peers`). Fails on the first bad file;
+/// nothing runs then.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, ScenarioError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| io_error(path, e))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            found.sort();
+            let listing = |dir: &Path| -> Result<Vec<PathBuf>, ScenarioError> {
+                let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+                let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                paths.sort();
+                Ok(paths)
+            };
+            let is_toml = |p: &PathBuf| p.extension().is_some_and(|x| x == "toml");
+            let entries = listing(path)?;
+            let mut found: Vec<PathBuf> = entries.iter().filter(|p| is_toml(p)).cloned().collect();
+            // A directory of scenario sets (`scenarios/peers`): the sets' files, set by set.
+            if found.is_empty() {
+                for dir in entries.iter().filter(|p| p.is_dir()) {
+                    found.extend(listing(dir)?.into_iter().filter(|p| is_toml(p)));
+                }
+            }
             if found.is_empty() {
                 return Err(ScenarioError {
                     path: path.clone(),
@@ -681,8 +692,11 @@ impl Raw {
                         format!("{target} is not in [expect]: the peer's pool must run"),
                     ));
                 }
-                let verdict: Verdict =
-                    p.verdict.get_ref().parse().map_err(|e: String| error(Some(p.verdict.span()), "peer.verdict", e))?;
+                let verdict: Verdict = p
+                    .verdict
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| error(Some(p.verdict.span()), "peer.verdict", e))?;
                 let error_kind = match &p.error {
                     None => None,
                     Some(k) => Some(ErrorKind::ALL.into_iter().find(|e| e.name() == k.get_ref()).ok_or_else(|| {
@@ -859,5 +873,51 @@ naive = "hung"
                 .starts_with("s.toml:17:8: nemesis[0].task: task 4 does not exist")
         );
         assert!(err("description = ").starts_with("s.toml:1:15: -: string values must be quoted"));
+    }
+
+    const PEER: &str =
+        "\n[peer]\ntest = \"t\"\ntarget = \"naive\"\nraises = \"X\"\nverdict = \"hung\"\nerror = \"PoolBroken\"\n";
+
+    #[test]
+    fn every_stage_is_a_fault_point_and_a_peer_expectation_reads_as_written() {
+        for (name, point) in FAULT_POINTS {
+            let s =
+                parse(Path::new("s.toml"), &GOOD.replace("at = \"mid-task\"", &format!("at = \"{name}\""))).unwrap();
+            assert_eq!(s.tasks[1].fault.map(|f| f.at), Some(point));
+        }
+        let s = parse(Path::new("s.toml"), &format!("{GOOD}{PEER}")).unwrap();
+        let naive = crate::target::Target::Pool(PoolKind::Naive);
+        let peer = Peer {
+            test: "t".into(),
+            target: naive,
+            raises: "X".into(),
+            verdict: Verdict::Hung,
+            error: Some(ErrorKind::PoolBroken),
+        };
+        assert_eq!(s.peer.as_ref(), Some(&peer));
+        let again = parse(Path::new("s.toml"), &s.to_toml(&[])).unwrap();
+        assert_eq!(again.peer, s.peer);
+    }
+
+    #[test]
+    fn bad_points_and_peers_name_their_line_and_field() {
+        assert_eq!(
+            err(&GOOD.replace("at = \"mid-task\"", "at = \"write-result\"")),
+            "s.toml:12:34: tasks[1].fault.at: unknown point \"write-result\" (known: encode, transport, init, decode, \
+             mid-task, encode-result, transport-result, decode-result, after-result, callback, close, terminate, join, \
+             recycle, spawn)"
+        );
+        assert_eq!(
+            err(&format!("{GOOD}{}", PEER.replace("\"naive\"", "\"polling\""))),
+            "s.toml:25:10: peer.target: polling is not in [expect]: the peer's pool must run"
+        );
+        assert!(
+            err(&format!("{GOOD}{}", PEER.replace("PoolBroken", "Crashed")))
+                .starts_with("s.toml:28:9: peer.error: unknown error kind \"Crashed\" (known: Task, WorkerLost")
+        );
+        assert!(
+            err(&format!("{GOOD}{}", PEER.replace("\"hung\"", "\"stuck\"")))
+                .starts_with("s.toml:27:11: peer.verdict: unknown verdict \"stuck\"")
+        );
     }
 }

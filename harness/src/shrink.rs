@@ -168,6 +168,7 @@ mod tests {
             random: None,
             storm: None,
             expect: vec![(crate::target::Target::Pool(PoolKind::Supervised), Verdict::Completed)],
+            peer: None,
         }
     }
 

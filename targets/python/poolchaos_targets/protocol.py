@@ -28,12 +28,58 @@ from . import work
 
 STYLES = ("map", "apply", "apply_async", "map_async")
 WORKLOADS = ("Echo", "Spin", "Sleep", "Alloc", "Large")
-FAULT_KINDS = ("SigKill", "SigSegv", "Abort", "Hang", "SigStop", "Error", "Panic")
-FAULT_POINTS = ("Decode", "MidTask", "WriteResult")
+FAULT_KINDS = ("SigKill", "SigSegv", "Abort", "Hang", "SigStop", "Error", "Panic", "SysExit")
+FAULT_POINTS = (
+    "Encode",
+    "Transport",
+    "Init",
+    "Decode",
+    "MidTask",
+    "EncodeResult",
+    "WriteResult",
+    "DecodeResult",
+    "AfterResult",
+    "Callback",
+    "Close",
+    "Terminate",
+    "Join",
+    "Recycle",
+    "Spawn",
+)
+#: Each point's name in scenario files (harness/src/protocol.rs FAULT_POINTS).
+POINT_NAMES = {
+    "Encode": "encode",
+    "Transport": "transport",
+    "Init": "init",
+    "Decode": "decode",
+    "MidTask": "mid-task",
+    "EncodeResult": "encode-result",
+    "WriteResult": "transport-result",
+    "DecodeResult": "decode-result",
+    "AfterResult": "after-result",
+    "Callback": "callback",
+    "Close": "close",
+    "Terminate": "terminate",
+    "Join": "join",
+    "Recycle": "recycle",
+    "Spawn": "spawn",
+}
 ERROR_KINDS = ("Task", "WorkerLost", "TimedOut", "PoolBroken", "Terminated")
 # What an owner may write on stdout, and the callbacks it reports. The Rust
 # side (harness/src/protocol.rs) spells the same names; a test compares them.
-EVENTS = ("ready", "warmed-up", "outcome", "duplicate", "callback", "worker-exit", "timed", "finished", "skipped", "owner-error")
+EVENTS = (
+    "ready",
+    "warmed-up",
+    "outcome",
+    "duplicate",
+    "callback",
+    "worker-exit",
+    "timed",
+    "finished",
+    "skipped",
+    "not-applicable",
+    "owner-error",
+)
 CALLBACKS = ("result", "error")
 
 
@@ -188,6 +234,10 @@ class Emitter:
 
     def skipped(self, reason):
         self.emit("skipped", reason=reason)
+
+    def not_applicable(self, point, reason):
+        """The plan places a fault at a stage this target does not have: nothing runs."""
+        self.emit("not-applicable", point=point, reason=reason)
 
     def owner_error(self, message):
         self.emit("owner-error", message=message)
@@ -374,6 +424,30 @@ def prepare_owner():
         except (OSError, ValueError):
             os.environ.pop(work.TRACE_FD_ENV, None)  # not an fd: no trace
     os.register_at_fork(after_in_child=_forked)
+
+
+def prepare_start_faults(plan):
+    """Call once in the owner before the pool starts, when a task of the
+    plan has an `Init` or `Recycle` fault: fills a pipe with one start token
+    per worker start (`work.worker_init` takes one each): for `Init`, the
+    first `times` starts fire; for `Recycle`, the pool's first `workers`
+    starts are clean and the next `times` (the replacements) fire."""
+    for task in plan["tasks"]:
+        fault = task.get("fault")
+        if fault and fault["point"] in ("Init", "Recycle"):
+            break
+    else:
+        return
+    times = min(fault.get("times", 1), 4096)
+    tokens = (b"s" * plan["workers"] if fault["point"] == "Recycle" else b"") + b"f" * times
+    reader, writer = os.pipe()
+    os.set_blocking(reader, False)
+    os.write(writer, tokens)
+    os.close(writer)
+    st = os.fstat(reader)
+    os.environ[work.TOKENS_FD_ENV] = str(reader)
+    os.environ[work.TOKENS_ID_ENV] = f"{st.st_dev}:{st.st_ino}"
+    os.environ[work.TOKEN_KIND_ENV] = json.dumps(fault["kind"])
 
 
 def _forked():
