@@ -450,6 +450,17 @@ def prepare_start_faults(plan):
     os.environ[work.TOKEN_KIND_ENV] = json.dumps(fault["kind"])
 
 
+def missing_stage(plan, missing):
+    """(point's scenario name, why) for the first fault of the plan at a
+    stage in `missing` (`{wire point name: why this pool lacks it}`), or
+    None. An owner reports it as `not-applicable` and runs nothing."""
+    for task in plan["tasks"]:
+        fault = task.get("fault")
+        if fault and fault["point"] in missing:
+            return POINT_NAMES[fault["point"]], missing[fault["point"]]
+    return None
+
+
 def _forked():
     # Any fork of the owner is a worker of its pool (or a process-per-task child).
     if os.environ.get(work.OWNER_PID_ENV) == str(os.getppid()):

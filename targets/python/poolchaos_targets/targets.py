@@ -26,7 +26,7 @@ import re
 import signal
 import time
 
-from .protocol import POINT_NAMES, ExitWatcher, describe_exit, error, exit_fields
+from .protocol import POINT_NAMES, ExitWatcher, describe_exit, error, exit_fields, missing_stage
 from .work import InjectedError, InjectedPanic, armed, fire, run_task, set_stage, worker_init
 
 #: What a call may raise that the adapter reports: every exception, and the
@@ -113,13 +113,8 @@ class Target:
 
     def not_applicable(self):
         """(point, why) for the first fault of the plan at a stage this target lacks, or None."""
-        for task in self.tasks:
-            fault = task.get("fault")
-            if fault:
-                why = self.missing_stage(fault["point"])
-                if why is not None:
-                    return POINT_NAMES[fault["point"]], why
-        return None
+        missing = {p: self.missing_stage(p) for p in POINT_NAMES}
+        return missing_stage(self.plan, {p: why for p, why in missing.items() if why is not None})
 
     def pool_kwargs(self):
         """The initializer (when the plan needs it) and the recycling limit (when it recycles)."""

@@ -285,12 +285,15 @@ def _identity(value):
     return value
 
 
-def armed(task):
-    """What the owner hands its pool for `task`: the task itself, or a copy
-    carrying what fires at its pickling point (`Encode`: while the parent
-    pickles it; `Decode`: while the worker unpickles it; `Transport`: a
-    padding larger than a pipe, which the worker dies reading)."""
+def armed(task, attempt=0):
+    """What the owner hands its pool for `task` (on `attempt`, for a pool
+    that retries): the task itself, or a copy carrying what fires at its
+    pickling point (`Encode`: while the parent pickles it; `Decode`: while
+    the worker unpickles it; `Transport`: a padding larger than a pipe,
+    which the worker dies reading)."""
     fault = task.get("fault")
+    if fault is not None and attempt >= fault.get("times", 1):
+        return task
     point = fault and fault.get("point")
     if point == "Encode":
         return dict(task, bomb=AtPickle(fault["kind"]))

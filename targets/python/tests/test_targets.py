@@ -350,7 +350,7 @@ class EndToEnd(unittest.TestCase):
                 tasks = [
                     task(0, {"Echo": [1]}),
                     task(1, {"Spin": {"us": 100}}, fault("Error", "MidTask")),
-                    task(2, {"Echo": [2]}, fault("Panic", "Decode")),
+                    task(2, {"Echo": [2]}, fault("Panic", "MidTask")),
                     task(3, {"Echo": [3]}),
                 ]
                 run = driver.Run(target, plan(tasks, style="apply_async"))
@@ -677,3 +677,151 @@ class EndToEnd(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---------------------------------------------------------------- fault points
+
+
+def short(record):
+    """An outcome in a word: `ok`, `Task`, `PoolBroken(9)`, `WorkerLost(code 1)`."""
+    if record.get("status") != "error":
+        return record.get("status")
+    if record.get("signal") is not None:
+        return f"{record['kind']}({record['signal']})"
+    if record.get("code") is not None:
+        return f"{record['kind']}(code {record['code']})"
+    return record["kind"]
+
+
+class FaultPointTest(unittest.TestCase):
+    """Every fault point, on the targets that have the stage, with the exact
+    outcome of each task; and on one that lacks it, the typed
+    `not-applicable` event (the plan not run). Task 0 carries the fault
+    (600 ms of sleep), tasks 1-3 are healthy (100 ms each), on 2 workers."""
+
+    def cases(self, point, cases, work=None, workers=2):
+        """`cases`: (target, style, kind, expected) where expected is a list
+        of `short` outcomes per task, or ("na", words) for not-applicable,
+        or ("hung", n): no outcome for task 0 while n healthy tasks are ok."""
+        checks = Checks(self)
+        for target, style, kind, expected in cases:
+            if not available(target):
+                continue
+
+            def check(target=target, style=style, kind=kind, expected=expected):
+                tasks = [task(0, work or {"Sleep": {"ms": 600}}, fault(kind, point))]
+                tasks += [task(i, {"Sleep": {"ms": 100}}) for i in (1, 2, 3)]
+                run = driver.Run(target, plan(tasks, workers=workers, style=style))
+                problems = []
+                if expected[0] == "na":
+                    run.finish(30)
+                    na = run.named("not-applicable")
+                    if len(na) != 1 or expected[1] not in na[0]["reason"] or run.named("ready"):
+                        problems.append(f"expected not-applicable ({expected[1]}), got {run.named('not-applicable')}")
+                    elif na[0]["point"] != protocol.POINT_NAMES[point]:
+                        problems.append(f"not-applicable names {na[0]['point']}")
+                elif expected[0] == "hung":
+                    run.wait_for(lambda k, e: k == "event" and e.get("event") == "ready", 30)
+                    run.settle(4.0)
+                    # apply_async's results are taken in order, so the healthy
+                    # tasks behind task 0 show by their result callbacks.
+                    got = run.outcomes()
+                    ok = [c for c in run.named("callback") if c["kind"] == "result"]
+                    if 0 in got or run.named("finished") or len(ok) != expected[1]:
+                        problems.append(f"expected task 0 pending and {expected[1]} results, got {got}, {len(ok)}")
+                elif ran_to_finish(run, problems):
+                    got = one_outcome_each(run, 4, problems)
+                    words = [short(got[i][0]) if len(got.get(i, [])) == 1 else None for i in range(4)]
+                    if words != expected:
+                        problems.append(f"outcomes {words}, expected {expected}")
+                return teardown(run, problems)
+
+            checks.run(f"{target} {kind} at {point}", check)
+        checks.assert_clean()
+
+    def test_encode_fires_as_the_parent_pickles_the_task(self):
+        self.cases("Encode", [
+            ("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"]),
+            ("py-ppe", "apply_async", "Error", ["Task", "ok", "ok", "ok"]),
+            ("py-process-per-task", "apply_async", "Error", ("na", "nothing is pickled")),
+        ])
+
+    def test_transport_fires_as_the_worker_reads_a_task_larger_than_a_pipe(self):
+        self.cases("Transport", [
+            ("py-ppe", "apply_async", "SigKill", ["PoolBroken(9)"] * 4),
+            ("py-process-per-task", "apply_async", "SigKill", ("na", "no channel carries tasks")),
+        ])
+
+    def test_init_fires_in_the_first_workers_initializer(self):
+        self.cases("Init", [
+            # multiprocessing.Pool replaces the worker whose initializer raised; the next starts clean.
+            ("py-pool-apply-async", "apply_async", "Error", ["ok"] * 4),
+            ("py-ppe", "apply_async", "SigKill", ["PoolBroken(9)"] * 4),
+        ])
+
+    def test_decode_fires_as_the_worker_unpickles_the_task(self):
+        self.cases("Decode", [
+            ("py-ppe", "apply_async", "Error", ["PoolBroken(code 1)"] * 4),
+            # The worker's loop dies of the error with the task taken: the pool never knows.
+            ("py-pool-apply-async", "apply_async", "Error", ("hung", 3)),
+            ("py-process-per-task", "apply_async", "Error", ("na", "nothing is pickled")),
+        ])
+
+    def test_encode_result_fires_as_the_worker_pickles_the_result(self):
+        self.cases("EncodeResult", [
+            ("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"]),
+            ("py-ppe", "apply_async", "SysExit", ["Task", "ok", "ok", "ok"]),
+        ])
+
+    def test_transport_result_dies_half_way_through_writing_the_result(self):
+        self.cases("WriteResult", [
+            ("py-process-per-task", "apply_async", "SigKill", ["WorkerLost(9)", "ok", "ok", "ok"]),
+            # The result handler waits for the rest of a torn frame and never sees the death.
+            ("py-ppe", "apply_async", "SigKill", ("hung", 3)),
+        ])
+
+    def test_decode_result_fires_as_the_parent_unpickles_the_result(self):
+        self.cases("DecodeResult", [
+            ("py-ppe", "apply_async", "Error", ["PoolBroken", "ok", "ok", "ok"]),
+            # The result handler thread dies of the error: nothing more is delivered.
+            ("py-pool-apply-async", "apply_async", "Error", ("hung", 3)),
+        ])
+
+    def test_after_result_fires_once_the_result_is_sent(self):
+        self.cases("AfterResult", [
+            # The dead worker held no task: replaced, nothing lost.
+            ("py-pool-apply-async", "apply_async", "SigKill", ["ok"] * 4),
+            ("py-process-per-task", "apply_async", "SigKill", ["ok"] * 4),
+        ], workers=1)
+
+    def test_callback_fires_in_the_owners_callback(self):
+        self.cases("Callback", [
+            # concurrent.futures logs a done-callback's error and goes on.
+            ("py-ppe", "apply_async", "Error", ["ok"] * 4),
+            # The result handler thread dies of it (every callback has run, task
+            # 0's last): task 0's result is never marked ready.
+            ("py-pool-apply-async", "apply_async", "Error", ("hung", 4)),
+            ("py-pool-map", "map", "Error", ("na", "takes no callbacks")),
+        ])
+
+    def test_close_terminate_and_join_fire_as_the_owner_ends_the_pool(self):
+        for point, cases in [
+            ("Close", [("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"])]),
+            ("Join", [("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"])]),
+            ("Terminate", [
+                ("py-pool-apply-async", "apply_async", "SigKill", ["Terminated"] * 4),
+                ("py-ppe", "apply_async", "SigKill", ("na", "no way to terminate")),
+            ]),
+        ]:
+            with self.subTest(point):
+                self.cases(point, cases + [("py-pool-map", "map", "Error", ("na", "returns when every task is over"))])
+
+    def test_recycle_fires_in_the_replacement_of_a_recycled_worker(self):
+        self.cases("Recycle", [
+            ("py-pool-apply-async", "apply_async", "Error", ["ok"] * 4),
+            ("py-ppe", "apply_async", "Error", ("na", "max_tasks_per_child")),
+            ("py-loky", "apply_async", "Error", ("na", "no limit of tasks per worker")),
+        ])
+
+    def test_spawn_is_not_placed_by_the_adapter(self):
+        self.cases("Spawn", [("py-ppe", "apply_async", "SigKill", ("na", "does not place faults at `spawn`"))])
