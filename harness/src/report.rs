@@ -262,7 +262,9 @@ impl Report {
             };
             let breaks_whole = run.pool.parse::<Target>().is_ok_and(|t| oracle::design(&t).fails_bystanders);
             let storm = run.faults.iter().any(|f| f.at.contains("(storm"));
-            let tasks = if run.verdict == Verdict::Hung || storm {
+            let tasks = if run.verdict == Verdict::NotApplicable {
+                format!("tasks {} | not run", run.tasks.total)
+            } else if run.verdict == Verdict::Hung || storm {
                 // The errors delivered before the deadline, a storm's victims: timing, not behaviour.
                 format!("tasks {} | errors: -", run.tasks.total)
             } else if breaks_whole {
