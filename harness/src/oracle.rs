@@ -145,8 +145,16 @@ pub fn expect(target: &Target, plan: &Plan, events: &[Logged]) -> Expectation {
     if owner_killed {
         return Expectation::Undetermined("the plan kills the owner".into());
     }
+    let pickled = |p: FaultPoint| matches!(p, FaultPoint::Encode | FaultPoint::Decode);
     match target {
         Target::Pool(kind) => ours(*kind, plan, &f),
+        Target::Python(py)
+            if py.name == "py-process-per-task"
+                && py.method.is_none_or(|m| m.as_str() == "fork")
+                && plan.tasks.iter().filter_map(|t| t.fault).any(|t| pickled(t.point)) =>
+        {
+            v(Verdict::NotApplicable, "under fork a task's process has its task by memory: nothing is pickled")
+        }
         Target::Python(py) => python(py.name, plan, &f),
         Target::Command(_) => Expectation::Undetermined("a command's design is not known".into()),
     }
@@ -247,7 +255,13 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
         }
         // ProcessPoolExecutor and loky break whole at any death, and have no task timeout.
         "py-ppe" | "py-loky" => {
-            if died || f.idle_strikes > 0 {
+            if f.deadly_points.contains(&FaultPoint::WriteResult) {
+                Expectation::Undetermined(
+                    "a worker died writing its result: the executor waits on the torn frame (finding 11), \
+                     unless another death broke it first"
+                        .into(),
+                )
+            } else if died || f.idle_strikes > 0 {
                 v(
                     Verdict::FailedLoudly,
                     "a worker died: the executor breaks (BrokenProcessPool for every pending task)",
@@ -282,7 +296,13 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
             }
         }
         "py-billiard" => {
-            if f.idle_strikes > 0 {
+            if f.deadly_points.contains(&FaultPoint::WriteResult) {
+                Expectation::Undetermined(
+                    "a worker died writing its result: the result handler waits on the torn frame (finding 11), \
+                     unless the time limit fails the task first"
+                        .into(),
+                )
+            } else if f.idle_strikes > 0 {
                 v(Verdict::Hung, "an idle worker holding the task queue's lock died (finding 2)")
             } else if (died || stalled) && plan.task_timeout.is_none() {
                 Expectation::Undetermined(

@@ -123,6 +123,20 @@ class Target:
             kwargs.update(self.recycle_kwargs())
         return kwargs
 
+    def end_by(self, close, terminate, join):
+        """Ends the pool at the plan's lifecycle stage (`close()` then
+        `join()`, or `terminate()` then `join()`), naming the stage for the
+        worker that dies in it just before the call that enters it."""
+        if self.lifecycle == "Terminate":
+            set_stage("Terminate")
+            terminate()
+        else:
+            if self.lifecycle == "Close":
+                set_stage("Close")
+            close()
+            set_stage(self.lifecycle)
+        join()
+
     def callback_fault(self, indices):
         """Fires, in the owner's callback, the `Callback` fault of the first of `indices` that has one."""
         for i in indices:
@@ -276,17 +290,7 @@ class MpPool(Target):
                 self.ok(i, value)
 
     def end_pool(self):
-        """Ends the pool at the plan's lifecycle stage, marking the stage for
-        the worker that dies in it: close() then join(), or terminate()."""
-        if self.lifecycle == "Terminate":
-            set_stage("Terminate")
-            self.pool.terminate()
-        else:
-            if self.lifecycle == "Close":
-                set_stage("Close")
-            self.pool.close()
-            set_stage(self.lifecycle)
-        self.pool.join()
+        self.end_by(self.pool.close, self.pool.terminate, self.pool.join)
 
     def run_map_async(self):
         # As the seed: map_async with an error_callback, then close() and join().
@@ -725,16 +729,7 @@ class Pebble(Executor):
         return {"max_tasks": 1}
 
     def end_pool(self):
-        """pebble's own ends: close() then join(), or stop() then join()."""
-        if self.lifecycle == "Terminate":
-            set_stage("Terminate")
-            self.pool.stop()
-        else:
-            if self.lifecycle == "Close":
-                set_stage("Close")
-            self.pool.close()
-            set_stage(self.lifecycle)
-        self.pool.join()
+        self.end_by(self.pool.close, self.pool.stop, self.pool.join)
 
     def processes(self):
         try:

@@ -23,8 +23,8 @@ always 0 for the bundled targets: no Python pool here retries), one
 non-blocking `os.write` each.
 
 The result is the task's deterministic bytes (`expected_output`), which the
-owner checks. Faults fire where the task's `fault` says (`STAGES` below and
-docs/targets.md, "Fault points"): in the worker, in the owner (the parent),
+owner checks. Faults fire where the task's `fault` says (docs/targets.md,
+"Fault points"): in the worker, in the owner (the parent),
 or in the pool's own pickling of the task or the result, by real pickling
 failures (`__reduce__` that raises, exits or crashes), as the peers' own
 tests do. `armed(task)` is what the owner hands its pool in place of the
@@ -52,28 +52,6 @@ TOKENS_FD_ENV = "POOLCHAOS_TOKENS_FD"
 TOKENS_ID_ENV = "POOLCHAOS_TOKENS_ID"
 TOKEN_KIND_ENV = "POOLCHAOS_TOKEN_KIND"
 
-#: Where each fault point fires: "worker" (in the task's worker), "parent"
-#: (in the owner), "pickle" (in the pool's pickling of the task or the
-#: result, on whichever side that is), "lifecycle" (in the task's worker,
-#: while the owner closes, terminates or joins the pool), "start" (in a
-#: worker's initializer), or None where the adapter places none yet.
-STAGES = {
-    "Encode": "pickle",
-    "Transport": "start",
-    "Init": "start",
-    "Decode": "pickle",
-    "MidTask": "worker",
-    "EncodeResult": "pickle",
-    "WriteResult": "worker",
-    "DecodeResult": "pickle",
-    "AfterResult": "worker",
-    "Callback": "parent",
-    "Close": "lifecycle",
-    "Terminate": "lifecycle",
-    "Join": "lifecycle",
-    "Recycle": "start",
-    "Spawn": None,
-}
 #: A task with a `Transport` fault carries this much padding: more than a pipe holds.
 TRANSPORT_PAD = 1 << 20
 #: What the padding starts with, so a worker reading a frame knows it early.
@@ -159,7 +137,7 @@ def _inherited(fd_env, id_env, mode):
         return None
     want = os.environ.get(id_env)
 
-    def is_trace(f):
+    def is_it(f):
         try:
             st = os.fstat(f)
         except OSError:
@@ -168,7 +146,7 @@ def _inherited(fd_env, id_env, mode):
             return False
         return want is None or want == f"{st.st_dev}:{st.st_ino}"
 
-    if is_trace(fd):
+    if is_it(fd):
         try:
             os.set_blocking(fd, False)
         except OSError:
@@ -181,7 +159,7 @@ def _inherited(fd_env, id_env, mode):
             f = os.open(f"/proc/{owner}/fd/{fd}", mode | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
-        if is_trace(f):
+        if is_it(f):
             return f
         os.close(f)
     return None
