@@ -342,10 +342,7 @@ fn the_report_ends_with_how_many_runs_match_the_peers_expectation() {
     hung.pool = "py-ppe@3.12/fork".into();
     hung.verdict = Verdict::Hung;
     hung.peer = Some(PeerCheck::of(&peer, &hung));
-    assert_eq!(
-        [&met, &wrong_kind, &hung].map(|r| r.peer.as_ref().is_some_and(|p| p.matched)),
-        [true, false, false]
-    );
+    assert_eq!([&met, &wrong_kind, &hung].map(|r| r.peer.as_ref().is_some_and(|p| p.matched)), [true, false, false]);
     report.runs.extend([met, wrong_kind, hung]);
     let table = report.table();
     let tail: Vec<&str> = table.lines().rev().take(3).collect();
