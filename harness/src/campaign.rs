@@ -286,7 +286,12 @@ impl CampaignReport {
                 self.findings.iter().filter(|o| o.same_as == Some(f.run)).map(|o| o.run.to_string()).collect();
             let replays = f
                 .replays_failed
-                .map(|(n, of)| format!("; the reproducer fails {n} of {of} replays"))
+                .map(|(n, of)| match n {
+                    0 => format!(
+                        "; unconfirmed: the reproducer fails 0 of {of} replays (a race or the load, not a rule)"
+                    ),
+                    n => format!("; the reproducer fails {n} of {of} replays"),
+                })
                 .unwrap_or_default();
             let again =
                 if repeats.is_empty() { String::new() } else { format!("; again in runs {}", repeats.join(", ")) };
@@ -563,20 +568,25 @@ fn report_finding(
     kind: FindingKind,
 ) -> Finding {
     let faults_before = shrink::fault_count(scenario);
-    let deadline = Instant::now() + settings.shrink_budget;
+    let start = Instant::now();
+    let deadline = start + settings.shrink_budget;
+    // The replays' time (each at most the run's deadline) is kept out of the shrink's.
+    let replays_time = Duration::from_millis(scenario.deadline_ms).saturating_mul(REPLAYS as u32);
+    let shrink_deadline = (deadline.checked_sub(replays_time)).unwrap_or(start).max(start + settings.shrink_budget / 2);
     let same = |candidate: &Scenario| match run_once(candidate, &settings.pool, ctx, &format!("s{index}")) {
         Ok((_, _, Some(k))) => kind.shown_by(&k),
         _ => false,
     };
-    let small = if settings.shrink { shrink::shrink(scenario, deadline, &same) } else { scenario.clone() };
+    let small = if settings.shrink { shrink::shrink(scenario, shrink_deadline, &same) } else { scenario.clone() };
     // Replays: how often it fails, and what the oracle expects of the shrunk plan.
-    let mut failed = 0;
+    let (mut failed, mut replayed) = (0, 0);
     let mut expected = None;
     for replay in 0..REPLAYS {
         if replay > 0 && Instant::now() > deadline {
             break;
         }
         if let Ok((record, expectation, finding)) = run_once(&small, &settings.pool, ctx, &format!("r{index}")) {
+            replayed += 1;
             failed += usize::from(finding.is_some_and(|k| kind.shown_by(&k)));
             expected = match expectation {
                 Expectation::Verdict(v, _) => Some(v),
@@ -584,7 +594,7 @@ fn report_finding(
             };
         }
     }
-    let replays = if settings.shrink { (failed, REPLAYS) } else { (0, 0) };
+    let replays = if settings.shrink { (failed, replayed) } else { (0, 0) };
     let expected = expected.unwrap_or(match &kind {
         FindingKind::Oracle { expected, .. } => *expected,
         FindingKind::Safety { .. } => Verdict::Completed,

@@ -7,8 +7,9 @@
 //! Safety is judged per task: exactly one outcome, and an `ok` result must be
 //! the task's own (the owner checks the bytes against the task). An error
 //! must name its fault (the task's own error, a lost or timed-out worker with
-//! how it ended, the pool breaking on a dead worker, or on a fault the plan
-//! places in the parent, where no worker died); `Terminated` names none.
+//! how it ended and, when the sandbox counted an OOM kill as its exit was
+//! seen, the OOM mark, the pool breaking on a dead worker, or on a fault the
+//! plan places in the parent, where no worker died); `Terminated` names none.
 //! A failed task must be one a fault touched (it carries a fault, allocates
 //! past the memory limit, was struck from outside, or its worker died under
 //! it), unless the pool fails bystanders by design ([`oracle::design`]).
@@ -32,7 +33,7 @@ use pools::CallStyle;
 use crate::events::Logged;
 use crate::oracle;
 use crate::plan::Plan;
-use crate::protocol::{self, CallbackKind, ErrorKind, Event, OutcomeRecord};
+use crate::protocol::{self, CallbackKind, ErrorKind, Event, OomMark, OutcomeRecord};
 use crate::sandbox::Mechanism;
 use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, TaskCounts, Verdict};
@@ -59,7 +60,7 @@ pub struct Ending {
 pub enum Fate {
     /// Exactly one outcome, its correct result.
     Ok,
-    /// Exactly one outcome, an error: its kind and its name in reports (`WorkerLost(SIGKILL)`).
+    /// Exactly one outcome, an error: its kind and its name in reports (`worker-lost(sigkill)`).
     Failed(ErrorKind, String),
     /// No outcome.
     Pending,
@@ -84,7 +85,7 @@ pub struct Judgement {
     /// Per task of the plan, in order.
     pub tasks: Vec<TaskFate>,
     pub counts: TaskCounts,
-    /// Error names (`WorkerLost(SIGKILL)`, `TimedOut`, ...) and how many tasks got each.
+    /// Error names (`worker-lost(sigkill, oom)`, `timed-out`, ...) and how many tasks got each.
     pub errors: BTreeMap<String, usize>,
     /// The safety invariants the run broke, in words (empty: none).
     pub findings: Vec<String>,
@@ -147,6 +148,15 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             _ => {}
         }
     }
+    let oom: HashMap<u32, OomMark> = events
+        .iter()
+        .filter_map(|l| match l.event {
+            Event::OomKill { pid, simulated } => {
+                Some((pid, if simulated { OomMark::Simulated } else { OomMark::Kernel }))
+            }
+            _ => None,
+        })
+        .collect();
     let touched = touched(plan, events, &outcomes);
     let design = oracle::design(&plan.pool);
     let mut tasks = Vec::with_capacity(n);
@@ -159,7 +169,10 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             [] => Fate::Pending,
             [OutcomeRecord::Ok] => Fate::Ok,
             [OutcomeRecord::Wrong] => Fate::Wrong,
-            [error @ OutcomeRecord::Error { kind, .. }] => Fate::Failed(*kind, error.error_name().unwrap_or_default()),
+            [error @ OutcomeRecord::Error { kind, .. }] => {
+                let oom = error.pid().and_then(|pid| oom.get(&pid).copied());
+                Fate::Failed(*kind, error.error_name(oom).unwrap_or_default())
+            }
             _ => Fate::Duplicated,
         };
         match &fate {
@@ -179,12 +192,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
                 let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
                 let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
                 if !kind.names_a_fault() || (no_exit && plan.parent_faults().next().is_none()) {
-                    findings.push(format!("task {index} failed with {name}, which names no fault"));
+                    findings.push(format!("task {index} failed with error {name}, which names no fault"));
                 }
                 if !touched[index] {
                     counts.bystanders += 1;
                     if !design.fails_bystanders {
-                        findings.push(format!("task {index} failed with {name}, but no fault touched it"));
+                        findings.push(format!("task {index} failed with error {name}, but no fault touched it"));
                     }
                 }
             }
@@ -229,10 +242,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             findings.extend(callback_findings(plan.style, &counts, &callbacks));
         }
     }
-    if !ending.leaks.is_empty() && !ending.deadline_passed {
+    // What outlived a run that ended by itself (a hung run's leftovers are the teardown's).
+    let leaked = !ending.leaks.is_empty() && !ending.deadline_passed;
+    let mut verdict = verdict(&counts, &findings, leaked, &broken, skipped.is_some(), owner_error.is_some(), ending);
+    if leaked {
         findings.push(format!("leaked: {}", ending.leaks.join("; ")));
     }
-    let mut verdict = verdict(&counts, &findings, &broken, skipped.is_some(), owner_error.is_some(), ending);
     let mut diagnosis = Vec::new();
     if let Some(reason) = not_applicable {
         verdict = Verdict::NotApplicable;
@@ -257,7 +272,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     }
     if matches!(verdict, Verdict::Hung | Verdict::Lost) {
         diagnosis.extend(pending(plan, events, &outcomes));
-        diagnosis.extend(findings.iter().filter(|f| !f.starts_with("leaked")).take(10).cloned());
+        diagnosis.extend(findings.iter().take(findings.len() - usize::from(leaked)).take(10).cloned());
     }
     match &ending.mechanism {
         _ if ending.oom_kills == 0 => {}
@@ -274,6 +289,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
 fn verdict(
     counts: &TaskCounts,
     findings: &[String],
+    leaked: bool,
     broken: &[String],
     skipped: bool,
     owner_error: bool,
@@ -283,8 +299,7 @@ fn verdict(
         // Nothing ran: there is nothing else to judge.
         return Verdict::Skipped;
     }
-    let leaked = findings.iter().any(|f| f.starts_with("leaked"));
-    let unsafe_tasks = findings.iter().any(|f| !f.starts_with("leaked"));
+    let unsafe_tasks = !findings.is_empty();
     let holds = [
         (!broken.is_empty(), Verdict::TargetError),
         (ending.deadline_passed, Verdict::Hung),

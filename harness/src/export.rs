@@ -69,8 +69,11 @@ def main():
                 result = event["result"]
                 if result["status"] == "error":
                     how = result["kind"]
-                    if result.get("signal") is not None:
-                        how += f"(signal {result['signal']})"
+                    sig = result.get("signal")
+                    if sig is not None:
+                        # Spelled as poolchaos spells it: worker-lost(sigkill).
+                        known = sig in {s.value for s in signal.Signals}
+                        how += f"({signal.Signals(sig).name.lower() if known else f'signal {sig}'})"
                     elif result.get("code") is not None:
                         how += f"(exit {result['code']})"
                     text = f"error {how}: {result.get('message', '')}"

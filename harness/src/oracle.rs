@@ -243,8 +243,10 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
     let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
     let raises = f.raises.len();
     match name {
+        // multiprocessing.Pool's map: chunks, each run in order until a task raises.
+        "py-pool-map" | "py-pool-map-async" | "py-seed-polling" => pool_map(plan, f),
         // multiprocessing.Pool: a lost task is never failed, and there is no task timeout.
-        "py-pool-map" | "py-pool-apply" | "py-pool-apply-async" | "py-pool-map-async" | "py-seed-polling" => {
+        "py-pool-apply" | "py-pool-apply-async" => {
             if died || stalled {
                 v(Verdict::Hung, "a worker died or stalled mid-task: Pool never fails the task")
             } else if f.idle_strikes > 0 {
@@ -257,9 +259,15 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
         "py-ppe" | "py-loky" => {
             if f.deadly_points.contains(&FaultPoint::WriteResult) {
                 Expectation::Undetermined(
-                    "a worker died writing its result: the executor waits on the torn frame (finding 11), \
+                    "a worker died writing its result: the executor waits on the torn frame (finding 12), \
                      unless another death broke it first"
                         .into(),
+                )
+            } else if name == "py-ppe" && died && (f.stalls_stop || !f.stopped.is_empty()) {
+                // Which comes first is a race: a worker stopped before the executor breaks
+                // ignores its SIGTERM and join() waits for it forever; stopped after, it fails loudly.
+                Expectation::Undetermined(
+                    "a death and a stop: stopped before the break, the worker hangs join() (finding 11)".into(),
                 )
             } else if died || f.idle_strikes > 0 {
                 v(
@@ -298,18 +306,20 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
         "py-billiard" => {
             if f.deadly_points.contains(&FaultPoint::WriteResult) {
                 Expectation::Undetermined(
-                    "a worker died writing its result: the result handler waits on the torn frame (finding 11), \
+                    "a worker died writing its result: the result handler waits on the torn frame (finding 12), \
                      unless the time limit fails the task first"
                         .into(),
                 )
             } else if f.idle_strikes > 0 {
-                v(Verdict::Hung, "an idle worker holding the task queue's lock died (finding 2)")
+                // Finding 2 is the idle worker blocked in its read: the lock holder. Any
+                // worker struck between tasks may be that one, or merely wait for the lock.
+                Expectation::Undetermined("a worker was struck between tasks: lock holder or not (finding 2)".into())
             } else if (died || stalled) && plan.task_timeout.is_none() {
                 Expectation::Undetermined(
                     "without a time limit a lost task fails after the 10 s lost-worker timeout (finding 9)".into(),
                 )
             } else if died || stalled {
-                v(Verdict::FailedLoudly, "the time limit fails a lost or stalled task as TimedOut (finding 9)")
+                v(Verdict::FailedLoudly, "the time limit fails a lost or stalled task as timed-out (finding 9)")
             } else {
                 plain(raises)
             }
@@ -324,5 +334,86 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
             }
         }
         _ => Expectation::Undetermined(format!("no oracle for {name}")),
+    }
+}
+
+/// `multiprocessing.Pool.map` and `map_async` (CPython 3.11 `pool.py`): the
+/// tasks go out in chunks (`chunksize` = ⌈tasks ÷ (4 × workers)⌉ unless set),
+/// and a worker runs a chunk's tasks in order until one raises (`mapstar` is
+/// one list comprehension), so the tasks after it in its chunk never run and
+/// their faults never fire. A chunk whose worker died or stalled never
+/// returns, and `MapResult` is ready only once every chunk has returned
+/// ("only consider the result ready once all jobs are done"): one lost chunk
+/// hangs the call, whatever the others raised; otherwise one raise fails it.
+fn pool_map(plan: &Plan, f: &Facts) -> Expectation {
+    let n = plan.tasks.len();
+    let chunksize = plan.chunksize.unwrap_or_else(|| n.div_ceil(4 * plan.workers.max(1))).max(1);
+    let own = |list: &[(usize, u32)], i: usize| list.iter().any(|&(t, times)| t == i && times > 0);
+    let (mut lost, mut raised) = (false, false);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(chunksize) {
+        for &i in chunk {
+            let tag = plan.tasks[i].tag;
+            if own(&f.deadly, i) || own(&f.stalls, i) || f.struck.contains(&tag) || f.stopped.contains(&tag) {
+                lost = true;
+                break;
+            }
+            if own(&f.raises, i) {
+                raised = true;
+                break;
+            }
+        }
+    }
+    if lost {
+        v(Verdict::Hung, "a worker died or stalled mid-chunk: Pool never fails the chunk, and map waits for every one")
+    } else if f.idle_strikes > 0 {
+        Expectation::Undetermined("a worker was struck between tasks: lock holder or not".into())
+    } else if raised {
+        v(Verdict::FailedLoudly, "a task raises, and no chunk is lost")
+    } else {
+        v(Verdict::Completed, "no fault reaches a worker")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{SelfFault, TaskGroup};
+    use pools::Workload;
+
+    /// `py-pool-map` on 2 workers over `faults` (task index, kind), with `chunksize`.
+    fn expect_map(tasks: usize, faults: &[(usize, FaultKind)], chunksize: Option<usize>) -> Expectation {
+        let mut groups: Vec<TaskGroup> =
+            (0..tasks).map(|_| TaskGroup { count: 1, work: Workload::Echo(vec![1]), fault: None }).collect();
+        for &(i, kind) in faults {
+            groups[i].fault = Some(SelfFault { kind, at: FaultPoint::MidTask, times: 1 });
+        }
+        let scenario = crate::scenario::for_tests(groups);
+        let target = Target::python("py-pool-map");
+        let mut plan = Plan::new(&scenario, target.clone(), 1);
+        plan.chunksize = chunksize;
+        expect(&target, &plan, &[])
+    }
+
+    fn verdict(e: Expectation) -> Verdict {
+        match e {
+            Expectation::Verdict(v, _) => v,
+            Expectation::Undetermined(why) => panic!("undetermined: {why}"),
+        }
+    }
+
+    #[test]
+    fn pool_map_hangs_on_a_lost_chunk_and_a_raise_ends_its_own_chunk() {
+        use FaultKind::{Error, Hang, SigKill};
+        // A raise before a hang in one chunk: the hang never runs, map raises.
+        assert_eq!(verdict(expect_map(4, &[(0, Error), (1, Hang)], Some(4))), Verdict::FailedLoudly);
+        assert_eq!(verdict(expect_map(4, &[(0, Error), (1, SigKill)], Some(4))), Verdict::FailedLoudly);
+        // The hang first, or in a chunk of its own: map waits for it forever, whatever raised.
+        assert_eq!(verdict(expect_map(4, &[(1, Error), (0, Hang)], Some(4))), Verdict::Hung);
+        assert_eq!(verdict(expect_map(4, &[(0, Error), (1, Hang)], Some(1))), Verdict::Hung);
+        // The default chunksize: 20 tasks on 2 workers go 3 at a time (0-2, 3-5, ...).
+        assert_eq!(verdict(expect_map(20, &[(3, Error), (5, SigKill)], None)), Verdict::FailedLoudly);
+        assert_eq!(verdict(expect_map(20, &[(3, Error), (6, SigKill)], None)), Verdict::Hung);
+        assert_eq!(verdict(expect_map(20, &[(7, Error)], None)), Verdict::FailedLoudly);
+        assert_eq!(verdict(expect_map(20, &[], None)), Verdict::Completed);
     }
 }

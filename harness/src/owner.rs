@@ -93,7 +93,9 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     let mut line = String::new();
     stdin.read_line(&mut line).context("reading the plan")?;
     let plan: OwnerPlan = serde_json::from_str(&line).context("parsing the plan")?;
-    let kind: PoolKind = plan.pool.parse().map_err(anyhow::Error::msg)?;
+    let crate::target::Target::Pool(kind) = plan.pool else {
+        anyhow::bail!("{} is not one of our pools: `poolchaos owner` runs only those", plan.pool)
+    };
     let style = plan.style;
     if let Some((point, reason)) = not_applicable(kind, &plan.tasks) {
         emitter.emit(&Event::NotApplicable { point, reason });

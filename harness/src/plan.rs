@@ -149,14 +149,16 @@ impl Plan {
                 Some(FaultRecord {
                     kind: protocol::fault_kind_name(f.kind),
                     at: format!("task {} {}{times}", t.tag, protocol::fault_point_name(f.point)),
+                    storm: false,
                 })
             })
             .collect();
         for t in self.tasks.iter().filter(|t| self.is_oom(t)) {
             if let (Workload::Alloc { mib, .. }, Some(limit)) = (&t.work, self.memory_limit_mib) {
                 faults.push(FaultRecord {
-                    kind: "oom".into(),
+                    kind: protocol::OOM_FAULT.into(),
                     at: format!("task {} allocates {mib} MiB, over the run's {limit} MiB limit", t.tag),
+                    storm: false,
                 });
             }
         }
@@ -167,12 +169,13 @@ impl Plan {
                 Aim::RandomWorker => format!("a random worker, {} ms into the run", n.after_ms),
                 Aim::Owner => format!("the pool's owner, {} ms into the run", n.after_ms),
             };
-            faults.push(FaultRecord { kind: n.signal.name().into(), at: format!("{at} (from outside)") });
+            faults.push(FaultRecord { kind: n.signal.name().into(), at: format!("{at} (from outside)"), storm: false });
         }
         if let Some(storm) = &self.storm {
             faults.push(FaultRecord {
                 kind: storm.signal.name().into(),
                 at: format!("a random worker every {} ms (storm, from outside)", storm.every_ms),
+                storm: true,
             });
         }
         faults
@@ -217,7 +220,7 @@ pub fn explain(scenario: &Scenario, seed: u64) -> String {
 impl From<&Plan> for OwnerPlan {
     fn from(plan: &Plan) -> Self {
         OwnerPlan {
-            pool: plan.pool.to_string(),
+            pool: plan.pool.clone(),
             workers: plan.workers,
             style: plan.style,
             task_timeout_ms: plan.task_timeout.map(|t| t.as_millis() as u64),

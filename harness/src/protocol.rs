@@ -22,7 +22,7 @@
 //!   run is diagnosed, without trusting the pool.
 //!
 //! The harness adds its own events (`nemesis`, `deadline`, `owner-exit`,
-//! `leak`, `malformed` for an owner's line that is not an event) and stamps
+//! `leak`, `malformed` for an owner's line that is not an event, `oom-kill`) and stamps
 //! each with the milliseconds since the run started (`events.rs`).
 
 use std::fmt;
@@ -30,8 +30,11 @@ use std::fmt;
 use pools::{CallStyle, FaultKind, FaultPoint, Task};
 use serde::{Deserialize, Serialize};
 
+use crate::target::Target;
+
 /// Why a task has no result, as the wire names it (`pools::TaskError`'s kinds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// The task raised (or panicked); its worker lived on.
     Task,
@@ -51,11 +54,11 @@ impl ErrorKind {
 
     pub fn name(self) -> &'static str {
         match self {
-            ErrorKind::Task => "Task",
-            ErrorKind::WorkerLost => "WorkerLost",
-            ErrorKind::TimedOut => "TimedOut",
-            ErrorKind::PoolBroken => "PoolBroken",
-            ErrorKind::Terminated => "Terminated",
+            ErrorKind::Task => "task",
+            ErrorKind::WorkerLost => "worker-lost",
+            ErrorKind::TimedOut => "timed-out",
+            ErrorKind::PoolBroken => "pool-broken",
+            ErrorKind::Terminated => "terminated",
         }
     }
 
@@ -99,31 +102,32 @@ impl fmt::Display for Signal {
     }
 }
 
-/// The conventional name of a signal a process ended by: `SIGKILL`, or `signal 42`.
+/// The name of a signal a process ended by, spelled as [`Signal`] spells
+/// the ones the nemesis sends: `sigkill`, or `signal 42`.
 pub fn signal_name(signal: i32) -> String {
     let name = match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        17 => "SIGCHLD",
-        18 => "SIGCONT",
-        19 => "SIGSTOP",
-        20 => "SIGTSTP",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        31 => "SIGSYS",
+        1 => "sighup",
+        2 => "sigint",
+        3 => "sigquit",
+        4 => "sigill",
+        5 => "sigtrap",
+        6 => "sigabrt",
+        7 => "sigbus",
+        8 => "sigfpe",
+        9 => "sigkill",
+        10 => "sigusr1",
+        11 => "sigsegv",
+        12 => "sigusr2",
+        13 => "sigpipe",
+        14 => "sigalrm",
+        15 => "sigterm",
+        17 => "sigchld",
+        18 => "sigcont",
+        19 => "sigstop",
+        20 => "sigtstp",
+        24 => "sigxcpu",
+        25 => "sigxfsz",
+        31 => "sigsys",
         _ => return format!("signal {signal}"),
     };
     name.to_string()
@@ -142,6 +146,9 @@ pub const FAULT_KINDS: [(&str, FaultKind); 10] = [
     ("panic", FaultKind::Panic),
     ("sys-exit", FaultKind::SysExit),
 ];
+
+/// A task that allocates past the run's memory limit, as reports name the fault.
+pub const OOM_FAULT: &str = "oom";
 
 /// Where in a task's pipeline a self-placed fault fires, by name, in
 /// pipeline order (`FaultPoint`'s docs say what each is).
@@ -185,7 +192,7 @@ pub fn fault_point_name(point: FaultPoint) -> &'static str {
     FAULT_POINTS.iter().find(|(_, p)| *p == point).map_or("mid-task", |(n, _)| n)
 }
 
-/// The call style of a name (`map`, `apply`, `apply_async`, `map_async`).
+/// The call style of a name (`map`, `apply`, `apply-async`, `map-async`).
 pub fn call_style(name: &str) -> Option<CallStyle> {
     CallStyle::ALL.into_iter().find(|s| s.name() == name)
 }
@@ -220,11 +227,31 @@ mod style_name {
     }
 }
 
+/// Serde for a [`Target`] as its name (`supervised`, `py-pool-map@3.13/spawn`;
+/// a user's command is `custom`, and its words are not the plan's business).
+mod target_name {
+    use crate::target::Target;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(target: &Target, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&target.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Target, D::Error> {
+        let name = String::deserialize(d)?;
+        match name.as_str() {
+            "custom" => Ok(Target::Command(Vec::new())),
+            _ => name.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// What the harness hands the pool's owner on its stdin (one JSON object).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OwnerPlan {
     /// The pool or target, by name (`supervised`, `py-pebble`, ...).
-    pub pool: String,
+    #[serde(with = "target_name")]
+    pub pool: Target,
     pub workers: usize,
     #[serde(with = "style_name")]
     pub style: CallStyle,
@@ -281,6 +308,10 @@ pub enum Event {
     OwnerExit { signal: Option<i32>, code: Option<i32> },
     /// A process outlived the run.
     Leak { pid: u32, what: String },
+    /// The sandbox's OOM kill count had risen when the SIGKILLed worker
+    /// `pid`'s exit was seen (and the nemesis had not struck it): the OOM
+    /// killer's. `simulated`: the count is the RSS watchdog's, not the kernel's.
+    OomKill { pid: u32, simulated: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -351,14 +382,46 @@ impl OutcomeRecord {
         }
     }
 
-    /// The error as reports name it: `WorkerLost(SIGKILL)`, `PoolBroken(exit 0)`, `Task`.
-    pub fn error_name(&self) -> Option<String> {
+    /// The error as reports name it: `worker-lost(sigkill)`, `pool-broken(exit 0)`,
+    /// `task`; with `oom`, the mark of an OOM kill of its worker:
+    /// `worker-lost(sigkill, oom)`, or `worker-lost(sigkill, simulated-oom)`.
+    pub fn error_name(&self, oom: Option<OomMark>) -> Option<String> {
         let OutcomeRecord::Error { kind, signal, code, .. } = self else { return None };
+        let mark = match (signal, oom) {
+            (Some(_), Some(mark)) => format!(", {}", mark.name()),
+            _ => String::new(),
+        };
         Some(match (signal, code) {
-            (Some(sig), _) => format!("{kind}({})", signal_name(*sig)),
+            (Some(sig), _) => format!("{kind}({}{mark})", signal_name(*sig)),
             (None, Some(code)) => format!("{kind}(exit {code})"),
             (None, None) => kind.to_string(),
         })
+    }
+
+    /// The pid of the worker the error names, if it names one.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            OutcomeRecord::Error { pid, .. } => *pid,
+            _ => None,
+        }
+    }
+}
+
+/// Whose OOM kill a worker's death was ([`Event::OomKill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OomMark {
+    /// The kernel's OOM killer (the run's memory cgroup counted it).
+    Kernel,
+    /// The RSS watchdog's SIGKILL: a simulated OOM.
+    Simulated,
+}
+
+impl OomMark {
+    pub fn name(self) -> &'static str {
+        match self {
+            OomMark::Kernel => "oom",
+            OomMark::Simulated => "simulated-oom",
+        }
     }
 }
 
@@ -393,6 +456,17 @@ mod tests {
         }
         for (name, point) in FAULT_POINTS {
             assert_eq!((fault_point(name), fault_point_name(point)), (Some(point), name));
+            assert_eq!(serde_json::to_value(point).unwrap(), name, "one spelling: the wire's is the scenario's");
+        }
+        // One spelling: a fault kind's wire name is its scenario name (`exit` carries its code apart).
+        for (name, kind) in FAULT_KINDS {
+            let wire = serde_json::to_value(kind).unwrap();
+            match kind {
+                FaultKind::Exit(code) => {
+                    assert_eq!((wire, name), (serde_json::json!({ "exit": code }), &*format!("exit{code}")))
+                }
+                _ => assert_eq!(wire, name),
+            }
         }
         // Every point has its name, in pipeline order.
         assert_eq!(FAULT_POINTS.map(|(_, p)| p), pools::FaultPoint::ALL);
@@ -407,6 +481,8 @@ mod tests {
             attempts: Some(1),
             message: String::new(),
         };
-        assert_eq!(error.error_name().as_deref(), Some("WorkerLost(SIGKILL)"));
+        assert_eq!(error.error_name(None).as_deref(), Some("worker-lost(sigkill)"));
+        assert_eq!(error.error_name(Some(OomMark::Kernel)).as_deref(), Some("worker-lost(sigkill, oom)"));
+        assert_eq!(error.error_name(Some(OomMark::Simulated)).as_deref(), Some("worker-lost(sigkill, simulated-oom)"));
     }
 }

@@ -261,7 +261,7 @@ impl Report {
                 Some(e) => format!("{} (expected {e}) {MISMATCH}", run.verdict),
             };
             let breaks_whole = run.pool.parse::<Target>().is_ok_and(|t| oracle::design(&t).fails_bystanders);
-            let storm = run.faults.iter().any(|f| f.at.contains("(storm"));
+            let storm = run.faults.iter().any(|f| f.storm);
             let tasks = if run.verdict == Verdict::NotApplicable {
                 format!("tasks {} | not run", run.tasks.total)
             } else if run.verdict == Verdict::Hung || storm {
@@ -602,7 +602,7 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
-/// What the tasks got, counted per kind: `ok 6, Task 2`, `ok 3, WorkerLost(SIGKILL) 1, untouched 1, lost 1`.
+/// What the tasks got, counted per kind: `ok 6, task 2`, `ok 3, worker-lost(sigkill) 1, untouched 1, lost 1`.
 fn outcome_counts(run: &RunRecord) -> String {
     let t = &run.tasks;
     let mut parts = vec![format!("ok {}", t.ok)];

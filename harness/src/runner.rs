@@ -187,6 +187,8 @@ impl Run {
     /// Follows the run until the owner exits or the deadline passes.
     fn watch(&mut self, plan: &Plan, sandbox: &Sandbox, session: &Session, started: Instant) -> (Vec<Logged>, Ending) {
         let mut log = Log { started, events: Vec::new() };
+        // OOM kills already put on a worker's exit.
+        let mut oom_marked = 0;
         let mut ending = Ending::default();
         let mut nemesis = Nemesis::new(plan);
         let owner_pid = self.owner.id();
@@ -251,7 +253,14 @@ impl Run {
                     *moved = Instant::now();
                 }
                 let warmed = event == Event::WarmedUp;
+                let exited = match event {
+                    Event::WorkerExit { pid, signal: Some(9), .. } => Some(pid),
+                    _ => None,
+                };
                 log.push(event);
+                if let Some(pid) = exited {
+                    mark_oom(pid, sandbox, &mut oom_marked, &mut log);
+                }
                 if warmed {
                     self.strike_idle_worker(plan, sandbox, &mut log);
                     if let Some(bench) = plan.bench {
@@ -386,6 +395,19 @@ struct Log {
 impl Log {
     fn push(&mut self, event: Event) {
         self.events.push(Logged { t_ms: self.started.elapsed().as_millis() as u64, event });
+    }
+}
+
+/// Marks the SIGKILLed worker `pid` as the OOM killer's if the sandbox
+/// counts more OOM kills than were marked so far and the nemesis did not
+/// strike it. The kernel counts the kill before it sends the SIGKILL, so the
+/// count has risen by the time the worker's exit is seen; two workers killed
+/// at once are marked in the order their exits are seen.
+fn mark_oom(pid: u32, sandbox: &Sandbox, marked: &mut u64, log: &mut Log) {
+    let struck = log.events.iter().any(|l| matches!(l.event, Event::Nemesis { pid: p, .. } if p == pid));
+    if !struck && sandbox.oom_kills() > *marked {
+        *marked += 1;
+        log.push(Event::OomKill { pid, simulated: sandbox.mechanism().simulated_oom() });
     }
 }
 

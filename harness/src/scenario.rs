@@ -8,7 +8,7 @@
 //! ```toml
 //! description = "The seed's program: one worker, one long task, SIGKILLed mid-task."
 //! workers = 1
-//! style = "map"                 # map | apply | apply_async | map_async
+//! style = "map"                 # map | apply | apply-async | map-async
 //! deadline_ms = 3000            # past this the run is hung and torn down
 //! memory_limit_mib = 256        # the run's memory cgroup (optional)
 //! task_timeout_ms = 1000        # per-task deadline, for pools that have one (optional)
@@ -540,7 +540,11 @@ impl Raw {
             error(
                 at(self.style.span()),
                 "style",
-                format!("unknown call style {:?} (known: map, apply, apply_async, map_async)", self.style.get_ref()),
+                format!(
+                    "unknown call style {:?} (known: {})",
+                    self.style.get_ref(),
+                    CallStyle::ALL.map(CallStyle::name).join(", ")
+                ),
             )
         })?;
         if *self.deadline_ms.get_ref() == 0 {
@@ -784,6 +788,30 @@ impl RawGroup {
     }
 }
 
+/// A scenario for unit tests to adjust: `tasks` mapped on 2 workers, a 1 s
+/// deadline, one attempt, no faults from outside, no expectations.
+#[cfg(test)]
+pub(crate) fn for_tests(tasks: Vec<TaskGroup>) -> Scenario {
+    Scenario {
+        name: "t".into(),
+        path: Default::default(),
+        description: "t".into(),
+        workers: 2,
+        style: CallStyle::Map,
+        deadline_ms: 1000,
+        memory_limit_mib: None,
+        task_timeout_ms: None,
+        max_attempts: 1,
+        seed: None,
+        tasks,
+        nemesis: Vec::new(),
+        random: None,
+        storm: None,
+        expect: Vec::new(),
+        peer: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -876,7 +904,7 @@ naive = "hung"
     }
 
     const PEER: &str =
-        "\n[peer]\ntest = \"t\"\ntarget = \"naive\"\nraises = \"X\"\nverdict = \"hung\"\nerror = \"PoolBroken\"\n";
+        "\n[peer]\ntest = \"t\"\ntarget = \"naive\"\nraises = \"X\"\nverdict = \"hung\"\nerror = \"pool-broken\"\n";
 
     #[test]
     fn every_stage_is_a_fault_point_and_a_peer_expectation_reads_as_written() {
@@ -912,8 +940,8 @@ naive = "hung"
             "s.toml:25:10: peer.target: polling is not in [expect]: the peer's pool must run"
         );
         assert!(
-            err(&format!("{GOOD}{}", PEER.replace("PoolBroken", "Crashed")))
-                .starts_with("s.toml:28:9: peer.error: unknown error kind \"Crashed\" (known: Task, WorkerLost")
+            err(&format!("{GOOD}{}", PEER.replace("pool-broken", "crashed")))
+                .starts_with("s.toml:28:9: peer.error: unknown error kind \"crashed\" (known: task, worker-lost")
         );
         assert!(
             err(&format!("{GOOD}{}", PEER.replace("\"hung\"", "\"stuck\"")))

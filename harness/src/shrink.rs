@@ -1,6 +1,7 @@
 //! Shrinking: a failing plan made as small as it can be while it still fails
-//! the same way. Greedy, in the spirit of delta debugging: drop the storm,
-//! then each strike from outside, then each fault, then fault-free tasks in
+//! the same way. Greedy, in the spirit of delta debugging: keep each fault
+//! alone (storm, strike from outside, self-placed fault, OOM task), then drop
+//! the faults in halves down to one at a time, then fault-free tasks in
 //! halving chunks, then make what is left cheap. Every candidate is a real
 //! run, so the number of candidates is bounded, and so is the time: past its
 //! deadline a shrink keeps what it has.
@@ -46,28 +47,34 @@ pub fn shrink(failing: &Scenario, deadline: Instant, still_fails: &dyn Fn(&Scena
         }
         ok
     };
-    if best.storm.is_some() {
-        let mut c = best.clone();
-        c.storm = None;
-        attempt(c, &mut best);
-    }
-    let mut i = 0;
-    while i < best.nemesis.len() {
-        let mut c = best.clone();
-        c.nemesis.remove(i);
-        if !attempt(c, &mut best) {
-            i += 1;
+    // The faults (storm, strikes, self-placed faults, OOM tasks). A candidate
+    // that still fails costs its runs in full (a hang: its deadline, twice),
+    // one that does not is usually quick, so the boldest cuts go first: each
+    // fault alone, then halves dropped, down to one at a time.
+    let all = units(&best);
+    if all.len() > 1 {
+        for keep in 0..all.len() {
+            let drop: Vec<Unit> = all.iter().enumerate().filter(|&(i, _)| i != keep).map(|(_, u)| *u).collect();
+            if attempt(without_units(&best, &drop), &mut best) {
+                break;
+            }
         }
     }
-    for i in 0..best.tasks.len() {
-        let faulty = best.tasks[i].fault.is_some() || matches!(best.tasks[i].work, Workload::Alloc { .. });
-        if faulty {
-            let mut c = best.clone();
-            c.tasks[i].fault = None;
-            if matches!(c.tasks[i].work, Workload::Alloc { .. }) {
-                c.tasks[i].work = Workload::Echo(vec![b'x']);
+    let mut chunk = units(&best).len().div_ceil(2).max(1);
+    loop {
+        let all = units(&best);
+        let mut removed_any = false;
+        for piece in all.chunks(chunk) {
+            if attempt(without_units(&best, piece), &mut best) {
+                removed_any = true;
+                break;
             }
-            attempt(c, &mut best);
+        }
+        if budget.get() == 0 || (!removed_any && chunk == 1) {
+            break;
+        }
+        if !removed_any {
+            chunk = chunk.div_ceil(2);
         }
     }
     // Fault-free tasks nobody strikes, in halving chunks.
@@ -107,6 +114,43 @@ pub fn shrink(failing: &Scenario, deadline: Instant, still_fails: &dyn Fn(&Scena
     best
 }
 
+/// One fault of a scenario, as the shrinker drops them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Storm,
+    Strike(usize),
+    /// A task's self-placed fault, or its OOM allocation.
+    Task(usize),
+}
+
+fn units(s: &Scenario) -> Vec<Unit> {
+    let storm = s.storm.iter().map(|_| Unit::Storm);
+    let strikes = (0..s.nemesis.len()).map(Unit::Strike);
+    let tasks = (0..s.tasks.len())
+        .filter(|&i| s.tasks[i].fault.is_some() || matches!(s.tasks[i].work, Workload::Alloc { .. }))
+        .map(Unit::Task);
+    storm.chain(strikes).chain(tasks).collect()
+}
+
+/// `s` without the faults `drop`: the tasks stay, fault-free (an allocation becomes an echo).
+fn without_units(s: &Scenario, drop: &[Unit]) -> Scenario {
+    let mut c = s.clone();
+    if drop.contains(&Unit::Storm) {
+        c.storm = None;
+    }
+    c.nemesis =
+        s.nemesis.iter().enumerate().filter(|&(i, _)| !drop.contains(&Unit::Strike(i))).map(|(_, n)| *n).collect();
+    for (i, task) in c.tasks.iter_mut().enumerate() {
+        if drop.contains(&Unit::Task(i)) {
+            task.fault = None;
+            if matches!(task.work, Workload::Alloc { .. }) {
+                task.work = Workload::Echo(vec![b'x']);
+            }
+        }
+    }
+    c
+}
+
 /// One group per task, so tasks can be dropped one by one.
 fn explode(s: &Scenario) -> Scenario {
     let mut out = s.clone();
@@ -143,7 +187,7 @@ mod tests {
     use crate::protocol::Signal;
     use crate::scenario::{Nemesis, SelfFault, TaskGroup};
     use crate::verdict::Verdict;
-    use pools::{CallStyle, FaultKind, FaultPoint, PoolKind};
+    use pools::{FaultKind, FaultPoint, PoolKind};
 
     fn scenario() -> Scenario {
         let echo = || TaskGroup { count: 1, work: Workload::Echo(vec![1]), fault: None };
@@ -153,22 +197,10 @@ mod tests {
         tasks[12].fault = Some(kill);
         tasks[15].work = Workload::Sleep { ms: 50 };
         Scenario {
-            name: "t".into(),
-            path: Default::default(),
-            description: "t".into(),
-            workers: 2,
-            style: CallStyle::Map,
-            deadline_ms: 1000,
-            memory_limit_mib: None,
-            task_timeout_ms: None,
             max_attempts: 3,
-            seed: None,
-            tasks,
             nemesis: vec![Nemesis { signal: Signal::Sigkill, target: Aim::Task(15), after_ms: 5 }],
-            random: None,
-            storm: None,
             expect: vec![(crate::target::Target::Pool(PoolKind::Supervised), Verdict::Completed)],
-            peer: None,
+            ..crate::scenario::for_tests(tasks)
         }
     }
 
@@ -186,6 +218,38 @@ mod tests {
         let c = without_tasks(&scenario(), &[0, 1]);
         assert_eq!(c.nemesis[0].target, Aim::Task(13));
         assert_eq!(c.tasks[13].work, Workload::Sleep { ms: 50 });
+    }
+
+    #[test]
+    fn the_first_candidate_kept_has_one_fault_and_two_needed_faults_both_stay() {
+        // Seven faults (a storm, two strikes, four self-placed); only task 12's matters.
+        let mut s = scenario();
+        s.storm = Some(crate::scenario::Storm { every_ms: 50, signal: Signal::Sigkill });
+        s.nemesis.push(Nemesis { signal: Signal::Sigkill, target: Aim::RandomWorker, after_ms: 5 });
+        let kill = SelfFault { kind: FaultKind::SigKill, at: FaultPoint::MidTask, times: 1 };
+        s.tasks[3].fault = Some(SelfFault { kind: FaultKind::Hang, ..kill });
+        s.tasks[12].fault = Some(SelfFault { kind: FaultKind::Error, ..kill });
+        s.tasks[17].fault = Some(kill);
+        assert_eq!(fault_count(&s), 7);
+        let raises = |s: &Scenario| s.tasks.iter().any(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Error));
+        // What each run that still failed cost: a hang costs its deadline, so these must be few.
+        let kept = std::cell::RefCell::new(Vec::new());
+        let small = shrink(&s, Instant::now() + Duration::from_secs(60), &|c| {
+            let fails = raises(c);
+            if fails {
+                kept.borrow_mut().push(fault_count(c));
+            }
+            fails
+        });
+        assert_eq!(fault_count(&small), 1);
+        assert_eq!(kept.borrow()[..CONFIRM], [1; CONFIRM], "the first kept candidate is the fault alone");
+        // Two faults that fail only together: both stay, the other five go.
+        let both = |s: &Scenario| {
+            let kinds: Vec<_> = s.tasks.iter().filter_map(|t| t.fault.map(|f| f.kind)).collect();
+            kinds.contains(&FaultKind::Error) && kinds.contains(&FaultKind::Hang)
+        };
+        let small = shrink(&s, Instant::now() + Duration::from_secs(60), &both);
+        assert_eq!(fault_count(&small), 2, "{small:?}");
     }
 
     #[test]

@@ -107,10 +107,13 @@ pub struct TaskCounts {
 /// A fault the run injected, as planned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRecord {
-    /// `sigkill`, `oom`, `hang`, ...
+    /// `sigkill`, `oom`, `hang`, ... (named by `protocol`).
     pub kind: String,
     /// Where: `task 3 mid-task`, `worker of task 0 after 300 ms`, `owner`, ...
     pub at: String,
+    /// A kill storm's: which of its strikes hit what is timing, not behaviour.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub storm: bool,
 }
 
 /// A worker process that ended during the run, as its pool reaped it.
@@ -130,7 +133,7 @@ pub struct RunRecord {
     pub verdict: Verdict,
     pub expected: Option<Verdict>,
     pub tasks: TaskCounts,
-    /// Error kinds (`WorkerLost(SIGKILL)`, `TimedOut`, ...) and how many tasks got each.
+    /// Error kinds (`worker-lost(sigkill)`, `timed-out`, ...) and how many tasks got each.
     pub errors: BTreeMap<String, usize>,
     pub faults: Vec<FaultRecord>,
     pub worker_exits: Vec<ExitRecord>,

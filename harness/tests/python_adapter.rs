@@ -125,18 +125,4 @@ fn the_python_side_spells_every_name_as_the_rust_side_does() {
         theirs.sort();
         assert_eq!(theirs, ours, "protocol.py's {name} against the Rust side");
     }
-    // And each fault point's scenario name, as the Python side reports a point it lacks.
-    let out = Command::new(harness::target::python(&root, None))
-        .args(["-c", "import json; from poolchaos_targets import protocol as p; print(json.dumps(p.POINT_NAMES))"])
-        .env("PYTHONPATH", root.join("targets/python"))
-        .output()
-        .expect("start python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let theirs: std::collections::BTreeMap<String, String> =
-        serde_json::from_slice(&out.stdout).expect("POINT_NAMES as JSON");
-    let ours: std::collections::BTreeMap<String, String> = FAULT_POINTS
-        .iter()
-        .filter_map(|(name, p)| Some((unit(serde_json::to_value(p).unwrap())?, name.to_string())))
-        .collect();
-    assert_eq!(theirs, ours, "protocol.py's POINT_NAMES against FAULT_POINTS");
 }

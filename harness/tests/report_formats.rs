@@ -23,7 +23,7 @@ fn tasks(total: usize, ok: usize, failed: usize, lost: usize) -> TaskCounts {
 }
 
 fn fault(kind: &str, at: &str) -> Vec<FaultRecord> {
-    vec![FaultRecord { kind: kind.into(), at: at.into() }]
+    vec![FaultRecord { kind: kind.into(), at: at.into(), storm: false }]
 }
 
 fn exit(pid: u32, signal: Option<i32>, code: Option<i32>) -> ExitRecord {
@@ -75,7 +75,7 @@ fn synthetic() -> Report {
 
     let mut r = run(kill, "polling", "map", FailedLoudly, Some(FailedLoudly));
     r.tasks = tasks(4, 3, 1, 0);
-    r.errors = BTreeMap::from([("WorkerLost(SIGKILL)".into(), 1)]);
+    r.errors = BTreeMap::from([("worker-lost(sigkill)".into(), 1)]);
     r.faults = fault("sigkill", "task 1 mid-task");
     r.worker_exits = vec![exit(4251, Some(9), None), exit(4250, None, Some(0)), exit(4252, None, Some(0))];
     r.elapsed_ms = 131;
@@ -88,7 +88,7 @@ fn synthetic() -> Report {
     runs.push(r);
 
     // OOM on a big batch.
-    let mut r = run(oom, "naive", "map_async", Hung, Some(Hung));
+    let mut r = run(oom, "naive", "map-async", Hung, Some(Hung));
     r.tasks = tasks(16, 12, 0, 4);
     r.faults = fault("oom", "task 5 mid-task");
     r.worker_exits = vec![exit(5001, Some(9), None)];
@@ -97,16 +97,16 @@ fn synthetic() -> Report {
     r.elapsed_ms = 5_010;
     runs.push(r);
 
-    let mut r = run(oom, "polling", "map_async", FailedLoudly, Some(FailedLoudly));
+    let mut r = run(oom, "polling", "map-async", FailedLoudly, Some(FailedLoudly));
     r.tasks = tasks(16, 15, 1, 0);
-    r.errors = BTreeMap::from([("WorkerLost(SIGKILL)".into(), 1)]);
+    r.errors = BTreeMap::from([("worker-lost(sigkill)".into(), 1)]);
     r.faults = fault("oom", "task 5 mid-task");
     r.worker_exits = vec![exit(5011, Some(9), None)];
     r.oom_kills = 1;
     r.elapsed_ms = 402;
     runs.push(r);
 
-    let mut r = run(oom, "supervised", "map_async", Hung, Some(FailedLoudly));
+    let mut r = run(oom, "supervised", "map-async", Hung, Some(FailedLoudly));
     r.tasks = tasks(16, 14, 0, 2);
     r.faults = fault("oom", "task 5 mid-task");
     r.worker_exits = vec![exit(5021, Some(9), None), exit(5024, Some(9), None)];
@@ -121,15 +121,15 @@ fn synthetic() -> Report {
     runs.push(r);
 
     // No fault at all.
-    let mut r = run(clean, "naive", "apply_async", Completed, None);
+    let mut r = run(clean, "naive", "apply-async", Completed, None);
     r.worker_exits = vec![exit(6000, None, Some(0)), exit(6001, None, Some(0))];
     runs.push(r);
 
-    let mut r = run(clean, "polling", "apply_async", Completed, Some(Completed));
+    let mut r = run(clean, "polling", "apply-async", Completed, Some(Completed));
     r.elapsed_ms = 98;
     runs.push(r);
 
-    let mut r = run(clean, "supervised", "apply_async", Leaked, Some(Completed));
+    let mut r = run(clean, "supervised", "apply-async", Leaked, Some(Completed));
     r.leaks = vec!["process 6021 (poolchaos-worker), still running after teardown".into()];
     r.elapsed_ms = 640;
     runs.push(r);
@@ -332,11 +332,11 @@ fn the_report_ends_with_how_many_runs_match_the_peers_expectation() {
     };
     let mut report = synthetic();
     let mut met = run("crash-at-unpickle", "py-ppe", "apply", Verdict::FailedLoudly, Some(Verdict::FailedLoudly));
-    met.errors = BTreeMap::from([("PoolBroken(SIGSEGV)".into(), 1)]);
+    met.errors = BTreeMap::from([("pool-broken(sigsegv)".into(), 1)]);
     met.peer = Some(PeerCheck::of(&peer, &met));
     let mut wrong_kind = met.clone();
     wrong_kind.pool = "py-ppe@3.13/spawn".into();
-    wrong_kind.errors = BTreeMap::from([("Task".into(), 1)]);
+    wrong_kind.errors = BTreeMap::from([("task".into(), 1)]);
     wrong_kind.peer = Some(PeerCheck::of(&peer, &wrong_kind));
     let mut hung = met.clone();
     hung.pool = "py-ppe@3.12/fork".into();

@@ -286,7 +286,7 @@ fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
     for (i, (at, kind)) in cases.iter().enumerate() {
         let expect: String = pools.iter().map(|p| format!("{p} = \"not-applicable\"\n")).collect();
         let text = format!(
-            "description = \"d\"\nworkers = 2\nstyle = \"apply_async\"\ndeadline_ms = 5000\n\n[[tasks]]\n\
+            "description = \"d\"\nworkers = 2\nstyle = \"apply-async\"\ndeadline_ms = 5000\n\n[[tasks]]\n\
              work = {{ echo = 8 }}\nfault = {{ kind = \"{kind}\", at = \"{at}\" }}\n\n[expect]\n{expect}"
         );
         std::fs::write(dir.path().join(format!("p{i:02}.toml")), text).expect("write");
@@ -305,5 +305,58 @@ fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
         let mut other = run.clone();
         other.expected = Some(Verdict::Completed);
         assert!(!other.as_expected(), "not-applicable is never a pass");
+    }
+}
+
+/// A worker the OOM killer ended is marked so: of two workers SIGKILLed one
+/// after the other, the one whose allocation passed the run's memory limit
+/// is `worker-lost(sigkill, oom)` (the cgroup's `oom_kill` count rose by the
+/// time its exit was seen), the one that SIGKILLed itself is not. Under the
+/// RSS watchdog (`POOLCHAOS_NO_CGROUP=1`) the mark says the kill was simulated.
+#[test]
+fn a_worker_the_oom_killer_ended_is_marked_oom_and_a_watchdog_kill_simulated() {
+    let host = common::host_mechanism();
+    assert_ne!(host, OomMechanism::RssWatchdog, "these need cgroups: a real kernel OOM kill");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("oom-then-kill.toml");
+    std::fs::write(
+        &file,
+        r#"description = "one worker; an allocation past the limit, then a task that SIGKILLs itself"
+workers = 1
+style = "map"
+deadline_ms = 30000
+memory_limit_mib = 96
+
+[[tasks]]
+count = 1
+work = { alloc_mib = 1024 }
+
+[[tasks]]
+count = 1
+work = { echo = 4 }
+fault = { kind = "sigkill", at = "mid-task" }
+
+[expect]
+per-task = "failed-loudly"
+"#,
+    )
+    .expect("write");
+    for (no_cgroup, mark) in [(false, "oom"), (true, "simulated-oom")] {
+        let mut cmd = poolchaos();
+        cmd.args(["run", "--format", "json"]).arg(&file);
+        if no_cgroup {
+            cmd.env(harness::sandbox::NO_CGROUP_ENV, "1");
+        }
+        let out = cmd.output().expect("run poolchaos");
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: harness::report::Report = serde_json::from_slice(&out.stdout).expect("report json");
+        let [run] = &report.runs[..] else { panic!("one run: {:?}", report.runs) };
+        let want = std::collections::BTreeMap::from([
+            (format!("worker-lost(sigkill, {mark})"), 1),
+            ("worker-lost(sigkill)".to_string(), 1),
+        ]);
+        assert_eq!(run.errors, want, "{:?}", run.diagnosis);
+        let mechanism = run.mechanism.as_ref().map(|m| m.kind);
+        assert_eq!(mechanism, Some(if no_cgroup { OomMechanism::RssWatchdog } else { host }));
     }
 }

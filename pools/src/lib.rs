@@ -250,8 +250,8 @@ impl CallStyle {
         match self {
             CallStyle::Map => "map",
             CallStyle::Apply => "apply",
-            CallStyle::ApplyAsync => "apply_async",
-            CallStyle::MapAsync => "map_async",
+            CallStyle::ApplyAsync => "apply-async",
+            CallStyle::MapAsync => "map-async",
         }
     }
 }

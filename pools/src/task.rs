@@ -23,6 +23,7 @@ pub struct Task {
 
 /// What a task computes. Every variant has a result that depends only on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Workload {
     /// Return these bytes.
     Echo(Vec<u8>),
@@ -45,12 +46,16 @@ pub struct Fault {
     pub times: u32,
 }
 
-/// How the worker dies or misbehaves.
+/// How the worker dies or misbehaves. Spelled as the harness's protocol
+/// spells it everywhere (a signal's name is one word: `sigkill`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// `kill(getpid(), SIGKILL)`: what the OOM killer does.
+    #[serde(rename = "sigkill")]
     SigKill,
     /// A real invalid memory access.
+    #[serde(rename = "sigsegv")]
     SigSegv,
     /// `abort()`: SIGABRT.
     Abort,
@@ -59,6 +64,7 @@ pub enum FaultKind {
     /// Never return.
     Hang,
     /// `kill(getpid(), SIGSTOP)`: frozen until someone continues or kills it.
+    #[serde(rename = "sigstop")]
     SigStop,
     /// The task returns an error; the worker survives.
     Error,
@@ -75,6 +81,7 @@ pub enum FaultKind {
 /// Each stage of a pool's pipeline, in the order a task meets them; a pool
 /// without a stage says so (the harness reports the run `not-applicable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultPoint {
     /// In the parent, while it encodes the task for a worker.
     Encode,
@@ -91,7 +98,8 @@ pub enum FaultPoint {
     /// In the worker, while it encodes the result.
     EncodeResult,
     /// After part of the result frame is written to the channel
-    /// (`transport-result` in scenario files).
+    /// (`transport-result`, on the wire as in scenario files).
+    #[serde(rename = "transport-result")]
     WriteResult,
     /// In the parent, while it decodes the result.
     DecodeResult,

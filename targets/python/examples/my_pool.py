@@ -59,12 +59,12 @@ from poolchaos_targets.work import WARMUP_TAG, armed, run_task, worker_init  # n
 #: The stages this pool does not have, and why: a plan with a fault at one
 #: of them is reported `not-applicable`, and nothing runs.
 MISSING = {
-    "Callback": "MyPool takes no callbacks",
-    "Close": "MyPool is shut down only after every task is over",
-    "Terminate": "MyPool has no terminate",
-    "Join": "MyPool is shut down only after every task is over",
-    "Recycle": "MyPool has no limit of tasks per worker",
-    "Spawn": "the adapter does not place faults at `spawn` yet",
+    "callback": "MyPool takes no callbacks",
+    "close": "MyPool is shut down only after every task is over",
+    "terminate": "MyPool has no terminate",
+    "join": "MyPool is shut down only after every task is over",
+    "recycle": "MyPool has no limit of tasks per worker",
+    "spawn": "the adapter does not place faults at `spawn` yet",
 }
 
 BrokenProcessPool = concurrent.futures.process.BrokenProcessPool
@@ -115,9 +115,9 @@ class MyPool:
                         attempts[i] += 1  # lost with the pool: try again on a new one
                         continue
                     tries = attempts[i] + 1
-                    on_outcome(i, error("PoolBroken", f"gave up after {tries} attempts: {e}", attempts=tries))
+                    on_outcome(i, error("pool-broken", f"gave up after {tries} attempts: {e}", attempts=tries))
                 except (Exception, SystemExit) as e:  # SystemExit: a task that called sys.exit
-                    on_outcome(i, error("Task", f"{type(e).__name__}: {e}"))
+                    on_outcome(i, error("task", f"{type(e).__name__}: {e}"))
                 else:
                     on_outcome(i, ok_or_wrong(tasks[i], value))
                 del attempts[i]
@@ -142,7 +142,7 @@ def main():
     emitter.ready()  # 3. ready, outcomes, finished
     watcher = ExitWatcher(emitter).start()  # optional: worker-exit events, for the diagnosis
     if plan.get("warmup"):
-        warm = {"tag": WARMUP_TAG, "work": {"Echo": list(b"warm-up")}, "fault": None}
+        warm = {"tag": WARMUP_TAG, "work": {"echo": list(b"warm-up")}, "fault": None}
         pool.run_all([warm], lambda i, record: None)
         emitter.emit("warmed-up")
         wait_for_go(stdin)  # the harness may kill an idle worker now

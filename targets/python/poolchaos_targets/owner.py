@@ -97,7 +97,7 @@ def run(name, cls, plan, emitter, stdin, method=None):
         emitter.ready()
         target.watcher.start()
         if plan["warmup"]:
-            task = {"tag": WARMUP_TAG, "work": {"Echo": list(b"warm-up")}, "fault": None}
+            task = {"tag": WARMUP_TAG, "work": {"echo": list(b"warm-up")}, "fault": None}
             value = target.warmup(task)
             if ok_or_wrong(task, value)["status"] != "ok":
                 raise RuntimeError(f"the warm-up task returned a wrong result: {value!r:.80}")

@@ -26,45 +26,28 @@ import threading
 
 from . import work
 
-STYLES = ("map", "apply", "apply_async", "map_async")
-WORKLOADS = ("Echo", "Spin", "Sleep", "Alloc", "Large")
-FAULT_KINDS = ("SigKill", "SigSegv", "Abort", "Hang", "SigStop", "Error", "Panic", "SysExit")
+STYLES = ("map", "apply", "apply-async", "map-async")
+WORKLOADS = ("echo", "spin", "sleep", "alloc", "large")
+FAULT_KINDS = ("sigkill", "sigsegv", "abort", "hang", "sigstop", "error", "panic", "sys-exit")
+#: In pipeline order, spelled as in scenario files (harness/src/protocol.rs FAULT_POINTS).
 FAULT_POINTS = (
-    "Encode",
-    "Transport",
-    "Init",
-    "Decode",
-    "MidTask",
-    "EncodeResult",
-    "WriteResult",
-    "DecodeResult",
-    "AfterResult",
-    "Callback",
-    "Close",
-    "Terminate",
-    "Join",
-    "Recycle",
-    "Spawn",
+    "encode",
+    "transport",
+    "init",
+    "decode",
+    "mid-task",
+    "encode-result",
+    "transport-result",
+    "decode-result",
+    "after-result",
+    "callback",
+    "close",
+    "terminate",
+    "join",
+    "recycle",
+    "spawn",
 )
-#: Each point's name in scenario files (harness/src/protocol.rs FAULT_POINTS).
-POINT_NAMES = {
-    "Encode": "encode",
-    "Transport": "transport",
-    "Init": "init",
-    "Decode": "decode",
-    "MidTask": "mid-task",
-    "EncodeResult": "encode-result",
-    "WriteResult": "transport-result",
-    "DecodeResult": "decode-result",
-    "AfterResult": "after-result",
-    "Callback": "callback",
-    "Close": "close",
-    "Terminate": "terminate",
-    "Join": "join",
-    "Recycle": "recycle",
-    "Spawn": "spawn",
-}
-ERROR_KINDS = ("Task", "WorkerLost", "TimedOut", "PoolBroken", "Terminated")
+ERROR_KINDS = ("task", "worker-lost", "timed-out", "pool-broken", "terminated")
 # What an owner may write on stdout, and the callbacks it reports. The Rust
 # side (harness/src/protocol.rs) spells the same names; a test compares them.
 EVENTS = (
@@ -163,7 +146,7 @@ def check_task(task, where):
     if fault is None:
         return
     kind = fault.get("kind") if isinstance(fault, dict) else None
-    exit_kind = isinstance(kind, dict) and list(kind) == ["Exit"] and isinstance(kind["Exit"], int)
+    exit_kind = isinstance(kind, dict) and list(kind) == ["exit"] and isinstance(kind["exit"], int)
     if not (kind in FAULT_KINDS or exit_kind):
         raise PlanError(f"{where}: unknown fault kind {kind!r}")
     if fault.get("point") not in FAULT_POINTS:
@@ -428,18 +411,18 @@ def prepare_owner():
 
 def prepare_start_faults(plan):
     """Call once in the owner before the pool starts, when a task of the
-    plan has an `Init` or `Recycle` fault: fills a pipe with one start token
-    per worker start (`work.worker_init` takes one each): for `Init`, the
-    first `times` starts fire; for `Recycle`, the pool's first `workers`
+    plan has an `init` or `recycle` fault: fills a pipe with one start token
+    per worker start (`work.worker_init` takes one each): for `init`, the
+    first `times` starts fire; for `recycle`, the pool's first `workers`
     starts are clean and the next `times` (the replacements) fire."""
     for task in plan["tasks"]:
         fault = task.get("fault")
-        if fault and fault["point"] in ("Init", "Recycle"):
+        if fault and fault["point"] in ("init", "recycle"):
             break
     else:
         return
     times = min(fault.get("times", 1), 4096)
-    tokens = (b"s" * plan["workers"] if fault["point"] == "Recycle" else b"") + b"f" * times
+    tokens = (b"s" * plan["workers"] if fault["point"] == "recycle" else b"") + b"f" * times
     reader, writer = os.pipe()
     os.set_blocking(reader, False)
     os.write(writer, tokens)
@@ -451,13 +434,13 @@ def prepare_start_faults(plan):
 
 
 def missing_stage(plan, missing):
-    """(point's scenario name, why) for the first fault of the plan at a
-    stage in `missing` (`{wire point name: why this pool lacks it}`), or
-    None. An owner reports it as `not-applicable` and runs nothing."""
+    """(point, why) for the first fault of the plan at a stage in `missing`
+    (`{point: why this pool lacks it}`), or None. An owner reports it as
+    `not-applicable` and runs nothing."""
     for task in plan["tasks"]:
         fault = task.get("fault")
         if fault and fault["point"] in missing:
-            return POINT_NAMES[fault["point"]], missing[fault["point"]]
+            return fault["point"], missing[fault["point"]]
     return None
 
 

@@ -26,14 +26,14 @@ import re
 import signal
 import time
 
-from .protocol import POINT_NAMES, ExitWatcher, describe_exit, error, exit_fields, missing_stage
+from .protocol import FAULT_POINTS, ExitWatcher, describe_exit, error, exit_fields, missing_stage
 from .work import InjectedError, InjectedPanic, armed, fire, run_task, set_stage, worker_init
 
 #: What a call may raise that the adapter reports: every exception, and the
-#: SystemExit of a task that called sys.exit (the `SysExit` fault).
+#: SystemExit of a task that called sys.exit (the `sys-exit` fault).
 CAUGHT = (Exception, SystemExit)
 #: The points at which the task's worker dies while the owner ends the pool.
-LIFECYCLE = ("Close", "Terminate", "Join")
+LIFECYCLE = ("close", "terminate", "join")
 
 #: The start methods a target can be asked for (`--start-method`); without
 #: one, each target uses its own default (`default_method`).
@@ -79,8 +79,8 @@ class Target:
         self.armed = [armed(t) for t in self.tasks]
         points = {t["fault"]["point"] for t in self.tasks if t.get("fault")}
         #: The initializer, when a fault fires as a worker starts or in its channel.
-        self.needs_init = bool(points & {"Init", "Recycle", "Transport"})
-        self.recycles = "Recycle" in points
+        self.needs_init = bool(points & {"init", "recycle", "transport"})
+        self.recycles = "recycle" in points
         #: The stage at which the owner ends the pool under a dying worker, if any.
         self.lifecycle = next((p for p in LIFECYCLE if p in points), None)
         # perf_counter_ns() when a whole-batch call returned, before its
@@ -96,24 +96,24 @@ class Target:
         return None
 
     def missing_stage(self, point):
-        """Why this target has no stage `point` (a wire name), or None if it has it."""
+        """Why this target has no stage `point`, or None if it has it."""
         style = self.style or self.plan["style"]
-        asynchronous = style in ("apply_async", "map_async")
-        if point == "Spawn":
+        asynchronous = style in ("apply-async", "map-async")
+        if point == "spawn":
             return "the Python adapter does not place faults at `spawn` yet"
-        if point == "Callback" and not asynchronous:
+        if point == "callback" and not asynchronous:
             return f"a `{style}` call takes no callbacks"
         if point in LIFECYCLE and not asynchronous:
             return f"a `{style}` call returns when every task is over: no task runs while the pool is ended"
-        if point == "Terminate" and not self.can_terminate:
+        if point == "terminate" and not self.can_terminate:
             return f"{self.name} has no way to terminate its workers"
-        if point == "Recycle" and self.recycle_kwargs() is None:
+        if point == "recycle" and self.recycle_kwargs() is None:
             return f"{self.name} has no limit of tasks per worker"
         return None
 
     def not_applicable(self):
         """(point, why) for the first fault of the plan at a stage this target lacks, or None."""
-        missing = {p: self.missing_stage(p) for p in POINT_NAMES}
+        missing = {p: self.missing_stage(p) for p in FAULT_POINTS}
         return missing_stage(self.plan, {p: why for p, why in missing.items() if why is not None})
 
     def pool_kwargs(self):
@@ -127,21 +127,21 @@ class Target:
         """Ends the pool at the plan's lifecycle stage (`close()` then
         `join()`, or `terminate()` then `join()`), naming the stage for the
         worker that dies in it just before the call that enters it."""
-        if self.lifecycle == "Terminate":
-            set_stage("Terminate")
+        if self.lifecycle == "terminate":
+            set_stage("terminate")
             terminate()
         else:
-            if self.lifecycle == "Close":
-                set_stage("Close")
+            if self.lifecycle == "close":
+                set_stage("close")
             close()
             set_stage(self.lifecycle)
         join()
 
     def callback_fault(self, indices):
-        """Fires, in the owner's callback, the `Callback` fault of the first of `indices` that has one."""
+        """Fires, in the owner's callback, the `callback` fault of the first of `indices` that has one."""
         for i in indices:
             fault = self.tasks[i].get("fault") if 0 <= i < len(self.tasks) else None
-            if fault and fault["point"] == "Callback":
+            if fault and fault["point"] == "callback":
                 fire(fault["kind"])
                 return
 
@@ -165,8 +165,8 @@ class Target:
     def classify(self, exc, handle=None):
         """The error record of an exception a call raised."""
         if isinstance(exc, (InjectedError, InjectedPanic, SystemExit)):
-            return error("Task", _text(exc))
-        return error("Task", f"unexpected {_text(exc)}")
+            return error("task", _text(exc))
+        return error("task", f"unexpected {_text(exc)}")
 
     # -- shared helpers
     def ok(self, i, value):
@@ -193,7 +193,7 @@ class Target:
         return (lambda v: self.on_result(v, indices)), (lambda e: self.on_error(e, indices))
 
     def pool_broken(self, exc):
-        """A PoolBroken record, naming the deaths the watcher knows of."""
+        """A pool-broken record, naming the deaths the watcher knows of."""
         dead = self.watcher.abnormal()
         if not dead and not self.waited_for_death:
             # The pool saw its worker's pipes close, which happens a moment
@@ -208,11 +208,11 @@ class Target:
             dead = [(p, c) for p, c in self.watcher.scan().items() if c != -signal.SIGTERM]
         message = _text(exc)
         if not dead:
-            return error("PoolBroken", message)
+            return error("pool-broken", message)
         pid, code = dead[0]
         sig, c = exit_fields(code)
         known = ", ".join(f"worker {p} {describe_exit(x)}" for p, x in dead)
-        return error("PoolBroken", f"{message} ({known})", pid=pid, signal=sig, code=c)
+        return error("pool-broken", f"{message} ({known})", pid=pid, signal=sig, code=c)
 
 
 # ---------------------------------------------------------------- multiprocessing.Pool
@@ -246,11 +246,11 @@ class MpPool(Target):
         # multiprocessing's (or billiard's) MaybeEncodingError: the task's
         # result could not be sent back: the task's own fault.
         if isinstance(exc, multiprocessing.pool.MaybeEncodingError) or type(exc).__name__ == "MaybeEncodingError":
-            return error("Task", _text(exc))
+            return error("task", _text(exc))
         return super().classify(exc)
 
     def run(self, style):
-        getattr(self, "run_" + style)()
+        getattr(self, "run_" + style.replace("-", "_"))()
 
     def run_map(self):
         try:
@@ -279,8 +279,8 @@ class MpPool(Target):
         if self.lifecycle is not None:
             self.end_pool()
         for i, handle in enumerate(handles):
-            if self.lifecycle == "Terminate" and not handle.ready():
-                self.fail(i, error("Terminated", "the pool was terminated before the task's result came"))
+            if self.lifecycle == "terminate" and not handle.ready():
+                self.fail(i, error("terminated", "the pool was terminated before the task's result came"))
                 continue
             try:
                 value = handle.get()
@@ -301,9 +301,9 @@ class MpPool(Target):
         else:
             self.pool.close()
             self.pool.join()
-        if self.lifecycle == "Terminate" and not result.ready():
+        if self.lifecycle == "terminate" and not result.ready():
             for i in range(len(self.tasks)):
-                self.fail(i, error("Terminated", "the pool was terminated before map_async's result came"))
+                self.fail(i, error("terminated", "the pool was terminated before map_async's result came"))
             return
         self.deliver(result)
 
@@ -332,12 +332,12 @@ class PoolApply(MpPool):
 
 
 class PoolApplyAsync(MpPool):
-    name, style = "py-pool-apply-async", "apply_async"
+    name, style = "py-pool-apply-async", "apply-async"
     about = "multiprocessing.Pool(workers).apply_async(f, (task,), callback, error_callback) for every task, then get() each"
 
 
 class PoolMapAsync(MpPool):
-    name, style = "py-pool-map-async", "map_async"
+    name, style = "py-pool-map-async", "map-async"
     about = "multiprocessing.Pool(workers).map_async(f, tasks, callback, error_callback), close(), join(), then get()"
 
 
@@ -385,7 +385,7 @@ class SeedPollingMap(SeedPolling):
 
 
 class SeedPollingMapAsync(SeedPolling):
-    name, style = "py-seed-polling-async", "map_async"
+    name, style = "py-seed-polling-async", "map-async"
     about = "the seed's polling program with map_async: map_async(...), close(), then the polling loop in place of join()"
 
     def run(self, style):
@@ -398,7 +398,7 @@ class SeedPollingMapAsync(SeedPolling):
             sig, c = exit_fields(code)
             why = f"the polling loop saw worker {pid} end by {describe_exit(code)} and terminated the pool; no result came"
             for i in range(len(self.tasks)):
-                self.fail(i, error("Terminated", why, pid=pid, signal=sig, code=c))
+                self.fail(i, error("terminated", why, pid=pid, signal=sig, code=c))
             return
         self.deliver(result)
 
@@ -411,7 +411,7 @@ def _child(task, conn):
     ("ok", result) or ("error", type name, text) back, exit."""
     try:
         result = run_task(task)
-        conn.send(("ok", result))  # an EncodeResult or WriteResult fault fires in here
+        conn.send(("ok", result))  # an encode-result or transport-result fault fires in here
     except CAUGHT as e:
         conn.send(("error", type(e).__name__, str(e)))
     conn.close()
@@ -421,9 +421,9 @@ class ProcessPerTask(Target):
     """The seed post's last program: one `multiprocessing.Process` per task
     (fork), at most `workers` at a time, the result sent back on a pipe; the
     parent joins each and knows its exitcode. A process that ended without a
-    result is `WorkerLost` with its signal or code. With a task timeout, a
+    result is `worker-lost` with its signal or code. With a task timeout, a
     process still running at its deadline is killed (SIGKILL) and its task is
-    `TimedOut`. The call style does not change what it does."""
+    `timed-out`. The call style does not change what it does."""
 
     name = "py-process-per-task"
     about = "one multiprocessing.Process per task (at most `workers` at once), joined; exitcode known"
@@ -433,11 +433,11 @@ class ProcessPerTask(Target):
         self.pool = self  # nothing to start
 
     def missing_stage(self, point):
-        if point in ("Encode", "Decode") and (self.method or "fork") == "fork":
+        if point in ("encode", "decode") and (self.method or "fork") == "fork":
             return "under fork a task's process has its task by memory: nothing is pickled"
-        if point in ("Transport", "Init", "Recycle"):
+        if point in ("transport", "init", "recycle"):
             return "a process per task: no channel carries tasks, no initializer, no worker is reused"
-        if point in LIFECYCLE or point == "Callback":
+        if point in LIFECYCLE or point == "callback":
             return "the program joins each process itself: no pool to end, no callbacks"
         return super().missing_stage(point)
 
@@ -451,7 +451,7 @@ class ProcessPerTask(Target):
         reader, writer = self.context.Pipe(duplex=False)
         p = self.context.Process(target=_child, args=(task, writer))
         try:
-            p.start()  # spawn and forkserver pickle the task here: an Encode fault fires
+            p.start()  # spawn and forkserver pickle the task here: an encode fault fires
         except CAUGHT as e:
             reader.close()
             writer.close()
@@ -524,17 +524,17 @@ class ProcessPerTask(Target):
         if message is not None and message[0] == "ok":
             report(i, None, message[1])
         elif message is not None and message[0] == "error":
-            kind = "Task"
+            kind = "task"
             text = f"{message[1]}: {message[2]}"
             if message[1] not in (InjectedError.__name__, InjectedPanic.__name__):
                 text = "unexpected " + text
             report(i, error(kind, text), None)
         elif timed_out:
             ms = int(self.timeout * 1000)
-            report(i, error("TimedOut", f"process {p.pid} still running after {ms} ms: killed", pid=p.pid, attempts=1), None)
+            report(i, error("timed-out", f"process {p.pid} still running after {ms} ms: killed", pid=p.pid, attempts=1), None)
         else:
             text = f"process {p.pid} exited without a result: {describe_exit(code)}"
-            report(i, error("WorkerLost", text, pid=p.pid, signal=sig, code=c, attempts=1), None)
+            report(i, error("worker-lost", text, pid=p.pid, signal=sig, code=c, attempts=1), None)
 
 
 # ---------------------------------------------------------------- executors
@@ -543,7 +543,7 @@ class ProcessPerTask(Target):
 class Executor(Target):
     """A `concurrent.futures`-style executor: `submit` per task (`map` for
     the map style). `apply` waits for each future before the next submit;
-    `apply_async` and `map_async` submit every task with a done-callback,
+    `apply-async` and `map-async` submit every task with a done-callback,
     then wait for each future in order."""
 
     def warmup(self, task):
@@ -556,7 +556,7 @@ class Executor(Target):
         return self.pool.map(run_task, self.armed)
 
     def run(self, style):
-        getattr(self, "run_" + style)()
+        getattr(self, "run_" + style.replace("-", "_"))()
 
     def run_map(self):
         delivered = 0
@@ -597,8 +597,8 @@ class Executor(Target):
             if isinstance(f, BaseException):
                 self.fail(i, self.classify(f))
                 continue
-            if self.lifecycle == "Terminate" and not f.done():
-                self.fail(i, error("Terminated", "the pool was terminated before the task's result came"))
+            if self.lifecycle == "terminate" and not f.done():
+                self.fail(i, error("terminated", "the pool was terminated before the task's result came"))
                 continue
             try:
                 value = f.result()
@@ -614,9 +614,9 @@ class Executor(Target):
         for the worker that dies in it: `shutdown(wait=False)` (close),
         `shutdown(wait=True)` (join), or the executor's terminate."""
         set_stage(self.lifecycle)
-        if self.lifecycle == "Close":
+        if self.lifecycle == "close":
             self.pool.shutdown(wait=False)
-        elif self.lifecycle == "Join":
+        elif self.lifecycle == "join":
             self.pool.shutdown(wait=True)
         else:
             self.terminate()
@@ -651,7 +651,7 @@ class Ppe(Executor):
         return None if (self.method or "fork") == "fork" else {"max_tasks_per_child": 1}
 
     def missing_stage(self, point):
-        if point == "Recycle" and (self.method or "fork") == "fork":
+        if point == "recycle" and (self.method or "fork") == "fork":
             return "ProcessPoolExecutor refuses max_tasks_per_child with the fork start method"
         return super().missing_stage(point)
 
@@ -662,7 +662,7 @@ class Ppe(Executor):
         if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
             return self.pool_broken(exc)
         if isinstance(exc, concurrent.futures.CancelledError):
-            return error("Terminated", _text(exc))
+            return error("terminated", _text(exc))
         return super().classify(exc)
 
 
@@ -689,7 +689,7 @@ class Loky(Ppe):
         return None
 
     def missing_stage(self, point):
-        if point == "Recycle":
+        if point == "recycle":
             return "loky has no limit of tasks per worker"
         return Executor.missing_stage(self, point)
 
@@ -700,7 +700,7 @@ class Loky(Ppe):
         from loky.process_executor import ShutdownExecutorError
 
         if isinstance(exc, ShutdownExecutorError):
-            return error("Terminated", _text(exc))
+            return error("terminated", _text(exc))
         # loky names the exit codes in its message: "{SIGKILL(-9)}", "{EXIT(1)}".
         if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
             # The codes loky lists are those of the workers whose death it saw
@@ -711,7 +711,7 @@ class Loky(Ppe):
             if culprit is None:
                 return self.pool_broken(exc)
             sig, code = exit_fields(culprit)
-            return error("PoolBroken", _text(exc), signal=sig, code=code)
+            return error("pool-broken", _text(exc), signal=sig, code=code)
         return super().classify(exc)
 
 
@@ -762,11 +762,11 @@ class Pebble(Executor):
 
         if isinstance(exc, pebble.ProcessExpired):
             sig, code = exit_fields(exc.exitcode)
-            return error("WorkerLost", f"{_text(exc)} (pid {exc.pid}, exitcode {exc.exitcode})", pid=exc.pid, signal=sig, code=code, attempts=1)
+            return error("worker-lost", f"{_text(exc)} (pid {exc.pid}, exitcode {exc.exitcode})", pid=exc.pid, signal=sig, code=code, attempts=1)
         if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)):
-            return error("TimedOut", _text(exc) if str(exc) else f"TimeoutError: over {self.plan['task_timeout_ms']} ms", attempts=1)
+            return error("timed-out", _text(exc) if str(exc) else f"TimeoutError: over {self.plan['task_timeout_ms']} ms", attempts=1)
         if isinstance(exc, concurrent.futures.CancelledError):
-            return error("Terminated", _text(exc))
+            return error("terminated", _text(exc))
         if isinstance(exc, (InjectedError, InjectedPanic, SystemExit)):
             return super().classify(exc)
         if isinstance(exc, (RuntimeError, concurrent.futures.process.BrokenProcessPool)):
@@ -786,7 +786,7 @@ class Billiard(MpPool):
     4.3.2's time-limit thread crashes on a pending `map` job (its accept time
     is a list), and the pool then SIGTERMs its own owner (docs/targets.md)."""
 
-    name, style = "py-billiard", "apply_async"
+    name, style = "py-billiard", "apply-async"
     requires = ("billiard",)
     about = "billiard.Pool(workers) (Celery's fork of multiprocessing; fork): apply_async(f, (task,), callback, error_callback) per task; a task timeout becomes billiard's hard time limit"
 
@@ -813,15 +813,15 @@ class Billiard(MpPool):
             m = re.search(r"exitcode (-?\d+)", str(exc))
             if m:
                 code = int(m.group(1))
-            return error("WorkerLost", _text(exc), pid=pid, signal=sig, code=code, attempts=1)
+            return error("worker-lost", _text(exc), pid=pid, signal=sig, code=code, attempts=1)
         if isinstance(exc, TimeLimitExceeded):
             text = _text(exc)
             gone = self.watcher.scan().get(pid) if pid is not None else None
             if gone is not None:  # it was a dead worker's task: billiard's time limit came first
                 text += f" (worker {pid} had already ended by {describe_exit(gone)})"
-            return error("TimedOut", text, pid=pid, attempts=1)
+            return error("timed-out", text, pid=pid, attempts=1)
         if isinstance(exc, Terminated):
-            return error("Terminated", _text(exc), pid=pid)
+            return error("terminated", _text(exc), pid=pid)
         return super().classify(exc)
 
 

@@ -52,7 +52,7 @@ TOKENS_FD_ENV = "POOLCHAOS_TOKENS_FD"
 TOKENS_ID_ENV = "POOLCHAOS_TOKENS_ID"
 TOKEN_KIND_ENV = "POOLCHAOS_TOKEN_KIND"
 
-#: A task with a `Transport` fault carries this much padding: more than a pipe holds.
+#: A task with a `transport` fault carries this much padding: more than a pipe holds.
 TRANSPORT_PAD = 1 << 20
 #: What the padding starts with, so a worker reading a frame knows it early.
 TRANSPORT_MARK = b"poolchaos-transport:"
@@ -62,11 +62,11 @@ WARMUP_TAG = 2**64 - 1
 
 
 class InjectedError(Exception):
-    """The `Error` fault: the task's own exception."""
+    """The `error` fault: the task's own exception."""
 
 
 class InjectedPanic(RuntimeError):
-    """The `Panic` fault: Python has no panic; a different exception type."""
+    """The `panic` fault: Python has no panic; a different exception type."""
 
 
 def expected_output(task):
@@ -75,15 +75,15 @@ def expected_output(task):
     tag = task["tag"]
     out = tag.to_bytes(8, "little")
     (kind, arg), = task["work"].items()
-    if kind == "Echo":
+    if kind == "echo":
         return out + bytes(arg)
-    if kind == "Spin":
+    if kind == "spin":
         return out + arg["us"].to_bytes(8, "little")
-    if kind == "Sleep":
+    if kind == "sleep":
         return out + arg["ms"].to_bytes(8, "little")
-    if kind == "Alloc":
+    if kind == "alloc":
         return out + arg["mib"].to_bytes(4, "little")
-    if kind == "Large":
+    if kind == "large":
         return out + large_pattern(tag, arg["bytes"])
     raise ValueError(f"unknown workload {kind!r}")
 
@@ -179,29 +179,29 @@ def trace(what, tag, fd, attempt=0):
 
 
 def fire(kind):
-    """Fires a fault. The deadly kinds do not return; `Error` and `Panic`
-    raise, and `SysExit` raises SystemExit(1), as the peers' `sys.exit`;
-    `SigStop` returns once the worker is continued."""
-    if kind == "SigKill":
+    """Fires a fault. The deadly kinds do not return; `error` and `panic`
+    raise, and `sys-exit` raises SystemExit(1), as the peers' `sys.exit`;
+    `sigstop` returns once the worker is continued."""
+    if kind == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
-    elif kind == "SigSegv":
+    elif kind == "sigsegv":
         # A real invalid access (strlen(NULL)), not a raised signal.
         ctypes.string_at(0)
-    elif kind == "Abort":
+    elif kind == "abort":
         os.abort()
-    elif isinstance(kind, dict) and "Exit" in kind:
-        os._exit(kind["Exit"])
-    elif kind == "Hang":
+    elif isinstance(kind, dict) and "exit" in kind:
+        os._exit(kind["exit"])
+    elif kind == "hang":
         while True:
             time.sleep(3600)
-    elif kind == "SigStop":
+    elif kind == "sigstop":
         os.kill(os.getpid(), signal.SIGSTOP)
         return
-    elif kind == "Error":
+    elif kind == "error":
         raise InjectedError("injected task error")
-    elif kind == "Panic":
+    elif kind == "panic":
         raise InjectedPanic("injected panic")
-    elif kind == "SysExit":
+    elif kind == "sys-exit":
         sys.exit(1)
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
@@ -266,18 +266,18 @@ def _identity(value):
 def armed(task, attempt=0):
     """What the owner hands its pool for `task` (on `attempt`, for a pool
     that retries): the task itself, or a copy carrying what fires at its
-    pickling point (`Encode`: while the parent pickles it; `Decode`: while
-    the worker unpickles it; `Transport`: a padding larger than a pipe,
+    pickling point (`encode`: while the parent pickles it; `decode`: while
+    the worker unpickles it; `transport`: a padding larger than a pipe,
     which the worker dies reading)."""
     fault = task.get("fault")
     if fault is not None and attempt >= fault.get("times", 1):
         return task
     point = fault and fault.get("point")
-    if point == "Encode":
+    if point == "encode":
         return dict(task, bomb=AtPickle(fault["kind"]))
-    if point == "Decode":
+    if point == "decode":
         return dict(task, bomb=AtUnpickle(fault["kind"]))
-    if point == "Transport":
+    if point == "transport":
         mark = TRANSPORT_MARK + json.dumps(fault["kind"]).encode() + b";"
         return dict(task, pad=mark + b"x" * (TRANSPORT_PAD - len(mark)))
     return task
@@ -287,8 +287,8 @@ def armed(task, attempt=0):
 
 
 def set_stage(name):
-    """The owner marks the stage it is entering (`Close`, `Terminate`,
-    `Join`) in its main thread's name, which a worker waiting to die at that
+    """The owner marks the stage it is entering (`close`, `terminate`,
+    `join`) in its main thread's name, which a worker waiting to die at that
     stage reads from /proc/<owner>/comm: no file, nothing left behind."""
     try:
         libc = ctypes.CDLL(None)
@@ -317,10 +317,10 @@ def _wait_for_stage(name, limit=60.0):
 
 def worker_init():
     """Every worker's initializer, when the plan needs one: sets the worker
-    up, arms the `Transport` point on the pool's own channel, and takes one
+    up, arms the `transport` point on the pool's own channel, and takes one
     start token from the owner's token pipe (one byte, so each worker takes
     exactly one however many read at once): `f` fires the plan's start
-    fault (`Init`, `Recycle`), whose kind is in `TOKEN_KIND_ENV`; `s`, or
+    fault (`init`, `recycle`), whose kind is in `TOKEN_KIND_ENV`; `s`, or
     no token left, starts clean."""
     on_worker_start()
     _arm_transport()
@@ -339,7 +339,7 @@ def worker_init():
 
 
 def _arm_transport():
-    """Makes the pool's channel fire a `Transport` fault while the task is
+    """Makes the pool's channel fire a `transport` fault while the task is
     still arriving: a frame larger than a pipe whose padding starts with
     `TRANSPORT_MARK` is read part way (the parent still writing the rest),
     then the fault fires."""
@@ -376,7 +376,7 @@ def _connection_classes():
 def _arm_torn_write(kind):
     """Makes the next result this worker sends die half-way through its
     write: the pool's own channel, holding whatever lock the pool holds
-    around it (`WriteResult`, `transport-result` in scenarios). A header
+    around it (the `transport-result` point). A header
     alone (the first write of a large message) goes through whole."""
     for cls in _connection_classes():
         send = cls.__dict__.get("_send")
@@ -426,27 +426,27 @@ def run_task(task, attempt=0):
     point = fault["point"] if fault else None
 
     def mid():
-        if point == "MidTask":
+        if point == "mid-task":
             fire(fault["kind"])
-        elif point in ("Close", "Terminate", "Join"):
+        elif point in ("close", "terminate", "join"):
             _wait_for_stage(point)
             fire(fault["kind"])
 
     trace("start", tag, fd, attempt)
     (kind, arg), = task["work"].items()
-    if kind in ("Echo", "Large"):
+    if kind in ("echo", "large"):
         mid()
-    elif kind == "Spin":
+    elif kind == "spin":
         us = arg["us"]
         _spin(us // 2)
         mid()
         _spin(us - us // 2)
-    elif kind == "Sleep":
+    elif kind == "sleep":
         ms = arg["ms"]
         time.sleep(ms // 2 / 1000)
         mid()
         time.sleep((ms - ms // 2) / 1000)
-    elif kind == "Alloc":
+    elif kind == "alloc":
         total = arg["mib"] << 20
         first = _touched(total // 2)
         mid()
@@ -458,12 +458,12 @@ def run_task(task, attempt=0):
         raise ValueError(f"unknown workload {kind!r}")
     result = expected_output(task)
     trace("done", tag, fd, attempt)
-    if point == "EncodeResult":
+    if point == "encode-result":
         return AtPickle(fault["kind"], result)
-    if point == "WriteResult":
+    if point == "transport-result":
         _arm_torn_write(fault["kind"])
-    if point == "DecodeResult":
+    if point == "decode-result":
         return AtUnpickle(fault["kind"], result)
-    if point == "AfterResult":
+    if point == "after-result":
         return AtCollect(fault["kind"], result)
     return result

@@ -132,7 +132,7 @@ def task(tag, work, fault=None):
     return {"tag": tag, "work": work, "fault": fault}
 
 
-def fault(kind, point="MidTask", times=1):
+def fault(kind, point="mid-task", times=1):
     return {"kind": kind, "point": point, "times": times}
 
 

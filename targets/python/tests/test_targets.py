@@ -74,12 +74,12 @@ def tearDownModule():
 
 def mixed_tasks():
     return [
-        task(0, {"Echo": [120] * 32}),
-        task(1, {"Spin": {"us": 2000}}),
-        task(2, {"Sleep": {"ms": 20}}),
-        task(3, {"Alloc": {"mib": 8, "hold": False}}),
-        task(4, {"Large": {"bytes": 300_000}}),  # more than a pipe buffer
-        task(5, {"Echo": []}),
+        task(0, {"echo": [120] * 32}),
+        task(1, {"spin": {"us": 2000}}),
+        task(2, {"sleep": {"ms": 20}}),
+        task(3, {"alloc": {"mib": 8, "hold": False}}),
+        task(4, {"large": {"bytes": 300_000}}),  # more than a pipe buffer
+        task(5, {"echo": []}),
     ]
 
 
@@ -153,31 +153,32 @@ def one_outcome_each(run, n, problems):
 class ProtocolUnits(unittest.TestCase):
     def test_expected_output_matches_the_rust_side(self):
         # pools/src/task.rs: Task::echo(7, "hi") is [7, 0 x 7, 'h', 'i'].
-        self.assertEqual(work.expected_output(task(7, {"Echo": list(b"hi")})), bytes([7, 0, 0, 0, 0, 0, 0, 0]) + b"hi")
-        self.assertEqual(work.expected_output(task(1, {"Spin": {"us": 5}}))[8:], (5).to_bytes(8, "little"))
-        self.assertEqual(work.expected_output(task(1, {"Sleep": {"ms": 300}}))[8:], (300).to_bytes(8, "little"))
-        self.assertEqual(work.expected_output(task(1, {"Alloc": {"mib": 3, "hold": True}}))[8:], (3).to_bytes(4, "little"))
+        self.assertEqual(work.expected_output(task(7, {"echo": list(b"hi")})), bytes([7, 0, 0, 0, 0, 0, 0, 0]) + b"hi")
+        self.assertEqual(work.expected_output(task(1, {"spin": {"us": 5}}))[8:], (5).to_bytes(8, "little"))
+        self.assertEqual(work.expected_output(task(1, {"sleep": {"ms": 300}}))[8:], (300).to_bytes(8, "little"))
+        self.assertEqual(work.expected_output(task(1, {"alloc": {"mib": 3, "hold": True}}))[8:], (3).to_bytes(4, "little"))
         # Large: byte i = ((i mod 256) * 31 mod 256) XOR (tag mod 256).
-        self.assertEqual(work.expected_output(task(3, {"Large": {"bytes": 5}}))[8:], bytes([3, 28, 61, 94, 127]))
-        big = work.expected_output(task(258, {"Large": {"bytes": 1000}}))[8:]
+        self.assertEqual(work.expected_output(task(3, {"large": {"bytes": 5}}))[8:], bytes([3, 28, 61, 94, 127]))
+        big = work.expected_output(task(258, {"large": {"bytes": 1000}}))[8:]
         self.assertEqual(big, bytes((((i % 256) * 31) % 256) ^ (258 % 256) for i in range(1000)))
         self.assertEqual(work.WARMUP_TAG, 18446744073709551615)
 
     def test_a_result_is_ok_only_if_it_is_the_tasks_own(self):
-        t = task(4, {"Echo": [1, 2]})
+        t = task(4, {"echo": [1, 2]})
         self.assertEqual(protocol.ok_or_wrong(t, work.expected_output(t)), {"status": "ok"})
-        self.assertEqual(protocol.ok_or_wrong(t, work.expected_output(task(5, {"Echo": [1, 2]}))), {"status": "wrong"})
+        self.assertEqual(protocol.ok_or_wrong(t, work.expected_output(task(5, {"echo": [1, 2]}))), {"status": "wrong"})
         self.assertEqual(protocol.ok_or_wrong(t, None), {"status": "wrong"})
 
     def test_bad_plans_are_refused_with_the_field_named(self):
-        good = plan([task(0, {"Echo": []}, fault({"Exit": 1}, "Decode"))])
+        good = plan([task(0, {"echo": []}, fault({"exit": 1}, "decode"))])
         self.assertEqual(protocol.check_plan(json.loads(json.dumps(good)))["workers"], 2)
         for broken, words in [
             (dict(good, style="imap"), "call style"),
+            (dict(good, style="apply_async"), "call style"),
             (dict(good, workers=0), "workers"),
             (dict(good, tasks=[task(0, {"Nap": 1})]), "work"),
-            (dict(good, tasks=[task(0, {"Echo": []}, fault("Explode"))]), "fault kind"),
-            (dict(good, tasks=[task(0, {"Echo": []}, fault("SigKill", "Later"))]), "fault point"),
+            (dict(good, tasks=[task(0, {"echo": []}, fault("Explode"))]), "fault kind"),
+            (dict(good, tasks=[task(0, {"echo": []}, fault("sigkill", "Later"))]), "fault point"),
             (dict(good, chunksize=0), "chunksize"),
             (dict(good, bench=True), "warmup"),
             ([], "object"),
@@ -191,7 +192,7 @@ class ProtocolUnits(unittest.TestCase):
         emitter = protocol.Emitter(w)
         emitter.emit("ready", pid=1)
         emitter.hold()
-        t = task(3, {"Echo": [1]})
+        t = task(3, {"echo": [1]})
         emitter.result(0, t, work.expected_output(t))
         emitter.result(1, t, b"not it")
         emitter.emit("timed", us=5)
@@ -243,7 +244,7 @@ class EndToEnd(unittest.TestCase):
     def test_no_fault_every_target_every_task_ok(self):
         checks = Checks(self)
         runs = [(t, None) for t in ALL if t not in STYLE_FOLLOWERS]
-        runs += [(t, s) for t in STYLE_FOLLOWERS for s in ("map", "apply_async")]
+        runs += [(t, s) for t in STYLE_FOLLOWERS for s in ("map", "apply-async")]
         for target, style in runs:
             if not available(target):
                 continue
@@ -286,8 +287,8 @@ class EndToEnd(unittest.TestCase):
                 continue
 
             def check(target=target, extra=extra):
-                tasks = [task(i, {"Spin": {"us": 2000}}) for i in range(10)]
-                run = driver.Run(target, dict(plan(tasks, warmup=True, style="apply_async"), bench=True, **extra))
+                tasks = [task(i, {"spin": {"us": 2000}}) for i in range(10)]
+                run = driver.Run(target, dict(plan(tasks, warmup=True, style="apply-async"), bench=True, **extra))
                 if run.wait_event("warmed-up", 10) is None:
                     return teardown(run, ["no warmed-up event"])
                 run.proc.stdin.write(b"go\n")
@@ -321,7 +322,7 @@ class EndToEnd(unittest.TestCase):
         for target in self.targets(["py-pool-map", "py-process-per-task", "py-loky"]):
 
             def check(target=target):
-                run = driver.Run(target, plan([task(0, {"Sleep": {"ms": 600}})], workers=1))
+                run = driver.Run(target, plan([task(0, {"sleep": {"ms": 600}})], workers=1))
                 problems = []
                 pid = run.wait_start(0, 10)
                 if pid is None:
@@ -348,22 +349,22 @@ class EndToEnd(unittest.TestCase):
 
             def check(target=target):
                 tasks = [
-                    task(0, {"Echo": [1]}),
-                    task(1, {"Spin": {"us": 100}}, fault("Error", "MidTask")),
-                    task(2, {"Echo": [2]}, fault("Panic", "MidTask")),
-                    task(3, {"Echo": [3]}),
+                    task(0, {"echo": [1]}),
+                    task(1, {"spin": {"us": 100}}, fault("error", "mid-task")),
+                    task(2, {"echo": [2]}, fault("panic", "mid-task")),
+                    task(3, {"echo": [3]}),
                 ]
-                run = driver.Run(target, plan(tasks, style="apply_async"))
+                run = driver.Run(target, plan(tasks, style="apply-async"))
                 problems = []
                 if ran_to_finish(run, problems):
                     got = one_outcome_each(run, len(tasks), problems)
                     for i in (1, 2):
                         r = got.get(i, [{}])[0]
-                        if r.get("kind") != "Task" or "injected" not in r.get("message", ""):
+                        if r.get("kind") != "task" or "injected" not in r.get("message", ""):
                             problems.append(f"task {i}: {r}")
                     for i in (0, 3):
                         r = got.get(i, [{}])[0]
-                        want = "Task" if target in ALL_OR_NOTHING else None
+                        want = "task" if target in ALL_OR_NOTHING else None
                         if (r.get("kind") if r.get("status") == "error" else None) != want:
                             problems.append(f"task {i}: {r} (want {want or 'ok'})")
                 return teardown(run, problems)
@@ -373,7 +374,7 @@ class EndToEnd(unittest.TestCase):
 
     def test_a_worker_sigkilled_mid_task(self):
         """2 workers, 4 tasks of 600 ms, task 0 SIGKILLs its worker at 300 ms."""
-        tasks = [task(0, {"Sleep": {"ms": 600}}, fault("SigKill"))] + [task(i, {"Sleep": {"ms": 600}}) for i in (1, 2, 3)]
+        tasks = [task(0, {"sleep": {"ms": 600}}, fault("sigkill"))] + [task(i, {"sleep": {"ms": 600}}) for i in (1, 2, 3)]
         checks = Checks(self)
 
         def hangs(target):
@@ -398,13 +399,13 @@ class EndToEnd(unittest.TestCase):
 
         def only_that_task(target, wait):
             def check():
-                run = driver.Run(target, plan(tasks, style="apply_async"))
+                run = driver.Run(target, plan(tasks, style="apply-async"))
                 problems = []
                 victim = run.wait_start(0, 10)
                 if ran_to_finish(run, problems, wait):
                     got = one_outcome_each(run, 4, problems)
                     lost = got.get(0, [{}])[0]
-                    if (lost.get("kind"), lost.get("signal")) != ("WorkerLost", 9) or lost.get("pid") != victim:
+                    if (lost.get("kind"), lost.get("signal")) != ("worker-lost", 9) or lost.get("pid") != victim:
                         problems.append(f"task 0: {lost} (victim {victim})")
                     for i in (1, 2, 3):
                         if got.get(i) != [{"status": "ok"}]:
@@ -422,13 +423,13 @@ class EndToEnd(unittest.TestCase):
 
         def all_broken(target):
             def check():
-                run = driver.Run(target, plan(tasks, style="apply_async"))
+                run = driver.Run(target, plan(tasks, style="apply-async"))
                 problems = []
                 run.wait_start(0, 10)
                 if ran_to_finish(run, problems, 5):
                     got = one_outcome_each(run, 4, problems)
                     kinds = {r[0].get("kind") for r in got.values()}
-                    if kinds != {"PoolBroken"}:
+                    if kinds != {"pool-broken"}:
                         problems.append(f"kinds {kinds}")
                     if got.get(0, [{}])[0].get("signal") != 9:
                         problems.append(f"task 0 does not name SIGKILL: {got.get(0)}")
@@ -455,7 +456,7 @@ class EndToEnd(unittest.TestCase):
 
                 def check(target=target, method=method):
                     tasks = mixed_tasks()
-                    run = driver.Run(target, plan(tasks, style="apply_async"), method=method)
+                    run = driver.Run(target, plan(tasks, style="apply-async"), method=method)
                     problems = []
                     if ran_to_finish(run, problems, 30):
                         got = one_outcome_each(run, len(tasks), problems)
@@ -475,7 +476,7 @@ class EndToEnd(unittest.TestCase):
     def test_the_seeds_hang_under_every_start_method(self):
         """multiprocessing.Pool.map with a worker SIGKILLed mid-task hangs
         whatever starts its workers; ProcessPoolExecutor breaks."""
-        tasks = [task(0, {"Sleep": {"ms": 600}}, fault("SigKill"))] + [task(i, {"Sleep": {"ms": 100}}) for i in (1, 2, 3)]
+        tasks = [task(0, {"sleep": {"ms": 600}}, fault("sigkill"))] + [task(i, {"sleep": {"ms": 100}}) for i in (1, 2, 3)]
         checks = Checks(self)
         for method in START_METHODS:
 
@@ -494,12 +495,12 @@ class EndToEnd(unittest.TestCase):
                 return teardown(run, problems, expect_temp_clean=method != "forkserver")
 
             def breaks(method=method):
-                run = driver.Run("py-ppe", plan(tasks, style="apply_async"), method=method)
+                run = driver.Run("py-ppe", plan(tasks, style="apply-async"), method=method)
                 problems = []
                 run.wait_start(0, 20)
                 if ran_to_finish(run, problems, 20):
                     got = one_outcome_each(run, 4, problems)
-                    if got.get(0, [{}])[0].get("kind") != "PoolBroken":
+                    if got.get(0, [{}])[0].get("kind") != "pool-broken":
                         problems.append(f"task 0: {got.get(0)}")
                 return teardown(run, problems)
 
@@ -508,7 +509,7 @@ class EndToEnd(unittest.TestCase):
         checks.assert_clean()
 
     def test_a_bad_start_method_is_an_owner_error(self):
-        run = driver.Run("py-pool-map", plan([task(0, {"Echo": []})]), method="vfork")
+        run = driver.Run("py-pool-map", plan([task(0, {"echo": []})]), method="vfork")
         problems = []
         code = run.finish(10)
         errors = run.named("owner-error")
@@ -523,7 +524,7 @@ class EndToEnd(unittest.TestCase):
 
         def strike(target, style, expect):
             def check():
-                run = driver.Run(target, plan([task(0, {"Sleep": {"ms": 1000}})], workers=1, style=style))
+                run = driver.Run(target, plan([task(0, {"sleep": {"ms": 1000}})], workers=1, style=style))
                 problems = []
                 pid = run.wait_start(0, 10)
                 if pid is None:
@@ -551,7 +552,7 @@ class EndToEnd(unittest.TestCase):
             def expect(run, pid, outcomes):
                 if len(outcomes) != 1 or outcomes[0]["result"].get("kind") != kind or outcomes[0]["result"].get("signal") != 9:
                     return [f"expected one {kind}(SIGKILL), got {outcomes}"]
-                if kind == "WorkerLost" and outcomes[0]["result"]["pid"] != pid:
+                if kind == "worker-lost" and outcomes[0]["result"]["pid"] != pid:
                     return [f"the error names pid {outcomes[0]['result']['pid']}, not {pid}"]
                 return []
 
@@ -563,13 +564,13 @@ class EndToEnd(unittest.TestCase):
             if not outcomes:
                 return []
             kinds = {o["result"].get("kind") for o in outcomes}
-            return [] if kinds == {"Terminated"} else [f"expected a hang or Terminated, got {outcomes}"]
+            return [] if kinds == {"terminated"} else [f"expected a hang or Terminated, got {outcomes}"]
 
-        for target, style in [("py-pool-map", "map"), ("py-pool-apply-async", "apply_async"), ("py-pool-map-async", "map_async"), ("py-seed-polling", "map")]:
+        for target, style in [("py-pool-map", "map"), ("py-pool-apply-async", "apply-async"), ("py-pool-map-async", "map-async"), ("py-seed-polling", "map")]:
             checks.run(target, strike(target, style, hung))
-        checks.run("py-seed-polling-async", strike("py-seed-polling-async", "map_async", hung_or_terminated))
-        checks.run("py-process-per-task", strike("py-process-per-task", "map", lost_by_signal("WorkerLost")))
-        checks.run("py-ppe", strike("py-ppe", "map", lost_by_signal("PoolBroken")))
+        checks.run("py-seed-polling-async", strike("py-seed-polling-async", "map-async", hung_or_terminated))
+        checks.run("py-process-per-task", strike("py-process-per-task", "map", lost_by_signal("worker-lost")))
+        checks.run("py-ppe", strike("py-ppe", "map", lost_by_signal("pool-broken")))
         checks.assert_clean()
 
     def test_warmup_then_an_idle_worker_killed(self):
@@ -582,7 +583,7 @@ class EndToEnd(unittest.TestCase):
 
         def idle_kill(target, workers, victim_in, expect):
             def check():
-                run = driver.Run(target, plan([task(i, {"Echo": [i]}) for i in range(4)], workers=workers, warmup=True))
+                run = driver.Run(target, plan([task(i, {"echo": [i]}) for i in range(4)], workers=workers, warmup=True))
                 problems = []
                 if run.wait_event("warmed-up", 10) is None:
                     return teardown(run, ["no warmed-up event"])
@@ -624,7 +625,7 @@ class EndToEnd(unittest.TestCase):
             problems = []
             if ran_to_finish(run, problems, 5):
                 kinds = {r[0].get("kind") for r in one_outcome_each(run, 4, problems).values()}
-                if kinds != {"PoolBroken"}:
+                if kinds != {"pool-broken"}:
                     problems.append(f"kinds {kinds}")
             return problems
 
@@ -637,7 +638,7 @@ class EndToEnd(unittest.TestCase):
 
     def test_a_missing_package_is_skipped_not_passed(self):
         # -S: no site-packages, so no loky, whatever is installed.
-        run = driver.Run("py-loky", plan([task(0, {"Echo": []})]), python_cmd=[driver.python(), "-S"])
+        run = driver.Run("py-loky", plan([task(0, {"echo": []})]), python_cmd=[driver.python(), "-S"])
         code = run.finish(10)
         problems = []
         names = [e["event"] for _, e in run.events]
@@ -661,7 +662,7 @@ class EndToEnd(unittest.TestCase):
     def test_bring_your_own_pool_example(self):
         """examples/my_pool.py: a ProcessPoolExecutor started over when it
         breaks; a worker SIGKILLed once is survived by resubmitting."""
-        tasks = [task(0, {"Sleep": {"ms": 300}}, fault("SigKill")), task(1, {"Sleep": {"ms": 300}}), task(2, {"Echo": [1]})]
+        tasks = [task(0, {"sleep": {"ms": 300}}, fault("sigkill")), task(1, {"sleep": {"ms": 300}}), task(2, {"echo": [1]})]
         the_plan = dict(plan(tasks), max_attempts=3)
         example = os.path.join(driver.PACKAGE_DIR, "examples", "my_pool.py")
         run = driver.Run("my_pool", the_plan, command=[driver.python(), example])
@@ -683,7 +684,7 @@ if __name__ == "__main__":
 
 
 def short(record):
-    """An outcome in a word: `ok`, `Task`, `PoolBroken(9)`, `WorkerLost(code 1)`."""
+    """An outcome in a word: `ok`, `task`, `pool-broken(9)`, `worker-lost(code 1)`."""
     if record.get("status") != "error":
         return record.get("status")
     if record.get("signal") is not None:
@@ -709,8 +710,8 @@ class FaultPointTest(unittest.TestCase):
                 continue
 
             def check(target=target, style=style, kind=kind, expected=expected):
-                tasks = [task(0, work or {"Sleep": {"ms": 600}}, fault(kind, point))]
-                tasks += [task(i, {"Sleep": {"ms": 100}}) for i in (1, 2, 3)]
+                tasks = [task(0, work or {"sleep": {"ms": 600}}, fault(kind, point))]
+                tasks += [task(i, {"sleep": {"ms": 100}}) for i in (1, 2, 3)]
                 run = driver.Run(target, plan(tasks, workers=workers, style=style))
                 problems = []
                 if expected[0] == "na":
@@ -718,7 +719,7 @@ class FaultPointTest(unittest.TestCase):
                     na = run.named("not-applicable")
                     if len(na) != 1 or expected[1] not in na[0]["reason"] or run.named("ready"):
                         problems.append(f"expected not-applicable ({expected[1]}), got {run.named('not-applicable')}")
-                    elif na[0]["point"] != protocol.POINT_NAMES[point]:
+                    elif na[0]["point"] != point:
                         problems.append(f"not-applicable names {na[0]['point']}")
                 elif expected[0] == "hung":
                     run.wait_for(lambda k, e: k == "event" and e.get("event") == "ready", 30)
@@ -740,88 +741,88 @@ class FaultPointTest(unittest.TestCase):
         checks.assert_clean()
 
     def test_encode_fires_as_the_parent_pickles_the_task(self):
-        self.cases("Encode", [
-            ("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"]),
-            ("py-ppe", "apply_async", "Error", ["Task", "ok", "ok", "ok"]),
-            ("py-process-per-task", "apply_async", "Error", ("na", "nothing is pickled")),
+        self.cases("encode", [
+            ("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"]),
+            ("py-ppe", "apply-async", "error", ["task", "ok", "ok", "ok"]),
+            ("py-process-per-task", "apply-async", "error", ("na", "nothing is pickled")),
         ])
 
     def test_transport_fires_as_the_worker_reads_a_task_larger_than_a_pipe(self):
-        self.cases("Transport", [
-            ("py-ppe", "apply_async", "SigKill", ["PoolBroken(9)"] * 4),
-            ("py-process-per-task", "apply_async", "SigKill", ("na", "no channel carries tasks")),
+        self.cases("transport", [
+            ("py-ppe", "apply-async", "sigkill", ["pool-broken(9)"] * 4),
+            ("py-process-per-task", "apply-async", "sigkill", ("na", "no channel carries tasks")),
         ])
 
     def test_init_fires_in_the_first_workers_initializer(self):
-        self.cases("Init", [
+        self.cases("init", [
             # multiprocessing.Pool replaces the worker whose initializer raised; the next starts clean.
-            ("py-pool-apply-async", "apply_async", "Error", ["ok"] * 4),
-            ("py-ppe", "apply_async", "SigKill", ["PoolBroken(9)"] * 4),
+            ("py-pool-apply-async", "apply-async", "error", ["ok"] * 4),
+            ("py-ppe", "apply-async", "sigkill", ["pool-broken(9)"] * 4),
         ])
 
     def test_decode_fires_as_the_worker_unpickles_the_task(self):
-        self.cases("Decode", [
-            ("py-ppe", "apply_async", "Error", ["PoolBroken(code 1)"] * 4),
+        self.cases("decode", [
+            ("py-ppe", "apply-async", "error", ["pool-broken(code 1)"] * 4),
             # The worker's loop dies of the error with the task taken: the pool never knows.
-            ("py-pool-apply-async", "apply_async", "Error", ("hung", 3)),
-            ("py-process-per-task", "apply_async", "Error", ("na", "nothing is pickled")),
+            ("py-pool-apply-async", "apply-async", "error", ("hung", 3)),
+            ("py-process-per-task", "apply-async", "error", ("na", "nothing is pickled")),
         ])
 
     def test_encode_result_fires_as_the_worker_pickles_the_result(self):
-        self.cases("EncodeResult", [
-            ("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"]),
-            ("py-ppe", "apply_async", "SysExit", ["Task", "ok", "ok", "ok"]),
+        self.cases("encode-result", [
+            ("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"]),
+            ("py-ppe", "apply-async", "sys-exit", ["task", "ok", "ok", "ok"]),
         ])
 
     def test_transport_result_dies_half_way_through_writing_the_result(self):
-        self.cases("WriteResult", [
-            ("py-process-per-task", "apply_async", "SigKill", ["WorkerLost(9)", "ok", "ok", "ok"]),
+        self.cases("transport-result", [
+            ("py-process-per-task", "apply-async", "sigkill", ["worker-lost(9)", "ok", "ok", "ok"]),
             # The result handler waits for the rest of a torn frame and never sees the death.
-            ("py-ppe", "apply_async", "SigKill", ("hung", 3)),
+            ("py-ppe", "apply-async", "sigkill", ("hung", 3)),
         ])
 
     def test_decode_result_fires_as_the_parent_unpickles_the_result(self):
-        self.cases("DecodeResult", [
-            ("py-ppe", "apply_async", "Error", ["PoolBroken", "ok", "ok", "ok"]),
+        self.cases("decode-result", [
+            ("py-ppe", "apply-async", "error", ["pool-broken", "ok", "ok", "ok"]),
             # The result handler thread dies of the error: nothing more is delivered.
-            ("py-pool-apply-async", "apply_async", "Error", ("hung", 3)),
+            ("py-pool-apply-async", "apply-async", "error", ("hung", 3)),
         ])
 
     def test_after_result_fires_once_the_result_is_sent(self):
-        self.cases("AfterResult", [
+        self.cases("after-result", [
             # The dead worker held no task: replaced, nothing lost.
-            ("py-pool-apply-async", "apply_async", "SigKill", ["ok"] * 4),
-            ("py-process-per-task", "apply_async", "SigKill", ["ok"] * 4),
+            ("py-pool-apply-async", "apply-async", "sigkill", ["ok"] * 4),
+            ("py-process-per-task", "apply-async", "sigkill", ["ok"] * 4),
         ], workers=1)
 
     def test_callback_fires_in_the_owners_callback(self):
-        self.cases("Callback", [
+        self.cases("callback", [
             # concurrent.futures logs a done-callback's error and goes on.
-            ("py-ppe", "apply_async", "Error", ["ok"] * 4),
+            ("py-ppe", "apply-async", "error", ["ok"] * 4),
             # The result handler thread dies of it (every callback has run, task
             # 0's last): task 0's result is never marked ready.
-            ("py-pool-apply-async", "apply_async", "Error", ("hung", 4)),
-            ("py-pool-map", "map", "Error", ("na", "takes no callbacks")),
+            ("py-pool-apply-async", "apply-async", "error", ("hung", 4)),
+            ("py-pool-map", "map", "error", ("na", "takes no callbacks")),
         ])
 
     def test_close_terminate_and_join_fire_as_the_owner_ends_the_pool(self):
         for point, cases in [
-            ("Close", [("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"])]),
-            ("Join", [("py-pool-apply-async", "apply_async", "Error", ["Task", "ok", "ok", "ok"])]),
-            ("Terminate", [
-                ("py-pool-apply-async", "apply_async", "SigKill", ["Terminated"] * 4),
-                ("py-ppe", "apply_async", "SigKill", ("na", "no way to terminate")),
+            ("close", [("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"])]),
+            ("join", [("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"])]),
+            ("terminate", [
+                ("py-pool-apply-async", "apply-async", "sigkill", ["terminated"] * 4),
+                ("py-ppe", "apply-async", "sigkill", ("na", "no way to terminate")),
             ]),
         ]:
             with self.subTest(point):
-                self.cases(point, cases + [("py-pool-map", "map", "Error", ("na", "returns when every task is over"))])
+                self.cases(point, cases + [("py-pool-map", "map", "error", ("na", "returns when every task is over"))])
 
     def test_recycle_fires_in_the_replacement_of_a_recycled_worker(self):
-        self.cases("Recycle", [
-            ("py-pool-apply-async", "apply_async", "Error", ["ok"] * 4),
-            ("py-ppe", "apply_async", "Error", ("na", "max_tasks_per_child")),
-            ("py-loky", "apply_async", "Error", ("na", "no limit of tasks per worker")),
+        self.cases("recycle", [
+            ("py-pool-apply-async", "apply-async", "error", ["ok"] * 4),
+            ("py-ppe", "apply-async", "error", ("na", "max_tasks_per_child")),
+            ("py-loky", "apply-async", "error", ("na", "no limit of tasks per worker")),
         ])
 
     def test_spawn_is_not_placed_by_the_adapter(self):
-        self.cases("Spawn", [("py-ppe", "apply_async", "SigKill", ("na", "does not place faults at `spawn`"))])
+        self.cases("spawn", [("py-ppe", "apply-async", "sigkill", ("na", "does not place faults at `spawn`"))])
