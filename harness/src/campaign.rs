@@ -137,6 +137,7 @@ pub fn generate(knobs: &Knobs, pool: &Target, seed: u64, index: u64) -> Scenario
         random: None,
         storm: (knobs.storm_ms > 0).then_some(Storm { signal: Signal::Sigkill, every_ms: knobs.storm_ms }),
         expect: vec![(pool.clone(), Verdict::Completed)],
+        peer: None,
     }
 }
 

@@ -8,7 +8,8 @@
 //! the task's own (the owner checks the bytes against the task). An error
 //! must name its fault (the task's own error, a lost or timed-out worker with
 //! how it ended and, when the sandbox counted an OOM kill as its exit was
-//! seen, the OOM mark, the pool breaking on a dead worker); `Terminated` names none.
+//! seen, the OOM mark, the pool breaking on a dead worker, or on a fault the
+//! plan places in the parent, where no worker died); `Terminated` names none.
 //! A failed task must be one a fault touched (it carries a fault, allocates
 //! past the memory limit, was struck from outside, or its worker died under
 //! it), unless the pool fails bystanders by design ([`oracle::design`]).
@@ -112,6 +113,7 @@ impl Judgement {
             diagnosis: self.diagnosis.clone(),
             elapsed_ms: ending.elapsed_ms,
             events: None,
+            peer: None,
         }
     }
 }
@@ -188,7 +190,8 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
                 counts.failed += 1;
                 *errors.entry(name.clone()).or_default() += 1;
                 let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
-                if !kind.names_a_fault() || (kind.names_an_exit() && signal.is_none() && code.is_none()) {
+                let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
+                if !kind.names_a_fault() || (no_exit && plan.parent_faults().next().is_none()) {
                     findings.push(format!("task {index} failed with error {name}, which names no fault"));
                 }
                 if !touched[index] {
@@ -205,10 +208,21 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         Event::Skipped { reason } => Some(reason.clone()),
         _ => None,
     });
+    let not_applicable = events.iter().find_map(|l| match &l.event {
+        Event::NotApplicable { point, reason } => Some(format!("not applicable: `{point}`: {reason}")),
+        _ => None,
+    });
+    // Nothing ran: judged like a skipped run, but a verdict of its own.
+    let skipped = skipped.or(not_applicable.clone());
     let owner_exit = events.iter().find_map(|l| match l.event {
         Event::OwnerExit { signal, code } => Some((signal, code)),
         _ => None,
     });
+    // A deadly fault the plan places in the parent (while it encodes a task,
+    // decodes a result, or runs a callback) kills the owner by plan too.
+    let died = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..))));
+    let ending =
+        &Ending { owner_killed_by_plan: ending.owner_killed_by_plan || (died && plan.kills_owner()), ..ending.clone() };
     if let Some((signal, code)) = owner_exit
         && skipped.is_none()
         && !ending.owner_killed_by_plan
@@ -230,13 +244,16 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     }
     // What outlived a run that ended by itself (a hung run's leftovers are the teardown's).
     let leaked = !ending.leaks.is_empty() && !ending.deadline_passed;
-    let verdict = verdict(&counts, &findings, leaked, &broken, skipped.is_some(), owner_error.is_some(), ending);
+    let mut verdict = verdict(&counts, &findings, leaked, &broken, skipped.is_some(), owner_error.is_some(), ending);
     if leaked {
         let leaks: Vec<String> = ending.leaks.iter().map(Leak::to_string).collect();
         findings.push(format!("leaked: {}", leaks.join("; ")));
     }
     let mut diagnosis = Vec::new();
-    if let Some(reason) = skipped {
+    if let Some(reason) = not_applicable {
+        verdict = Verdict::NotApplicable;
+        diagnosis.push(reason);
+    } else if let Some(reason) = skipped {
         diagnosis.push(format!("skipped: {reason}"));
     }
     broken.truncate(5);

@@ -145,8 +145,16 @@ pub fn expect(target: &Target, plan: &Plan, events: &[Logged]) -> Expectation {
     if owner_killed {
         return Expectation::Undetermined("the plan kills the owner".into());
     }
+    let pickled = |p: FaultPoint| matches!(p, FaultPoint::Encode | FaultPoint::Decode);
     match target {
         Target::Pool(kind) => ours(*kind, plan, &f),
+        Target::Python(py)
+            if py.name == "py-process-per-task"
+                && py.method.is_none_or(|m| m.as_str() == "fork")
+                && plan.tasks.iter().filter_map(|t| t.fault).any(|t| pickled(t.point)) =>
+        {
+            v(Verdict::NotApplicable, "under fork a task's process has its task by memory: nothing is pickled")
+        }
         Target::Python(py) => python(py.name, plan, &f),
         Target::Command(_) => Expectation::Undetermined("a command's design is not known".into()),
     }
@@ -249,7 +257,13 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
         }
         // ProcessPoolExecutor and loky break whole at any death, and have no task timeout.
         "py-ppe" | "py-loky" => {
-            if name == "py-ppe" && died && (f.stalls_stop || !f.stopped.is_empty()) {
+            if f.deadly_points.contains(&FaultPoint::WriteResult) {
+                Expectation::Undetermined(
+                    "a worker died writing its result: the executor waits on the torn frame (finding 12), \
+                     unless another death broke it first"
+                        .into(),
+                )
+            } else if name == "py-ppe" && died && (f.stalls_stop || !f.stopped.is_empty()) {
                 // Which comes first is a race: a worker stopped before the executor breaks
                 // ignores its SIGTERM and join() waits for it forever; stopped after, it fails loudly.
                 Expectation::Undetermined(
@@ -290,7 +304,13 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
             }
         }
         "py-billiard" => {
-            if f.idle_strikes > 0 {
+            if f.deadly_points.contains(&FaultPoint::WriteResult) {
+                Expectation::Undetermined(
+                    "a worker died writing its result: the result handler waits on the torn frame (finding 12), \
+                     unless the time limit fails the task first"
+                        .into(),
+                )
+            } else if f.idle_strikes > 0 {
                 // Finding 2 is the idle worker blocked in its read: the lock holder. Any
                 // worker struck between tasks may be that one, or merely wait for the lock.
                 Expectation::Undetermined("a worker was struck between tasks: lock holder or not (finding 2)".into())

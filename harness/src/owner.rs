@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pools::{CallStyle, Callbacks, PoolConfig, Task, WorkerProgram};
+use pools::{CallStyle, Callbacks, PoolConfig, PoolKind, Task, WorkerProgram};
 
 use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
@@ -55,6 +55,26 @@ fn write(events: &[Event]) {
     let _ = out.flush();
 }
 
+/// The first fault of the plan our pools do not place, as (point or kind,
+/// why). Every Rust pool's workers fire faults at `decode`, `mid-task` and
+/// `transport-result`; the other stages exist in our pools (except
+/// `sys-exit`, which is Python's), but no fault is placed there yet.
+fn not_applicable(kind: PoolKind, tasks: &[Task]) -> Option<(String, String)> {
+    use pools::{FaultKind, FaultPoint};
+    let faults = tasks.iter().filter_map(|t| t.fault);
+    faults.into_iter().find_map(|f| {
+        if f.kind == FaultKind::SysExit {
+            let why = "sys-exit is Python's SystemExit, an exception; a Rust worker has none".to_string();
+            return Some((crate::protocol::fault_kind_name(f.kind), why));
+        }
+        let point = crate::protocol::fault_point_name(f.point).to_string();
+        match f.point {
+            FaultPoint::Decode | FaultPoint::MidTask | FaultPoint::WriteResult => None,
+            _ => Some((point, format!("{kind} has this stage, but poolchaos does not place faults in it yet"))),
+        }
+    })
+}
+
 /// `poolchaos owner`: runs one plan. Returns the exit code.
 pub fn main() -> i32 {
     let emitter = Emitter(Arc::new(Mutex::new(Held(None))));
@@ -77,6 +97,10 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         anyhow::bail!("{} is not one of our pools: `poolchaos owner` runs only those", plan.pool)
     };
     let style = plan.style;
+    if let Some((point, reason)) = not_applicable(kind, &plan.tasks) {
+        emitter.emit(&Event::NotApplicable { point, reason });
+        return Ok(());
+    }
 
     let mut program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
     if let Ok(fd) = std::env::var(pools::process::TRACE_FD_ENV) {

@@ -120,6 +120,20 @@ impl Plan {
         matches!(task.work, Workload::Alloc { mib, .. } if self.memory_limit_mib.is_some_and(|l| u64::from(mib) >= l))
     }
 
+    /// Whether a task's fault kills the pool's owner: a deadly kind at a
+    /// point in the parent (encoding a task, decoding a result, a callback).
+    pub fn kills_owner(&self) -> bool {
+        self.parent_faults().any(|f| f.kind.kills_worker())
+    }
+
+    /// The faults the plan places in the parent (the pool's owner): while it
+    /// encodes a task, decodes a result, or runs a callback. A pool that
+    /// breaks on one names no worker's death, and need not.
+    pub fn parent_faults(&self) -> impl Iterator<Item = Fault> + '_ {
+        use pools::FaultPoint::{Callback, DecodeResult, Encode};
+        self.tasks.iter().filter_map(|t| t.fault).filter(|f| matches!(f.point, Encode | DecodeResult | Callback))
+    }
+
     /// Every fault the plan injects, in words.
     pub fn faults(&self) -> Vec<FaultRecord> {
         let mut faults: Vec<FaultRecord> = self

@@ -134,7 +134,7 @@ pub fn signal_name(signal: i32) -> String {
 }
 
 /// The fault kinds of scenario files, by name.
-pub const FAULT_KINDS: [(&str, FaultKind); 9] = [
+pub const FAULT_KINDS: [(&str, FaultKind); 10] = [
     ("sigkill", FaultKind::SigKill),
     ("sigsegv", FaultKind::SigSegv),
     ("abort", FaultKind::Abort),
@@ -144,14 +144,31 @@ pub const FAULT_KINDS: [(&str, FaultKind); 9] = [
     ("sigstop", FaultKind::SigStop),
     ("error", FaultKind::Error),
     ("panic", FaultKind::Panic),
+    ("sys-exit", FaultKind::SysExit),
 ];
 
 /// A task that allocates past the run's memory limit, as reports name the fault.
 pub const OOM_FAULT: &str = "oom";
 
-/// Where in a task a self-placed fault fires, by name.
-pub const FAULT_POINTS: [(&str, FaultPoint); 3] =
-    [("decode", FaultPoint::Decode), ("mid-task", FaultPoint::MidTask), ("write-result", FaultPoint::WriteResult)];
+/// Where in a task's pipeline a self-placed fault fires, by name, in
+/// pipeline order (`FaultPoint`'s docs say what each is).
+pub const FAULT_POINTS: [(&str, FaultPoint); 15] = [
+    ("encode", FaultPoint::Encode),
+    ("transport", FaultPoint::Transport),
+    ("init", FaultPoint::Init),
+    ("decode", FaultPoint::Decode),
+    ("mid-task", FaultPoint::MidTask),
+    ("encode-result", FaultPoint::EncodeResult),
+    ("transport-result", FaultPoint::WriteResult),
+    ("decode-result", FaultPoint::DecodeResult),
+    ("after-result", FaultPoint::AfterResult),
+    ("callback", FaultPoint::Callback),
+    ("close", FaultPoint::Close),
+    ("terminate", FaultPoint::Terminate),
+    ("join", FaultPoint::Join),
+    ("recycle", FaultPoint::Recycle),
+    ("spawn", FaultPoint::Spawn),
+];
 
 pub fn fault_kind(name: &str) -> Option<FaultKind> {
     FAULT_KINDS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
@@ -181,7 +198,7 @@ pub fn call_style(name: &str) -> Option<CallStyle> {
 }
 
 /// The events an owner may write (the rest of [`Event`] are the harness's own).
-pub const OWNER_EVENTS: [&str; 10] = [
+pub const OWNER_EVENTS: [&str; 11] = [
     "ready",
     "warmed-up",
     "outcome",
@@ -191,6 +208,7 @@ pub const OWNER_EVENTS: [&str; 10] = [
     "timed",
     "finished",
     "skipped",
+    "not-applicable",
     "owner-error",
 ];
 
@@ -275,6 +293,9 @@ pub enum Event {
     Finished,
     /// The target cannot run here (its package is missing): the reason.
     Skipped { reason: String },
+    /// The plan places a fault at a stage this target does not have (or
+    /// does not place faults at yet): which, and why. Nothing ran.
+    NotApplicable { point: String, reason: String },
     /// The owner could not do what it was asked.
     OwnerError { message: String },
     /// The owner wrote a line on stdout that is not an event (logged by the harness).
@@ -420,6 +441,7 @@ mod tests {
             Event::Timed { us: 1 },
             Event::Finished,
             Event::Skipped { reason: String::new() },
+            Event::NotApplicable { point: String::new(), reason: String::new() },
             Event::OwnerError { message: String::new() },
         ];
         let names: Vec<String> =
@@ -446,6 +468,8 @@ mod tests {
                 _ => assert_eq!(wire, name),
             }
         }
+        // Every point has its name, in pipeline order.
+        assert_eq!(FAULT_POINTS.map(|(_, p)| p), pools::FaultPoint::ALL);
         for kind in ErrorKind::ALL {
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
         }

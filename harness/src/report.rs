@@ -48,6 +48,27 @@ impl Report {
         self.runs.iter().filter(|r| r.verdict == Verdict::Skipped).count()
     }
 
+    /// Where runs are held to a peer's own test: "matches the peer's own
+    /// expectation: N of M", then a line per run that does not.
+    pub fn peer_lines(&self) -> Vec<String> {
+        let checked: Vec<(&RunRecord, &crate::verdict::PeerCheck)> =
+            self.runs.iter().filter_map(|r| r.peer.as_ref().map(|p| (r, p))).collect();
+        if checked.is_empty() {
+            return Vec::new();
+        }
+        let met = checked.iter().filter(|(_, p)| p.matched).count();
+        let mut lines = vec![format!("matches the peer's own expectation: {met} of {}", checked.len())];
+        for (run, peer) in checked.iter().filter(|(_, p)| !p.matched) {
+            let error = peer.error.map(|k| format!(" with {k}")).unwrap_or_default();
+            let got: Vec<&str> = run.errors.keys().map(String::as_str).collect();
+            lines.push(format!(
+                "  {} × {}: the peer's {} expects {} ({}{error}); got {} {:?}",
+                run.scenario, run.pool, peer.test, peer.raises, peer.verdict, run.verdict, got
+            ));
+        }
+        lines
+    }
+
     /// The terminal table, without colour codes (for snapshots and logs).
     ///
     /// A row per scenario, a column per pool, each cell the verdict (a cell
@@ -154,6 +175,12 @@ impl Report {
                 md += &run_md(run);
             }
         }
+        let peers = self.peer_lines();
+        if !peers.is_empty() {
+            md += "\n## The peers' own expectations\n\n```\n";
+            md += &peers.join("\n");
+            md += "\n```\n";
+        }
         md
     }
 
@@ -235,7 +262,9 @@ impl Report {
             };
             let breaks_whole = run.pool.parse::<Target>().is_ok_and(|t| oracle::design(&t).fails_bystanders);
             let storm = run.faults.iter().any(|f| f.storm);
-            let tasks = if run.verdict == Verdict::Hung || storm {
+            let tasks = if run.verdict == Verdict::NotApplicable {
+                format!("tasks {} | not run", run.tasks.total)
+            } else if run.verdict == Verdict::Hung || storm {
                 // The errors delivered before the deadline, a storm's victims: timing, not behaviour.
                 format!("tasks {} | errors: -", run.tasks.total)
             } else if breaks_whole {
@@ -417,6 +446,13 @@ impl Report {
                 out += "\n";
             }
         }
+        let peers = self.peer_lines();
+        if !peers.is_empty() {
+            out += "\n";
+            for line in peers {
+                let _ = writeln!(out, "{line}");
+            }
+        }
         out
     }
 }
@@ -476,7 +512,7 @@ fn width(text: &str) -> usize {
 fn verdict_style(verdict: Verdict) -> Style {
     let colour = match verdict {
         Verdict::Completed => AnsiColor::Green,
-        Verdict::Skipped => AnsiColor::BrightBlack,
+        Verdict::Skipped | Verdict::NotApplicable => AnsiColor::BrightBlack,
         Verdict::FailedLoudly | Verdict::OwnerKilled => AnsiColor::Yellow,
         Verdict::Lost | Verdict::Hung | Verdict::Leaked | Verdict::TargetError => AnsiColor::Red,
     };
@@ -487,6 +523,7 @@ fn verdict_dot(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Completed => "🟢",
         Verdict::Skipped => "⚪",
+        Verdict::NotApplicable => "➖",
         Verdict::FailedLoudly | Verdict::OwnerKilled => "🟡",
         Verdict::Lost | Verdict::Hung | Verdict::Leaked => "🔴",
         Verdict::TargetError => "⛔",

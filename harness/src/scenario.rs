@@ -48,7 +48,7 @@ use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::protocol::{self, FAULT_KINDS, FAULT_POINTS, Signal, call_style, fault_kind, fault_point};
+use crate::protocol::{self, ErrorKind, FAULT_KINDS, FAULT_POINTS, Signal, call_style, fault_kind, fault_point};
 use crate::target::Target;
 use crate::verdict::Verdict;
 
@@ -83,6 +83,24 @@ pub struct Scenario {
     pub storm: Option<Storm>,
     /// The pools to run, in order, and the verdict each is expected to reach.
     pub expect: Vec<(Target, Verdict)>,
+    /// The peer's own test this scenario reproduces, and what it expects.
+    pub peer: Option<Peer>,
+}
+
+/// A peer's test (CPython's, loky's) that a scenario reproduces: its name,
+/// the target that is the peer's pool, and the peer's own outcome mapped to
+/// ours (its exception type as our verdict and error kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's test, e.g. `CPython test_deadlock ExecutorDeadlockTest.test_error_at_task_pickle`.
+    pub test: String,
+    /// The target that is the peer's pool (`py-ppe`, `py-loky`).
+    pub target: Target,
+    /// What the peer's test expects the call to raise (`PicklingError`), in its words.
+    pub raises: String,
+    pub verdict: Verdict,
+    /// The error kind the faulted task must get, if the peer's test says.
+    pub error: Option<ErrorKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +204,13 @@ impl Scenario {
             }),
             storm: self.storm.map(|s| WrittenStorm { signal: s.signal, every_ms: s.every_ms }),
             expect: self.expect.iter().map(|(pool, verdict)| (pool.name(), verdict.name())).collect(),
+            peer: self.peer.as_ref().map(|p| WrittenPeer {
+                test: &p.test,
+                target: p.target.name(),
+                raises: &p.raises,
+                verdict: p.verdict.name(),
+                error: p.error.map(ErrorKind::name),
+            }),
         };
         let mut out: String = header.iter().map(|line| format!("# {line}\n")).collect();
         // Every field is a string, a number, a list or a table of those: it always serializes.
@@ -217,6 +242,18 @@ struct Written<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     storm: Option<WrittenStorm>,
     expect: BTreeMap<String, &'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<WrittenPeer<'a>>,
+}
+
+#[derive(Serialize)]
+struct WrittenPeer<'a> {
+    test: &'a str,
+    target: String,
+    raises: &'a str,
+    verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -294,17 +331,28 @@ struct WrittenStorm {
 }
 
 /// Reads every `*.toml` under the given files and directories, sorted by
-/// name. Fails on the first bad file; nothing runs then.
+/// name (a directory with none reads those of its subdirectories: a
+/// directory of sets, as `scenarios/peers`). Fails on the first bad file;
+/// nothing runs then.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, ScenarioError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| io_error(path, e))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            found.sort();
+            let listing = |dir: &Path| -> Result<Vec<PathBuf>, ScenarioError> {
+                let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+                let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                paths.sort();
+                Ok(paths)
+            };
+            let is_toml = |p: &PathBuf| p.extension().is_some_and(|x| x == "toml");
+            let entries = listing(path)?;
+            let mut found: Vec<PathBuf> = entries.iter().filter(|p| is_toml(p)).cloned().collect();
+            // A directory of scenario sets (`scenarios/peers`): the sets' files, set by set.
+            if found.is_empty() {
+                for dir in entries.iter().filter(|p| p.is_dir()) {
+                    found.extend(listing(dir)?.into_iter().filter(|p| is_toml(p)));
+                }
+            }
             if found.is_empty() {
                 return Err(ScenarioError {
                     path: path.clone(),
@@ -381,6 +429,17 @@ struct Raw {
     random: Option<RawRandom>,
     storm: Option<RawStorm>,
     expect: Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
+    peer: Option<RawPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    test: String,
+    target: Spanned<String>,
+    raises: String,
+    verdict: Spanned<String>,
+    error: Option<Spanned<String>>,
 }
 
 fn default_style() -> Spanned<String> {
@@ -625,6 +684,37 @@ impl Raw {
             return Err(error(Some(expect_span), "expect", "name at least one pool and its expected verdict".into()));
         }
         expect.sort_by(|a, b| a.0.cmp(&b.0));
+        let peer = match self.peer {
+            None => None,
+            Some(p) => {
+                let target: Target =
+                    p.target.get_ref().parse().map_err(|e: String| error(Some(p.target.span()), "peer.target", e))?;
+                if !expect.iter().any(|(t, _)| *t == target) {
+                    return Err(error(
+                        Some(p.target.span()),
+                        "peer.target",
+                        format!("{target} is not in [expect]: the peer's pool must run"),
+                    ));
+                }
+                let verdict: Verdict = p
+                    .verdict
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| error(Some(p.verdict.span()), "peer.verdict", e))?;
+                let error_kind = match &p.error {
+                    None => None,
+                    Some(k) => Some(ErrorKind::ALL.into_iter().find(|e| e.name() == k.get_ref()).ok_or_else(|| {
+                        let known: Vec<_> = ErrorKind::ALL.iter().map(|e| e.name()).collect();
+                        error(
+                            Some(k.span()),
+                            "peer.error",
+                            format!("unknown error kind {:?} (known: {})", k.get_ref(), known.join(", ")),
+                        )
+                    })?),
+                };
+                Some(Peer { test: p.test, target, raises: p.raises, verdict, error: error_kind })
+            }
+        };
         Ok(Scenario {
             name,
             path: path.to_owned(),
@@ -641,6 +731,7 @@ impl Raw {
             random,
             storm,
             expect,
+            peer,
         })
     }
 }
@@ -717,6 +808,7 @@ pub(crate) fn for_tests(tasks: Vec<TaskGroup>) -> Scenario {
         random: None,
         storm: None,
         expect: Vec::new(),
+        peer: None,
     }
 }
 
@@ -809,5 +901,51 @@ naive = "hung"
                 .starts_with("s.toml:17:8: nemesis[0].task: task 4 does not exist")
         );
         assert!(err("description = ").starts_with("s.toml:1:15: -: string values must be quoted"));
+    }
+
+    const PEER: &str =
+        "\n[peer]\ntest = \"t\"\ntarget = \"naive\"\nraises = \"X\"\nverdict = \"hung\"\nerror = \"pool-broken\"\n";
+
+    #[test]
+    fn every_stage_is_a_fault_point_and_a_peer_expectation_reads_as_written() {
+        for (name, point) in FAULT_POINTS {
+            let s =
+                parse(Path::new("s.toml"), &GOOD.replace("at = \"mid-task\"", &format!("at = \"{name}\""))).unwrap();
+            assert_eq!(s.tasks[1].fault.map(|f| f.at), Some(point));
+        }
+        let s = parse(Path::new("s.toml"), &format!("{GOOD}{PEER}")).unwrap();
+        let naive = crate::target::Target::Pool(PoolKind::Naive);
+        let peer = Peer {
+            test: "t".into(),
+            target: naive,
+            raises: "X".into(),
+            verdict: Verdict::Hung,
+            error: Some(ErrorKind::PoolBroken),
+        };
+        assert_eq!(s.peer.as_ref(), Some(&peer));
+        let again = parse(Path::new("s.toml"), &s.to_toml(&[])).unwrap();
+        assert_eq!(again.peer, s.peer);
+    }
+
+    #[test]
+    fn bad_points_and_peers_name_their_line_and_field() {
+        assert_eq!(
+            err(&GOOD.replace("at = \"mid-task\"", "at = \"write-result\"")),
+            "s.toml:12:34: tasks[1].fault.at: unknown point \"write-result\" (known: encode, transport, init, decode, \
+             mid-task, encode-result, transport-result, decode-result, after-result, callback, close, terminate, join, \
+             recycle, spawn)"
+        );
+        assert_eq!(
+            err(&format!("{GOOD}{}", PEER.replace("\"naive\"", "\"polling\""))),
+            "s.toml:25:10: peer.target: polling is not in [expect]: the peer's pool must run"
+        );
+        assert!(
+            err(&format!("{GOOD}{}", PEER.replace("pool-broken", "crashed")))
+                .starts_with("s.toml:28:9: peer.error: unknown error kind \"crashed\" (known: task, worker-lost")
+        );
+        assert!(
+            err(&format!("{GOOD}{}", PEER.replace("\"hung\"", "\"stuck\"")))
+                .starts_with("s.toml:27:11: peer.verdict: unknown verdict \"stuck\"")
+        );
     }
 }

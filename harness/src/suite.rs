@@ -9,7 +9,7 @@ use crate::report::Report;
 use crate::runner::{self, RunContext};
 use crate::scenario::Scenario;
 use crate::target::{PyVersion, StartMethod, Target};
-use crate::verdict::{RunRecord, Verdict};
+use crate::verdict::{PeerCheck, RunRecord, Verdict};
 
 /// Which targets a suite runs.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +91,9 @@ pub fn run(
                 .map_err(|e| e.context(format!("running {} on {pool}", scenario.name)))?;
             let mut record = result.record;
             record.expected = expected(scenario, pool);
+            if let Some(peer) = scenario.peer.as_ref().filter(|p| p.target == pool.base()) {
+                record.peer = Some(PeerCheck::of(peer, &record));
+            }
             tick(&record);
             done.lock().unwrap_or_else(|e| e.into_inner()).push((i, record));
             Ok(())

@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::ErrorKind;
+
 /// What a run came to. Ordered by how bad it is: when a run shows several,
 /// the worst names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -14,6 +16,10 @@ use serde::{Deserialize, Serialize};
 pub enum Verdict {
     /// The target could not run here (a package is missing); never a pass.
     Skipped,
+    /// The plan places a fault at a stage the target does not have (or does
+    /// not place faults at): nothing ran. As expected only where the scenario
+    /// says so.
+    NotApplicable,
     /// Every task has exactly one outcome, its correct result.
     Completed,
     /// Every task has exactly one outcome; the errors name the fault.
@@ -34,8 +40,9 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 8] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Skipped,
+        Verdict::NotApplicable,
         Verdict::Completed,
         Verdict::FailedLoudly,
         Verdict::OwnerKilled,
@@ -48,6 +55,7 @@ impl Verdict {
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Skipped => "skipped",
+            Verdict::NotApplicable => "not-applicable",
             Verdict::Completed => "completed",
             Verdict::FailedLoudly => "failed-loudly",
             Verdict::OwnerKilled => "owner-killed",
@@ -146,6 +154,40 @@ pub struct RunRecord {
     pub elapsed_ms: u64,
     /// The run's event log, relative to the report directory.
     pub events: Option<String>,
+    /// The peer's own expectation, where this run is of the peer's pool in a
+    /// scenario that reproduces a peer's test, and whether the run met it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerCheck>,
+}
+
+/// A run of a peer's pool held to the peer's own test's expectation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCheck {
+    /// The peer's test.
+    pub test: String,
+    /// What the peer's test expects the call to raise.
+    pub raises: String,
+    /// That outcome as our verdict ...
+    pub verdict: Verdict,
+    /// ... and error kind.
+    pub error: Option<ErrorKind>,
+    /// Whether the run reached that verdict and, if named, a task got that error kind.
+    pub matched: bool,
+}
+
+impl PeerCheck {
+    /// The check of `run` against `peer`'s expectation.
+    pub fn of(peer: &crate::scenario::Peer, run: &RunRecord) -> PeerCheck {
+        let kind_of = |name: &String| name.split('(').next().unwrap_or_default().to_string();
+        let error_met = peer.error.is_none_or(|k| run.errors.keys().any(|name| kind_of(name) == k.name()));
+        PeerCheck {
+            test: peer.test.clone(),
+            raises: peer.raises.clone(),
+            verdict: peer.verdict,
+            error: peer.error,
+            matched: run.verdict == peer.verdict && error_met,
+        }
+    }
 }
 
 impl RunRecord {

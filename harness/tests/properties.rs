@@ -65,6 +65,7 @@ fn scenario(pool: PoolKind, stalls: bool) -> impl Strategy<Value = Scenario> {
             random: None,
             storm: None,
             expect: vec![(harness::target::Target::Pool(pool), Verdict::Completed)],
+            peer: None,
         }
     })
 }

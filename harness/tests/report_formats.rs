@@ -48,6 +48,7 @@ fn run(scenario: &str, pool: &str, style: &str, verdict: Verdict, expected: Opti
         diagnosis: Vec::new(),
         elapsed_ms: 120,
         events: Some(format!("runs/{scenario}--{pool}.events.jsonl")),
+        peer: None,
     }
 }
 
@@ -314,4 +315,41 @@ fn write_all_writes_the_three_files() {
     assert_eq!(xml, report.junit());
     // Writing again over an existing directory is fine.
     report.write_all(&out).unwrap();
+}
+
+/// A run held to a peer's own expectation: the table and report.md end with
+/// "matches the peer's own expectation: N of M", and name each run that does not.
+#[test]
+fn the_report_ends_with_how_many_runs_match_the_peers_expectation() {
+    use harness::protocol::ErrorKind;
+    use harness::scenario::Peer;
+    use harness::target::Target;
+    use harness::verdict::PeerCheck;
+    let peer = Peer {
+        test: "ExecutorDeadlockTest.test_crash_at_task_unpickle".into(),
+        target: Target::python("py-ppe"),
+        raises: "BrokenProcessPool".into(),
+        verdict: Verdict::FailedLoudly,
+        error: Some(ErrorKind::PoolBroken),
+    };
+    let mut report = synthetic();
+    let mut met = run("crash-at-unpickle", "py-ppe", "apply", Verdict::FailedLoudly, Some(Verdict::FailedLoudly));
+    met.errors = BTreeMap::from([("pool-broken(sigsegv)".into(), 1)]);
+    met.peer = Some(PeerCheck::of(&peer, &met));
+    let mut wrong_kind = met.clone();
+    wrong_kind.pool = "py-ppe@3.13/spawn".into();
+    wrong_kind.errors = BTreeMap::from([("task".into(), 1)]);
+    wrong_kind.peer = Some(PeerCheck::of(&peer, &wrong_kind));
+    let mut hung = met.clone();
+    hung.pool = "py-ppe@3.12/fork".into();
+    hung.verdict = Verdict::Hung;
+    hung.peer = Some(PeerCheck::of(&peer, &hung));
+    assert_eq!([&met, &wrong_kind, &hung].map(|r| r.peer.as_ref().is_some_and(|p| p.matched)), [true, false, false]);
+    report.runs.extend([met, wrong_kind, hung]);
+    let table = report.table();
+    let tail: Vec<&str> = table.lines().rev().take(3).collect();
+    assert!(tail[2] == "matches the peer's own expectation: 1 of 3", "{table}");
+    assert!(tail[1].contains("py-ppe@3.13/spawn") && tail[0].contains("py-ppe@3.12/fork"), "{tail:?}");
+    assert!(report.markdown().contains("matches the peer's own expectation: 1 of 3"));
+    assert!(synthetic().peer_lines().is_empty(), "no peer, no line");
 }

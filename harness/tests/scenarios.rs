@@ -266,6 +266,48 @@ fn is_zombie(pid: u32) -> bool {
         .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
+/// Every fault point our pools have no fault placed at (and `sys-exit`,
+/// Python's alone) is a run of its own verdict on each of the five pools:
+/// `not-applicable`, naming the point and why, with nothing run; it meets
+/// an expectation of `not-applicable` and no other.
+#[test]
+fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
+    use harness::protocol::FAULT_POINTS;
+    use harness::verdict::Verdict;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let placed = ["decode", "mid-task", "transport-result"];
+    let pools = ["naive", "seed-polling", "polling", "per-task", "supervised"];
+    let mut cases: Vec<(String, String)> = FAULT_POINTS
+        .iter()
+        .filter(|(name, _)| !placed.contains(name))
+        .map(|(name, _)| (name.to_string(), "sigkill".to_string()))
+        .collect();
+    cases.push(("mid-task".into(), "sys-exit".into()));
+    for (i, (at, kind)) in cases.iter().enumerate() {
+        let expect: String = pools.iter().map(|p| format!("{p} = \"not-applicable\"\n")).collect();
+        let text = format!(
+            "description = \"d\"\nworkers = 2\nstyle = \"apply-async\"\ndeadline_ms = 5000\n\n[[tasks]]\n\
+             work = {{ echo = 8 }}\nfault = {{ kind = \"{kind}\", at = \"{at}\" }}\n\n[expect]\n{expect}"
+        );
+        std::fs::write(dir.path().join(format!("p{i:02}.toml")), text).expect("write");
+    }
+    let scenarios = scenario::load_all(&[dir.path().to_owned()]).expect("scenarios load");
+    let report = suite::run(&scenarios, &suite::Selection::default(), 1, &common::ctx(), 2, &|_| {}).expect("runs");
+    assert_eq!(report.runs.len(), cases.len() * pools.len());
+    for run in &report.runs {
+        let (at, kind) = &cases[run.scenario[1..].parse::<usize>().expect("p<i>")];
+        let named = if kind == "sys-exit" { kind } else { at };
+        assert_eq!(run.verdict, Verdict::NotApplicable, "{} x {}: {:?}", run.scenario, run.pool, run.diagnosis);
+        assert!(run.as_expected());
+        assert_eq!(run.diagnosis.len(), 1, "{:?}", run.diagnosis);
+        assert!(run.diagnosis[0].starts_with(&format!("not applicable: `{named}`: ")), "{:?}", run.diagnosis);
+        assert!(run.worker_exits.is_empty() && run.leaks.is_empty(), "nothing ran: {run:?}");
+        let mut other = run.clone();
+        other.expected = Some(Verdict::Completed);
+        assert!(!other.as_expected(), "not-applicable is never a pass");
+    }
+}
+
 /// A worker the OOM killer ended is marked so: of two workers SIGKILLed one
 /// after the other, the one whose allocation passed the run's memory limit
 /// is `worker-lost(sigkill, oom)` (the cgroup's `oom_kill` count rose by the

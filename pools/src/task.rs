@@ -70,18 +70,76 @@ pub enum FaultKind {
     Error,
     /// The task panics; the worker catches it and survives.
     Panic,
+    /// Python's `sys.exit(1)`: an exception (`SystemExit`) where it is raised
+    /// inside a pool's code that catches it, a process exit where nothing
+    /// does. The peers' suites use it; Rust has no such thing (the owner of
+    /// our pools reports it not applicable).
+    SysExit,
 }
 
-/// Where in a task's life the fault fires.
+/// Where in a task's life (or in its pool's, around it) the fault fires.
+/// Each stage of a pool's pipeline, in the order a task meets them; a pool
+/// without a stage says so (the harness reports the run `not-applicable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultPoint {
-    /// After the worker took the task off its channel, before it runs.
+    /// In the parent, while it encodes the task for a worker.
+    Encode,
+    /// In the worker, while a task larger than the pipe buffer is still
+    /// being written to it.
+    Transport,
+    /// In the worker's initializer, as it starts (the first `times` worker starts).
+    Init,
+    /// After the worker took the task off its channel, before it runs
+    /// (in Python: while the task is unpickled).
     Decode,
     /// Halfway through the workload.
     MidTask,
-    /// After part of the result frame is written to the channel.
+    /// In the worker, while it encodes the result.
+    EncodeResult,
+    /// After part of the result frame is written to the channel
+    /// (`transport-result`, on the wire as in scenario files).
+    #[serde(rename = "transport-result")]
     WriteResult,
+    /// In the parent, while it decodes the result.
+    DecodeResult,
+    /// In the worker, after its result is sent (a crash in a destructor).
+    AfterResult,
+    /// In the parent, in the task's result or error callback.
+    Callback,
+    /// In the worker running the task, while the parent closes the pool.
+    Close,
+    /// In the worker running the task, while the parent terminates the pool.
+    Terminate,
+    /// In the worker running the task, while the parent joins the pool.
+    Join,
+    /// In the worker that replaces one recycled after its task (N = 1 task
+    /// per worker), as it starts.
+    Recycle,
+    /// Starting a worker fails: the run's `pids.max` is reached, so the
+    /// kernel refuses the fork.
+    Spawn,
+}
+
+impl FaultPoint {
+    /// Every point, in pipeline order.
+    pub const ALL: [FaultPoint; 15] = [
+        FaultPoint::Encode,
+        FaultPoint::Transport,
+        FaultPoint::Init,
+        FaultPoint::Decode,
+        FaultPoint::MidTask,
+        FaultPoint::EncodeResult,
+        FaultPoint::WriteResult,
+        FaultPoint::DecodeResult,
+        FaultPoint::AfterResult,
+        FaultPoint::Callback,
+        FaultPoint::Close,
+        FaultPoint::Terminate,
+        FaultPoint::Join,
+        FaultPoint::Recycle,
+        FaultPoint::Spawn,
+    ];
 }
 
 impl Fault {

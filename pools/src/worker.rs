@@ -441,6 +441,9 @@ fn fire(kind: FaultKind) {
         FaultKind::Abort => std::process::abort(),
         // SAFETY: _exit ends the process at once, as a crashing C extension would.
         FaultKind::Exit(code) => unsafe { libc::_exit(code) },
+        // Nothing in a Rust worker catches an exit: it is a process exit.
+        // SAFETY: as for `Exit`.
+        FaultKind::SysExit => unsafe { libc::_exit(1) },
         FaultKind::Hang => loop {
             std::thread::sleep(Duration::from_secs(3600));
         },

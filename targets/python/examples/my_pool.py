@@ -20,6 +20,15 @@ Workers must run each task through `run_task(task, attempt)`: it does the
 task's workload and its fault, and writes the trace lines the harness's
 nemesis and diagnosis rely on.
 
+Every fault point (docs/targets.md, "Fault points") reaches your pool with
+three more steps: hand your pool `armed(task)` in place of the task (it
+fires while pickled or unpickled: `encode`, `decode`, `transport`), give it
+`worker_init` as its initializer after `prepare_start_faults(plan)` (`init`,
+`recycle`, and the channel hook of `transport`), and say which stages your
+pool lacks with `missing_stage` (reported `not-applicable`, nothing run).
+The result-side points (`encode-result`, `transport-result`,
+`decode-result`, `after-result`) need nothing: `run_task` returns what fires.
+
 This pool does not handle hangs (no per-task deadline): a hung task hangs
 it, and the harness reports `hung`. The call style of the plan is ignored.
 """
@@ -38,12 +47,25 @@ from poolchaos_targets.protocol import (  # noqa: E402
     ExitWatcher,
     StdinLines,
     error,
+    missing_stage,
     ok_or_wrong,
     prepare_owner,
+    prepare_start_faults,
     read_plan,
     wait_for_go,
 )
-from poolchaos_targets.work import WARMUP_TAG, run_task  # noqa: E402
+from poolchaos_targets.work import WARMUP_TAG, armed, run_task, worker_init  # noqa: E402
+
+#: The stages this pool does not have, and why: a plan with a fault at one
+#: of them is reported `not-applicable`, and nothing runs.
+MISSING = {
+    "callback": "MyPool takes no callbacks",
+    "close": "MyPool is shut down only after every task is over",
+    "terminate": "MyPool has no terminate",
+    "join": "MyPool is shut down only after every task is over",
+    "recycle": "MyPool has no limit of tasks per worker",
+    "spawn": "the adapter does not place faults at `spawn` yet",
+}
 
 BrokenProcessPool = concurrent.futures.process.BrokenProcessPool
 
@@ -65,7 +87,10 @@ class MyPool:
         self.executor = self._new()
 
     def _new(self):
-        return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        # worker_init: the `init`, `recycle` and `transport` points (harmless without them).
+        return concurrent.futures.ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("fork"), initializer=worker_init
+        )
 
     def restart(self):
         self.executor.shutdown(wait=True)
@@ -76,7 +101,8 @@ class MyPool:
         attempts = {i: 0 for i in range(len(tasks))}  # the tasks still to do, and their attempt
         while attempts:
             try:
-                futures = {self.executor.submit(my_function, tasks[i], a): i for i, a in attempts.items()}
+                # armed(): the task, with what fires while it is pickled or unpickled.
+                futures = {self.executor.submit(my_function, armed(tasks[i], a), a): i for i, a in attempts.items()}
             except BrokenProcessPool:  # it broke while idle: start over
                 self.restart()
                 continue
@@ -90,7 +116,7 @@ class MyPool:
                         continue
                     tries = attempts[i] + 1
                     on_outcome(i, error("pool-broken", f"gave up after {tries} attempts: {e}", attempts=tries))
-                except Exception as e:
+                except (Exception, SystemExit) as e:  # SystemExit: a task that called sys.exit
                     on_outcome(i, error("task", f"{type(e).__name__}: {e}"))
                 else:
                     on_outcome(i, ok_or_wrong(tasks[i], value))
@@ -106,7 +132,12 @@ def main():
     emitter = Emitter()
     stdin = StdinLines()  # not sys.stdin: a pool that forks from its threads can deadlock on its lock
     plan = read_plan(stdin)  # 1. the plan
+    missing = missing_stage(plan, MISSING)
+    if missing:
+        emitter.emit("not-applicable", point=missing[0], reason=missing[1])
+        return
     prepare_owner()  # 2. before any worker starts
+    prepare_start_faults(plan)
     pool = MyPool(plan["workers"], plan.get("max_attempts", 1))
     emitter.ready()  # 3. ready, outcomes, finished
     watcher = ExitWatcher(emitter).start()  # optional: worker-exit events, for the diagnosis

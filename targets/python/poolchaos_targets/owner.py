@@ -12,7 +12,17 @@ import sys
 import time
 import traceback
 
-from .protocol import Emitter, PlanError, StdinLines, children, ok_or_wrong, prepare_owner, read_plan, wait_for_go
+from .protocol import (
+    Emitter,
+    PlanError,
+    StdinLines,
+    children,
+    ok_or_wrong,
+    prepare_owner,
+    prepare_start_faults,
+    read_plan,
+    wait_for_go,
+)
 from .targets import TARGETS
 from .work import WARMUP_TAG
 
@@ -77,6 +87,11 @@ def run(name, cls, plan, emitter, stdin, method=None):
     prepare_owner()
     target = cls(plan, emitter, method)
     style = cls.style or plan["style"]
+    missing = target.not_applicable()
+    if missing:
+        emitter.not_applicable(*missing)
+        return 0
+    prepare_start_faults(plan)
     try:
         target.start()
         emitter.ready()

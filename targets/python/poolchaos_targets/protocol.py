@@ -28,12 +28,41 @@ from . import work
 
 STYLES = ("map", "apply", "apply-async", "map-async")
 WORKLOADS = ("echo", "spin", "sleep", "alloc", "large")
-FAULT_KINDS = ("sigkill", "sigsegv", "abort", "hang", "sigstop", "error", "panic")
-FAULT_POINTS = ("decode", "mid-task", "write-result")
+FAULT_KINDS = ("sigkill", "sigsegv", "abort", "hang", "sigstop", "error", "panic", "sys-exit")
+#: In pipeline order, spelled as in scenario files (harness/src/protocol.rs FAULT_POINTS).
+FAULT_POINTS = (
+    "encode",
+    "transport",
+    "init",
+    "decode",
+    "mid-task",
+    "encode-result",
+    "transport-result",
+    "decode-result",
+    "after-result",
+    "callback",
+    "close",
+    "terminate",
+    "join",
+    "recycle",
+    "spawn",
+)
 ERROR_KINDS = ("task", "worker-lost", "timed-out", "pool-broken", "terminated")
 # What an owner may write on stdout, and the callbacks it reports. The Rust
 # side (harness/src/protocol.rs) spells the same names; a test compares them.
-EVENTS = ("ready", "warmed-up", "outcome", "duplicate", "callback", "worker-exit", "timed", "finished", "skipped", "owner-error")
+EVENTS = (
+    "ready",
+    "warmed-up",
+    "outcome",
+    "duplicate",
+    "callback",
+    "worker-exit",
+    "timed",
+    "finished",
+    "skipped",
+    "not-applicable",
+    "owner-error",
+)
 CALLBACKS = ("result", "error")
 
 
@@ -188,6 +217,10 @@ class Emitter:
 
     def skipped(self, reason):
         self.emit("skipped", reason=reason)
+
+    def not_applicable(self, point, reason):
+        """The plan places a fault at a stage this target does not have: nothing runs."""
+        self.emit("not-applicable", point=point, reason=reason)
 
     def owner_error(self, message):
         self.emit("owner-error", message=message)
@@ -374,6 +407,41 @@ def prepare_owner():
         except (OSError, ValueError):
             os.environ.pop(work.TRACE_FD_ENV, None)  # not an fd: no trace
     os.register_at_fork(after_in_child=_forked)
+
+
+def prepare_start_faults(plan):
+    """Call once in the owner before the pool starts, when a task of the
+    plan has an `init` or `recycle` fault: fills a pipe with one start token
+    per worker start (`work.worker_init` takes one each): for `init`, the
+    first `times` starts fire; for `recycle`, the pool's first `workers`
+    starts are clean and the next `times` (the replacements) fire."""
+    for task in plan["tasks"]:
+        fault = task.get("fault")
+        if fault and fault["point"] in ("init", "recycle"):
+            break
+    else:
+        return
+    times = min(fault.get("times", 1), 4096)
+    tokens = (b"s" * plan["workers"] if fault["point"] == "recycle" else b"") + b"f" * times
+    reader, writer = os.pipe()
+    os.set_blocking(reader, False)
+    os.write(writer, tokens)
+    os.close(writer)
+    st = os.fstat(reader)
+    os.environ[work.TOKENS_FD_ENV] = str(reader)
+    os.environ[work.TOKENS_ID_ENV] = f"{st.st_dev}:{st.st_ino}"
+    os.environ[work.TOKEN_KIND_ENV] = json.dumps(fault["kind"])
+
+
+def missing_stage(plan, missing):
+    """(point, why) for the first fault of the plan at a stage in `missing`
+    (`{point: why this pool lacks it}`), or None. An owner reports it as
+    `not-applicable` and runs nothing."""
+    for task in plan["tasks"]:
+        fault = task.get("fault")
+        if fault and fault["point"] in missing:
+            return fault["point"], missing[fault["point"]]
+    return None
 
 
 def _forked():

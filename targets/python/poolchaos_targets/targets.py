@@ -26,8 +26,14 @@ import re
 import signal
 import time
 
-from .protocol import ExitWatcher, describe_exit, error, exit_fields
-from .work import InjectedError, InjectedPanic, run_task
+from .protocol import FAULT_POINTS, ExitWatcher, describe_exit, error, exit_fields, missing_stage
+from .work import InjectedError, InjectedPanic, armed, fire, run_task, set_stage, worker_init
+
+#: What a call may raise that the adapter reports: every exception, and the
+#: SystemExit of a task that called sys.exit (the `sys-exit` fault).
+CAUGHT = (Exception, SystemExit)
+#: The points at which the task's worker dies while the owner ends the pool.
+LIFECYCLE = ("close", "terminate", "join")
 
 #: The start methods a target can be asked for (`--start-method`); without
 #: one, each target uses its own default (`default_method`).
@@ -68,9 +74,76 @@ class Target:
         self.watcher = ExitWatcher(emitter, self.processes)
         self.waited_for_death = False
         self.pool = None
+        #: What the pool is handed for each task: the task, armed where its
+        #: fault fires while pickled or unpickled (work.armed).
+        self.armed = [armed(t) for t in self.tasks]
+        points = {t["fault"]["point"] for t in self.tasks if t.get("fault")}
+        #: The initializer, when a fault fires as a worker starts or in its channel.
+        self.needs_init = bool(points & {"init", "recycle", "transport"})
+        self.recycles = "recycle" in points
+        #: The stage at which the owner ends the pool under a dying worker, if any.
+        self.lifecycle = next((p for p in LIFECYCLE if p in points), None)
         # perf_counter_ns() when a whole-batch call returned, before its
         # results were reported (for a benchmark's timing); None: at the end.
         self.returned = None
+
+    # -- fault points
+    #: Whether the pool can be terminated (its workers killed) by the caller.
+    can_terminate = True
+
+    def recycle_kwargs(self):
+        """The pool's arguments for one task per worker, or None if it has no such limit."""
+        return None
+
+    def missing_stage(self, point):
+        """Why this target has no stage `point`, or None if it has it."""
+        style = self.style or self.plan["style"]
+        asynchronous = style in ("apply-async", "map-async")
+        if point == "spawn":
+            return "the Python adapter does not place faults at `spawn` yet"
+        if point == "callback" and not asynchronous:
+            return f"a `{style}` call takes no callbacks"
+        if point in LIFECYCLE and not asynchronous:
+            return f"a `{style}` call returns when every task is over: no task runs while the pool is ended"
+        if point == "terminate" and not self.can_terminate:
+            return f"{self.name} has no way to terminate its workers"
+        if point == "recycle" and self.recycle_kwargs() is None:
+            return f"{self.name} has no limit of tasks per worker"
+        return None
+
+    def not_applicable(self):
+        """(point, why) for the first fault of the plan at a stage this target lacks, or None."""
+        missing = {p: self.missing_stage(p) for p in FAULT_POINTS}
+        return missing_stage(self.plan, {p: why for p, why in missing.items() if why is not None})
+
+    def pool_kwargs(self):
+        """The initializer (when the plan needs it) and the recycling limit (when it recycles)."""
+        kwargs = {"initializer": worker_init} if self.needs_init else {}
+        if self.recycles:
+            kwargs.update(self.recycle_kwargs())
+        return kwargs
+
+    def end_by(self, close, terminate, join):
+        """Ends the pool at the plan's lifecycle stage (`close()` then
+        `join()`, or `terminate()` then `join()`), naming the stage for the
+        worker that dies in it just before the call that enters it."""
+        if self.lifecycle == "terminate":
+            set_stage("terminate")
+            terminate()
+        else:
+            if self.lifecycle == "close":
+                set_stage("close")
+            close()
+            set_stage(self.lifecycle)
+        join()
+
+    def callback_fault(self, indices):
+        """Fires, in the owner's callback, the `callback` fault of the first of `indices` that has one."""
+        for i in indices:
+            fault = self.tasks[i].get("fault") if 0 <= i < len(self.tasks) else None
+            if fault and fault["point"] == "callback":
+                fire(fault["kind"])
+                return
 
     # -- hooks
     def start(self):
@@ -91,7 +164,7 @@ class Target:
 
     def classify(self, exc, handle=None):
         """The error record of an exception a call raised."""
-        if isinstance(exc, (InjectedError, InjectedPanic)):
+        if isinstance(exc, (InjectedError, InjectedPanic, SystemExit)):
             return error("task", _text(exc))
         return error("task", f"unexpected {_text(exc)}")
 
@@ -107,11 +180,17 @@ class Target:
         for i in indices:
             self.fail(i, dict(record, message=f"{why}: {record['message']}"))
 
-    def on_result(self, _value=None):
+    def on_result(self, _value=None, indices=()):
         self.emitter.callback("result")
+        self.callback_fault(indices)
 
-    def on_error(self, _exc=None):
+    def on_error(self, _exc=None, indices=()):
         self.emitter.callback("error")
+        self.callback_fault(indices)
+
+    def callbacks(self, indices):
+        """A result and an error callback for the tasks `indices`."""
+        return (lambda v: self.on_result(v, indices)), (lambda e: self.on_error(e, indices))
 
     def pool_broken(self, exc):
         """A pool-broken record, naming the deaths the watcher knows of."""
@@ -146,7 +225,10 @@ class MpPool(Target):
     requires = ()
 
     def make_pool(self):
-        return self.context.Pool(processes=self.workers)
+        return self.context.Pool(processes=self.workers, **self.pool_kwargs())
+
+    def recycle_kwargs(self):
+        return {"maxtasksperchild": 1}
 
     def start(self):
         self.pool = self.make_pool()
@@ -172,8 +254,8 @@ class MpPool(Target):
 
     def run_map(self):
         try:
-            results = self.pool.map(run_task, self.tasks, self.chunksize())
-        except Exception as e:
+            results = self.pool.map(run_task, self.armed, self.chunksize())
+        except CAUGHT as e:
             self.fail_all(range(len(self.tasks)), e, "pool.map raised")
             return
         self.returned = time.perf_counter_ns()
@@ -181,40 +263,54 @@ class MpPool(Target):
             self.ok(i, value)
 
     def run_apply(self):
-        for i, task in enumerate(self.tasks):
+        for i, task in enumerate(self.armed):
             try:
                 value = self.pool.apply(run_task, (task,))
-            except Exception as e:
+            except CAUGHT as e:
                 self.fail(i, self.classify(e))
             else:
                 self.ok(i, value)
 
     def run_apply_async(self):
-        handles = [
-            self.pool.apply_async(run_task, (task,), callback=self.on_result, error_callback=self.on_error)
-            for task in self.tasks
-        ]
+        handles = []
+        for i, task in enumerate(self.armed):
+            on_result, on_error = self.callbacks((i,))
+            handles.append(self.pool.apply_async(run_task, (task,), callback=on_result, error_callback=on_error))
+        if self.lifecycle is not None:
+            self.end_pool()
         for i, handle in enumerate(handles):
+            if self.lifecycle == "terminate" and not handle.ready():
+                self.fail(i, error("terminated", "the pool was terminated before the task's result came"))
+                continue
             try:
                 value = handle.get()
-            except Exception as e:
+            except CAUGHT as e:
                 self.fail(i, self.classify(e, handle))
             else:
                 self.ok(i, value)
 
+    def end_pool(self):
+        self.end_by(self.pool.close, self.pool.terminate, self.pool.join)
+
     def run_map_async(self):
         # As the seed: map_async with an error_callback, then close() and join().
-        result = self.pool.map_async(
-            run_task, self.tasks, self.chunksize(), callback=self.on_result, error_callback=self.on_error
-        )
-        self.pool.close()
-        self.pool.join()
+        on_result, on_error = self.callbacks(range(len(self.tasks)))
+        result = self.pool.map_async(run_task, self.armed, self.chunksize(), callback=on_result, error_callback=on_error)
+        if self.lifecycle is not None:
+            self.end_pool()
+        else:
+            self.pool.close()
+            self.pool.join()
+        if self.lifecycle == "terminate" and not result.ready():
+            for i in range(len(self.tasks)):
+                self.fail(i, error("terminated", "the pool was terminated before map_async's result came"))
+            return
         self.deliver(result)
 
     def deliver(self, result):
         try:
             values = result.get()
-        except Exception as e:
+        except CAUGHT as e:
             self.fail_all(range(len(self.tasks)), e, "map_async's result raised")
             return
         for i, value in enumerate(values):
@@ -269,6 +365,11 @@ class SeedPolling(MpPool):
                         break
                 return error_flag
 
+    def missing_stage(self, point):
+        if point in LIFECYCLE:
+            return "the seed's program ends its pool as written (close(), then its polling loop)"
+        return super().missing_stage(point)
+
     def close(self):
         self.pool.join()  # the post never joins; we do, so nothing is left behind
 
@@ -288,9 +389,8 @@ class SeedPollingMapAsync(SeedPolling):
     about = "the seed's polling program with map_async: map_async(...), close(), then the polling loop in place of join()"
 
     def run(self, style):
-        result = self.pool.map_async(
-            run_task, self.tasks, self.chunksize(), callback=self.on_result, error_callback=self.on_error
-        )
+        on_result, on_error = self.callbacks(range(len(self.tasks)))
+        result = self.pool.map_async(run_task, self.armed, self.chunksize(), callback=on_result, error_callback=on_error)
         self.pool.close()
         terminated = self.poll_workers()
         if terminated is not None and not result.ready():
@@ -311,8 +411,8 @@ def _child(task, conn):
     ("ok", result) or ("error", type name, text) back, exit."""
     try:
         result = run_task(task)
-        conn.send(("ok", result))  # a write-result fault fires in here, while pickling
-    except Exception as e:
+        conn.send(("ok", result))  # an encode-result or transport-result fault fires in here
+    except CAUGHT as e:
         conn.send(("error", type(e).__name__, str(e)))
     conn.close()
 
@@ -321,7 +421,7 @@ class ProcessPerTask(Target):
     """The seed post's last program: one `multiprocessing.Process` per task
     (fork), at most `workers` at a time, the result sent back on a pipe; the
     parent joins each and knows its exitcode. A process that ended without a
-    result is `WorkerLost` with its signal or code. With a task timeout, a
+    result is `worker-lost` with its signal or code. With a task timeout, a
     process still running at its deadline is killed (SIGKILL) and its task is
     `timed-out`. The call style does not change what it does."""
 
@@ -332,6 +432,15 @@ class ProcessPerTask(Target):
         self.running = {}  # sentinel -> [index, process, conn, started, message]
         self.pool = self  # nothing to start
 
+    def missing_stage(self, point):
+        if point in ("encode", "decode") and (self.method or "fork") == "fork":
+            return "under fork a task's process has its task by memory: nothing is pickled"
+        if point in ("transport", "init", "recycle"):
+            return "a process per task: no channel carries tasks, no initializer, no worker is reused"
+        if point in LIFECYCLE or point == "callback":
+            return "the program joins each process itself: no pool to end, no callbacks"
+        return super().missing_stage(point)
+
     def processes(self):
         return [r[1] for r in list(self.running.values())]
 
@@ -341,7 +450,13 @@ class ProcessPerTask(Target):
     def spawn(self, index, task):
         reader, writer = self.context.Pipe(duplex=False)
         p = self.context.Process(target=_child, args=(task, writer))
-        p.start()
+        try:
+            p.start()  # spawn and forkserver pickle the task here: an encode fault fires
+        except CAUGHT as e:
+            reader.close()
+            writer.close()
+            self.fail(index, self.classify(e))
+            return
         writer.close()
         self.running[p.sentinel] = [index, p, reader, time.monotonic(), None]
 
@@ -361,12 +476,13 @@ class ProcessPerTask(Target):
             else:
                 self.fail(i, rec)
 
-        queue = list(enumerate(self.tasks))
+        queue = list(enumerate(self.armed))
         queue.reverse()
         while queue or self.running:
             while queue and len(self.running) < self.workers:
                 self.spawn(*queue.pop())
-            self.step(report)
+            if self.running:
+                self.step(report)
 
     def drain(self, report):
         while self.running:
@@ -427,7 +543,7 @@ class ProcessPerTask(Target):
 class Executor(Target):
     """A `concurrent.futures`-style executor: `submit` per task (`map` for
     the map style). `apply` waits for each future before the next submit;
-    `apply_async` and `map_async` submit every task with a done-callback,
+    `apply-async` and `map-async` submit every task with a done-callback,
     then wait for each future in order."""
 
     def warmup(self, task):
@@ -437,7 +553,7 @@ class Executor(Target):
         return self.pool.submit(run_task, task)
 
     def map(self):
-        return self.pool.map(run_task, self.tasks)
+        return self.pool.map(run_task, self.armed)
 
     def run(self, style):
         getattr(self, "run_" + style.replace("-", "_"))()
@@ -449,7 +565,7 @@ class Executor(Target):
                 self.ok(delivered, value)
                 delivered += 1
             return
-        except Exception as e:
+        except CAUGHT as e:
             record = self.classify(e)
         # The iterator raised for the next task; the caller sees nothing after it.
         self.fail(delivered, record)
@@ -457,42 +573,62 @@ class Executor(Target):
             self.fail(j, dict(record, message=f"not delivered: the map raised at task {delivered}: {record['message']}"))
 
     def run_apply(self):
-        for i, task in enumerate(self.tasks):
+        for i, task in enumerate(self.armed):
             try:
                 value = self.submit(task).result()
-            except Exception as e:
+            except CAUGHT as e:
                 self.fail(i, self.classify(e))
             else:
                 self.ok(i, value)
 
     def run_apply_async(self):
         futures = []
-        for task in self.tasks:
+        for i, task in enumerate(self.armed):
             try:
                 f = self.submit(task)
-            except Exception as e:  # a broken pool refuses the submit
+            except CAUGHT as e:  # a broken pool refuses the submit
                 futures.append(e)
                 continue
-            f.add_done_callback(self.done)
+            f.add_done_callback(lambda f, i=i: self.done(f, i))
             futures.append(f)
+        if self.lifecycle is not None:
+            self.end_pool()
         for i, f in enumerate(futures):
-            if isinstance(f, Exception):
+            if isinstance(f, BaseException):
                 self.fail(i, self.classify(f))
+                continue
+            if self.lifecycle == "terminate" and not f.done():
+                self.fail(i, error("terminated", "the pool was terminated before the task's result came"))
                 continue
             try:
                 value = f.result()
-            except Exception as e:
+            except CAUGHT as e:
                 self.fail(i, self.classify(e, f))
             else:
                 self.ok(i, value)
 
     run_map_async = run_apply_async
 
-    def done(self, future):
-        if future.cancelled() or future.exception() is not None:
-            self.on_error()
+    def end_pool(self):
+        """Ends the executor at the plan's lifecycle stage, marking the stage
+        for the worker that dies in it: `shutdown(wait=False)` (close),
+        `shutdown(wait=True)` (join), or the executor's terminate."""
+        set_stage(self.lifecycle)
+        if self.lifecycle == "close":
+            self.pool.shutdown(wait=False)
+        elif self.lifecycle == "join":
+            self.pool.shutdown(wait=True)
         else:
-            self.on_result()
+            self.terminate()
+
+    def terminate(self):
+        raise NotImplementedError
+
+    def done(self, future, i):
+        if future.cancelled() or future.exception() is not None:
+            self.on_error(indices=(i,))
+        else:
+            self.on_result(indices=(i,))
 
     def close(self):
         self.pool.shutdown(wait=True)
@@ -502,8 +638,22 @@ class Ppe(Executor):
     name = "py-ppe"
     about = "concurrent.futures.ProcessPoolExecutor(max_workers) (fork): submit per task, or map"
 
+    # ProcessPoolExecutor has no terminate before Python 3.14 (terminate_workers).
+    can_terminate = False
+
     def start(self):
-        self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=self.context, **self.pool_kwargs()
+        )
+
+    def recycle_kwargs(self):
+        # "max_tasks_per_child is incompatible with the 'fork' start method" (3.11+).
+        return None if (self.method or "fork") == "fork" else {"max_tasks_per_child": 1}
+
+    def missing_stage(self, point):
+        if point == "recycle" and (self.method or "fork") == "fork":
+            return "ProcessPoolExecutor refuses max_tasks_per_child with the fork start method"
+        return super().missing_stage(point)
 
     def processes(self):
         return list((getattr(self.pool, "_processes", None) or {}).values())
@@ -529,9 +679,28 @@ class Loky(Ppe):
         import loky.backend
 
         # loky's own contexts: `loky` (fork+exec, its default), or the method asked for.
-        self.pool = loky.get_reusable_executor(max_workers=self.workers, context=loky.backend.get_context(self.method))
+        self.pool = loky.get_reusable_executor(
+            max_workers=self.workers, context=loky.backend.get_context(self.method), **self.pool_kwargs()
+        )
+
+    can_terminate = True
+
+    def recycle_kwargs(self):
+        return None
+
+    def missing_stage(self, point):
+        if point == "recycle":
+            return "loky has no limit of tasks per worker"
+        return Executor.missing_stage(self, point)
+
+    def terminate(self):
+        self.pool.shutdown(wait=True, kill_workers=True)
 
     def classify(self, exc, handle=None):
+        from loky.process_executor import ShutdownExecutorError
+
+        if isinstance(exc, ShutdownExecutorError):
+            return error("terminated", _text(exc))
         # loky names the exit codes in its message: "{SIGKILL(-9)}", "{EXIT(1)}".
         if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
             # The codes loky lists are those of the workers whose death it saw
@@ -554,7 +723,13 @@ class Pebble(Executor):
     def start(self):
         import pebble
 
-        self.pool = pebble.ProcessPool(max_workers=self.workers, context=self.context)
+        self.pool = pebble.ProcessPool(max_workers=self.workers, context=self.context, **self.pool_kwargs())
+
+    def recycle_kwargs(self):
+        return {"max_tasks": 1}
+
+    def end_pool(self):
+        self.end_by(self.pool.close, self.pool.stop, self.pool.join)
 
     def processes(self):
         try:
@@ -568,8 +743,8 @@ class Pebble(Executor):
     def run_map(self):
         # pebble's map yields each task's outcome in order; an error does not stop it.
         try:
-            results = self.pool.map(run_task, self.tasks, timeout=self.timeout).result()
-        except Exception as e:
+            results = self.pool.map(run_task, self.armed, timeout=self.timeout).result()
+        except CAUGHT as e:
             self.fail_all(range(len(self.tasks)), e, "pool.map raised")
             return
         for i in range(len(self.tasks)):
@@ -577,7 +752,7 @@ class Pebble(Executor):
                 value = next(results)
             except StopIteration:
                 return
-            except Exception as e:
+            except CAUGHT as e:
                 self.fail(i, self.classify(e))
             else:
                 self.ok(i, value)
@@ -592,7 +767,7 @@ class Pebble(Executor):
             return error("timed-out", _text(exc) if str(exc) else f"TimeoutError: over {self.plan['task_timeout_ms']} ms", attempts=1)
         if isinstance(exc, concurrent.futures.CancelledError):
             return error("terminated", _text(exc))
-        if isinstance(exc, (InjectedError, InjectedPanic)):
+        if isinstance(exc, (InjectedError, InjectedPanic, SystemExit)):
             return super().classify(exc)
         if isinstance(exc, (RuntimeError, concurrent.futures.process.BrokenProcessPool)):
             # "Unexpected error within the Pool": the pool broke as a whole.
@@ -620,8 +795,8 @@ class Billiard(MpPool):
 
         context = billiard.get_context(self.method or "fork")
         if self.timeout is not None:
-            return context.Pool(processes=self.workers, timeout=self.timeout)
-        return context.Pool(processes=self.workers)
+            return context.Pool(processes=self.workers, timeout=self.timeout, **self.pool_kwargs())
+        return context.Pool(processes=self.workers, **self.pool_kwargs())
 
     def classify(self, exc, handle=None):
         from billiard.einfo import ExceptionWithTraceback

@@ -23,38 +23,50 @@ always 0 for the bundled targets: no Python pool here retries), one
 non-blocking `os.write` each.
 
 The result is the task's deterministic bytes (`expected_output`), which the
-owner checks. Faults fire where the task's `fault` says:
-
-- `decode`: as the task starts, before any work;
-- `mid-task`: halfway through the work (between the two halves of a sleep,
-  a spin, an allocation; for echo and large results, right after `decode`);
-- `write-result`: while the result is being pickled for the trip back. The
-  task returns a `FaultyResult` whose `__reduce__` fires the fault, so the
-  fault happens inside the pool's own send path (pickling happens before any
-  byte is written: see docs/targets.md, "The write-result approximation").
+owner checks. Faults fire where the task's `fault` says (docs/targets.md,
+"Fault points"): in the worker, in the owner (the parent),
+or in the pool's own pickling of the task or the result, by real pickling
+failures (`__reduce__` that raises, exits or crashes), as the peers' own
+tests do. `armed(task)` is what the owner hands its pool in place of the
+plain task: the task with the objects that fire while it is pickled or
+unpickled. `worker_init` is the initializer every pool gets when the plan
+needs one (the `init`, `recycle` and `transport` points).
 """
 
 import ctypes
+import io
+import json
+import multiprocessing.connection
 import os
 import signal
 import stat
+import sys
 import time
 
 TRACE_FD_ENV = "POOLCHAOS_TRACE_FD"
 TRACE_ID_ENV = "POOLCHAOS_TRACE_ID"
 OWNER_PID_ENV = "POOLCHAOS_OWNER_PID"
 OOM_SCORE_ADJ_ENV = "POOLCHAOS_OOM_SCORE_ADJ"
+#: The pipe of start tokens the owner fills for `worker_init` (fd, and its dev:ino).
+TOKENS_FD_ENV = "POOLCHAOS_TOKENS_FD"
+TOKENS_ID_ENV = "POOLCHAOS_TOKENS_ID"
+TOKEN_KIND_ENV = "POOLCHAOS_TOKEN_KIND"
+
+#: A task with a `transport` fault carries this much padding: more than a pipe holds.
+TRANSPORT_PAD = 1 << 20
+#: What the padding starts with, so a worker reading a frame knows it early.
+TRANSPORT_MARK = b"poolchaos-transport:"
 
 #: The tag of the warm-up task (u64::MAX, outside the plan's tags).
 WARMUP_TAG = 2**64 - 1
 
 
 class InjectedError(Exception):
-    """The `Error` fault: the task's own exception."""
+    """The `error` fault: the task's own exception."""
 
 
 class InjectedPanic(RuntimeError):
-    """The `Panic` fault: Python has no panic; a different exception type."""
+    """The `panic` fault: Python has no panic; a different exception type."""
 
 
 def expected_output(task):
@@ -107,21 +119,25 @@ def on_worker_start():
                 os.close(fd)
         except OSError:
             pass
-    _state = (pid, _open_trace())
+    _state = (pid, _inherited(TRACE_FD_ENV, TRACE_ID_ENV, os.O_WRONLY))
     return _state[1]
 
 
-def _open_trace():
-    raw = os.environ.get(TRACE_FD_ENV)
+def _inherited(fd_env, id_env, mode):
+    """An fd of the owner's that a worker needs (the trace pipe, the token
+    pipe): the inherited one if it is still that pipe, else the owner's copy
+    reopened through /proc (a worker started by exec has its fds closed).
+    Non-blocking either way."""
+    raw = os.environ.get(fd_env)
     if not raw:
         return None
     try:
         fd = int(raw)
     except ValueError:
         return None
-    want = os.environ.get(TRACE_ID_ENV)
+    want = os.environ.get(id_env)
 
-    def is_trace(f):
+    def is_it(f):
         try:
             st = os.fstat(f)
         except OSError:
@@ -130,7 +146,7 @@ def _open_trace():
             return False
         return want is None or want == f"{st.st_dev}:{st.st_ino}"
 
-    if is_trace(fd):
+    if is_it(fd):
         try:
             os.set_blocking(fd, False)
         except OSError:
@@ -140,10 +156,10 @@ def _open_trace():
     owner = os.environ.get(OWNER_PID_ENV)
     if owner and want:
         try:
-            f = os.open(f"/proc/{owner}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            f = os.open(f"/proc/{owner}/fd/{fd}", mode | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
-        if is_trace(f):
+        if is_it(f):
             return f
         os.close(f)
     return None
@@ -163,8 +179,9 @@ def trace(what, tag, fd, attempt=0):
 
 
 def fire(kind):
-    """Fires a fault. The deadly kinds do not return; `Error` and `Panic`
-    raise; `sigstop` returns once the worker is continued."""
+    """Fires a fault. The deadly kinds do not return; `error` and `panic`
+    raise, and `sys-exit` raises SystemExit(1), as the peers' `sys.exit`;
+    `sigstop` returns once the worker is continued."""
     if kind == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif kind == "sigsegv":
@@ -184,6 +201,8 @@ def fire(kind):
         raise InjectedError("injected task error")
     elif kind == "panic":
         raise InjectedPanic("injected panic")
+    elif kind == "sys-exit":
+        sys.exit(1)
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
     # A deadly signal is delivered before kill() returns; if not, wait for it.
@@ -191,18 +210,189 @@ def fire(kind):
         time.sleep(3600)
 
 
-class FaultyResult:
-    """A task's result that fires its `write-result` fault while it is pickled
-    to be sent back; if the fault lets it go on (sigstop), it unpickles as the
-    plain result bytes."""
+def fire_unpickled(kind, value=None):
+    """What an object armed to fire when unpickled unpickles as: fires, and
+    (if the fault lets it go on) is `value`."""
+    fire(kind)
+    return value
 
-    def __init__(self, kind, payload):
+
+class AtPickle:
+    """Fires its fault while pickled (in the parent for a task, in the
+    worker for a result); if the fault lets it go on, unpickles as `value`."""
+
+    def __init__(self, kind, value=None):
         self.kind = kind
-        self.payload = payload
+        self.value = value
 
     def __reduce__(self):
         fire(self.kind)
-        return (bytes, (self.payload,))
+        return (_identity, (self.value,))
+
+
+class AtUnpickle:
+    """Fires its fault while unpickled (in the worker for a task, in the
+    parent for a result), and is `value` after it."""
+
+    def __init__(self, kind, value=None):
+        self.kind = kind
+        self.value = value
+
+    def __reduce__(self):
+        return (fire_unpickled, (self.kind, self.value))
+
+
+class AtCollect:
+    """A result that pickles as its bytes and fires its fault when the
+    worker lets go of it, after it is sent (a crash in a destructor, as
+    loky's CrashAtGCInWorker)."""
+
+    def __init__(self, kind, value):
+        self.kind = kind
+        self.value = value
+
+    def __reduce__(self):
+        return (_identity, (self.value,))
+
+    def __del__(self):
+        if os.environ.get(OWNER_PID_ENV) != str(os.getpid()):
+            fire(self.kind)
+
+
+def _identity(value):
+    return value
+
+
+def armed(task, attempt=0):
+    """What the owner hands its pool for `task` (on `attempt`, for a pool
+    that retries): the task itself, or a copy carrying what fires at its
+    pickling point (`encode`: while the parent pickles it; `decode`: while
+    the worker unpickles it; `transport`: a padding larger than a pipe,
+    which the worker dies reading)."""
+    fault = task.get("fault")
+    if fault is not None and attempt >= fault.get("times", 1):
+        return task
+    point = fault and fault.get("point")
+    if point == "encode":
+        return dict(task, bomb=AtPickle(fault["kind"]))
+    if point == "decode":
+        return dict(task, bomb=AtUnpickle(fault["kind"]))
+    if point == "transport":
+        mark = TRANSPORT_MARK + json.dumps(fault["kind"]).encode() + b";"
+        return dict(task, pad=mark + b"x" * (TRANSPORT_PAD - len(mark)))
+    return task
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def set_stage(name):
+    """The owner marks the stage it is entering (`close`, `terminate`,
+    `join`) in its main thread's name, which a worker waiting to die at that
+    stage reads from /proc/<owner>/comm: no file, nothing left behind."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, f"pc:{name}".encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def _wait_for_stage(name, limit=60.0):
+    """Waits (at most `limit` s) until the owner enters stage `name`."""
+    path = f"/proc/{os.environ.get(OWNER_PID_ENV)}/comm"
+    want = f"pc:{name}"[:15]
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            with open(path) as f:
+                if f.read().strip() == want:
+                    return
+        except OSError:
+            return  # the owner is gone: nothing to wait for
+        time.sleep(0.005)
+
+
+# ---------------------------------------------------------------- worker start
+
+
+def worker_init():
+    """Every worker's initializer, when the plan needs one: sets the worker
+    up, arms the `transport` point on the pool's own channel, and takes one
+    start token from the owner's token pipe (one byte, so each worker takes
+    exactly one however many read at once): `f` fires the plan's start
+    fault (`init`, `recycle`), whose kind is in `TOKEN_KIND_ENV`; `s`, or
+    no token left, starts clean."""
+    on_worker_start()
+    _arm_transport()
+    fd = _inherited(TOKENS_FD_ENV, TOKENS_ID_ENV, os.O_RDONLY)
+    if fd is None:
+        return
+    try:
+        token = os.read(fd, 1)
+    except OSError:  # EAGAIN: no token left
+        token = b""
+    finally:
+        if str(fd) != os.environ.get(TOKENS_FD_ENV):
+            os.close(fd)
+    if token == b"f":
+        fire(json.loads(os.environ[TOKEN_KIND_ENV]))
+
+
+def _arm_transport():
+    """Makes the pool's channel fire a `transport` fault while the task is
+    still arriving: a frame larger than a pipe whose padding starts with
+    `TRANSPORT_MARK` is read part way (the parent still writing the rest),
+    then the fault fires."""
+    for cls in _connection_classes():
+        recv = cls.__dict__.get("_recv")
+        if recv is None or getattr(recv, "poolchaos", False):
+            continue
+
+        def patched(self, size, *args, _recv=recv, **kwargs):
+            if size < TRANSPORT_PAD:
+                return _recv(self, size, *args, **kwargs)
+            first = _recv(self, 1 << 16, *args, **kwargs)
+            data = first.getvalue() if hasattr(first, "getvalue") else bytes(first)
+            at = data.find(TRANSPORT_MARK)
+            if at >= 0:
+                end = data.find(b";", at)
+                fire(json.loads(data[at + len(TRANSPORT_MARK) : end]))
+            rest = _recv(self, size - len(data), *args, **kwargs)
+            more = rest.getvalue() if hasattr(rest, "getvalue") else bytes(rest)
+            return io.BytesIO(data + more)
+
+        patched.poolchaos = True
+        cls._recv = patched
+
+
+def _connection_classes():
+    classes = [multiprocessing.connection.Connection]
+    billiard = sys.modules.get("billiard.connection")
+    if billiard is not None and hasattr(billiard, "Connection"):
+        classes.append(billiard.Connection)
+    return classes
+
+
+def _arm_torn_write(kind):
+    """Makes the next result this worker sends die half-way through its
+    write: the pool's own channel, holding whatever lock the pool holds
+    around it (the `transport-result` point). A header
+    alone (the first write of a large message) goes through whole."""
+    for cls in _connection_classes():
+        send = cls.__dict__.get("_send")
+        if send is None:
+            continue
+
+        def patched(self, buf, *args, _send=send, _cls=cls, **kwargs):
+            if len(buf) <= 8:
+                return _send(self, buf, *args, **kwargs)
+            _cls._send = _send
+            view = memoryview(buf)
+            _send(self, view[: len(view) // 2], *args, **kwargs)
+            fire(kind)
+            return _send(self, view[len(view) // 2 :], *args, **kwargs)
+
+        cls._send = patched
 
 
 # ---------------------------------------------------------------- the task
@@ -223,7 +413,8 @@ def _touched(n):
 
 def run_task(task, attempt=0):
     """Runs one task in a worker: trace, work, faults. Returns the result
-    bytes (or a `FaultyResult` that fires while being sent).
+    bytes, or an object that fires the result's fault where it is placed
+    (`AtPickle`, `AtUnpickle`, `AtCollect`).
 
     `attempt` is for pools that retry (the bundled ones never do: 0): the
     fault fires on attempts `0..times`, and the trace lines carry it."""
@@ -234,29 +425,31 @@ def run_task(task, attempt=0):
         fault = None
     point = fault["point"] if fault else None
 
-    def at(p):
-        if point == p:
+    def mid():
+        if point == "mid-task":
+            fire(fault["kind"])
+        elif point in ("close", "terminate", "join"):
+            _wait_for_stage(point)
             fire(fault["kind"])
 
     trace("start", tag, fd, attempt)
-    at("decode")
     (kind, arg), = task["work"].items()
     if kind in ("echo", "large"):
-        at("mid-task")
+        mid()
     elif kind == "spin":
         us = arg["us"]
         _spin(us // 2)
-        at("mid-task")
+        mid()
         _spin(us - us // 2)
     elif kind == "sleep":
         ms = arg["ms"]
         time.sleep(ms // 2 / 1000)
-        at("mid-task")
+        mid()
         time.sleep((ms - ms // 2) / 1000)
     elif kind == "alloc":
         total = arg["mib"] << 20
         first = _touched(total // 2)
-        at("mid-task")
+        mid()
         second = _touched(total - total // 2)
         if arg.get("hold"):
             _held.extend([first, second])
@@ -265,6 +458,12 @@ def run_task(task, attempt=0):
         raise ValueError(f"unknown workload {kind!r}")
     result = expected_output(task)
     trace("done", tag, fd, attempt)
-    if point == "write-result":
-        return FaultyResult(fault["kind"], result)
+    if point == "encode-result":
+        return AtPickle(fault["kind"], result)
+    if point == "transport-result":
+        _arm_torn_write(fault["kind"])
+    if point == "decode-result":
+        return AtUnpickle(fault["kind"], result)
+    if point == "after-result":
+        return AtCollect(fault["kind"], result)
     return result

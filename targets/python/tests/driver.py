@@ -321,7 +321,7 @@ class Run:
         """Follows until `finished` (or an end event); then waits for the
         adapter to exit. Returns the exit code, or None if it did not finish."""
         got = self.wait_for(
-            lambda k, e: k == "event" and e.get("event") in ("finished", "skipped", "owner-error"), timeout
+            lambda k, e: k == "event" and e.get("event") in ("finished", "skipped", "not-applicable", "owner-error"), timeout
         )
         if got is None:
             return None

@@ -349,7 +349,7 @@ class EndToEnd(unittest.TestCase):
                 tasks = [
                     task(0, {"echo": [1]}),
                     task(1, {"spin": {"us": 100}}, fault("error", "mid-task")),
-                    task(2, {"echo": [2]}, fault("panic", "decode")),
+                    task(2, {"echo": [2]}, fault("panic", "mid-task")),
                     task(3, {"echo": [3]}),
                 ]
                 run = driver.Run(target, plan(tasks, style="apply-async"))
@@ -676,3 +676,151 @@ class EndToEnd(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---------------------------------------------------------------- fault points
+
+
+def short(record):
+    """An outcome in a word: `ok`, `task`, `pool-broken(9)`, `worker-lost(code 1)`."""
+    if record.get("status") != "error":
+        return record.get("status")
+    if record.get("signal") is not None:
+        return f"{record['kind']}({record['signal']})"
+    if record.get("code") is not None:
+        return f"{record['kind']}(code {record['code']})"
+    return record["kind"]
+
+
+class FaultPointTest(unittest.TestCase):
+    """Every fault point, on the targets that have the stage, with the exact
+    outcome of each task; and on one that lacks it, the typed
+    `not-applicable` event (the plan not run). Task 0 carries the fault
+    (600 ms of sleep), tasks 1-3 are healthy (100 ms each), on 2 workers."""
+
+    def cases(self, point, cases, work=None, workers=2):
+        """`cases`: (target, style, kind, expected) where expected is a list
+        of `short` outcomes per task, or ("na", words) for not-applicable,
+        or ("hung", n): no outcome for task 0 while n healthy tasks are ok."""
+        checks = Checks(self)
+        for target, style, kind, expected in cases:
+            if not available(target):
+                continue
+
+            def check(target=target, style=style, kind=kind, expected=expected):
+                tasks = [task(0, work or {"sleep": {"ms": 600}}, fault(kind, point))]
+                tasks += [task(i, {"sleep": {"ms": 100}}) for i in (1, 2, 3)]
+                run = driver.Run(target, plan(tasks, workers=workers, style=style))
+                problems = []
+                if expected[0] == "na":
+                    run.finish(30)
+                    na = run.named("not-applicable")
+                    if len(na) != 1 or expected[1] not in na[0]["reason"] or run.named("ready"):
+                        problems.append(f"expected not-applicable ({expected[1]}), got {run.named('not-applicable')}")
+                    elif na[0]["point"] != point:
+                        problems.append(f"not-applicable names {na[0]['point']}")
+                elif expected[0] == "hung":
+                    run.wait_for(lambda k, e: k == "event" and e.get("event") == "ready", 30)
+                    run.settle(4.0)
+                    # apply_async's results are taken in order, so the healthy
+                    # tasks behind task 0 show by their result callbacks.
+                    got = run.outcomes()
+                    ok = [c for c in run.named("callback") if c["kind"] == "result"]
+                    if 0 in got or run.named("finished") or len(ok) != expected[1]:
+                        problems.append(f"expected task 0 pending and {expected[1]} results, got {got}, {len(ok)}")
+                elif ran_to_finish(run, problems):
+                    got = one_outcome_each(run, 4, problems)
+                    words = [short(got[i][0]) if len(got.get(i, [])) == 1 else None for i in range(4)]
+                    if words != expected:
+                        problems.append(f"outcomes {words}, expected {expected}")
+                return teardown(run, problems)
+
+            checks.run(f"{target} {kind} at {point}", check)
+        checks.assert_clean()
+
+    def test_encode_fires_as_the_parent_pickles_the_task(self):
+        self.cases("encode", [
+            ("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"]),
+            ("py-ppe", "apply-async", "error", ["task", "ok", "ok", "ok"]),
+            ("py-process-per-task", "apply-async", "error", ("na", "nothing is pickled")),
+        ])
+
+    def test_transport_fires_as_the_worker_reads_a_task_larger_than_a_pipe(self):
+        self.cases("transport", [
+            ("py-ppe", "apply-async", "sigkill", ["pool-broken(9)"] * 4),
+            ("py-process-per-task", "apply-async", "sigkill", ("na", "no channel carries tasks")),
+        ])
+
+    def test_init_fires_in_the_first_workers_initializer(self):
+        self.cases("init", [
+            # multiprocessing.Pool replaces the worker whose initializer raised; the next starts clean.
+            ("py-pool-apply-async", "apply-async", "error", ["ok"] * 4),
+            ("py-ppe", "apply-async", "sigkill", ["pool-broken(9)"] * 4),
+        ])
+
+    def test_decode_fires_as_the_worker_unpickles_the_task(self):
+        self.cases("decode", [
+            ("py-ppe", "apply-async", "error", ["pool-broken(code 1)"] * 4),
+            # The worker's loop dies of the error with the task taken: the pool never knows.
+            ("py-pool-apply-async", "apply-async", "error", ("hung", 3)),
+            ("py-process-per-task", "apply-async", "error", ("na", "nothing is pickled")),
+        ])
+
+    def test_encode_result_fires_as_the_worker_pickles_the_result(self):
+        self.cases("encode-result", [
+            ("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"]),
+            ("py-ppe", "apply-async", "sys-exit", ["task", "ok", "ok", "ok"]),
+        ])
+
+    def test_transport_result_dies_half_way_through_writing_the_result(self):
+        self.cases("transport-result", [
+            ("py-process-per-task", "apply-async", "sigkill", ["worker-lost(9)", "ok", "ok", "ok"]),
+            # The result handler waits for the rest of a torn frame and never sees the death.
+            ("py-ppe", "apply-async", "sigkill", ("hung", 3)),
+        ])
+
+    def test_decode_result_fires_as_the_parent_unpickles_the_result(self):
+        self.cases("decode-result", [
+            ("py-ppe", "apply-async", "error", ["pool-broken", "ok", "ok", "ok"]),
+            # The result handler thread dies of the error: nothing more is delivered.
+            ("py-pool-apply-async", "apply-async", "error", ("hung", 3)),
+        ])
+
+    def test_after_result_fires_once_the_result_is_sent(self):
+        self.cases("after-result", [
+            # The dead worker held no task: replaced, nothing lost.
+            ("py-pool-apply-async", "apply-async", "sigkill", ["ok"] * 4),
+            ("py-process-per-task", "apply-async", "sigkill", ["ok"] * 4),
+        ], workers=1)
+
+    def test_callback_fires_in_the_owners_callback(self):
+        self.cases("callback", [
+            # concurrent.futures logs a done-callback's error and goes on.
+            ("py-ppe", "apply-async", "error", ["ok"] * 4),
+            # The result handler thread dies of it (every callback has run, task
+            # 0's last): task 0's result is never marked ready.
+            ("py-pool-apply-async", "apply-async", "error", ("hung", 4)),
+            ("py-pool-map", "map", "error", ("na", "takes no callbacks")),
+        ])
+
+    def test_close_terminate_and_join_fire_as_the_owner_ends_the_pool(self):
+        for point, cases in [
+            ("close", [("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"])]),
+            ("join", [("py-pool-apply-async", "apply-async", "error", ["task", "ok", "ok", "ok"])]),
+            ("terminate", [
+                ("py-pool-apply-async", "apply-async", "sigkill", ["terminated"] * 4),
+                ("py-ppe", "apply-async", "sigkill", ("na", "no way to terminate")),
+            ]),
+        ]:
+            with self.subTest(point):
+                self.cases(point, cases + [("py-pool-map", "map", "error", ("na", "returns when every task is over"))])
+
+    def test_recycle_fires_in_the_replacement_of_a_recycled_worker(self):
+        self.cases("recycle", [
+            ("py-pool-apply-async", "apply-async", "error", ["ok"] * 4),
+            ("py-ppe", "apply-async", "error", ("na", "max_tasks_per_child")),
+            ("py-loky", "apply-async", "error", ("na", "no limit of tasks per worker")),
+        ])
+
+    def test_spawn_is_not_placed_by_the_adapter(self):
+        self.cases("spawn", [("py-ppe", "apply-async", "sigkill", ("na", "does not place faults at `spawn`"))])
