@@ -18,7 +18,11 @@
 //! process still starting, and the run would say something about the
 //! harness's aim, not about the pool. A strike at a random worker, or a
 //! storm's tick, due while no worker is known to be alive waits for the
-//! next one the events name.
+//! next one the events name. A random victim is picked among the workers
+//! running a task when there are any (the trace saw the task start, not
+//! finish): a worker that has just sent its last result may already be a
+//! zombie, where a signal lands and does nothing, and in a pool that runs
+//! one process per task that is most of the workers the events name.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -74,6 +78,8 @@ pub struct Nemesis {
     idle: Vec<Signal>,
     /// The workers the events named, not known to be gone.
     workers: BTreeSet<u32>,
+    /// Those of them running a task.
+    busy: BTreeSet<u32>,
     dice: Dice,
 }
 
@@ -107,6 +113,7 @@ impl Nemesis {
             storm,
             idle,
             workers: BTreeSet::new(),
+            busy: BTreeSet::new(),
             // Its own stream, so the storm's choices do not shift the plan's.
             dice: Dice::new(plan.seed ^ 0x006e_656d_6573_6973),
         }
@@ -131,6 +138,7 @@ impl Nemesis {
             }
             Event::TaskStarted { tag, attempt, pid } => {
                 self.workers.insert(*pid);
+                self.busy.insert(*pid);
                 if *attempt == 0 {
                     let (hits, rest): (Vec<_>, Vec<_>) = self.on_start.drain(..).partition(|(t, _, _)| t == tag);
                     self.on_start = rest;
@@ -146,9 +154,11 @@ impl Nemesis {
             }
             Event::TaskDone { pid, .. } => {
                 self.workers.insert(*pid);
+                self.busy.remove(pid);
             }
             Event::WorkerExit { pid, .. } => {
                 self.workers.remove(pid);
+                self.busy.remove(pid);
             }
             _ => {}
         }
@@ -173,7 +183,9 @@ impl Nemesis {
     /// run. Returns the strikes that landed (the signal was delivered).
     pub fn strike(&mut self, now: Duration, live: &[u32]) -> Vec<Strike> {
         self.workers.retain(|p| live.contains(p));
-        let workers: Vec<u32> = self.workers.iter().copied().collect();
+        self.busy.retain(|p| live.contains(p));
+        let pool = if self.busy.is_empty() { &self.workers } else { &self.busy };
+        let workers: Vec<u32> = pool.iter().copied().collect();
         let mut strikes = Vec::new();
         let (due, later): (Vec<_>, Vec<_>) = self
             .scheduled

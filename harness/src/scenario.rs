@@ -127,7 +127,7 @@ pub enum Aim {
     /// After a warm-up task, the idle worker blocked in its read of the task
     /// channel (in `naive`, the holder of the inqueue lock); then the batch runs.
     IdleWorker,
-    /// A random live worker, `after_ms` after the pool is ready.
+    /// A random live worker (one running a task, if any), `after_ms` after the pool is ready.
     RandomWorker,
     /// The pool's owner, `after_ms` after the pool is ready.
     Owner,
@@ -148,7 +148,7 @@ pub struct RandomFaults {
     pub points: Vec<FaultPoint>,
 }
 
-/// A random live worker signalled every `every_ms`.
+/// A random live worker (one running a task, if any) signalled every `every_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Storm {
     pub signal: Signal,
