@@ -274,8 +274,10 @@ impl Worker {
         self.written = 0;
     }
 
+    /// Frames are waiting and the worker can take them (a gone worker's
+    /// task pipe reports an error at every poll).
     fn wants_write(&self) -> bool {
-        self.to.is_some() && self.written < self.out.len()
+        self.to.is_some() && !self.gone && self.written < self.out.len()
     }
 
     /// When (CLOCK_MONOTONIC ns) it must have made progress: its running
@@ -581,14 +583,18 @@ impl Supervisor {
         if self.server.as_ref().is_some_and(ForkServer::has_notes) {
             timeout = Some(Duration::ZERO);
         }
-        let (ready, standby_died): (Vec<(bool, bool)>, bool) = {
+        let (ready, standby_died, server_spoke): (Vec<(bool, bool)>, bool, bool) = {
             let wake = self.mailbox.wake_fd();
             let pidfds: Vec<_> = self.workers.iter().map(|w| w.child.pidfd()).collect();
             let mut fds = Vec::with_capacity(3 + 3 * self.workers.len());
             fds.push(PollFd::new(&wake, PollFlags::IN));
             for (w, pidfd) in self.workers.iter().zip(&pidfds) {
-                // A gone worker's pipe stays readable (EOF): only its pidfd matters now.
-                fds.push(PollFd::new(&w.from, if w.gone { PollFlags::empty() } else { PollFlags::IN }));
+                // A gone worker's pipe reports HUP whatever we ask of it, for
+                // as long as the worker takes to finish dying (its pidfd turns
+                // readable only then): polled, it would spin this loop, and
+                // take a core from the dying worker. Only its pidfd matters now.
+                let results = if w.gone { *pidfd } else { w.from.as_fd() };
+                fds.push(PollFd::from_borrowed_fd(results, if w.gone { PollFlags::empty() } else { PollFlags::IN }));
                 fds.push(PollFd::new(pidfd, PollFlags::IN));
             }
             let standby = self.standby.as_ref().map(|w| w.child.pidfd());
@@ -608,14 +614,22 @@ impl Supervisor {
                 .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
                 .collect();
             let at = 1 + 2 * self.workers.len();
-            (ready, standby.is_some() && !fds[at].revents().is_empty())
+            let standby_died = standby.is_some() && !fds[at].revents().is_empty();
+            let at = at + usize::from(standby.is_some());
+            (ready, standby_died, server.is_some() && !fds[at].revents().is_empty())
         };
+        // The server's socket is read only when it spoke (or when messages
+        // read while waiting for something else are kept): a read that finds
+        // nothing is a syscall per loop, twice, for nothing.
+        let kept = |s: &Self| s.server.as_ref().is_some_and(ForkServer::has_notes);
         for (worker, &(results, _)) in self.workers.iter_mut().zip(&ready) {
             if results {
                 worker.read_results(&mut *self.hooks);
             }
         }
-        self.take_notes();
+        if server_spoke || kept(self) {
+            self.take_notes();
+        }
         if standby_died {
             // Idle: nothing to settle; a new one is asked for.
             self.standby = None;
@@ -631,7 +645,9 @@ impl Supervisor {
         for worker in dead {
             self.bury(worker);
         }
-        self.take_forked();
+        if server_spoke || kept(self) {
+            self.take_forked();
+        }
         if let Some(server) = &mut self.server {
             server.give_up_if_overdue();
         }
