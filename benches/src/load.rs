@@ -267,6 +267,11 @@ pub struct Cell {
     pub throughput: Throughput,
     /// The median batch's time, from submission to its last outcome (`None`: hung).
     pub elapsed: Option<Duration>,
+    /// Every run's time, in the order run: the `i`th run of each rate of a
+    /// pool and cost was measured in the same round, back to back (empty
+    /// for a cell that hung, and for the external targets, whose rates are
+    /// not run by rounds).
+    pub runs: Vec<Duration>,
 }
 
 impl Cell {
@@ -295,7 +300,7 @@ impl LoadSizes {
     pub const QUICK: LoadSizes = LoadSizes {
         batch: [20_000, 4_000, 1_000],
         per_task_batch: [2_000, 2_000, 1_000],
-        repeat: 3,
+        repeat: 5,
         stall: Duration::from_secs(1),
         external_cap: u64::MAX,
     };
@@ -318,8 +323,12 @@ pub fn config(program: &WorkerProgram, workers: usize) -> PoolConfig {
     PoolConfig::new(workers, program.clone())
 }
 
-/// Measures every rate of one pool at one cost: a fresh pool per cell (and
-/// per run, once it broke or hung), a warm-up batch first.
+/// Measures every rate of one pool at one cost: a fresh pool per rate (and
+/// per run, once it broke), each warmed up first. The rates take turns,
+/// run by run (0 %, 1 %, 5 %, 0 %, ...), so the runs of one round are
+/// measured back to back: a load that comes and goes on a shared machine
+/// moves the rates of a round together, and a death's cost is judged within
+/// a round ([`Cell::runs`]).
 pub fn measure_cost(
     program: &WorkerProgram,
     kind: PoolKind,
@@ -328,30 +337,48 @@ pub fn measure_cost(
     sizes: &LoadSizes,
 ) -> anyhow::Result<Vec<Cell>> {
     let n = sizes.tasks(kind, cost);
-    let mut cells = Vec::new();
-    for rate in Rate::ALL {
-        let mut pool = pools::build(kind, &config(program, workers))?;
+    let fresh = || -> anyhow::Result<Box<dyn Pool>> {
+        let pool = pools::build(kind, &config(program, workers))?;
         run_batch(&*pool, tasks(cost, Rate::Zero, (n / 10).max(10), 1 << 40), Duration::from_secs(10))?;
-        let mut runs: Vec<(Duration, Settled)> = Vec::new();
-        let mut hung = false;
-        for r in 0..sizes.repeat.max(1) {
-            let batch = run_batch(&*pool, tasks(cost, rate, n, r as u64 * n), sizes.stall)?;
+        Ok(pool)
+    };
+    struct Turn {
+        rate: Rate,
+        pool: Option<Box<dyn Pool>>,
+        runs: Vec<(Duration, Settled)>,
+        hung: bool,
+    }
+    let mut turns = Vec::new();
+    for rate in Rate::ALL {
+        turns.push(Turn { rate, pool: Some(fresh()?), runs: Vec::new(), hung: false });
+    }
+    for r in 0..sizes.repeat.max(1) {
+        for turn in turns.iter_mut().filter(|t| !t.hung) {
+            let Some(pool) = &turn.pool else { continue };
+            let batch = run_batch(&**pool, tasks(cost, turn.rate, n, r as u64 * n), sizes.stall)?;
             let Some(settled) = batch.settled else {
-                hung = true;
-                break;
+                turn.hung = true;
+                continue;
             };
             let broke = settled.broken > 0;
-            runs.push((batch.elapsed, settled));
+            turn.runs.push((batch.elapsed, settled));
             if broke {
                 // A broken pool takes no more work: a fresh one for the next run.
-                pool.terminate();
-                pool = pools::build(kind, &config(program, workers))?;
+                if let Some(pool) = turn.pool.take() {
+                    pool.terminate();
+                }
+                turn.pool = Some(fresh()?);
             }
         }
-        pool.terminate();
-        drop(pool);
-        let (throughput, elapsed) = throughput(runs, hung, n);
-        cells.push(Cell { row: Row::Pool(kind), cost, rate, tasks: n, throughput, elapsed });
+    }
+    let mut cells = Vec::new();
+    for turn in turns {
+        if let Some(pool) = turn.pool {
+            pool.terminate();
+        }
+        let runs = if turn.hung { Vec::new() } else { turn.runs.iter().map(|(elapsed, _)| *elapsed).collect() };
+        let (throughput, elapsed) = throughput(turn.runs, turn.hung, n);
+        cells.push(Cell { row: Row::Pool(kind), cost, rate: turn.rate, tasks: n, throughput, elapsed, runs });
     }
     Ok(cells)
 }
@@ -435,7 +462,7 @@ pub fn measure_external(
             }
             let row = Row::External(name.clone());
             let (throughput, elapsed) = throughput(runs, hung, n);
-            cells.push(Cell { row, cost, rate, tasks: n, throughput, elapsed });
+            cells.push(Cell { row, cost, rate, tasks: n, throughput, elapsed, runs: Vec::new() });
         }
     }
     Ok(Ok(cells))

@@ -117,15 +117,24 @@ impl Summary {
     }
 
     /// What one death cost `row` at `cost` and `rate`, in seconds: (batch
-    /// time at the rate − batch time at 0 %) ÷ deaths in the batch. Only
-    /// for a row whose batches are the same size at both rates and that
-    /// neither hung nor broke there; below zero when the noise is larger.
+    /// time at the rate − batch time at 0 %) ÷ deaths in the batch; the
+    /// median over the rounds where both were run back to back (see
+    /// [`Cell::runs`]), else the difference of the two medians. Only for a
+    /// row whose batches are the same size at both rates and that neither
+    /// hung nor broke there; below zero when the noise is larger.
     pub fn death_cost(&self, row: &Row, cost: Cost, rate: Rate) -> Option<f64> {
         let (at, zero) = (self.cell(row, cost, rate)?, self.cell(row, cost, Rate::Zero)?);
         if !matches!(at.throughput, Throughput::Rate { .. }) || at.deaths() == 0 || at.tasks != zero.tasks {
             return None;
         }
-        Some((at.elapsed?.as_secs_f64() - zero.elapsed?.as_secs_f64()) / at.deaths() as f64)
+        let deaths = at.deaths() as f64;
+        if !at.runs.is_empty() && at.runs.len() == zero.runs.len() {
+            let mut each: Vec<f64> =
+                at.runs.iter().zip(&zero.runs).map(|(a, z)| (a.as_secs_f64() - z.as_secs_f64()) / deaths).collect();
+            each.sort_by(f64::total_cmp);
+            return Some(each[each.len() / 2]);
+        }
+        Some((at.elapsed?.as_secs_f64() - zero.elapsed?.as_secs_f64()) / deaths)
     }
 
     /// The issue's targets, each judged on this run.
@@ -295,7 +304,8 @@ impl Summary {
         let _ = writeln!(
             md,
             "## Tasks per second\n\nCorrect results per second of one batch submitted at once (median of the \
-             runs; tasks per batch below), by task cost and by the share of tasks that SIGKILL their own worker \
+             runs; tasks per batch below; our pools' rates take turns, run by run, each on a pool of its own), by \
+             task cost and by the share of tasks that SIGKILL their own worker \
              halfway through (every 100th / 20th task, first attempt only). In brackets: the ratio to `naive` at \
              0 % for the same cost.\n"
         );
@@ -479,7 +489,8 @@ impl Summary {
         let _ = writeln!(
             md,
             "## Cost of a death\n\nWall time a death costs the batch: (batch time at the rate − batch time at 0 %) \
-             ÷ deaths in the batch (the median batches of the matrix), beside the bare fork + `_exit` + `waitpid` \
+             ÷ deaths in the batch (for our pools, the median over the rounds of a batch at the rate and one at 0 % \
+             run back to back; for the others, of the median batches), beside the bare fork + `_exit` + `waitpid` \
              of the floor ({}). Rows that hang or break at a rate, or run other batch sizes there, have none. A \
              figure below zero is noise larger than the deaths' cost. supervised's deaths are taken by its \
              standby (one idle worker forked ahead, which takes a dead worker's window at once; its \
@@ -643,7 +654,15 @@ pub(crate) mod tests {
                         _ => Throughput::Hangs,
                     };
                     let elapsed = elapsed_of(&throughput, 1000);
-                    cells.push(Cell { row: Row::Pool(pool), cost, rate, tasks: 1000, throughput, elapsed });
+                    cells.push(Cell {
+                        row: Row::Pool(pool),
+                        cost,
+                        rate,
+                        tasks: 1000,
+                        throughput,
+                        elapsed,
+                        runs: Vec::new(),
+                    });
                 }
             }
         }
@@ -665,11 +684,12 @@ pub(crate) mod tests {
                     tasks,
                     throughput: map,
                     elapsed,
+                    runs: Vec::new(),
                 });
                 let completed = 1.0 - rate.percent() as f64 / 100.0;
                 let throughput = Throughput::Rate { per_s: per_task, completed };
                 let (row, elapsed) = (Row::External(PY_PROCESS_PER_TASK.into()), elapsed_of(&throughput, tasks));
-                cells.push(Cell { row, cost, rate, tasks, throughput, elapsed });
+                cells.push(Cell { row, cost, rate, tasks, throughput, elapsed, runs: Vec::new() });
             }
         }
         Summary {
