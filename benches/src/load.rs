@@ -185,22 +185,24 @@ pub fn run_batch(pool: &dyn Pool, tasks: Vec<Task>, stall: Duration) -> anyhow::
     let started = Instant::now();
     let handle = pool.submit(submitted, pools::Callbacks::default())?;
     let (mut pending, mut progress) = (n, started);
-    let outcomes = loop {
-        if let Some(outcomes) = handle.wait(Some(Duration::from_millis(20))) {
-            break Some(outcomes);
+    let settled = loop {
+        if handle.wait_settled(Some(Duration::from_millis(20))) {
+            break true;
         }
         let now = handle.job().pending();
         if now != pending {
             (pending, progress) = (now, Instant::now());
         } else if progress.elapsed() >= stall {
-            break None;
+            break false;
         }
     };
-    let elapsed = started.elapsed();
-    let Some(outcomes) = outcomes else {
-        return Ok(Batch { tasks: n, elapsed, settled: None });
-    };
+    if !settled {
+        return Ok(Batch { tasks: n, elapsed: started.elapsed(), settled: None });
+    }
     ensure!(handle.job().duplicates() == 0, "{}: a task got two outcomes", pool.kind());
+    // Moved out of the job, not copied: a copy of each result would be timed.
+    let outcomes = handle.into_outcomes(None).map_err(|_| anyhow::anyhow!("a settled job has no outcomes"))?;
+    let elapsed = started.elapsed();
     let fates = tasks
         .iter()
         .zip(&outcomes)

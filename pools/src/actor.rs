@@ -144,7 +144,7 @@ impl Mailbox {
             drop(state);
             self.wake();
         }
-        Ok(AsyncResult(job))
+        Ok(AsyncResult::new(job))
     }
 
     fn advance(&self, to: Lifecycle) {

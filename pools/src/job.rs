@@ -5,7 +5,8 @@
 //! delivers outcomes through [`Job::set`], which refuses a second outcome for
 //! a slot and counts it, so "exactly once" is checked in one place.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::outcome::{Outcome, TaskError};
@@ -27,6 +28,8 @@ pub struct Job {
     id: u64,
     state: Mutex<State>,
     done: Condvar,
+    /// How many [`AsyncResult`] handles read this job.
+    readers: AtomicUsize,
 }
 
 struct State {
@@ -54,6 +57,7 @@ impl Job {
                 callbacks: Some(callbacks),
             }),
             done: Condvar::new(),
+            readers: AtomicUsize::new(0),
         };
         if tasks == 0 {
             job.finish(job.lock());
@@ -126,6 +130,11 @@ impl Job {
 
     /// Waits until every task has its outcome, or `timeout` passes.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Vec<Outcome>> {
+        Some(copies(&*self.settled(timeout)?))
+    }
+
+    /// The state once the job is settled, or `None` if `timeout` passed first.
+    fn settled(&self, timeout: Option<Duration>) -> Option<MutexGuard<'_, State>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = self.lock();
         while !state.settled {
@@ -140,7 +149,7 @@ impl Job {
                 }
             };
         }
-        Some(state.outcomes.iter().map(|o| o.clone().unwrap_or(Err(TaskError::Terminated))).collect())
+        Some(state)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -172,11 +181,32 @@ impl Job {
     }
 }
 
+/// Every outcome of a settled job, copied.
+fn copies(state: &State) -> Vec<Outcome> {
+    state.outcomes.iter().map(|o| o.clone().unwrap_or(Err(TaskError::Terminated))).collect()
+}
+
 /// The handle `apply_async` and `map_async` return.
-#[derive(Clone)]
-pub struct AsyncResult(pub(crate) std::sync::Arc<Job>);
+pub struct AsyncResult(Arc<Job>);
+
+impl Clone for AsyncResult {
+    fn clone(&self) -> Self {
+        AsyncResult::new(self.0.clone())
+    }
+}
+
+impl Drop for AsyncResult {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 impl AsyncResult {
+    pub(crate) fn new(job: Arc<Job>) -> AsyncResult {
+        job.readers.fetch_add(1, Ordering::AcqRel);
+        AsyncResult(job)
+    }
+
     pub fn ready(&self) -> bool {
         self.0.is_ready()
     }
@@ -184,6 +214,26 @@ impl AsyncResult {
     /// Every task's outcome, or `None` if `timeout` passed first.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Vec<Outcome>> {
         self.0.wait(timeout)
+    }
+
+    /// Waits until every task has its outcome (true), or `timeout` passes.
+    pub fn wait_settled(&self, timeout: Option<Duration>) -> bool {
+        self.0.settled(timeout).is_some()
+    }
+
+    /// [`AsyncResult::wait`] for a caller done with the handle: when it is
+    /// the job's last handle, the outcomes are moved out, not copied (an
+    /// outcome the pool delivers later counts as a duplicate, as it would
+    /// anyway); the handle comes back if `timeout` passed first.
+    pub fn into_outcomes(self, timeout: Option<Duration>) -> Result<Vec<Outcome>, AsyncResult> {
+        let Some(mut state) = self.0.settled(timeout) else {
+            return Err(self);
+        };
+        if self.0.readers.load(Ordering::Acquire) > 1 {
+            return Ok(copies(&state));
+        }
+        let outcomes = std::mem::take(&mut state.outcomes);
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(Err(TaskError::Terminated))).collect())
     }
 
     pub fn job(&self) -> &Job {
@@ -194,8 +244,19 @@ impl AsyncResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_last_handle_takes_the_outcomes_and_a_shared_one_copies_them() {
+        let job = Arc::new(Job::new(1, 2, Callbacks::default()));
+        let (handle, other) = (AsyncResult::new(job.clone()), AsyncResult::new(job.clone()));
+        let handle = handle.into_outcomes(Some(Duration::ZERO)).expect_err("nothing has landed");
+        assert!(job.set(0, Ok(vec![1])) && job.set(1, Err(TaskError::Terminated)));
+        let want = vec![Ok(vec![1]), Err(TaskError::Terminated)];
+        assert_eq!(other.into_outcomes(None).ok(), Some(want.clone()), "copied: a handle still reads");
+        assert_eq!(handle.into_outcomes(None).ok(), Some(want), "moved: the last handle");
+        assert!(!job.set(0, Ok(vec![2])), "an outcome after they were taken is a duplicate");
+        assert_eq!(job.duplicates(), 1);
+    }
 
     #[test]
     fn a_second_outcome_for_a_task_is_refused_and_counted() {

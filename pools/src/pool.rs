@@ -59,7 +59,7 @@ pub trait Pool: Send + Sync {
 
     fn map_timeout(&self, tasks: Vec<Task>, timeout: Option<Duration>) -> Result<Vec<Outcome>, PoolError> {
         let result = self.submit(tasks, Callbacks::default())?;
-        result.wait(timeout).ok_or_else(|| PoolError::TimedOut { pending: result.job().pending() })
+        result.into_outcomes(timeout).map_err(|result| PoolError::TimedOut { pending: result.job().pending() })
     }
 
     fn apply(&self, task: Task) -> Result<Outcome, PoolError> {

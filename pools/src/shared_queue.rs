@@ -642,7 +642,7 @@ impl SharedQueue {
                 return Err(PoolError::NotRunning);
             }
             let id = self.inner.next_job.fetch_add(1, Ordering::SeqCst);
-            return Ok(AsyncResult(Arc::new(Job::new(id, 0, callbacks))));
+            return Ok(AsyncResult::new(Arc::new(Job::new(id, 0, callbacks))));
         }
         let mut shared = self.inner.shared();
         if shared.state != State::Run {
@@ -653,7 +653,7 @@ impl SharedQueue {
         shared.cache.insert(id, job.clone());
         // The task handler holds the receiver for as long as `inner` lives.
         let _ = self.inner.taskqueue.send(TaskMsg::Batch { job: id, tasks });
-        Ok(AsyncResult(job))
+        Ok(AsyncResult::new(job))
     }
 
     /// No more submissions; the workers are stopped once the cache is empty.
