@@ -306,8 +306,10 @@ impl Run {
         // Its first frame is its answer, if it is this task's result.
         let answer = self.answer.get_or_insert_with(|| {
             let first = self.results.next_frame().ok().flatten()?;
-            match wire::decode::<FromWorker>(first).ok()? {
-                FromWorker::Done { id, result } if id == self.entry.id() => Some(result),
+            // A result that fires its fault as it is decoded fails its task alone.
+            match wire::decode_result(first) {
+                Ok(FromWorker::Done { id, result }) if id == self.entry.id() => Some(result),
+                Err(wire::DecodeError::Fired { id, message }) if id == self.entry.id() => Some(Err(message)),
                 _ => None,
             }
         });
@@ -417,6 +419,15 @@ impl Supervisor {
                 },
             };
             let Some(entry) = self.queue.pop_front() else { break };
+            // A task that fails to encode (its `encode` fault) fails alone;
+            // its spare waits for the next one.
+            if let Err(message) = wire::fire_encode(&entry.task, 0) {
+                entry.deliver(Err(TaskError::Task { message }));
+                if let Some(spare) = spare {
+                    self.spares.push_front(spare);
+                }
+                continue;
+            }
             match Run::start(&self.program, spare, entry) {
                 Ok(run) => self.running.push(run),
                 Err((entry, e)) => {

@@ -244,7 +244,12 @@ impl Worker {
         fits.clamp(2.min(max), max)
     }
 
-    fn send(&mut self, entry: Entry, now_ns: u64) {
+    /// Sends `entry`; a task that fails to encode (its `encode` fault) is
+    /// handed back with its error instead, for the supervisor to fail alone.
+    fn send(&mut self, entry: Entry, now_ns: u64) -> Result<(), (Entry, TaskError)> {
+        if let Err(message) = wire::fire_encode(&entry.task, entry.attempts) {
+            return Err((entry, TaskError::Task { message }));
+        }
         let id = entry.id();
         crate::worker::encode_frame(
             &ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task },
@@ -252,6 +257,7 @@ impl Worker {
         );
         self.sent += 1;
         self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
+        Ok(())
     }
 
     /// Writes what it can of the pending frames; never blocks.
@@ -334,9 +340,16 @@ impl Worker {
     }
 
     /// Lands one frame; false if the frame is not what this worker owes us.
+    /// A result that fires its fault as it is decoded (`error`, `panic`)
+    /// fails its task alone with that error: the frame was whole, the
+    /// worker is fine.
     fn land(&mut self, frame: &[u8], now: u64) -> bool {
-        match wire::decode::<FromWorker>(frame) {
-            Ok(FromWorker::Done { id, result }) => {
+        let decoded = match wire::decode_result(frame) {
+            Err(wire::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
+            other => other,
+        };
+        match decoded {
+            Ok(FromWorker::Done { id, result } | FromWorker::Armed { id, result, .. }) => {
                 if self.inflight.front().is_none_or(|f| f.entry.id() != id) {
                     return false;
                 }
@@ -554,8 +567,10 @@ impl Supervisor {
                     continue;
                 }
                 let Some(entry) = self.queue.pop_front() else { break };
-                worker.send(entry, now);
-                *room -= 1;
+                match worker.send(entry, now) {
+                    Ok(()) => *room -= 1,
+                    Err((entry, error)) => self.hooks.fail(entry, error),
+                }
             }
         }
     }
@@ -705,7 +720,9 @@ impl Supervisor {
             let share = held.len().div_ceil(1 + self.workers.iter().filter(|w| w.accepts_work()).count());
             let rest = held.split_off(standby.window(self.s.window).min(share));
             for entry in held.drain(..) {
-                standby.send(entry, now);
+                if let Err((entry, error)) = standby.send(entry, now) {
+                    self.hooks.fail(entry, error);
+                }
             }
             standby.write_pending();
             held = rest;
