@@ -85,7 +85,7 @@ pub enum DecodeError {
     Garbled(#[from] io::Error),
     /// Task `id`'s result fired its `decode-result` fault (`error` or
     /// `panic`) as it was decoded; the frame itself was whole.
-    #[error("decoding the result of {id:?}: {message}")]
+    #[error("task {id:?}: {message}")]
     Fired { id: TaskRef, message: String },
 }
 
@@ -107,7 +107,7 @@ pub fn decode_result(payload: &[u8]) -> Result<FromWorker, DecodeError> {
     match decode(payload)? {
         FromWorker::Armed { id, result, kind } => match crate::worker::fire_fault(kind) {
             Ok(()) => Ok(FromWorker::Done { id, result }),
-            Err(message) => Err(DecodeError::Fired { id, message }),
+            Err(message) => Err(DecodeError::Fired { id, message: format!("decoding the result: {message}") }),
         },
         other => Ok(other),
     }
