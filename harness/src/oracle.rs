@@ -209,7 +209,10 @@ fn ours_in_parent(pool: PoolKind, plan: &Plan) -> Option<Expectation> {
         ));
     }
     if points.contains(&Terminate) {
-        return Some(v(Verdict::FailedLoudly, "the owner terminates the pool with tasks pending: they fail terminated"));
+        return Some(v(
+            Verdict::FailedLoudly,
+            "the owner terminates the pool with tasks pending: they fail terminated",
+        ));
     }
     None
 }
@@ -271,11 +274,8 @@ fn ours(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
             });
             // A raising task struck mid-task before its error fired is retried, and the
             // retry raises only if the fault fires on that attempt too.
-            let raises = f
-                .raises
-                .iter()
-                .filter(|&&(i, times)| !in_callback(i) && strikes_on(plan.tasks[i].tag) < times)
-                .count();
+            let raises =
+                f.raises.iter().filter(|&&(i, times)| !in_callback(i) && strikes_on(plan.tasks[i].tag) < times).count();
             if poison || exhausted {
                 v(Verdict::FailedLoudly, "a task is poison or ran out of attempts")
             } else {
@@ -449,6 +449,40 @@ mod tests {
             Expectation::Verdict(v, _) => v,
             Expectation::Undetermined(why) => panic!("undetermined: {why}"),
         }
+    }
+
+    /// The oracle reads each stage scenario of the parent's and the
+    /// lifecycle's points (`scenarios/stages`) for our pools as the
+    /// scenario's own expectation says.
+    #[test]
+    fn the_oracle_expects_of_our_pools_at_the_parent_points_what_their_scenarios_say() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/stages");
+        let points = ["encode-", "decode-result-", "callback-", "close-", "terminate-", "join-"];
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .expect("scenarios/stages")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| points.iter().any(|x| n.starts_with(x))))
+            .collect();
+        files.sort();
+        let scenarios = crate::scenario::load_all(&files).expect("scenarios/stages");
+        let mut judged = 0;
+        for scenario in &scenarios {
+            for (target, verdict) in &scenario.expect {
+                if !matches!(target, Target::Pool(_)) {
+                    continue;
+                }
+                let plan = Plan::new(scenario, target.clone(), 1);
+                let got = expect(target, &plan, &[]);
+                assert!(
+                    matches!(&got, Expectation::Verdict(v, _) if v == verdict),
+                    "{} x {target}: the oracle says {got}, the scenario {verdict}",
+                    scenario.name
+                );
+                judged += 1;
+            }
+        }
+        assert!(judged >= 50, "{judged}");
     }
 
     #[test]

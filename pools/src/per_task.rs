@@ -7,7 +7,10 @@
 //! alone with `WorkerLost` naming its signal or exit code; the other tasks
 //! are untouched. With `task_timeout`, a process past its deadline is
 //! SIGKILLed (through its pidfd) and its task fails as `TimedOut`. No retry:
-//! the task's error is the answer. Processes die with the pool's owner.
+//! the task's error is the answer. Processes die with the pool's owner. A
+//! task that fails to encode, or whose result fails to decode (the
+//! `encode`, `decode-result` faults), fails alone with that error; a
+//! panicking callback is caught and kept on its job.
 //!
 //! How a task's process starts ([`Launch`]):
 //! - **fork server** (the default): the supervisor thread starts one

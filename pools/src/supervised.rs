@@ -53,6 +53,11 @@
 //!   `WorkerLost` waits for its worker's exit status). A standby that dies
 //!   idle is replaced and charges nothing. It costs one idle process (a fork
 //!   of the server: a few hundred KiB of its own pages) and no CPU.
+//! - **The parent's faults.** A task that fails to encode (its `encode`
+//!   fault) fails alone with that error, and so does a result that fails to
+//!   decode (`decode-result`): the frame was whole, the worker is fine. A
+//!   callback that panics is caught and kept on its job (it runs on this
+//!   thread), so no caller's code can end the supervisor.
 //! - **Owner death.** The fork server dies with this thread
 //!   (`PR_SET_PDEATHSIG(SIGKILL)`), each worker with the fork server (the
 //!   same), and a worker exits on EOF of its task pipe.
