@@ -451,40 +451,6 @@ mod tests {
         }
     }
 
-    /// The oracle reads each stage scenario of the parent's and the
-    /// lifecycle's points (`scenarios/stages`) for our pools as the
-    /// scenario's own expectation says.
-    #[test]
-    fn the_oracle_expects_of_our_pools_at_the_parent_points_what_their_scenarios_say() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/stages");
-        let points = ["encode-", "decode-result-", "callback-", "close-", "terminate-", "join-"];
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .expect("scenarios/stages")
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| points.iter().any(|x| n.starts_with(x))))
-            .collect();
-        files.sort();
-        let scenarios = crate::scenario::load_all(&files).expect("scenarios/stages");
-        let mut judged = 0;
-        for scenario in &scenarios {
-            for (target, verdict) in &scenario.expect {
-                if !matches!(target, Target::Pool(_)) {
-                    continue;
-                }
-                let plan = Plan::new(scenario, target.clone(), 1);
-                let got = expect(target, &plan, &[]);
-                assert!(
-                    matches!(&got, Expectation::Verdict(v, _) if v == verdict),
-                    "{} x {target}: the oracle says {got}, the scenario {verdict}",
-                    scenario.name
-                );
-                judged += 1;
-            }
-        }
-        assert!(judged >= 50, "{judged}");
-    }
-
     #[test]
     fn pool_map_hangs_on_a_lost_chunk_and_a_raise_ends_its_own_chunk() {
         use FaultKind::{Error, Hang, SigKill};

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::plan::Plan;
 use harness::sandbox::OomMechanism;
-use harness::{scenario, suite};
+use harness::target::Target;
+use harness::{oracle, scenario, suite};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -328,6 +330,14 @@ fn the_parent_and_lifecycle_points_of_our_pools_run_as_designed() {
     files.sort();
     assert_eq!(files.len(), 10, "{files:?}");
     let scenarios = scenario::load_all(&files).expect("scenarios load");
+    // The oracle (what a campaign holds our pools to) says what the files say.
+    for scenario in &scenarios {
+        for (target, verdict) in scenario.expect.iter().filter(|(t, _)| matches!(t, Target::Pool(_))) {
+            let got = oracle::expect(target, &Plan::new(scenario, target.clone(), 1), &[]);
+            let same = matches!(&got, oracle::Expectation::Verdict(v, _) if v == verdict);
+            assert!(same, "{} x {target}: the oracle says {got}, the scenario {verdict}", scenario.name);
+        }
+    }
     let selection = suite::Selection {
         patterns: vec!["naive".into(), "seed-polling".into(), "polling".into(), "per-task".into(), "supervised".into()],
         ..Default::default()

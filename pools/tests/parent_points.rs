@@ -108,6 +108,16 @@ fn one(handle: &AsyncResult, timeout: Duration) -> Option<Outcome> {
     handle.wait(Some(timeout)).map(|mut outcomes| outcomes.remove(0))
 }
 
+/// On one worker, the result handler died at task 1: task 0's job settled,
+/// task 1's and the later ones never do (watched for a bounded time).
+fn assert_only_task_0_delivered(kind: PoolKind, tasks: &[Task], handles: &[AsyncResult]) {
+    assert_eq!(one(&handles[0], LIVE), Some(Ok(tasks[0].expected_output())), "{kind}: task 0");
+    assert_eq!(one(&handles[1], HUNG), None, "{kind}: task 1 must hang");
+    for (i, handle) in handles.iter().enumerate().skip(2) {
+        assert_eq!(one(handle, Duration::ZERO), None, "{kind}: task {i} must hang");
+    }
+}
+
 // ------------------------------------------------------------------ encode
 
 /// `encode`: the pool's own thread fires the fault as it encodes the task
@@ -162,11 +172,7 @@ fn decode_result_error_hangs_the_naive_family_and_fails_the_task_alone_in_ours()
             let handles = apply_each(&*pool, &tasks, &calls, || {});
             match kind {
                 PoolKind::Naive | PoolKind::SeedPolling | PoolKind::Polling => {
-                    assert_eq!(one(&handles[0], LIVE), Some(Ok(tasks[0].expected_output())), "{kind}: task 0");
-                    assert_eq!(one(&handles[1], HUNG), None, "{kind}: task 1 must hang");
-                    for (i, handle) in handles.iter().enumerate().skip(2) {
-                        assert_eq!(one(handle, Duration::ZERO), None, "{kind}: task {i} must hang");
-                    }
+                    assert_only_task_0_delivered(kind, &tasks, &handles);
                     assert_join_hangs_then_terminate(&*pool, &kind.to_string());
                 }
                 PoolKind::PerTask | PoolKind::Supervised => {
@@ -209,12 +215,8 @@ fn a_panicking_callback_hangs_the_naive_family_and_is_caught_by_ours() {
             let handles = apply_each(&*pool, &tasks, &calls, raise);
             match kind {
                 PoolKind::Naive | PoolKind::SeedPolling | PoolKind::Polling => {
-                    assert_eq!(one(&handles[0], LIVE), Some(Ok(tasks[0].expected_output())), "{kind}: task 0");
-                    assert_eq!(one(&handles[1], HUNG), None, "{kind}: task 1's job never settles");
-                    assert_eq!(handles[1].job().pending(), 0, "{kind}: though its outcome landed");
-                    for (i, handle) in handles.iter().enumerate().skip(2) {
-                        assert_eq!(one(handle, Duration::ZERO), None, "{kind}: task {i} is never delivered");
-                    }
+                    assert_only_task_0_delivered(kind, &tasks, &handles);
+                    assert_eq!(handles[1].job().pending(), 0, "{kind}: task 1's outcome landed, its job never settled");
                     assert_eq!(calls.load(Ordering::SeqCst), 2, "{kind}: callbacks of tasks 0 and 1 only");
                     assert_join_hangs_then_terminate(&*pool, &kind.to_string());
                 }
