@@ -26,7 +26,6 @@
 //!   nothing visible.)
 //! - A worker killed while writing a result larger than the pipe buffer
 //!   leaves a torn frame in the outqueue and takes the write lock with it.
-//!
 //! - In the parent (CPython 3.11 `pool.py`): a result that fails to decode
 //!   kills the result handler thread (`_handle_results` catches only
 //!   `OSError`/`EOFError` around `get()`), and so does a callback that

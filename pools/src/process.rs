@@ -29,7 +29,7 @@ pub const OOM_SCORE_ADJ_ENV: &str = "POOLCHAOS_OOM_SCORE_ADJ";
 /// Environment variable with the RSS ceiling (KiB) above which a worker recycles itself.
 pub const RSS_CEILING_ENV: &str = "POOLCHAOS_RSS_CEILING_KIB";
 /// Environment variable with the pid of the pool's owner (the process that
-/// spawned the worker, or the fork server): a worker that dies at a
+/// spawned the worker, or its fork server): a worker that dies at a
 /// lifecycle stage (`close`, `terminate`, `join`) reads the owner's stage
 /// from its threads' names (see [`set_stage`]). Spelled as the Python
 /// adapter spells it (`work.py`).
