@@ -328,7 +328,7 @@ fn the_parent_and_lifecycle_points_of_our_pools_run_as_designed() {
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| points.iter().any(|x| n.starts_with(x))))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 10, "{files:?}");
+    assert_eq!(files.len(), 11, "{files:?}");
     let scenarios = scenario::load_all(&files).expect("scenarios load");
     // The oracle (what a campaign holds our pools to) says what the files say.
     for scenario in &scenarios {
@@ -343,7 +343,7 @@ fn the_parent_and_lifecycle_points_of_our_pools_run_as_designed() {
         ..Default::default()
     };
     let report = suite::run(&scenarios, &selection, 1, &common::ctx(), 2, &|_| {}).expect("runs");
-    assert_eq!(report.runs.len(), 50);
+    assert_eq!(report.runs.len(), 55);
     for run in &report.runs {
         let what = format!("{} x {}: {:?} {:?}", run.scenario, run.pool, run.diagnosis, run.findings);
         assert!(run.as_expected(), "{what}: {} where {:?} was expected", run.verdict, run.expected);
