@@ -9,7 +9,8 @@
 //! must name its fault (the task's own error, a lost or timed-out worker with
 //! how it ended and, when the sandbox counted an OOM kill as its exit was
 //! seen, the OOM mark, the pool breaking on a dead worker, or on a fault the
-//! plan places in the parent, where no worker died); `Terminated` names none.
+//! plan places in the parent, where no worker died); `Terminated` names none,
+//! unless the plan ends the pool by `terminate` (a `terminate` fault).
 //! A failed task must be one a fault touched (it carries a fault, allocates
 //! past the memory limit, was struck from outside, or its worker died under
 //! it), unless the pool fails bystanders by design ([`oracle::design`]).
@@ -158,6 +159,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         })
         .collect();
     let touched = touched(plan, events, &outcomes);
+    let terminates = plan.tasks.iter().filter_map(|t| t.fault).any(|f| f.point == pools::FaultPoint::Terminate);
     let design = oracle::design(&plan.pool);
     let mut tasks = Vec::with_capacity(n);
     let mut counts = TaskCounts { total: n, ..TaskCounts::default() };
@@ -191,10 +193,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
                 *errors.entry(name.clone()).or_default() += 1;
                 let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
                 let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
-                if !kind.names_a_fault() || (no_exit && plan.parent_faults().next().is_none()) {
+                // A plan that ends the pool by `terminate` fails what is pending so.
+                let by_plan = *kind == ErrorKind::Terminated && terminates;
+                if (!kind.names_a_fault() && !by_plan) || (no_exit && plan.parent_faults().next().is_none()) {
                     findings.push(format!("task {index} failed with error {name}, which names no fault"));
                 }
-                if !touched[index] {
+                if !touched[index] && !by_plan {
                     counts.bystanders += 1;
                     if !design.fails_bystanders {
                         findings.push(format!("task {index} failed with error {name}, but no fault touched it"));
@@ -238,7 +242,8 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         if counts.lost > 0 {
             findings.push(format!("{} task(s) got no outcome, and the run did not hang", counts.lost));
         }
-        if finished && design.callbacks {
+        // A job a `terminate` leaves pending (CPython's) never calls back.
+        if finished && design.callbacks && !terminates {
             findings.extend(callback_findings(plan.style, &counts, &callbacks));
         }
     }

@@ -9,6 +9,15 @@
 //! | per-task | failed-loudly iff a task faulted or was struck mid-task (deadline set), or raised |
 //! | supervised | completed, unless a task is poison or out of attempts, or raised: failed-loudly |
 //!
+//! At the points in the parent, for our pools: a deadly fault there kills
+//! the owner (`owner-killed`), a stalling one stalls the thread that encodes,
+//! decodes or calls back (`hung`); a result that fails to decode, or a
+//! raising callback, kills the naive family's result handler thread, as
+//! CPython's (`hung`), while per-task and supervised fail that task alone
+//! (`decode-result`) or catch the callback's panic (the outcomes stand); a
+//! task that fails to encode fails alone everywhere. `close`, `join` are a
+//! worker dying mid-task; `terminate` fails what is pending as terminated.
+//!
 //! Where a pool's answer cannot be told from the plan (naive, when the
 //! nemesis struck a worker between tasks: it may have held the inqueue lock,
 //! or merely waited for it), the oracle says so instead of guessing.
@@ -173,10 +182,50 @@ fn plain(raises: usize) -> Expectation {
     }
 }
 
+/// Our pools at the points in the parent (`encode`, `decode-result`,
+/// `callback`) and in the pool's end (`terminate`), where they differ from
+/// what a worker's fault does; `None` where the plan's faults are judged
+/// like a worker's (`encode` and `decode-result` raising in ours fail their
+/// task; `close` and `join` are a worker dying mid-task).
+fn ours_in_parent(pool: PoolKind, plan: &Plan) -> Option<Expectation> {
+    use FaultPoint::{Callback, Close, DecodeResult, Join, Terminate};
+    let asynchronous = matches!(plan.style, pools::CallStyle::ApplyAsync | pools::CallStyle::MapAsync);
+    let points: Vec<FaultPoint> = plan.tasks.iter().filter_map(|t| t.fault).map(|f| f.point).collect();
+    if !asynchronous && points.iter().any(|p| matches!(p, Callback | Close | Terminate | Join)) {
+        return Some(v(Verdict::NotApplicable, "only an asynchronous call has callbacks, or runs while the pool ends"));
+    }
+    if plan.kills_owner() {
+        return Some(v(Verdict::OwnerKilled, "a deadly fault in the parent kills the pool's owner"));
+    }
+    let stalls = |f: &pools::Fault| matches!(f.kind, FaultKind::Hang | FaultKind::SigStop);
+    if plan.parent_faults().any(|f| stalls(&f)) {
+        return Some(v(Verdict::Hung, "the parent's thread stalls where it encodes, decodes or calls back"));
+    }
+    let cpython = matches!(pool, PoolKind::Naive | PoolKind::SeedPolling | PoolKind::Polling);
+    if cpython && plan.parent_faults().any(|f| matches!(f.point, DecodeResult | Callback)) {
+        return Some(v(
+            Verdict::Hung,
+            "the result handler thread dies of a result that fails to decode, or a raising callback, as CPython's",
+        ));
+    }
+    if points.contains(&Terminate) {
+        return Some(v(
+            Verdict::FailedLoudly,
+            "the owner terminates the pool with tasks pending: they fail terminated",
+        ));
+    }
+    None
+}
+
 fn ours(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
+    if let Some(expectation) = ours_in_parent(pool, plan) {
+        return expectation;
+    }
     let died = !f.deadly.is_empty() || !f.struck.is_empty();
     let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
-    let raises = f.raises.len();
+    // A raising callback in per-task and supervised is caught: its task's outcome stands.
+    let in_callback = |i: usize| plan.tasks[i].fault.is_some_and(|f| f.point == FaultPoint::Callback);
+    let raises = f.raises.iter().filter(|&&(i, _)| !in_callback(i)).count();
     match pool {
         PoolKind::Naive | PoolKind::SeedPolling => {
             if died || stalled {
@@ -225,7 +274,8 @@ fn ours(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
             });
             // A raising task struck mid-task before its error fired is retried, and the
             // retry raises only if the fault fires on that attempt too.
-            let raises = f.raises.iter().filter(|&&(i, times)| strikes_on(plan.tasks[i].tag) < times).count();
+            let raises =
+                f.raises.iter().filter(|&&(i, times)| !in_callback(i) && strikes_on(plan.tasks[i].tag) < times).count();
             if poison || exhausted {
                 v(Verdict::FailedLoudly, "a task is poison or ran out of attempts")
             } else {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pools::{CallStyle, Callbacks, PoolConfig, PoolKind, Task, WorkerProgram};
+use pools::{CallStyle, Callbacks, FaultPoint, PoolConfig, PoolKind, Task, WorkerProgram};
 
 use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
@@ -57,10 +57,14 @@ fn write(events: &[Event]) {
 
 /// The first fault of the plan our pools do not place, as (point or kind,
 /// why). Every Rust pool's workers fire faults at `decode`, `mid-task` and
-/// `transport-result`; the other stages exist in our pools (except
-/// `sys-exit`, which is Python's), but no fault is placed there yet.
-fn not_applicable(kind: PoolKind, tasks: &[Task]) -> Option<(String, String)> {
-    use pools::{FaultKind, FaultPoint};
+/// `transport-result`; the owner's pool fires them as it encodes a task
+/// (`encode`) and decodes a result (`decode-result`), the owner's callbacks
+/// at `callback`, and a worker at `close`, `terminate`, `join` as the owner
+/// ends the pool (these three and `callback` only in the asynchronous call
+/// styles, as in the Python adapter); the other stages exist in our pools
+/// (`sys-exit` is Python's), but no fault is placed there yet.
+fn not_applicable(kind: PoolKind, style: CallStyle, tasks: &[Task]) -> Option<(String, String)> {
+    use pools::FaultKind;
     let faults = tasks.iter().filter_map(|t| t.fault);
     faults.into_iter().find_map(|f| {
         if f.kind == FaultKind::SysExit {
@@ -68,11 +72,43 @@ fn not_applicable(kind: PoolKind, tasks: &[Task]) -> Option<(String, String)> {
             return Some((crate::protocol::fault_kind_name(f.kind), why));
         }
         let point = crate::protocol::fault_point_name(f.point).to_string();
+        let asynchronous = matches!(style, CallStyle::ApplyAsync | CallStyle::MapAsync);
         match f.point {
             FaultPoint::Decode | FaultPoint::MidTask | FaultPoint::WriteResult => None,
+            FaultPoint::Encode | FaultPoint::DecodeResult => None,
+            FaultPoint::Callback if !asynchronous => {
+                Some((point, format!("a `{}` call takes no callbacks", style.name())))
+            }
+            FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join if !asynchronous => Some((
+                point,
+                format!(
+                    "a `{}` call returns when every task is over: no task runs while the pool is ended",
+                    style.name()
+                ),
+            )),
+            FaultPoint::Callback | FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join => None,
             _ => Some((point, format!("{kind} has this stage, but poolchaos does not place faults in it yet"))),
         }
     })
+}
+
+/// Ends the pool at a plan's lifecycle stage (`close()` then `join()`, or
+/// `terminate()` then `join()`), naming the stage (in this thread's name)
+/// for the worker that dies in it just before the call that enters it, as
+/// `end_by` in the Python adapter's `targets.py`.
+fn end_pool(pool: &dyn pools::Pool, stage: pools::FaultPoint) -> Result<(), pools::PoolError> {
+    use pools::FaultPoint;
+    if stage == FaultPoint::Terminate {
+        pools::set_stage(stage);
+        pool.terminate();
+    } else {
+        if stage == FaultPoint::Close {
+            pools::set_stage(stage);
+        }
+        pool.close();
+        pools::set_stage(stage);
+    }
+    pool.join()
 }
 
 /// `poolchaos owner`: runs one plan. Returns the exit code.
@@ -97,7 +133,7 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         anyhow::bail!("{} is not one of our pools: `poolchaos owner` runs only those", plan.pool)
     };
     let style = plan.style;
-    if let Some((point, reason)) = not_applicable(kind, &plan.tasks) {
+    if let Some((point, reason)) = not_applicable(kind, style, &plan.tasks) {
         emitter.emit(&Event::NotApplicable { point, reason });
         return Ok(());
     }
@@ -137,14 +173,36 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
             emitter.emit(&Event::Outcome { index, result: OutcomeRecord::from_outcome(task, outcome) });
         }
     };
-    let callbacks = || {
+    // The callbacks of a call over `tasks`: each reports itself, then fires
+    // the `callback` fault of the first of them that has one (a panic for
+    // `error` and `panic`: the callback raises).
+    let callbacks = |tasks: &[Task]| {
         let (ok, err) = (emitter.clone(), emitter.clone());
+        let fault = tasks.iter().filter_map(|t| t.fault).find(|f| f.point == FaultPoint::Callback).map(|f| f.kind);
+        let fire = move || {
+            if let Some(Err(message)) = fault.map(pools::worker::fire_fault) {
+                panic!("callback: {message}");
+            }
+        };
         Callbacks {
-            on_result: Some(Box::new(move |_| ok.emit(&Event::Callback { kind: CallbackKind::Result }))),
-            on_error: Some(Box::new(move |_| err.emit(&Event::Callback { kind: CallbackKind::Error }))),
+            on_result: Some(Box::new(move |_| {
+                ok.emit(&Event::Callback { kind: CallbackKind::Result });
+                fire();
+            })),
+            on_error: Some(Box::new(move |_| {
+                err.emit(&Event::Callback { kind: CallbackKind::Error });
+                fire();
+            })),
         }
     };
     let tasks = plan.tasks;
+    // The stage at which the owner ends the pool under a dying worker, if any.
+    let stage = tasks
+        .iter()
+        .filter_map(|t| t.fault)
+        .map(|f| f.point)
+        .find(|p| matches!(p, FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join));
+    let terminated = stage == Some(FaultPoint::Terminate);
     if plan.bench {
         emitter.hold();
     }
@@ -163,6 +221,9 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     let mut jobs: Vec<(usize, pools::AsyncResult)> = Vec::new();
     let mut settle = |first: usize, handle: Result<pools::AsyncResult, pools::PoolError>| {
         let outcomes = match handle {
+            // Terminated with its tasks pending: CPython's pool never settles
+            // them (the caller would wait for ever), so they are reported so.
+            Ok(handle) if terminated && !handle.ready() => vec![Err(pools::TaskError::Terminated)],
             Ok(handle) => {
                 let outcomes = handle.wait(None).unwrap_or_default();
                 jobs.push((first, handle));
@@ -175,10 +236,14 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     match style {
         // `map` and `apply` are `submit` and a wait, as in the Pool trait.
         CallStyle::Map | CallStyle::MapAsync => {
-            let cb = if style == CallStyle::Map { Callbacks::default() } else { callbacks() };
+            let cb = if style == CallStyle::Map { Callbacks::default() } else { callbacks(&tasks) };
             let batch = tasks.clone();
             started = Instant::now();
-            let outcomes = settle(0, pool.submit(batch, cb))?;
+            let handle = pool.submit(batch, cb);
+            if let Some(stage) = stage {
+                end_pool(&*pool, stage)?;
+            }
+            let outcomes = settle(0, handle)?;
             returned = Some(started.elapsed());
             for (i, task) in tasks.iter().enumerate() {
                 outcome(i, task, &outcomes, i);
@@ -191,7 +256,11 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
             }
         }
         CallStyle::ApplyAsync => {
-            let handles: Vec<_> = tasks.iter().map(|t| pool.submit(vec![t.clone()], callbacks())).collect();
+            let handles: Vec<_> =
+                tasks.iter().map(|t| pool.submit(vec![t.clone()], callbacks(std::slice::from_ref(t)))).collect();
+            if let Some(stage) = stage {
+                end_pool(&*pool, stage)?;
+            }
             for (i, handle) in handles.into_iter().enumerate() {
                 let one = settle(i, handle)?;
                 outcome(i, &tasks[i], &one, 0);
@@ -203,8 +272,10 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         emitter.emit(&Event::Timed { us: took.as_micros() as u64 });
         emitter.release();
     }
-    pool.close();
-    pool.join()?;
+    if stage.is_none() {
+        pool.close();
+        pool.join()?;
+    }
     // A second outcome for a task is refused by its job, and reported here.
     for (first, job) in &jobs {
         for slot in job.job().duplicate_slots() {

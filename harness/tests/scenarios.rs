@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::plan::Plan;
 use harness::sandbox::OomMechanism;
-use harness::{scenario, suite};
+use harness::target::Target;
+use harness::{oracle, scenario, suite};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -275,7 +277,8 @@ fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
     use harness::protocol::FAULT_POINTS;
     use harness::verdict::Verdict;
     let dir = tempfile::tempdir().expect("tempdir");
-    let placed = ["decode", "mid-task", "transport-result"];
+    let placed =
+        ["decode", "mid-task", "transport-result", "encode", "decode-result", "callback", "close", "terminate", "join"];
     let pools = ["naive", "seed-polling", "polling", "per-task", "supervised"];
     let mut cases: Vec<(String, String)> = FAULT_POINTS
         .iter()
@@ -305,6 +308,69 @@ fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
         let mut other = run.clone();
         other.expected = Some(Verdict::Completed);
         assert!(!other.as_expected(), "not-applicable is never a pass");
+    }
+}
+
+/// The points in the parent and the pool's lifecycle (`scenarios/stages`,
+/// the files of `encode`, `decode-result`, `callback`, `close`, `terminate`,
+/// `join`), through the real runner on the five pools: each run reads as
+/// its scenario expects (a deadly kind in the parent kills the owner, which
+/// no test process could survive in-process), with no finding and no leak,
+/// and where the outcomes are decided, exactly those.
+#[test]
+fn the_parent_and_lifecycle_points_of_our_pools_run_as_designed() {
+    let dir = root().join("scenarios/stages");
+    let points = ["encode-", "decode-result-", "callback-", "close-", "terminate-", "join-"];
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("scenarios/stages")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| points.iter().any(|x| n.starts_with(x))))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 11, "{files:?}");
+    let scenarios = scenario::load_all(&files).expect("scenarios load");
+    // The oracle (what a campaign holds our pools to) says what the files say.
+    for scenario in &scenarios {
+        for (target, verdict) in scenario.expect.iter().filter(|(t, _)| matches!(t, Target::Pool(_))) {
+            let got = oracle::expect(target, &Plan::new(scenario, target.clone(), 1), &[]);
+            let same = matches!(&got, oracle::Expectation::Verdict(v, _) if v == verdict);
+            assert!(same, "{} x {target}: the oracle says {got}, the scenario {verdict}", scenario.name);
+        }
+    }
+    let selection = suite::Selection {
+        patterns: vec!["naive".into(), "seed-polling".into(), "polling".into(), "per-task".into(), "supervised".into()],
+        ..Default::default()
+    };
+    let report = suite::run(&scenarios, &selection, 1, &common::ctx(), 2, &|_| {}).expect("runs");
+    assert_eq!(report.runs.len(), 55);
+    for run in &report.runs {
+        let what = format!("{} x {}: {:?} {:?}", run.scenario, run.pool, run.diagnosis, run.findings);
+        assert!(run.as_expected(), "{what}: {} where {:?} was expected", run.verdict, run.expected);
+        assert!(run.findings.is_empty() && run.leaks.is_empty(), "{what}");
+        let t = &run.tasks;
+        let errors: Vec<(&str, usize)> = run.errors.iter().map(|(k, &n)| (k.as_str(), n)).collect();
+        let ours = matches!(run.pool.as_str(), "per-task" | "supervised");
+        match (run.scenario.as_str(), run.pool.as_str()) {
+            ("encode-error", _) => assert_eq!(((t.ok, t.failed), errors), ((3, 1), vec![("task", 1)]), "{what}"),
+            ("decode-result-error", _) if ours => {
+                assert_eq!(((t.ok, t.failed), errors), ((3, 1), vec![("task", 1)]), "{what}")
+            }
+            ("callback-error", _) if ours => assert_eq!((t.ok, t.failed), (4, 0), "{what}"),
+            ("close-sigkill" | "join-sigkill", "polling") => {
+                assert_eq!(((t.ok, t.failed), errors), ((3, 1), vec![("pool-broken(sigkill)", 1)]), "{what}")
+            }
+            ("close-sigkill" | "join-sigkill", "per-task") => {
+                assert_eq!(((t.ok, t.failed), errors), ((3, 1), vec![("worker-lost(sigkill)", 1)]), "{what}")
+            }
+            ("close-sigkill" | "join-sigkill", "supervised") => assert_eq!((t.ok, t.failed), (4, 0), "{what}"),
+            // Whether the healthy tasks finished before the terminate is a race; the faulted one did not.
+            ("terminate-sigkill", _) => {
+                assert!(t.failed >= 1 && t.ok + t.failed == 4, "{what}");
+                assert_eq!(errors, vec![("terminated", t.failed)], "{what}");
+            }
+            _ => {}
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, eventfd};
 
-use crate::job::{AsyncResult, Callbacks, Job};
+use crate::job::{AsyncResult, Callbacks, Guard, Job};
 use crate::outcome::Outcome;
 use crate::pool::{Pool, PoolError, PoolKind};
 use crate::task::Task;
@@ -136,7 +136,7 @@ impl Mailbox {
             return Err(PoolError::NotRunning);
         }
         state.next_job += 1;
-        let job = Arc::new(Job::new(state.next_job, tasks.len(), callbacks));
+        let job = Arc::new(Job::new(state.next_job, tasks.len(), callbacks, Guard::Caught));
         state.jobs.retain(|j| j.upgrade().is_some_and(|j| !j.is_ready()));
         state.jobs.push(Arc::downgrade(&job));
         if !tasks.is_empty() {

@@ -23,9 +23,23 @@ pub struct Callbacks {
     pub on_error: Option<ErrorCallback>,
 }
 
+/// What a callback that panics does to the thread that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// CPython's: the panic unwinds the thread that delivered the last
+    /// outcome (a raising callback kills `_handle_results`' thread before
+    /// `_event.set()`), and the job never settles.
+    Unwinds,
+    /// Ours (supervised, per-task): the panic is caught, reported on
+    /// stderr and kept ([`Job::callback_panic`]); the job settles with its
+    /// outcomes, and the supervisor thread goes on.
+    Caught,
+}
+
 /// A submitted batch: one outcome slot per task.
 pub struct Job {
     id: u64,
+    guard: Guard,
     state: Mutex<State>,
     done: Condvar,
     /// How many [`AsyncResult`] handles read this job.
@@ -42,12 +56,15 @@ struct State {
     /// The first error to arrive: what `error_callback` gets, as in CPython.
     first_error: Option<TaskError>,
     callbacks: Option<Callbacks>,
+    /// What a callback's caught panic said.
+    callback_panic: Option<String>,
 }
 
 impl Job {
-    pub(crate) fn new(id: u64, tasks: usize, callbacks: Callbacks) -> Job {
+    pub(crate) fn new(id: u64, tasks: usize, callbacks: Callbacks, guard: Guard) -> Job {
         let job = Job {
             id,
+            guard,
             state: Mutex::new(State {
                 outcomes: (0..tasks).map(|_| None).collect(),
                 remaining: tasks,
@@ -55,6 +72,7 @@ impl Job {
                 duplicates: Vec::new(),
                 first_error: None,
                 callbacks: Some(callbacks),
+                callback_panic: None,
             }),
             done: Condvar::new(),
             readers: AtomicUsize::new(0),
@@ -128,6 +146,11 @@ impl Job {
         self.lock().duplicates.clone()
     }
 
+    /// What the job's callback panicked with, if it did and the pool caught it.
+    pub fn callback_panic(&self) -> Option<String> {
+        self.lock().callback_panic.clone()
+    }
+
     /// Waits until every task has its outcome, or `timeout` passes.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Vec<Outcome>> {
         Some(copies(&*self.settled(timeout)?))
@@ -169,14 +192,30 @@ impl Job {
             _ => Vec::new(),
         };
         drop(state);
-        if let Some(callbacks) = callbacks {
-            match (first_error, callbacks.on_result, callbacks.on_error) {
-                (None, Some(on_result), _) => on_result(results),
-                (Some(error), _, Some(on_error)) => on_error(error),
-                _ => {}
+        let run = move || {
+            if let Some(callbacks) = callbacks {
+                match (first_error, callbacks.on_result, callbacks.on_error) {
+                    (None, Some(on_result), _) => on_result(results),
+                    (Some(error), _, Some(on_error)) => on_error(error),
+                    _ => {}
+                }
             }
+        };
+        let panic = match self.guard {
+            Guard::Unwinds => {
+                run();
+                None
+            }
+            Guard::Caught => std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).err(),
+        };
+        let mut state = self.lock();
+        if let Some(panic) = panic {
+            let message = crate::worker::panic_message(panic);
+            eprintln!("poolchaos: a callback of job {} failed ({message}); its outcomes stand", self.id);
+            state.callback_panic = Some(message);
         }
-        self.lock().settled = true;
+        state.settled = true;
+        drop(state);
         self.done.notify_all();
     }
 }
@@ -247,7 +286,7 @@ mod tests {
 
     #[test]
     fn the_last_handle_takes_the_outcomes_and_a_shared_one_copies_them() {
-        let job = Arc::new(Job::new(1, 2, Callbacks::default()));
+        let job = Arc::new(Job::new(1, 2, Callbacks::default(), Guard::Caught));
         let (handle, other) = (AsyncResult::new(job.clone()), AsyncResult::new(job.clone()));
         let handle = handle.into_outcomes(Some(Duration::ZERO)).expect_err("nothing has landed");
         assert!(job.set(0, Ok(vec![1])) && job.set(1, Err(TaskError::Terminated)));
@@ -260,7 +299,7 @@ mod tests {
 
     #[test]
     fn a_second_outcome_for_a_task_is_refused_and_counted() {
-        let job = Job::new(1, 2, Callbacks::default());
+        let job = Job::new(1, 2, Callbacks::default(), Guard::Unwinds);
         assert!(job.set(0, Ok(vec![1])));
         assert!(!job.set(0, Ok(vec![2])));
         assert!(!job.set(5, Ok(vec![2])));
@@ -277,7 +316,7 @@ mod tests {
             assert_eq!(results, [vec![1], vec![2], vec![3]]);
             seen.fetch_add(1, Ordering::SeqCst);
         };
-        let job = Job::new(1, 3, Callbacks { on_result: Some(Box::new(on_result)), on_error: None });
+        let job = Job::new(1, 3, Callbacks { on_result: Some(Box::new(on_result)), on_error: None }, Guard::Unwinds);
         assert_eq!(job.set_many([(0, Ok(vec![1])), (0, Ok(vec![9])), (2, Ok(vec![3]))]), 2);
         assert_eq!((job.pending(), job.duplicates(), job.is_ready()), (1, 1, false));
         assert_eq!(job.set_many([(1, Ok(vec![2])), (7, Ok(vec![9]))]), 1);
@@ -300,6 +339,7 @@ mod tests {
                     seen.fetch_add(1, Ordering::SeqCst);
                 })),
             },
+            Guard::Unwinds,
         );
         job.set(1, Err(TaskError::Terminated));
         job.fail_pending(&TaskError::Task { message: "later".into() });
@@ -307,8 +347,27 @@ mod tests {
     }
 
     #[test]
+    fn a_caught_callback_panic_settles_the_job_and_is_kept() {
+        let on_result: ResultCallback = Box::new(|_| panic!("injected panic"));
+        let job = Job::new(1, 1, Callbacks { on_result: Some(on_result), on_error: None }, Guard::Caught);
+        job.set(0, Ok(vec![1]));
+        assert_eq!(job.wait(Some(Duration::ZERO)), Some(vec![Ok(vec![1])]));
+        assert_eq!(job.callback_panic().as_deref(), Some("panic: injected panic"));
+    }
+
+    #[test]
+    fn an_unguarded_callback_panic_unwinds_the_delivering_thread_and_the_job_never_settles() {
+        let on_result: ResultCallback = Box::new(|_| panic!("injected panic"));
+        let job = Arc::new(Job::new(1, 1, Callbacks { on_result: Some(on_result), on_error: None }, Guard::Unwinds));
+        let theirs = job.clone();
+        assert!(std::thread::spawn(move || theirs.set(0, Ok(vec![1]))).join().is_err(), "the thread unwound");
+        assert_eq!(job.wait(Some(Duration::from_millis(10))), None);
+        assert_eq!((job.pending(), job.callback_panic()), (0, None));
+    }
+
+    #[test]
     fn waiting_on_a_pending_job_times_out() {
-        let job = Job::new(1, 1, Callbacks::default());
+        let job = Job::new(1, 1, Callbacks::default(), Guard::Unwinds);
         assert_eq!(job.wait(Some(Duration::from_millis(10))), None);
     }
 }

@@ -49,7 +49,7 @@ pub use actor::ActorPool;
 pub use job::{AsyncResult, Callbacks};
 pub use outcome::{Exit, Outcome, TaskError};
 pub use pool::{Pool, PoolConfig, PoolError, PoolKind};
-pub use process::WorkerProgram;
+pub use process::{WorkerProgram, set_stage};
 pub use registry::build;
 pub use task::{Fault, FaultKind, FaultPoint, Task, Workload};
 

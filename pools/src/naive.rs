@@ -26,9 +26,16 @@
 //!   nothing visible.)
 //! - A worker killed while writing a result larger than the pipe buffer
 //!   leaves a torn frame in the outqueue and takes the write lock with it.
+//! - In the parent (CPython 3.11 `pool.py`): a result that fails to decode
+//!   kills the result handler thread (`_handle_results` catches only
+//!   `OSError`/`EOFError` around `get()`), and so does a callback that
+//!   raises (it runs there, in `ApplyResult._set`, before `_event.set()`):
+//!   every later result stays in the outqueue and the pool hangs.
 //!
 //! A task that fails by itself (an error, a panic) is just that task's
-//! [`TaskError::Task`](crate::TaskError::Task); the worker and the pool live on.
+//! [`TaskError::Task`](crate::TaskError::Task); the worker and the pool live
+//! on. So is a task that fails as the task handler encodes it
+//! (`_handle_tasks`: `except Exception as e: cache[job]._set(idx, (False, e))`).
 //!
 //! `terminate` (and dropping the pool) always works: it stops the handler
 //! threads through a stop pipe, then SIGKILLs and reaps every worker. Pending

@@ -7,7 +7,10 @@
 //! alone with `WorkerLost` naming its signal or exit code; the other tasks
 //! are untouched. With `task_timeout`, a process past its deadline is
 //! SIGKILLed (through its pidfd) and its task fails as `TimedOut`. No retry:
-//! the task's error is the answer. Processes die with the pool's owner.
+//! the task's error is the answer. Processes die with the pool's owner. A
+//! task that fails to encode, or whose result fails to decode (the
+//! `encode`, `decode-result` faults), fails alone with that error; a
+//! panicking callback is caught and kept on its job.
 //!
 //! How a task's process starts ([`Launch`]):
 //! - **fork server** (the default): the supervisor thread starts one
@@ -306,8 +309,10 @@ impl Run {
         // Its first frame is its answer, if it is this task's result.
         let answer = self.answer.get_or_insert_with(|| {
             let first = self.results.next_frame().ok().flatten()?;
-            match wire::decode::<FromWorker>(first).ok()? {
-                FromWorker::Done { id, result } if id == self.entry.id() => Some(result),
+            // A result that fires its fault as it is decoded fails its task alone.
+            match wire::decode_result(first) {
+                Ok(FromWorker::Done { id, result }) if id == self.entry.id() => Some(result),
+                Err(wire::DecodeError::Fired { id, message }) if id == self.entry.id() => Some(Err(message)),
                 _ => None,
             }
         });
@@ -417,6 +422,15 @@ impl Supervisor {
                 },
             };
             let Some(entry) = self.queue.pop_front() else { break };
+            // A task that fails to encode (its `encode` fault) fails alone;
+            // its spare waits for the next one.
+            if let Err(message) = wire::fire_encode(&entry.task, 0) {
+                entry.deliver(Err(TaskError::Task { message }));
+                if let Some(spare) = spare {
+                    self.spares.push_front(spare);
+                }
+                continue;
+            }
             match Run::start(&self.program, spare, entry) {
                 Ok(run) => self.running.push(run),
                 Err((entry, e)) => {

@@ -18,6 +18,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitIdOptions};
 
 use crate::outcome::Exit;
+use crate::task::FaultPoint;
 
 /// Environment variable naming the fd a worker writes trace lines to.
 pub const TRACE_FD_ENV: &str = "POOLCHAOS_TRACE_FD";
@@ -27,6 +28,57 @@ pub const LOCK_FDS_ENV: &str = "POOLCHAOS_LOCK_FDS";
 pub const OOM_SCORE_ADJ_ENV: &str = "POOLCHAOS_OOM_SCORE_ADJ";
 /// Environment variable with the RSS ceiling (KiB) above which a worker recycles itself.
 pub const RSS_CEILING_ENV: &str = "POOLCHAOS_RSS_CEILING_KIB";
+/// Environment variable with the pid of the pool's owner (the process that
+/// spawned the worker, or its fork server): a worker that dies at a
+/// lifecycle stage (`close`, `terminate`, `join`) reads the owner's stage
+/// from its threads' names (see [`set_stage`]). Spelled as the Python
+/// adapter spells it (`work.py`).
+pub const OWNER_PID_ENV: &str = "POOLCHAOS_OWNER_PID";
+/// How long a worker waits for the owner to enter its fault's stage before
+/// it fires anyway (as `_wait_for_stage` in `work.py`).
+pub const STAGE_WAIT: Duration = Duration::from_secs(60);
+
+/// The thread name that marks `point` (at most 15 bytes), as the Python
+/// adapter's `set_stage` writes it.
+fn stage_name(point: FaultPoint) -> &'static str {
+    match point {
+        FaultPoint::Close => "pc:close",
+        FaultPoint::Terminate => "pc:terminate",
+        FaultPoint::Join => "pc:join",
+        _ => "pc:running",
+    }
+}
+
+/// The owner marks the lifecycle stage it is entering (`close`,
+/// `terminate`, `join`) in the calling thread's name (`PR_SET_NAME`), which
+/// a worker waiting to die at that stage reads from
+/// `/proc/<owner>/task/*/comm`: no file, nothing left behind.
+pub fn set_stage(point: FaultPoint) {
+    if let Ok(name) = std::ffi::CString::new(stage_name(point)) {
+        // Only a name: a failure leaves the worker to fire at its deadline.
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
+/// Waits (at most [`STAGE_WAIT`]) until a thread of the owner
+/// ([`OWNER_PID_ENV`]) names the stage `point`; returns at once when there
+/// is no owner to read or it is gone.
+pub(crate) fn wait_for_stage(point: FaultPoint) {
+    let Some(owner) = std::env::var_os(OWNER_PID_ENV) else { return };
+    let dir = PathBuf::from("/proc").join(owner).join("task");
+    let want = stage_name(point);
+    let deadline = Instant::now() + STAGE_WAIT;
+    while Instant::now() < deadline {
+        let Ok(threads) = std::fs::read_dir(&dir) else { return };
+        let named = threads
+            .flatten()
+            .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm.trim_end() == want));
+        if named {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// Told of every worker exit, by whichever pool reaps the worker: its pid
 /// and how it ended.
@@ -131,10 +183,11 @@ impl Child {
         for (var, fds) in named {
             cmd.env(var, fds.join(","));
         }
+        let parent = rustix::process::getpid();
+        cmd.env(OWNER_PID_ENV, parent.as_raw_nonzero().to_string());
         for (var, value) in spawn.env {
             cmd.env(var, value);
         }
-        let parent = rustix::process::getpid();
         let die_with_parent = spawn.die_with_parent;
         // SAFETY: the closure runs between fork and exec and makes only
         // async-signal-safe system calls; it allocates nothing.

@@ -53,7 +53,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::job::{AsyncResult, Callbacks, Job};
+use crate::job::{AsyncResult, Callbacks, Guard, Job};
 use crate::outcome::{Exit, TaskError};
 use crate::pool::{PoolConfig, PoolError};
 use crate::process::{self, Child, LOCK_FDS_ENV, Spawn, WorkerProgram};
@@ -466,12 +466,20 @@ impl Inner {
         Ok(())
     }
 
-    /// Puts one job's tasks on the inqueue, in order.
+    /// Puts one job's tasks on the inqueue, in order. A task that fails to
+    /// encode fails alone, with what it raised, as in `_handle_tasks`
+    /// (`except Exception as e: cache[job]._set(idx, (False, e))`); a
+    /// deadly or stalling fault there ends or stalls this thread's process
+    /// or this thread.
     fn put_tasks(&self, job: u64, tasks: Vec<Task>) -> Result<(), Halt> {
         let mut frame = Vec::new();
         for (index, task) in tasks.into_iter().enumerate() {
             frame.clear();
             let id = TaskRef { job, index: index as u32 };
+            if let Err(message) = wire::fire_encode(&task, 0) {
+                self.deliver(id, Err(message));
+                continue;
+            }
             wire::encode_into(&ToWorker::Run { id, attempt: 0, task }, &mut frame);
             self.write_all(self.queues.inqueue_write.as_fd(), &frame)?;
         }
@@ -548,7 +556,10 @@ fn next_result(frames: &mut Frames, inner: &Inner) -> Result<FromWorker, Halt> {
     let fd = inner.queues.outqueue_read.as_fd();
     loop {
         if let Some(frame) = frames.next_frame()? {
-            return Ok(wire::decode(frame)?);
+            // A result that fails to decode ends the result handler, as an
+            // unpickling error that is no `OSError`/`EOFError` escapes
+            // `_handle_results`' `get()` and kills its thread.
+            return Ok(wire::decode_result(frame).map_err(io::Error::from)?);
         }
         if inner.stopped() {
             return Err(Halt::Stopped);
@@ -564,7 +575,11 @@ fn next_result(frames: &mut Frames, inner: &Inner) -> Result<FromWorker, Halt> {
 }
 
 /// `_handle_results`: delivers results until the sentinel, then while the
-/// cache still holds jobs. Stuck for ever inside a torn frame, as CPython is,
+/// cache still holds jobs. A result that fails to decode ends it (see
+/// [`next_result`]), and a callback that panics unwinds it: callbacks run on
+/// this thread, unguarded, as in `ApplyResult._set`, so the job is never
+/// marked ready nor leaves the cache, and nothing more is delivered; the
+/// pool hangs, `close(); join()` too. Stuck for ever inside a torn frame, as CPython is,
 /// until the pool is terminated.
 fn handle_results(inner: &Inner) {
     let mut frames = Frames::new();
@@ -575,7 +590,7 @@ fn handle_results(inner: &Inner) {
             return;
         }
         match msg {
-            FromWorker::Done { id, result } => inner.deliver(id, result),
+            FromWorker::Done { id, result } | FromWorker::Armed { id, result, .. } => inner.deliver(id, result),
             FromWorker::Sentinel => sentinel_seen = true,
             FromWorker::Recycling { .. } => {}
         }
@@ -642,14 +657,14 @@ impl SharedQueue {
                 return Err(PoolError::NotRunning);
             }
             let id = self.inner.next_job.fetch_add(1, Ordering::SeqCst);
-            return Ok(AsyncResult::new(Arc::new(Job::new(id, 0, callbacks))));
+            return Ok(AsyncResult::new(Arc::new(Job::new(id, 0, callbacks, Guard::Unwinds))));
         }
         let mut shared = self.inner.shared();
         if shared.state != State::Run {
             return Err(PoolError::NotRunning);
         }
         let id = self.inner.next_job.fetch_add(1, Ordering::SeqCst);
-        let job = Arc::new(Job::new(id, tasks.len(), callbacks));
+        let job = Arc::new(Job::new(id, tasks.len(), callbacks, Guard::Unwinds));
         shared.cache.insert(id, job.clone());
         // The task handler holds the receiver for as long as `inner` lives.
         let _ = self.inner.taskqueue.send(TaskMsg::Batch { job: id, tasks });

@@ -53,6 +53,11 @@
 //!   `WorkerLost` waits for its worker's exit status). A standby that dies
 //!   idle is replaced and charges nothing. It costs one idle process (a fork
 //!   of the server: a few hundred KiB of its own pages) and no CPU.
+//! - **The parent's faults.** A task that fails to encode (its `encode`
+//!   fault) fails alone with that error, and so does a result that fails to
+//!   decode (`decode-result`): the frame was whole, the worker is fine. A
+//!   callback that panics is caught and kept on its job (it runs on this
+//!   thread), so no caller's code can end the supervisor.
 //! - **Owner death.** The fork server dies with this thread
 //!   (`PR_SET_PDEATHSIG(SIGKILL)`), each worker with the fork server (the
 //!   same), and a worker exits on EOF of its task pipe.
@@ -244,7 +249,12 @@ impl Worker {
         fits.clamp(2.min(max), max)
     }
 
-    fn send(&mut self, entry: Entry, now_ns: u64) {
+    /// Sends `entry`; a task that fails to encode (its `encode` fault) is
+    /// handed back with its error instead, for the supervisor to fail alone.
+    fn send(&mut self, entry: Entry, now_ns: u64) -> Result<(), (Entry, TaskError)> {
+        if let Err(message) = wire::fire_encode(&entry.task, entry.attempts) {
+            return Err((entry, TaskError::Task { message }));
+        }
         let id = entry.id();
         crate::worker::encode_frame(
             &ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task },
@@ -252,6 +262,7 @@ impl Worker {
         );
         self.sent += 1;
         self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
+        Ok(())
     }
 
     /// Writes what it can of the pending frames; never blocks.
@@ -334,9 +345,16 @@ impl Worker {
     }
 
     /// Lands one frame; false if the frame is not what this worker owes us.
+    /// A result that fires its fault as it is decoded (`error`, `panic`)
+    /// fails its task alone with that error: the frame was whole, the
+    /// worker is fine.
     fn land(&mut self, frame: &[u8], now: u64) -> bool {
-        match wire::decode::<FromWorker>(frame) {
-            Ok(FromWorker::Done { id, result }) => {
+        let decoded = match wire::decode_result(frame) {
+            Err(wire::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
+            other => other,
+        };
+        match decoded {
+            Ok(FromWorker::Done { id, result } | FromWorker::Armed { id, result, .. }) => {
                 if self.inflight.front().is_none_or(|f| f.entry.id() != id) {
                     return false;
                 }
@@ -554,8 +572,10 @@ impl Supervisor {
                     continue;
                 }
                 let Some(entry) = self.queue.pop_front() else { break };
-                worker.send(entry, now);
-                *room -= 1;
+                match worker.send(entry, now) {
+                    Ok(()) => *room -= 1,
+                    Err((entry, error)) => self.hooks.fail(entry, error),
+                }
             }
         }
     }
@@ -705,7 +725,9 @@ impl Supervisor {
             let share = held.len().div_ceil(1 + self.workers.iter().filter(|w| w.accepts_work()).count());
             let rest = held.split_off(standby.window(self.s.window).min(share));
             for entry in held.drain(..) {
-                standby.send(entry, now);
+                if let Err((entry, error)) = standby.send(entry, now) {
+                    self.hooks.fail(entry, error);
+                }
             }
             standby.write_pending();
             held = rest;

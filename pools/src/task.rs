@@ -107,7 +107,9 @@ pub enum FaultPoint {
     AfterResult,
     /// In the parent, in the task's result or error callback.
     Callback,
-    /// In the worker running the task, while the parent closes the pool.
+    /// In the worker running the task, while the parent closes the pool
+    /// (this and the next two fire halfway through the workload, once the
+    /// owner names the stage: [`crate::process::set_stage`]).
     Close,
     /// In the worker running the task, while the parent terminates the pool.
     Terminate,

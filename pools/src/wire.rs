@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::Task;
+use crate::task::{FaultKind, FaultPoint, Task};
 
 /// Frames larger than this are a protocol error, not an allocation.
 pub const MAX_FRAME: usize = 256 << 20;
@@ -43,6 +43,10 @@ pub enum ToWorkerRef<'a> {
 pub enum FromWorker {
     /// The task's result, or the error the task itself raised.
     Done { id: TaskRef, result: Result<Vec<u8>, String> },
+    /// A task's result armed with its `decode-result` fault: the pool fires
+    /// `kind` as it decodes the frame ([`decode_result`]), as Python's
+    /// parent does unpickling a result that raises (`AtUnpickle`).
+    Armed { id: TaskRef, result: Result<Vec<u8>, String>, kind: FaultKind },
     /// The worker went over its memory ceiling and exits after this frame;
     /// every task sent after `id` was not started.
     Recycling { rss_kib: u64 },
@@ -71,6 +75,56 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 
 pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> io::Result<T> {
     postcard::from_bytes(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Why a frame from a worker decoded to no message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a message of ours.
+    #[error("garbled frame: {0}")]
+    Garbled(#[from] io::Error),
+    /// Task `id`'s result fired its `decode-result` fault (`error` or
+    /// `panic`) as it was decoded; the frame itself was whole.
+    #[error("task {id:?}: {message}")]
+    Fired { id: TaskRef, message: String },
+}
+
+impl From<DecodeError> for io::Error {
+    fn from(e: DecodeError) -> io::Error {
+        match e {
+            DecodeError::Garbled(e) => e,
+            fired => io::Error::new(io::ErrorKind::InvalidData, fired.to_string()),
+        }
+    }
+}
+
+/// Decodes a worker's message as the pool does, firing an armed result's
+/// fault here, in the pool's process: a deadly or stalling kind does not
+/// return (it kills or stalls the pool's owner), `sigstop` returns once the
+/// owner is continued, `error` and `panic` are [`DecodeError::Fired`]. An
+/// armed result that survives is the plain `Done`.
+pub fn decode_result(payload: &[u8]) -> Result<FromWorker, DecodeError> {
+    match decode(payload)? {
+        FromWorker::Armed { id, result, kind } => match crate::worker::fire_fault(kind) {
+            Ok(()) => Ok(FromWorker::Done { id, result }),
+            Err(message) => Err(DecodeError::Fired { id, message: format!("decoding the result: {message}") }),
+        },
+        other => Ok(other),
+    }
+}
+
+/// Fires `task`'s `encode` fault, if it has one for `attempt`, as the pool
+/// encodes the task for a worker (in the pool's process, as Python's
+/// parent pickles a task that raises: `AtPickle`). `Err` is what the task
+/// fails with (`error`, `panic`); the deadly and stalling kinds do not
+/// return.
+pub fn fire_encode(task: &Task, attempt: u32) -> Result<(), String> {
+    match task.fault {
+        Some(f) if f.point == FaultPoint::Encode && f.fires(attempt) => {
+            crate::worker::fire_fault(f.kind).map_err(|e| format!("encoding the task: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The length a frame header announces; an error past [`MAX_FRAME`].

@@ -161,7 +161,7 @@ fn run_private(mut env: Env) -> io::Result<()> {
         let result = execute(&task, attempt);
         env.trace("done", &task, attempt);
         let at = out.len();
-        encode_frame(&FromWorker::Done { id, result }, &mut out);
+        encode_frame(&done(id, &task, attempt, result), &mut out);
         if let Some(fault) = task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
             let frame = out.split_off(at);
             output.write_all(&out)?;
@@ -322,13 +322,24 @@ fn run_shared(mut env: Env) -> io::Result<()> {
         env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
         env.trace("done", &task, attempt);
-        let frame = wire::encode(&FromWorker::Done { id, result });
+        let frame = wire::encode(&done(id, &task, attempt, result));
         wlock.take()?;
         match task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
             Some(fault) => die_writing(&mut outqueue, &frame, fault)?,
             None => outqueue.write_all(&frame)?,
         }
         wlock.give()?;
+    }
+}
+
+/// The message carrying a task's result: armed with its `decode-result`
+/// fault when it fires on this attempt (the pool fires it as it decodes).
+fn done(id: TaskRef, task: &Task, attempt: u32, result: Result<Vec<u8>, String>) -> FromWorker {
+    match task.fault {
+        Some(f) if f.point == FaultPoint::DecodeResult && f.fires(attempt) => {
+            FromWorker::Armed { id, result, kind: f.kind }
+        }
+        _ => FromWorker::Done { id, result },
     }
 }
 
@@ -367,6 +378,14 @@ fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
     let fault = task.fault.filter(|f| f.fires(attempt));
     let at = |point| match fault {
         Some(f) if f.point == point => fail_or_fire(f.kind),
+        // A lifecycle fault fires mid-task once the owner is in its stage.
+        Some(f)
+            if point == FaultPoint::MidTask
+                && matches!(f.point, FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join) =>
+        {
+            crate::process::wait_for_stage(f.point);
+            fail_or_fire(f.kind)
+        }
         _ => Ok(()),
     };
     let run = || -> Result<Vec<u8>, String> {
@@ -404,14 +423,25 @@ fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
         // what the check catches is a result lost, torn, duplicated or misdelivered.
         Ok(task.expected_output())
     };
-    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(format!("panic: {message}"))
-    })
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| Err(panic_message(panic)))
+}
+
+/// `panic: <message>`, for a caught panic's payload.
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("panic: {message}")
+}
+
+/// Fires a fault where it is placed in the pool's process (encoding a task,
+/// decoding a result, a callback): the deadly and stalling kinds do not
+/// return, `sigstop` once continued; `error` is its message, and `panic`
+/// unwinds and is caught here, as its message.
+pub fn fire_fault(kind: FaultKind) -> Result<(), String> {
+    std::panic::catch_unwind(|| fail_or_fire(kind)).unwrap_or_else(|panic| Err(panic_message(panic)))
 }
 
 /// Fires a fault: the deadly ones do not return; `Error` and `Panic` fail the task.
