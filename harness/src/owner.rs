@@ -16,6 +16,9 @@ use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
 /// The tag of the warm-up task (outside the plan's tags).
 pub const WARMUP_TAG: u64 = u64::MAX;
+/// How long the owner waits, after its warm-up, for the pool to have
+/// started every process it starts ahead ([`pools::Pool::is_settled`]).
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Writes events as JSON lines; shared by the pool's threads (exits, callbacks).
 #[derive(Clone)]
@@ -57,7 +60,8 @@ fn write(events: &[Event]) {
 
 /// The first fault of the plan our pools do not place, as (point or kind,
 /// why). Every Rust pool's workers fire faults at `decode`, `mid-task` and
-/// `transport-result`; the other stages exist in our pools (except
+/// `transport-result`, and at `spawn` (mid-task, under the runner's limit
+/// of the run's `pids.max`); the other stages exist in our pools (except
 /// `sys-exit`, which is Python's), but no fault is placed there yet.
 fn not_applicable(kind: PoolKind, tasks: &[Task]) -> Option<(String, String)> {
     use pools::{FaultKind, FaultPoint};
@@ -70,6 +74,7 @@ fn not_applicable(kind: PoolKind, tasks: &[Task]) -> Option<(String, String)> {
         let point = crate::protocol::fault_point_name(f.point).to_string();
         match f.point {
             FaultPoint::Decode | FaultPoint::MidTask | FaultPoint::WriteResult => None,
+            FaultPoint::Spawn => None,
             _ => Some((point, format!("{kind} has this stage, but poolchaos does not place faults in it yet"))),
         }
     })
@@ -125,6 +130,11 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         match pool.apply(warm.clone())? {
             Ok(bytes) if warm.check(&bytes) => {}
             other => bail!("warm-up task failed: {other:?}"),
+        }
+        // Whole (spares, standby) before the harness may limit the run's forks.
+        let settling = Instant::now() + SETTLE_WAIT;
+        while !pool.is_settled() && Instant::now() < settling {
+            std::thread::sleep(Duration::from_millis(1));
         }
         emitter.emit(&Event::WarmedUp);
         line.clear();
