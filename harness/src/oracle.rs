@@ -164,7 +164,10 @@ pub fn expect(target: &Target, plan: &Plan, events: &[Logged]) -> Expectation {
             v(Verdict::NotApplicable, "under fork a task's process has its task by memory: nothing is pickled")
         }
         Target::Python(py) if f.limited && py.method.is_some_and(|m| m.as_str() != "fork") => {
-            Expectation::Undetermined(format!("the refused fork under {} was not observed", py.method.map_or("", |m| m.as_str())))
+            Expectation::Undetermined(format!(
+                "the refused fork under {} was not observed",
+                py.method.map_or("", |m| m.as_str())
+            ))
         }
         Target::Python(py) => python(py.name, plan, &f),
         Target::Command(_) => Expectation::Undetermined("a command's design is not known".into()),

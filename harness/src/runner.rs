@@ -133,7 +133,12 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
 
 /// Runs the owner in `sandbox` and follows it to its end; kills what is
 /// left, and records the leaks and OOM kills.
-fn sandboxed(plan: &Plan, ctx: &RunContext, sandbox: &Sandbox, started: Instant) -> anyhow::Result<(Vec<Logged>, Ending)> {
+fn sandboxed(
+    plan: &Plan,
+    ctx: &RunContext,
+    sandbox: &Sandbox,
+    started: Instant,
+) -> anyhow::Result<(Vec<Logged>, Ending)> {
     let session = &ctx.session;
     let tmp = session.run_temp_dir()?;
     let mut run = Run::start(plan, ctx, sandbox, tmp.path())?;
@@ -276,7 +281,9 @@ impl Run {
                     if plan.limits_spawns() {
                         match sandbox.limit_pids(0) {
                             Ok(()) => w.log.push(Event::PidsLimited { max: 0 }),
-                            Err(e) => w.log.push(Event::Skipped { reason: format!("cannot limit the run's forks: {e}") }),
+                            Err(e) => {
+                                w.log.push(Event::Skipped { reason: format!("cannot limit the run's forks: {e}") })
+                            }
                         }
                     }
                     if let Some(stdin) = &mut self.stdin {

@@ -540,7 +540,9 @@ impl Supervisor {
                 Ok(child) => drop(unborn.born(child)),
                 Err(e) => {
                     if self.refused.is_none() {
-                        eprintln!("supervised: the fork server cannot fork a worker ({e}); asking again every {SPAWN_BACKOFF:?}");
+                        eprintln!(
+                            "supervised: the fork server cannot fork a worker ({e}); asking again every {SPAWN_BACKOFF:?}"
+                        );
                     }
                     self.refused = Some(e);
                     self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
