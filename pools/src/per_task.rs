@@ -31,7 +31,8 @@
 //!   slot and finds no spare and none being forked fails at once as
 //!   `SpawnFailed`, naming the refusal; the tasks still behind busy slots
 //!   wait. The next spare is asked [`SPAWN_BACKOFF`] later (never in a
-//!   tight loop); one that comes ends the refusal.
+//!   tight loop); one that comes ends the refusal. Under spawn-exec a task
+//!   whose own fork is refused fails the same way.
 //! - **spawn-exec**: a fork + exec of the worker binary per task (the seed's
 //!   design, and the comparison for the benches); the supervisor reaps each
 //!   child through its pidfd.
@@ -438,6 +439,10 @@ impl Supervisor {
             let Some(entry) = self.queue.pop_front() else { break };
             match Run::start(&self.program, spare, entry) {
                 Ok(run) => self.running.push(run),
+                // Spawn-exec's fork refused (EAGAIN): the task gets no process, as on the server's path.
+                Err((entry, e)) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    entry.deliver(Err(TaskError::spawn_failed(&e)));
+                }
                 Err((entry, e)) => {
                     self.queue.push_front(entry);
                     return Err(e);
