@@ -11,8 +11,8 @@
 //! seen, the OOM mark, the pool breaking on a dead worker, or on a fault the
 //! plan places in the parent, where no worker died); `Terminated` names none.
 //! A failed task must be one a fault touched (it carries a fault, allocates
-//! past the memory limit, was struck from outside, or its worker died under
-//! it), unless the pool fails bystanders by design ([`oracle::design`]).
+//! past the memory limit, was struck from outside, its worker died under
+//! it, or it got no process under the `spawn` point's limit), unless the pool fails bystanders by design ([`oracle::design`]).
 //! Where the pool reports callbacks ([`oracle::design`]), an `apply_async`
 //! task gets exactly one (the error callback iff it failed) and a `map_async`
 //! batch exactly one in all.

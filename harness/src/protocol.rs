@@ -22,7 +22,8 @@
 //!   run is diagnosed, without trusting the pool.
 //!
 //! The harness adds its own events (`nemesis`, `deadline`, `owner-exit`,
-//! `leak`, `malformed` for an owner's line that is not an event, `oom-kill`) and stamps
+//! `leak`, `malformed` for an owner's line that is not an event, `oom-kill`,
+//! `pids-limited` for the `spawn` point's refused forks) and stamps
 //! each with the milliseconds since the run started (`events.rs`).
 
 use std::fmt;
