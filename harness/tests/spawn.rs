@@ -69,8 +69,17 @@ fn assert_limited_when_warm(events: &[Logged]) {
     let at = |want: fn(&Event) -> bool| events.iter().position(|l| want(&l.event));
     let warm = at(|e| matches!(e, Event::WarmedUp)).expect("warmed up");
     let limited = at(|e| matches!(e, Event::PidsLimited { max: 0 })).expect("pids.max set to 0");
-    let first = at(|e| matches!(e, Event::TaskStarted { tag, .. } if *tag != u64::MAX)).expect("a task started");
+    // (Where every fork is refused, no task of the batch starts at all.)
+    let first = at(|e| matches!(e, Event::TaskStarted { tag, .. } if *tag != u64::MAX)).unwrap_or(usize::MAX);
     assert!(warm < limited && limited < first, "warm-up, then the limit, then the batch: {events:?}");
+}
+
+/// The run's verdict, the limit set between the warm-up and the batch, and
+/// each task's fate in a word.
+fn assert_outcome(result: &RunResult, verdict: Verdict, want: &[&str]) {
+    assert_eq!(result.record.verdict, verdict, "{:?}", result.record.diagnosis);
+    assert_limited_when_warm(&result.events);
+    assert_eq!(fates(result), want, "{:?}", result.record.diagnosis);
 }
 
 /// How many workers were SIGKILLed.
@@ -95,10 +104,8 @@ fn pool(kind: PoolKind) -> Target {
 fn naive_and_seed_polling_hang_on_the_lost_task() {
     for kind in [PoolKind::Naive, PoolKind::SeedPolling] {
         let result = run(pool(kind), &scenario_text(2, 1, 5, 5000));
-        assert_eq!(result.record.verdict, Verdict::Hung, "{kind}: {:?}", result.record.diagnosis);
-        assert_limited_when_warm(&result.events);
         // map never returns: no task has an outcome; task 0's worker died mid-task.
-        assert_eq!(fates(&result), vec!["pending"; 6], "{kind}");
+        assert_outcome(&result, Verdict::Hung, &["pending"; 6]);
         assert_eq!(sigkilled(&result), 1, "{kind}");
         assert!(
             result.record.diagnosis[0].starts_with("task 0 pending: running on worker")
@@ -112,23 +119,16 @@ fn naive_and_seed_polling_hang_on_the_lost_task() {
 #[test]
 fn polling_fails_loudly_on_the_death() {
     let result = run(pool(PoolKind::Polling), &scenario_text(2, 1, 5, 30_000));
-    assert_eq!(result.record.verdict, Verdict::FailedLoudly, "{:?}", result.record.diagnosis);
-    assert_limited_when_warm(&result.events);
     // The healthy tasks were done long before task 0's worker died (500 ms in).
-    let mut want = vec!["pool-broken(sigkill)".to_string()];
-    want.extend(vec!["ok".to_string(); 5]);
-    assert_eq!(fates(&result), want);
+    assert_outcome(&result, Verdict::FailedLoudly, &["pool-broken(sigkill)", "ok", "ok", "ok", "ok", "ok"]);
 }
 
 #[test]
 fn per_task_fails_the_dead_task_and_every_task_that_gets_no_process() {
     let result = run(pool(PoolKind::PerTask), &scenario_text(2, 1, 5, 30_000));
-    assert_eq!(result.record.verdict, Verdict::FailedLoudly, "{:?}", result.record.diagnosis);
-    assert_limited_when_warm(&result.events);
     // Tasks 0 and 1 take the two spares forked before the limit; the rest get none.
-    let mut want = vec!["worker-lost(sigkill)".to_string(), "ok".to_string()];
-    want.extend(vec!["spawn-failed".to_string(); 4]);
-    assert_eq!(fates(&result), want);
+    let want = ["worker-lost(sigkill)", "ok", "spawn-failed", "spawn-failed", "spawn-failed", "spawn-failed"];
+    assert_outcome(&result, Verdict::FailedLoudly, &want);
     let refused = result.events.iter().filter_map(|l| match &l.event {
         Event::Outcome { result: harness::protocol::OutcomeRecord::Error { kind, message, .. }, .. } => {
             (*kind == ErrorKind::SpawnFailed).then_some(message.clone())
@@ -145,9 +145,7 @@ fn per_task_fails_the_dead_task_and_every_task_that_gets_no_process() {
 #[test]
 fn supervised_hands_the_task_to_its_standby_and_goes_on_without_a_new_one() {
     let result = run(pool(PoolKind::Supervised), &scenario_text(2, 1, 5, 30_000));
-    assert_eq!(result.record.verdict, Verdict::Completed, "{:?}", result.record.diagnosis);
-    assert_limited_when_warm(&result.events);
-    assert_eq!(fates(&result), vec!["ok"; 6]);
+    assert_outcome(&result, Verdict::Completed, &["ok"; 6]);
     // Task 0 ran twice, on two processes: the second is the standby forked before the limit.
     let runs = starts_of_task_0(&result);
     assert!(matches!(runs[..], [(0, a), (1, b)] if a != b), "{runs:?}");
@@ -158,9 +156,7 @@ fn supervised_fails_loudly_when_its_last_worker_dies_and_none_can_start() {
     // One worker and the standby; task 0 kills each in turn (2 of its 3 attempts).
     let text = scenario_text(1, 2, 3, 30_000).replace("deadline_ms", "max_attempts = 3\ndeadline_ms");
     let result = run(pool(PoolKind::Supervised), &text);
-    assert_eq!(result.record.verdict, Verdict::FailedLoudly, "{:?}", result.record.diagnosis);
-    assert_limited_when_warm(&result.events);
-    assert_eq!(fates(&result), vec!["spawn-failed"; 4]);
+    assert_outcome(&result, Verdict::FailedLoudly, &["spawn-failed"; 4]);
     // It killed the worker, then the standby; no third process ever ran it.
     let runs = starts_of_task_0(&result);
     assert!(matches!(runs[..], [(0, a), (1, b)] if a != b), "{runs:?}");
@@ -170,13 +166,10 @@ fn supervised_fails_loudly_when_its_last_worker_dies_and_none_can_start() {
 fn python_targets_meet_the_refused_fork_for_real() {
     // ProcessPoolExecutor breaks at the death; map raises for every task.
     let result = run(Target::python("py-ppe"), &scenario_text(2, 1, 5, 30_000));
-    assert_eq!(result.record.verdict, Verdict::FailedLoudly, "{:?}", result.record.diagnosis);
-    assert_limited_when_warm(&result.events);
-    assert_eq!(fates(&result), vec!["pool-broken(sigkill)"; 6]);
+    assert_outcome(&result, Verdict::FailedLoudly, &["pool-broken(sigkill)"; 6]);
     // One multiprocessing.Process per task: after the warm-up none can be forked.
     let result = run(Target::python("py-process-per-task"), &scenario_text(2, 1, 5, 30_000));
-    assert_eq!(result.record.verdict, Verdict::FailedLoudly, "{:?}", result.record.diagnosis);
-    assert_eq!(fates(&result), vec!["spawn-failed"; 6]);
+    assert_outcome(&result, Verdict::FailedLoudly, &["spawn-failed"; 6]);
 }
 
 #[test]
