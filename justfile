@@ -85,6 +85,7 @@ ci: python-setup
     cargo nextest run --workspace --profile ci -E 'test(=the_outcome_matrix_of_the_scenarios_is_as_snapshotted)'
     just chaos
     just peers
+    just stages
     just chaos-pythons
     just bench-smoke
 
@@ -99,6 +100,10 @@ bench-smoke: build
 # pools); the report ends with "matches the peer's own expectation: N of M".
 peers: build python-setup
     target/release/poolchaos run scenarios/peers -j 2
+
+# One scenario per stage of the pipeline (scenarios/stages), against our pools and the Python targets.
+stages: build python-setup
+    target/release/poolchaos run scenarios/stages -j 2
 
 # The seed's scenarios against every Python target on Python 3.11, 3.12 and 3.13 (a venv each,
 # .venvs/3.N) with fork, forkserver and spawn; two runs at a time, as spawn is slow to start.

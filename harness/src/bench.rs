@@ -260,7 +260,9 @@ impl External for Bench<'_> {
                 checker::Fate::Duplicated => bail!("{label}: task {index} got two outcomes"),
                 checker::Fate::Failed(ErrorKind::WorkerLost | ErrorKind::TimedOut, _) => Fate::Lost,
                 checker::Fate::Failed(ErrorKind::PoolBroken, _) => Fate::Broken,
-                checker::Fate::Failed(ErrorKind::Task | ErrorKind::Terminated, name) => Fate::Failed(name.clone()),
+                checker::Fate::Failed(ErrorKind::Task | ErrorKind::Terminated | ErrorKind::SpawnFailed, name) => {
+                    Fate::Failed(name.clone())
+                }
             });
         }
         let settled = Settled::tally(label, &plan.tasks, fates)?;

@@ -12,8 +12,8 @@
 //! plan places in the parent, where no worker died); `Terminated` names none,
 //! unless the plan ends the pool by `terminate` (a `terminate` fault).
 //! A failed task must be one a fault touched (it carries a fault, allocates
-//! past the memory limit, was struck from outside, or its worker died under
-//! it), unless the pool fails bystanders by design ([`oracle::design`]).
+//! past the memory limit, was struck from outside, its worker died under
+//! it, or it got no process under the `spawn` point's limit), unless the pool fails bystanders by design ([`oracle::design`]).
 //! Where the pool reports callbacks ([`oracle::design`]), an `apply_async`
 //! task gets exactly one (the error callback iff it failed) and a `map_async`
 //! batch exactly one in all.
@@ -326,7 +326,9 @@ fn verdict(
 /// error names a worker that was struck or died by a signal or an exit code
 /// (a storm that kills a fork server kills its children unseen), if the task
 /// ran on that worker or never ran at all. A copy of another task's error
-/// names a worker the task never ran on: it does not count.
+/// names a worker the task never ran on: it does not count. Under the
+/// `spawn` point's limit, a task that got no process (`spawn-failed`) was
+/// touched by it.
 fn touched(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<bool> {
     let mut touched: Vec<bool> = plan.tasks.iter().map(|t| t.fault.is_some() || plan.is_oom(t)).collect();
     for n in &plan.nemesis {
@@ -352,7 +354,11 @@ fn touched(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
             _ => {}
         }
     }
+    let limited = plan.limits_spawns();
     for (i, task) in plan.tasks.iter().enumerate() {
+        // The `spawn` point's limit touches every task that could get no process.
+        touched[i] |= limited
+            && outcomes[i].iter().any(|o| matches!(o, OutcomeRecord::Error { kind: ErrorKind::SpawnFailed, .. }));
         let ran = ran_on.get(&task.tag);
         let error_pid = outcomes[i].iter().find_map(|o| match o {
             OutcomeRecord::Error { pid: Some(pid), signal, code, .. } => {

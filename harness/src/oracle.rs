@@ -17,6 +17,11 @@
 //! (`decode-result`) or catch the callback's panic (the outcomes stand); a
 //! task that fails to encode fails alone everywhere. `close`, `join` are a
 //! worker dying mid-task; `terminate` fails what is pending as terminated.
+//! At `spawn` (the kernel refuses every fork once the pool is warm) a
+//! death is never made good by a new process: per-task runs only its
+//! spares (one per slot), so a plan of more tasks than workers fails
+//! loudly (`spawn-failed`); supervised runs on with what it has, and fails
+//! loudly once its workers and its standby are all dead.
 //!
 //! Where a pool's answer cannot be told from the plan (naive, when the
 //! nemesis struck a worker between tasks: it may have held the inqueue lock,
@@ -105,10 +110,12 @@ struct Facts {
     stopped: Vec<u64>,
     /// Strikes that landed on a worker between tasks.
     idle_strikes: usize,
+    /// A task's fault is at `spawn`: the run's forks are refused once the pool is warm.
+    limited: bool,
 }
 
 fn facts(plan: &Plan, events: &[Logged]) -> Facts {
-    let mut f = Facts::default();
+    let mut f = Facts { limited: plan.limits_spawns(), ..Facts::default() };
     for (i, task) in plan.tasks.iter().enumerate() {
         if plan.is_oom(task) {
             f.deadly.push((i, u32::MAX));
@@ -163,6 +170,12 @@ pub fn expect(target: &Target, plan: &Plan, events: &[Logged]) -> Expectation {
                 && plan.tasks.iter().filter_map(|t| t.fault).any(|t| pickled(t.point)) =>
         {
             v(Verdict::NotApplicable, "under fork a task's process has its task by memory: nothing is pickled")
+        }
+        Target::Python(py) if f.limited && py.method.is_some_and(|m| m.as_str() != "fork") => {
+            Expectation::Undetermined(format!(
+                "the refused fork under {} was not observed",
+                py.method.map_or("", |m| m.as_str())
+            ))
         }
         Target::Python(py) => python(py.name, plan, &f),
         Target::Command(_) => Expectation::Undetermined("a command's design is not known".into()),
@@ -248,6 +261,8 @@ fn ours(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
         PoolKind::PerTask => {
             if stalled && plan.task_timeout.is_none() {
                 v(Verdict::Hung, "a task stalled and there is no deadline")
+            } else if f.limited && plan.tasks.len() > plan.workers {
+                v(Verdict::FailedLoudly, "forks are refused: the tasks past the spares get no process (spawn-failed)")
             } else if died || stalled {
                 v(Verdict::FailedLoudly, "a task's process died or was killed at its deadline")
             } else if f.idle_strikes > 0 {
@@ -276,8 +291,13 @@ fn ours(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
             // retry raises only if the fault fires on that attempt too.
             let raises =
                 f.raises.iter().filter(|&&(i, times)| !in_callback(i) && strikes_on(plan.tasks[i].tag) < times).count();
+            // Under the `spawn` limit no death is replaced: N workers and the standby, then none.
+            let killing = f.deadly.iter().chain(plan.task_timeout.map_or(&[][..], |_| &f.stalls[..]));
+            let deaths: u64 = killing.map(|&(_, times)| u64::from(times.min(max))).sum::<u64>() + strikes.len() as u64;
             if poison || exhausted {
                 v(Verdict::FailedLoudly, "a task is poison or ran out of attempts")
+            } else if f.limited && deaths > plan.workers as u64 {
+                v(Verdict::FailedLoudly, "forks are refused and every worker and the standby died (spawn-failed)")
             } else {
                 plain(raises)
             }
@@ -292,6 +312,34 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
     let died = !f.deadly.is_empty() || !f.struck.is_empty();
     let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
     let raises = f.raises.len();
+    // Under the `spawn` limit (docs/targets.md, "A refused fork").
+    match name {
+        "py-process-per-task" if f.limited => {
+            return v(Verdict::FailedLoudly, "forks are refused: no task gets a process (spawn-failed)");
+        }
+        "py-loky" if f.limited && (died || f.idle_strikes > 0) => {
+            return v(
+                Verdict::Hung,
+                "a worker died and forks are refused: killing the broken executor's workers forks `pgrep`, \
+                 its manager thread dies of it, and the owner waits for a surviving worker at exit (docs/targets.md, \"A refused fork\")",
+            );
+        }
+        "py-billiard" if f.limited && died => {
+            return v(
+                Verdict::Leaked,
+                "a worker died and forks are refused: billiard's Supervisor thread crashes on the refused \
+                 replacement and calls os._exit(1), leaving its temp dir (docs/targets.md, \"A refused fork\")",
+            );
+        }
+        "py-pebble" if f.limited && died => {
+            return Expectation::Undetermined(
+                "a worker died and forks are refused: pebble breaks at its next look (0.1 s), failing what is \
+                 pending then as pool-broken"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
     match name {
         // multiprocessing.Pool's map: chunks, each run in order until a task raises.
         "py-pool-map" | "py-pool-map-async" | "py-seed-polling" => pool_map(plan, f),
@@ -449,6 +497,40 @@ mod tests {
             Expectation::Verdict(v, _) => v,
             Expectation::Undetermined(why) => panic!("undetermined: {why}"),
         }
+    }
+
+    /// `tasks` echo tasks on 2 workers, task 0 with `kind` at `spawn` on its first `times` attempts.
+    fn expect_spawn(target: Target, tasks: usize, kind: FaultKind, times: u32) -> Verdict {
+        let mut groups: Vec<TaskGroup> =
+            (0..tasks).map(|_| TaskGroup { count: 1, work: Workload::Echo(vec![1]), fault: None }).collect();
+        groups[0].fault = Some(SelfFault { kind, at: FaultPoint::Spawn, times });
+        let mut scenario = crate::scenario::for_tests(groups);
+        scenario.max_attempts = 5;
+        let plan = Plan::new(&scenario, target.clone(), 1);
+        assert!(plan.warmup && plan.limits_spawns(), "forks are limited once the pool is warm");
+        verdict(expect(&target, &plan, &[]))
+    }
+
+    #[test]
+    fn at_spawn_no_death_is_made_good() {
+        use FaultKind::{Error, SigKill};
+        let pool = |kind| Target::Pool(kind);
+        assert_eq!(expect_spawn(pool(PoolKind::Naive), 4, SigKill, 1), Verdict::Hung);
+        assert_eq!(expect_spawn(pool(PoolKind::SeedPolling), 4, SigKill, 1), Verdict::Hung);
+        assert_eq!(expect_spawn(pool(PoolKind::Polling), 4, SigKill, 1), Verdict::FailedLoudly);
+        // per-task runs its 2 spares: more tasks than that fail, whatever the fault.
+        assert_eq!(expect_spawn(pool(PoolKind::PerTask), 4, Error, 1), Verdict::FailedLoudly);
+        assert_eq!(expect_spawn(pool(PoolKind::PerTask), 2, SigKill, 1), Verdict::FailedLoudly);
+        // supervised (5 attempts): 2 workers and a standby; the third death leaves none.
+        assert_eq!(expect_spawn(pool(PoolKind::Supervised), 4, SigKill, 1), Verdict::Completed);
+        assert_eq!(expect_spawn(pool(PoolKind::Supervised), 4, SigKill, 2), Verdict::Completed);
+        assert_eq!(expect_spawn(pool(PoolKind::Supervised), 4, SigKill, 3), Verdict::FailedLoudly);
+        assert_eq!(expect_spawn(pool(PoolKind::Supervised), 4, Error, 1), Verdict::FailedLoudly);
+        assert_eq!(expect_spawn(Target::python("py-pool-map"), 4, SigKill, 1), Verdict::Hung);
+        assert_eq!(expect_spawn(Target::python("py-ppe"), 4, SigKill, 1), Verdict::FailedLoudly);
+        assert_eq!(expect_spawn(Target::python("py-loky"), 4, SigKill, 1), Verdict::Hung);
+        assert_eq!(expect_spawn(Target::python("py-billiard"), 4, SigKill, 1), Verdict::Leaked);
+        assert_eq!(expect_spawn(Target::python("py-process-per-task"), 1, Error, 1), Verdict::FailedLoudly);
     }
 
     #[test]

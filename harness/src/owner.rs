@@ -16,6 +16,9 @@ use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
 /// The tag of the warm-up task (outside the plan's tags).
 pub const WARMUP_TAG: u64 = u64::MAX;
+/// How long the owner waits, after its warm-up, for the pool to have
+/// started every process it starts ahead ([`pools::Pool::is_settled`]).
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Writes events as JSON lines; shared by the pool's threads (exits, callbacks).
 #[derive(Clone)]
@@ -61,7 +64,8 @@ fn write(events: &[Event]) {
 /// (`encode`) and decodes a result (`decode-result`), the owner's callbacks
 /// at `callback`, and a worker at `close`, `terminate`, `join` as the owner
 /// ends the pool (these three and `callback` only in the asynchronous call
-/// styles, as in the Python adapter); the other stages exist in our pools
+/// styles, as in the Python adapter), and at `spawn` (mid-task, under the
+/// runner's limit of the run's `pids.max`); the other stages exist in our pools
 /// (`sys-exit` is Python's), but no fault is placed there yet.
 fn not_applicable(kind: PoolKind, style: CallStyle, tasks: &[Task]) -> Option<(String, String)> {
     use pools::FaultKind;
@@ -87,6 +91,7 @@ fn not_applicable(kind: PoolKind, style: CallStyle, tasks: &[Task]) -> Option<(S
                 ),
             )),
             FaultPoint::Callback | FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join => None,
+            FaultPoint::Spawn => None,
             _ => Some((point, format!("{kind} has this stage, but poolchaos does not place faults in it yet"))),
         }
     })
@@ -161,6 +166,11 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         match pool.apply(warm.clone())? {
             Ok(bytes) if warm.check(&bytes) => {}
             other => bail!("warm-up task failed: {other:?}"),
+        }
+        // Whole (spares, standby) before the harness may limit the run's forks.
+        let settling = Instant::now() + SETTLE_WAIT;
+        while !pool.is_settled() && Instant::now() < settling {
+            std::thread::sleep(Duration::from_millis(1));
         }
         emitter.emit(&Event::WarmedUp);
         line.clear();

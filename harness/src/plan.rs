@@ -96,7 +96,7 @@ impl Plan {
                 }
             }
         }
-        Plan {
+        let mut plan = Plan {
             scenario: scenario.name.clone(),
             style: pool.style().unwrap_or(scenario.style),
             pool,
@@ -109,10 +109,20 @@ impl Plan {
             tasks,
             nemesis: scenario.nemesis.clone(),
             storm: scenario.storm,
-            warmup: scenario.nemesis.iter().any(|n| n.target == Aim::IdleWorker),
+            warmup: false,
             bench: None,
             chunksize: None,
-        }
+        };
+        // The idle worker is struck, and forks are limited, once the pool is warm.
+        plan.warmup = scenario.nemesis.iter().any(|n| n.target == Aim::IdleWorker) || plan.limits_spawns();
+        plan
+    }
+
+    /// Whether a task's fault is at `spawn`: then the runner holds the
+    /// run's `pids.max` below its count from the warm-up on, so the kernel
+    /// refuses every fork (see [`pools::FaultPoint::Spawn`]).
+    pub fn limits_spawns(&self) -> bool {
+        self.tasks.iter().filter_map(|t| t.fault).any(|f| f.point == pools::FaultPoint::Spawn)
     }
 
     /// Whether `task` allocates past the run's memory limit: an OOM kill, a fault like any other.

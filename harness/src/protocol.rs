@@ -22,7 +22,8 @@
 //!   run is diagnosed, without trusting the pool.
 //!
 //! The harness adds its own events (`nemesis`, `deadline`, `owner-exit`,
-//! `leak`, `malformed` for an owner's line that is not an event, `oom-kill`) and stamps
+//! `leak`, `malformed` for an owner's line that is not an event, `oom-kill`,
+//! `pids-limited` for the `spawn` point's refused forks) and stamps
 //! each with the milliseconds since the run started (`events.rs`).
 
 use std::fmt;
@@ -46,11 +47,19 @@ pub enum ErrorKind {
     PoolBroken,
     /// The pool was terminated under it: names no fault.
     Terminated,
+    /// No process could be started to run it (the kernel refused the fork).
+    SpawnFailed,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] =
-        [ErrorKind::Task, ErrorKind::WorkerLost, ErrorKind::TimedOut, ErrorKind::PoolBroken, ErrorKind::Terminated];
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Task,
+        ErrorKind::WorkerLost,
+        ErrorKind::TimedOut,
+        ErrorKind::PoolBroken,
+        ErrorKind::Terminated,
+        ErrorKind::SpawnFailed,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -59,6 +68,7 @@ impl ErrorKind {
             ErrorKind::TimedOut => "timed-out",
             ErrorKind::PoolBroken => "pool-broken",
             ErrorKind::Terminated => "terminated",
+            ErrorKind::SpawnFailed => "spawn-failed",
         }
     }
 
@@ -304,6 +314,9 @@ pub enum Event {
     Nemesis { signal: Signal, pid: u32, target: String },
     /// The run's deadline passed; everything is being killed.
     Deadline,
+    /// The harness set the run's `pids.max` to `max`, below its count (the
+    /// `spawn` point): from here on the kernel refuses every fork in the run.
+    PidsLimited { max: u64 },
     /// The owner process ended.
     OwnerExit { signal: Option<i32>, code: Option<i32> },
     /// A process outlived the run.
@@ -369,6 +382,7 @@ impl OutcomeRecord {
                     }
                     TaskError::PoolBroken { pid, exit } => (ErrorKind::PoolBroken, Some(*pid), Some(*exit), None),
                     TaskError::Terminated => (ErrorKind::Terminated, None, None, None),
+                    TaskError::SpawnFailed { .. } => (ErrorKind::SpawnFailed, None, None, None),
                 };
                 OutcomeRecord::Error {
                     kind,

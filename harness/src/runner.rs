@@ -17,7 +17,9 @@
 //! A run goes through [`Phase`]s, each with its own deadline: *starting*
 //! (the owner starts its pool; the plan's deadline), *warmed up* (the owner
 //! ran its warm-up task and waits: the nemesis strikes the idle worker, then
-//! `go`), *running* (the batch; the plan's deadline, or a benchmark's own
+//! `go`; a plan with a `spawn` fault has the run's `pids.max` set to 0
+//! first, so the kernel refuses every fork from then on: see
+//! [`pools::FaultPoint::Spawn`]), *running* (the batch; the plan's deadline, or a benchmark's own
 //! deadline and stall from `go` on), *draining* (the owner exited: the rest
 //! of the run has [`LEAK_GRACE`] to go), *done*. A deadline passed in any
 //! phase before draining makes the run hung.
@@ -47,7 +49,7 @@ use crate::events::Logged;
 use crate::nemesis::Nemesis;
 use crate::plan::Plan;
 use crate::protocol::{Event, OwnerPlan, Signal, parse_trace};
-use crate::sandbox::{Mechanism, RunSemaphores, Sandbox};
+use crate::sandbox::{Mechanism, RUN_PIDS_MAX, RunSemaphores, Sandbox};
 use crate::session::Session;
 use crate::verdict::{Leak, RunRecord};
 
@@ -109,9 +111,38 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
     let session = &ctx.session;
     let sandbox = session.sandbox(run_id, plan.memory_limit_mib)?;
     let mechanism = sandbox.mechanism().clone();
+    // The `spawn` point is the kernel's refusal, or nothing: without a pids cgroup the run is skipped.
+    let unlimited = plan.limits_spawns().then(|| sandbox.limit_pids(RUN_PIDS_MAX).err()).flatten();
+    let (events, mut ending) = match unlimited {
+        Some(e) => {
+            let reason = format!("the `spawn` point needs the run's pids cgroup to refuse forks: {e} ({mechanism})");
+            (vec![Logged { t_ms: 0, event: Event::Skipped { reason } }], Ending::default())
+        }
+        None => sandboxed(plan, ctx, &sandbox, started)?,
+    };
+    ending.mechanism = Some(mechanism.clone());
+    sandbox.remove()?;
+    ending.elapsed_ms = started.elapsed().as_millis() as u64;
+    let judgement = checker::judge(plan, &events, &ending);
+    let mut record = judgement.record(plan, &ending);
+    if let Some(dir) = &ctx.events_dir {
+        record.events = Some(write_events(dir, plan, &events)?);
+    }
+    Ok(RunResult { judgement, record, events, mechanism })
+}
+
+/// Runs the owner in `sandbox` and follows it to its end; kills what is
+/// left, and records the leaks and OOM kills.
+fn sandboxed(
+    plan: &Plan,
+    ctx: &RunContext,
+    sandbox: &Sandbox,
+    started: Instant,
+) -> anyhow::Result<(Vec<Logged>, Ending)> {
+    let session = &ctx.session;
     let tmp = session.run_temp_dir()?;
-    let mut run = Run::start(plan, ctx, &sandbox, tmp.path())?;
-    let (events, mut ending) = run.watch(plan, &sandbox, session, started);
+    let mut run = Run::start(plan, ctx, sandbox, tmp.path())?;
+    let (events, mut ending) = run.watch(plan, sandbox, session, started);
     // What the run holds just before the kill, then kill it all, and reap what was ours.
     run.semaphores.record(&sandbox.processes());
     let _ = sandbox.kill_all();
@@ -125,15 +156,7 @@ pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunRes
         let _ = std::fs::remove_file(&sem);
     }
     ending.oom_kills = sandbox.oom_kills();
-    ending.mechanism = Some(mechanism.clone());
-    sandbox.remove()?;
-    ending.elapsed_ms = started.elapsed().as_millis() as u64;
-    let judgement = checker::judge(plan, &events, &ending);
-    let mut record = judgement.record(plan, &ending);
-    if let Some(dir) = &ctx.events_dir {
-        record.events = Some(write_events(dir, plan, &events)?);
-    }
-    Ok(RunResult { judgement, record, events, mechanism })
+    Ok((events, ending))
 }
 
 fn write_events(dir: &Path, plan: &Plan, events: &[Logged]) -> io::Result<String> {
@@ -253,6 +276,15 @@ impl Run {
                         }
                         // Give the pool's reaper a moment to see the death before the batch.
                         std::thread::sleep(Duration::from_millis(100));
+                    }
+                    // The `spawn` point: from here on the kernel refuses every fork in the run.
+                    if plan.limits_spawns() {
+                        match sandbox.limit_pids(0) {
+                            Ok(()) => w.log.push(Event::PidsLimited { max: 0 }),
+                            Err(e) => {
+                                w.log.push(Event::Skipped { reason: format!("cannot limit the run's forks: {e}") })
+                            }
+                        }
                     }
                     if let Some(stdin) = &mut self.stdin {
                         let _ = writeln!(stdin, "go").and_then(|_| stdin.flush());

@@ -98,6 +98,8 @@ struct State {
     /// Set by the supervisor as it exits.
     finished: bool,
     pids: Vec<u32>,
+    /// Every process the supervisor starts ahead of work has started.
+    settled: bool,
     next_job: u64,
     /// Every job posted, to count what a timed-out join leaves pending.
     jobs: Vec<Weak<Job>>,
@@ -111,6 +113,7 @@ impl Mailbox {
                 lifecycle: Lifecycle::Running,
                 finished: false,
                 pids: Vec::new(),
+                settled: false,
                 next_job: 0,
                 jobs: Vec::new(),
             }),
@@ -191,6 +194,10 @@ impl Mailbox {
         self.lock().pids = pids;
     }
 
+    pub fn set_settled(&self, settled: bool) {
+        self.lock().settled = settled;
+    }
+
     /// Called once by the supervisor as it exits; the returned batches (posted
     /// after its last look) are for it to fail.
     pub fn finish(&self) -> Vec<Batch> {
@@ -257,6 +264,10 @@ impl Pool for ActorPool {
 
     fn worker_pids(&self) -> Vec<u32> {
         self.mailbox.lock().pids.clone()
+    }
+
+    fn is_settled(&self) -> bool {
+        self.mailbox.lock().settled
     }
 }
 

@@ -73,9 +73,22 @@ pub enum TaskError {
     /// The pool was terminated before the task finished.
     #[error("pool terminated before the task finished")]
     Terminated,
+    /// No process could be started to run the task: the kernel refused the
+    /// fork (EAGAIN: the run's `pids.max` is reached), and the pool had none left.
+    #[error("no worker process for the task: {reason}")]
+    SpawnFailed { reason: String },
 }
 
 impl TaskError {
+    /// A task that got no process because starting one failed with `error`.
+    pub fn spawn_failed(error: &std::io::Error) -> TaskError {
+        let why = match error.raw_os_error() {
+            Some(libc::EAGAIN) => "the kernel refused the fork (EAGAIN: the run's pids.max is reached)".to_string(),
+            _ => format!("starting it failed: {error}"),
+        };
+        TaskError::SpawnFailed { reason: why }
+    }
+
     /// How the worker that this error blames ended, if it names one.
     pub fn exit(&self) -> Option<Exit> {
         match self {

@@ -29,6 +29,13 @@
 //!   this thread (PDEATHSIG on both) or on EOF of its control socket. If the
 //!   server dies, its children's tasks fail as `WorkerLost` (SIGKILL, their
 //!   PDEATHSIG) and a new server is started for the next task.
+//! - **A refused fork** (the server's fork fails: EAGAIN when the run's
+//!   `pids.max` is reached): no spare comes, and a task that has a free
+//!   slot and finds no spare and none being forked fails at once as
+//!   `SpawnFailed`, naming the refusal; the tasks still behind busy slots
+//!   wait. The next spare is asked [`SPAWN_BACKOFF`] later (never in a
+//!   tight loop); one that comes ends the refusal. Under spawn-exec a task
+//!   whose own fork is refused fails the same way.
 //! - **spawn-exec**: a fork + exec of the worker binary per task (the seed's
 //!   design, and the comparison for the benches); the supervisor reaps each
 //!   child through its pidfd.
@@ -100,6 +107,7 @@ pub fn start_with(config: &PoolConfig, launch: Launch) -> Result<ActorPool, Pool
             running: Vec::new(),
             spares: VecDeque::new(),
             forking: VecDeque::new(),
+            refused: None,
         };
         if !failed {
             supervisor.run();
@@ -370,6 +378,8 @@ struct Supervisor {
     spares: VecDeque<Spare>,
     /// Spares asked of the server and not forked yet, in request order.
     forking: VecDeque<(Pipes, OwnedFd)>,
+    /// The server's last fork was refused (and when to ask again), until a spare comes.
+    refused: Option<(io::Error, Instant)>,
     limit: usize,
     timeout: Option<Duration>,
     queue: VecDeque<Entry>,
@@ -406,6 +416,8 @@ impl Supervisor {
 
     fn publish_pids(&self) {
         self.mailbox.set_pids(self.running.iter().map(|r| r.proc.pid()).collect());
+        let whole = self.launch == Launch::SpawnExec || (self.spares.len() == self.limit && self.forking.is_empty());
+        self.mailbox.set_settled(whole);
     }
 
     /// Starts queued tasks up to the limit: on spares (fork-server launch;
@@ -418,6 +430,14 @@ impl Supervisor {
                     // Died idle (killed from outside): it had no task to charge.
                     Some(spare) if spare.proc.has_exited() => continue,
                     Some(spare) => Some(spare),
+                    // No process will come for it: it fails, naming the refusal.
+                    None if self.forking.is_empty()
+                        && let Some((refusal, _)) = &self.refused
+                        && let Some(entry) = self.queue.pop_front() =>
+                    {
+                        entry.deliver(Err(TaskError::spawn_failed(refusal)));
+                        continue;
+                    }
                     None => break,
                 },
             };
@@ -433,6 +453,10 @@ impl Supervisor {
             }
             match Run::start(&self.program, spare, entry) {
                 Ok(run) => self.running.push(run),
+                // Spawn-exec's fork refused (EAGAIN): the task gets no process, as on the server's path.
+                Err((entry, e)) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    entry.deliver(Err(TaskError::spawn_failed(&e)));
+                }
                 Err((entry, e)) => {
                     self.queue.push_front(entry);
                     return Err(e);
@@ -445,7 +469,7 @@ impl Supervisor {
     /// Asks the fork server for a spare per slot that has none, without
     /// waiting; starts a server if there is none.
     fn fill_spares(&mut self) -> io::Result<()> {
-        if self.launch != Launch::ForkServer {
+        if self.launch != Launch::ForkServer || self.refused.as_ref().is_some_and(|(_, at)| Instant::now() < *at) {
             return Ok(());
         }
         let mut retried = false;
@@ -476,7 +500,10 @@ impl Supervisor {
         let now = Instant::now();
         let deadlines =
             self.running.iter().filter(|r| r.timed_out.is_none()).filter_map(|r| Some(r.started + self.timeout?));
-        let mut timeout = deadlines.chain(paused_until).min().map(|d| d.saturating_duration_since(now));
+        // A refused fork is asked again at its time, if a task waits for it.
+        let ask_again = self.refused.as_ref().filter(|_| !self.queue.is_empty()).map(|(_, at)| *at);
+        let mut timeout =
+            deadlines.chain(paused_until).chain(ask_again).min().map(|d| d.saturating_duration_since(now));
         // Notes read while a spawn waited for its answer: nothing will wake us
         // for them, and a run they settle must not wait for the next event.
         if self.server.as_ref().is_some_and(ForkServer::has_notes) {
@@ -567,8 +594,16 @@ impl Supervisor {
         while let Some(answer) = server.answered() {
             let Some(pipes) = self.forking.pop_front() else { break };
             match answer {
-                Ok(proc) => self.spares.push_back(Spare { proc, pipes: pipes.0, task_r: pipes.1 }),
-                Err(e) => eprintln!("per-task: the fork server cannot fork ({e}); retrying"),
+                Ok(proc) => {
+                    self.refused = None;
+                    self.spares.push_back(Spare { proc, pipes: pipes.0, task_r: pipes.1 });
+                }
+                Err(e) => {
+                    if self.refused.is_none() {
+                        eprintln!("per-task: the fork server cannot fork ({e}); asking again every {SPAWN_BACKOFF:?}");
+                    }
+                    self.refused = Some((e, Instant::now() + SPAWN_BACKOFF));
+                }
             }
         }
         if server.is_lost() {

@@ -51,6 +51,14 @@ pub trait Pool: Send + Sync {
     /// The pids of the workers alive now.
     fn worker_pids(&self) -> Vec<u32>;
 
+    /// Whether every process the pool starts ahead of work (per-task's
+    /// spares, supervised's standby) has started. The harness's owner waits
+    /// for it after its warm-up, so a limit put on the run from then on
+    /// (the `spawn` point's) finds the pool whole, whatever the scheduler did.
+    fn is_settled(&self) -> bool {
+        true
+    }
+
     /// Runs every task and returns each one's outcome, in order. (CPython's
     /// `map` raises the first error instead; the harness needs them all.)
     fn map(&self, tasks: Vec<Task>) -> Result<Vec<Outcome>, PoolError> {

@@ -62,7 +62,7 @@ use crate::wire::{self, Frames, FromWorker, TaskRef, ToWorker};
 
 /// The three handler threads, as in CPython.
 const HANDLERS: usize = 3;
-/// How long the worker handler waits before retrying a failed spawn.
+/// How long the worker handler waits after a failed poll.
 const RESPAWN_BACKOFF: Duration = Duration::from_millis(100);
 /// How much the result handler reads at a time.
 const READ_CHUNK: usize = 64 << 10;
@@ -367,8 +367,8 @@ impl Inner {
         }
     }
 
-    /// `_maintain_pool`: reap, then repopulate. A failed spawn is retried on
-    /// the next round (CPython's handler thread would die of it instead).
+    /// `_maintain_pool`: reap, then repopulate. A failed spawn is an error
+    /// for the worker handler, which dies of it, as CPython's does.
     fn maintain_pool(&self) -> io::Result<()> {
         let cleaned = self.join_exited_workers();
         if cleaned || lock(&self.workers).len() < self.processes { self.repopulate() } else { Ok(()) }
@@ -528,10 +528,23 @@ impl Inner {
 
 /// `_handle_workers`: keeps N workers while `RUN`, or while `CLOSE` and jobs
 /// are cached; then tells the task handler to finish.
+///
+/// A worker that cannot be started (the kernel refuses the fork: EAGAIN
+/// once the run's `pids.max` is reached) ends this thread, as in CPython
+/// 3.11: `Process.start()` raises `BlockingIOError` out of
+/// `_repopulate_pool_static` (`w.start()`, pool.py line 329), through
+/// `_maintain_pool` and out of `_handle_workers`, which dies (the error is
+/// printed by `threading.excepthook`) without `taskqueue.put(None)`. The
+/// pool goes on with the workers it has; nothing replaces a worker again,
+/// the task handler never gets its sentinel, so `join` waits for ever, and
+/// a lost task stays lost.
 fn handle_workers(inner: &Inner) {
     while inner.keeps_maintaining() {
-        let short = inner.maintain_pool().is_err();
-        inner.wait_for_updates(short.then_some(RESPAWN_BACKOFF));
+        if let Err(e) = inner.maintain_pool() {
+            eprintln!("worker-handler: cannot start a worker ({e}); the thread ends, as CPython's does");
+            return;
+        }
+        inner.wait_for_updates(None);
     }
     let _ = inner.taskqueue.send(TaskMsg::Sentinel);
 }

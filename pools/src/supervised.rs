@@ -58,6 +58,11 @@
 //!   decode (`decode-result`): the frame was whole, the worker is fine. A
 //!   callback that panics is caught and kept on its job (it runs on this
 //!   thread), so no caller's code can end the supervisor.
+//! - **A refused fork** (EAGAIN: the run's `pids.max` is reached): the pool
+//!   goes on with the workers it has, and asks again every
+//!   [`SPAWN_BACKOFF`] (never in a tight loop). Only when it has no worker
+//!   and no standby left, and none is being forked, do the queued tasks
+//!   fail, as `SpawnFailed` naming the refusal: never a hang.
 //! - **Owner death.** The fork server dies with this thread
 //!   (`PR_SET_PDEATHSIG(SIGKILL)`), each worker with the fork server (the
 //!   same), and a worker exits on EOF of its task pipe.
@@ -388,6 +393,8 @@ struct Supervisor {
     /// Forks the workers; started with the first, replaced if it dies.
     server: Option<ForkServer>,
     spawn_paused_until: Option<Instant>,
+    /// The server's last fork was refused, until one succeeds.
+    refused: Option<io::Error>,
     /// The mailbox's fd turned readable (or nobody has looked yet).
     woken: bool,
 }
@@ -405,6 +412,7 @@ impl Supervisor {
             forking: VecDeque::new(),
             server: None,
             spawn_paused_until: None,
+            refused: None,
             woken: true,
         }
     }
@@ -430,6 +438,7 @@ impl Supervisor {
                 eprintln!("supervised: cannot spawn a worker ({e}); retrying");
                 self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
             }
+            self.fail_if_workerless();
             self.dispatch();
             for worker in &mut self.workers {
                 worker.write_pending();
@@ -437,6 +446,18 @@ impl Supervisor {
             if let Err(e) = self.wait_and_handle() {
                 eprintln!("supervised: poll failed: {e}");
                 std::thread::sleep(SPAWN_BACKOFF);
+            }
+        }
+    }
+
+    /// With no worker, no standby and none coming (the kernel refuses
+    /// forks), no queued task can run: each fails, naming the refusal.
+    fn fail_if_workerless(&mut self) {
+        let Some(refusal) = &self.refused else { return };
+        if self.workers.is_empty() && self.standby.is_none() && self.forking.is_empty() {
+            let error = TaskError::spawn_failed(refusal);
+            for entry in self.queue.drain(..) {
+                self.hooks.fail(entry, error.clone());
             }
         }
     }
@@ -525,12 +546,23 @@ impl Supervisor {
             let Some(unborn) = self.forking.pop_front() else { break };
             took = true;
             match answer {
-                Ok(child) if self.workers.len() < self.s.workers => self.workers.push(unborn.born(child)),
-                Ok(child) if self.standby.is_none() => self.standby = Some(unborn.born(child)),
+                Ok(child) if self.workers.len() < self.s.workers => {
+                    self.refused = None;
+                    self.workers.push(unborn.born(child));
+                }
+                Ok(child) if self.standby.is_none() => {
+                    self.refused = None;
+                    self.standby = Some(unborn.born(child));
+                }
                 // Not wanted any more: its task pipe closes and it exits.
                 Ok(child) => drop(unborn.born(child)),
                 Err(e) => {
-                    eprintln!("supervised: the fork server cannot fork a worker ({e}); retrying");
+                    if self.refused.is_none() {
+                        eprintln!(
+                            "supervised: the fork server cannot fork a worker ({e}); asking again every {SPAWN_BACKOFF:?}"
+                        );
+                    }
+                    self.refused = Some(e);
                     self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
                 }
             }
@@ -554,6 +586,8 @@ impl Supervisor {
 
     fn publish_pids(&self) {
         self.mailbox.set_pids(self.workers.iter().chain(&self.standby).map(|w| w.child.pid()).collect());
+        let whole = self.workers.len() == self.s.workers && self.standby.is_some() && self.forking.is_empty();
+        self.mailbox.set_settled(whole);
     }
 
     /// Hands out queued tasks one at a time to each worker in turn, until

@@ -119,7 +119,14 @@ pub enum FaultPoint {
     /// per worker), as it starts.
     Recycle,
     /// Starting a worker fails: the run's `pids.max` is reached, so the
-    /// kernel refuses the fork.
+    /// kernel refuses the fork. The task's worker fires the fault halfway
+    /// through the task (as at `mid-task`), and from the moment the pool
+    /// is warmed up the harness holds the run's `pids.max` below its count
+    /// (0), so whatever the pool starts after that (a replacement, a spare,
+    /// a standby, a thread) is refused with EAGAIN. A cgroup limit knows no
+    /// attempts: `times` is how often the task's own fault fires; the limit
+    /// holds for the rest of the run. A run without a pids cgroup cannot
+    /// place it, and is skipped, saying so.
     Spawn,
 }
 

@@ -377,7 +377,10 @@ fn die_writing(output: &mut File, frame: &[u8], fault: Fault) -> io::Result<()> 
 fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
     let fault = task.fault.filter(|f| f.fires(attempt));
     let at = |point| match fault {
-        Some(f) if f.point == point => fail_or_fire(f.kind),
+        // A `spawn` fault's worker dies mid-task; the refused fork is the harness's limit.
+        Some(f) if f.point == point || (point == FaultPoint::MidTask && f.point == FaultPoint::Spawn) => {
+            fail_or_fire(f.kind)
+        }
         // A lifecycle fault fires mid-task once the owner is in its stage.
         Some(f)
             if point == FaultPoint::MidTask

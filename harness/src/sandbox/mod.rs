@@ -32,7 +32,9 @@
 //! then dies before it runs another user instruction. `cgroup.kill` does the
 //! same in the kernel, atomically against forks. Each run also gets
 //! `pids.max` ([`RUN_PIDS_MAX`]), a net against fork storms on a shared
-//! machine, not part of any fault.
+//! machine; the `spawn` fault point lowers it to 0 once the pool is warm
+//! ([`Sandbox::limit_pids`], from the runner), so the kernel refuses the
+//! run's every fork.
 //!
 //! **Zombies.** (Checked on Linux 6.18, v1.) A process that has exited but
 //! is not reaped is *not* listed in `cgroup.procs`, the pids controller still

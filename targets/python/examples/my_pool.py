@@ -64,7 +64,6 @@ MISSING = {
     "terminate": "MyPool has no terminate",
     "join": "MyPool is shut down only after every task is over",
     "recycle": "MyPool has no limit of tasks per worker",
-    "spawn": "the adapter does not place faults at `spawn` yet",
 }
 
 BrokenProcessPool = concurrent.futures.process.BrokenProcessPool

@@ -47,7 +47,7 @@ FAULT_POINTS = (
     "recycle",
     "spawn",
 )
-ERROR_KINDS = ("task", "worker-lost", "timed-out", "pool-broken", "terminated")
+ERROR_KINDS = ("task", "worker-lost", "timed-out", "pool-broken", "terminated", "spawn-failed")
 # What an owner may write on stdout, and the callbacks it reports. The Rust
 # side (harness/src/protocol.rs) spells the same names; a test compares them.
 EVENTS = (

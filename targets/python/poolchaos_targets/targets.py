@@ -99,8 +99,6 @@ class Target:
         """Why this target has no stage `point`, or None if it has it."""
         style = self.style or self.plan["style"]
         asynchronous = style in ("apply-async", "map-async")
-        if point == "spawn":
-            return "the Python adapter does not place faults at `spawn` yet"
         if point == "callback" and not asynchronous:
             return f"a `{style}` call takes no callbacks"
         if point in LIFECYCLE and not asynchronous:
@@ -455,7 +453,10 @@ class ProcessPerTask(Target):
         except CAUGHT as e:
             reader.close()
             writer.close()
-            self.fail(index, self.classify(e))
+            if isinstance(e, BlockingIOError):  # EAGAIN: the kernel refused the fork (the run's pids.max)
+                self.fail(index, error("spawn-failed", f"no process for the task: {_text(e)}"))
+            else:
+                self.fail(index, self.classify(e))
             return
         writer.close()
         self.running[p.sentinel] = [index, p, reader, time.monotonic(), None]

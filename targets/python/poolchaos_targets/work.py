@@ -426,7 +426,9 @@ def run_task(task, attempt=0):
     point = fault["point"] if fault else None
 
     def mid():
-        if point == "mid-task":
+        # `spawn`: the worker dies mid-task; the harness's limit on the run's
+        # pids.max makes the kernel refuse whatever the pool starts after it.
+        if point in ("mid-task", "spawn"):
             fire(fault["kind"])
         elif point in ("close", "terminate", "join"):
             _wait_for_stage(point)

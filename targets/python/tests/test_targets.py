@@ -822,5 +822,10 @@ class FaultPointTest(unittest.TestCase):
             ("py-loky", "apply-async", "error", ("na", "no limit of tasks per worker")),
         ])
 
-    def test_spawn_is_not_placed_by_the_adapter(self):
-        self.cases("spawn", [("py-ppe", "apply-async", "sigkill", ("na", "does not place faults at `spawn`"))])
+    def test_spawn_fires_mid_task_and_the_refused_fork_is_the_harness_s(self):
+        # Run bare (no harness, no limit on forks): the task's own fault fires
+        # mid-task; the kernel's refusal is the harness's (harness/tests/spawn.rs).
+        self.cases("spawn", [
+            ("py-ppe", "apply-async", "error", ["task", "ok", "ok", "ok"]),
+            ("py-process-per-task", "apply-async", "sigkill", ["worker-lost(9)", "ok", "ok", "ok"]),
+        ])
