@@ -759,12 +759,15 @@ class FaultPointTest(unittest.TestCase):
         ])
 
     def test_decode_fires_as_the_worker_unpickles_the_task(self):
+        # One worker: it takes task 0 first, so no healthy task can finish
+        # before the executor sees it die (with two, a loaded machine let
+        # one through).
         self.cases("decode", [
             ("py-ppe", "apply-async", "error", ["pool-broken(code 1)"] * 4),
             # The worker's loop dies of the error with the task taken: the pool never knows.
             ("py-pool-apply-async", "apply-async", "error", ("hung", 3)),
             ("py-process-per-task", "apply-async", "error", ("na", "nothing is pickled")),
-        ])
+        ], workers=1)
 
     def test_encode_result_fires_as_the_worker_pickles_the_result(self):
         self.cases("encode-result", [
