@@ -26,6 +26,14 @@
 //!   this thread (PDEATHSIG on both) or on EOF of its control socket. If the
 //!   server dies, its children's tasks fail as `WorkerLost` (SIGKILL, their
 //!   PDEATHSIG) and a new server is started for the next task.
+//! - **deaths at start**: a spare that died before it took its task (the
+//!   `init` and `recycle` points fire as a process starts) charges nothing,
+//!   its task (if it had one) going back to the queue; after
+//!   [`START_DEATHS`](crate::supervised::START_DEATHS) of them in a row
+//!   with no task settled in between, no process can start: every queued
+//!   task fails as `PoolBroken` naming the last one and how it ended, and
+//!   starts pause, so a worker that always dies at start is no endless
+//!   loop of forks.
 //! - **spawn-exec**: a fork + exec of the worker binary per task (the seed's
 //!   design, and the comparison for the benches); the supervisor reaps each
 //!   child through its pidfd.
@@ -45,6 +53,7 @@ use crate::fork_server::{ForkServer, Forked, Note};
 use crate::outcome::{Exit, Outcome, TaskError};
 use crate::pool::{PoolConfig, PoolError, PoolKind};
 use crate::process::{self, Child, Spawn, WorkerProgram};
+use crate::supervised::START_DEATHS;
 use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
 
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
@@ -97,6 +106,9 @@ pub fn start_with(config: &PoolConfig, launch: Launch) -> Result<ActorPool, Pool
             running: Vec::new(),
             spares: VecDeque::new(),
             forking: VecDeque::new(),
+            dying: Vec::new(),
+            start_deaths: 0,
+            start_paused: false,
         };
         if !failed {
             supervisor.run();
@@ -369,6 +381,12 @@ struct Supervisor {
     timeout: Option<Duration>,
     queue: VecDeque<Entry>,
     running: Vec<Run>,
+    /// Spares dead before they took a task, until their server says how they ended.
+    dying: Vec<Forked>,
+    /// Spares dead as they started since a task last settled.
+    start_deaths: u32,
+    /// The queue was failed for deaths at start: pause the starts.
+    start_paused: bool,
 }
 
 impl Supervisor {
@@ -396,6 +414,9 @@ impl Supervisor {
                 eprintln!("per-task: poll failed: {e}");
                 std::thread::sleep(SPAWN_BACKOFF);
             }
+            if std::mem::take(&mut self.start_paused) {
+                paused_until = Some(Instant::now() + SPAWN_BACKOFF);
+            }
         }
     }
 
@@ -410,8 +431,11 @@ impl Supervisor {
             let spare = match self.launch {
                 Launch::SpawnExec => None,
                 Launch::ForkServer => match self.spares.pop_front() {
-                    // Died idle (killed from outside): it had no task to charge.
-                    Some(spare) if spare.proc.has_exited() => continue,
+                    // Died idle (as it started, or killed from outside): it had no task to charge.
+                    Some(spare) if spare.proc.has_exited() => {
+                        self.dying.push(spare.proc);
+                        continue;
+                    }
                     Some(spare) => Some(spare),
                     None => break,
                 },
@@ -524,8 +548,21 @@ impl Supervisor {
         }
         for i in (0..self.running.len()).rev() {
             match self.running[i].settled() {
-                Some(Settled::Outcome(outcome)) => self.running.swap_remove(i).entry.deliver(outcome),
-                Some(Settled::Untaken) => self.queue.push_front(self.running.swap_remove(i).entry),
+                Some(Settled::Outcome(outcome)) => {
+                    self.running.swap_remove(i).entry.deliver(outcome);
+                    self.start_deaths = 0;
+                }
+                Some(Settled::Untaken) => {
+                    let run = self.running.swap_remove(i);
+                    self.queue.push_front(run.entry);
+                    match (run.proc, run.exit) {
+                        (Proc::Forked(forked), Some(exit)) => {
+                            self.died_starting(TaskError::PoolBroken { pid: forked.pid, exit })
+                        }
+                        (Proc::Forked(forked), None) => self.dying.push(forked),
+                        (Proc::Exec(_), _) => {}
+                    }
+                }
                 None => {}
             }
         }
@@ -538,6 +575,7 @@ impl Supervisor {
     /// watched through their pidfds).
     fn handle_notes(&mut self) {
         let Some(server) = &mut self.server else { return };
+        let mut died_starting = Vec::new();
         for note in server.notes() {
             match note {
                 Note::Exited { pid, exit } => {
@@ -545,6 +583,13 @@ impl Supervisor {
                     if let Some(run) = self.running.iter_mut().find(|r| r.proc.pid() == pid) {
                         run.exit = Some(exit);
                         run.exited = true;
+                    } else if let Some(at) = self.dying.iter().position(|f| f.pid == pid) {
+                        self.dying.swap_remove(at);
+                        died_starting.push(TaskError::PoolBroken { pid, exit });
+                    } else if let Some(at) = self.spares.iter().position(|s| s.proc.pid == pid) {
+                        // A spare dead before it was given a task.
+                        self.spares.remove(at);
+                        died_starting.push(TaskError::PoolBroken { pid, exit });
                     }
                 }
                 Note::ServerLost => {}
@@ -561,6 +606,7 @@ impl Supervisor {
             // Spares and the ones asked for die with it, with no task.
             self.spares.clear();
             self.forking.clear();
+            self.dying.clear();
             // Its children die with it; nobody will report their exits.
             for run in &mut self.running {
                 if matches!(run.proc, Proc::Forked(_)) && run.exit.is_none() {
@@ -572,6 +618,25 @@ impl Supervisor {
                 server.shutdown();
             }
         }
+        for error in died_starting {
+            self.died_starting(error);
+        }
+    }
+
+    /// Counts a spare dead as it started (`error` names it); at
+    /// [`START_DEATHS`] in a row, fails every queued task with `error` and
+    /// pauses the starts.
+    fn died_starting(&mut self, error: TaskError) {
+        self.start_deaths += 1;
+        if self.start_deaths < START_DEATHS {
+            return;
+        }
+        self.start_deaths = 0;
+        eprintln!("per-task: {START_DEATHS} processes in a row died as they started (the last: {error}); failing the queue");
+        for entry in self.queue.drain(..) {
+            entry.deliver(Err(error.clone()));
+        }
+        self.start_paused = true;
     }
 
     /// Kills what still runs (nothing, after a clean close) and fails what is left.

@@ -28,6 +28,52 @@ pub const OOM_SCORE_ADJ_ENV: &str = "POOLCHAOS_OOM_SCORE_ADJ";
 /// Environment variable with the RSS ceiling (KiB) above which a worker recycles itself.
 pub const RSS_CEILING_ENV: &str = "POOLCHAOS_RSS_CEILING_KIB";
 
+/// Environment variable naming the pipe of start tokens a worker takes one
+/// of as it starts (the `init` and `recycle` points; see [`StartTokens`]).
+pub const TOKENS_FD_ENV: &str = "POOLCHAOS_TOKENS_FD";
+/// Environment variable with the fault kind a start token fires (postcard, in hex).
+pub const TOKEN_KIND_ENV: &str = "POOLCHAOS_TOKEN_KIND";
+/// Set (to `1`) when every start fires once the pipe is empty (a fault of
+/// [`Fault::ALWAYS`](crate::task::Fault::ALWAYS) times).
+pub const TOKENS_ALWAYS_ENV: &str = "POOLCHAOS_TOKENS_ALWAYS";
+/// Environment variable with the most tasks a worker runs before it exits
+/// (shared mode, CPython's `maxtasksperchild`) or recycles (supervised).
+pub const MAX_TASKS_ENV: &str = "POOLCHAOS_MAX_TASKS";
+
+/// The start tokens of a fault placed as workers start (`init`, `recycle`),
+/// as the Python adapter's `prepare_start_faults` makes them: a pipe holding
+/// one byte per worker start, `s` (start clean) for the first `clean`
+/// starts, then `f` (fire the fault) for the next `times`. Every worker
+/// process, whoever starts it (a pool, a fork server, per-task's spares),
+/// takes one byte as it starts; with the pipe empty it starts clean, or
+/// fires if the fault fires always.
+#[derive(Debug)]
+pub struct StartTokens {
+    read: OwnedFd,
+    kind: crate::task::FaultKind,
+    always: bool,
+}
+
+impl StartTokens {
+    /// Fills a pipe: `clean` clean starts, then `times` that fire `kind`.
+    pub fn new(clean: usize, times: u32, kind: crate::task::FaultKind) -> io::Result<StartTokens> {
+        let always = times == crate::task::Fault::ALWAYS;
+        // A pipe holds 64 KiB: plenty for any count a plan may mean.
+        let firing = if always { 0 } else { (times as usize).min(32 << 10) };
+        let clean = clean.min(16 << 10);
+        let (read, write) = pipe()?;
+        let mut tokens = vec![b's'; clean];
+        tokens.resize(clean + firing, b'f');
+        let mut left = &tokens[..];
+        while !left.is_empty() {
+            left = &left[rustix::io::write(&write, left)?..];
+        }
+        // Non-blocking, so a worker finding it empty starts at once.
+        set_nonblocking(read.as_fd())?;
+        Ok(StartTokens { read, kind, always })
+    }
+}
+
 /// Told of every worker exit, by whichever pool reaps the worker: its pid
 /// and how it ended.
 pub type ExitSink = Arc<dyn Fn(u32, Exit) + Send + Sync>;
@@ -42,6 +88,9 @@ pub struct WorkerProgram {
     pub trace: Option<Arc<OwnedFd>>,
     /// Called once for every worker reaped, whatever the pool.
     pub exits: Option<ExitSink>,
+    /// The start tokens every worker takes one of as it starts, if a fault
+    /// is placed there.
+    pub start_tokens: Option<Arc<StartTokens>>,
 }
 
 impl std::fmt::Debug for WorkerProgram {
@@ -50,13 +99,14 @@ impl std::fmt::Debug for WorkerProgram {
             .field("path", &self.path)
             .field("trace", &self.trace)
             .field("exits", &self.exits.as_ref().map(|_| "sink"))
+            .field("start_tokens", &self.start_tokens)
             .finish()
     }
 }
 
 impl WorkerProgram {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        WorkerProgram { path: path.into(), trace: None, exits: None }
+        WorkerProgram { path: path.into(), trace: None, exits: None, start_tokens: None }
     }
 
     /// The worker binary installed next to the current executable, or the
@@ -119,6 +169,15 @@ impl Child {
         if let Some(trace) = &program.trace {
             cmd.env(TRACE_FD_ENV, trace.as_raw_fd().to_string());
             inherited.push(trace.as_raw_fd());
+        }
+        if let Some(tokens) = &program.start_tokens {
+            cmd.env(TOKENS_FD_ENV, tokens.read.as_raw_fd().to_string());
+            let kind = postcard::to_stdvec(&tokens.kind).map_err(io::Error::other)?;
+            cmd.env(TOKEN_KIND_ENV, kind.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            if tokens.always {
+                cmd.env(TOKENS_ALWAYS_ENV, "1");
+            }
+            inherited.push(tokens.read.as_raw_fd());
         }
         let mut named: Vec<(&str, Vec<String>)> = Vec::new();
         for (fd, var) in &spawn.inherit {

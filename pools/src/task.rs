@@ -17,8 +17,12 @@ use serde::{Deserialize, Serialize};
 pub struct Task {
     /// Caller-chosen identity, echoed at the head of the result.
     pub tag: u64,
-    pub work: Workload,
+    /// Before `work` on purpose: postcard encodes fields in order, so a
+    /// worker reads a task's fault from the first bytes of its frame, while
+    /// a large workload is still arriving (the `transport` point; see
+    /// [`crate::wire::RunHead`]).
     pub fault: Option<Fault>,
+    pub work: Workload,
 }
 
 /// What a task computes. Every variant has a result that depends only on it.
