@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pools::{CallStyle, Callbacks, PoolConfig, PoolKind, Task, WorkerProgram};
+use pools::process::StartTokens;
+use pools::{CallStyle, Callbacks, FaultPoint, PoolConfig, PoolKind, Task, WorkerProgram};
 
 use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
@@ -56,11 +57,14 @@ fn write(events: &[Event]) {
 }
 
 /// The first fault of the plan our pools do not place, as (point or kind,
-/// why). Every Rust pool's workers fire faults at `decode`, `mid-task` and
-/// `transport-result`; the other stages exist in our pools (except
-/// `sys-exit`, which is Python's), but no fault is placed there yet.
+/// why). Every Rust pool's workers fire faults at `transport`, `init`,
+/// `decode`, `mid-task`, `encode-result`, `transport-result`,
+/// `after-result` and `recycle` (the owner hands out the start tokens and,
+/// for `recycle`, sets one task per worker); the other stages exist in our
+/// pools (except `sys-exit`, which is Python's), but no fault is placed
+/// there yet.
 fn not_applicable(kind: PoolKind, tasks: &[Task]) -> Option<(String, String)> {
-    use pools::{FaultKind, FaultPoint};
+    use pools::FaultKind;
     let faults = tasks.iter().filter_map(|t| t.fault);
     faults.into_iter().find_map(|f| {
         if f.kind == FaultKind::SysExit {
@@ -70,6 +74,11 @@ fn not_applicable(kind: PoolKind, tasks: &[Task]) -> Option<(String, String)> {
         let point = crate::protocol::fault_point_name(f.point).to_string();
         match f.point {
             FaultPoint::Decode | FaultPoint::MidTask | FaultPoint::WriteResult => None,
+            FaultPoint::Transport
+            | FaultPoint::Init
+            | FaultPoint::EncodeResult
+            | FaultPoint::AfterResult
+            | FaultPoint::Recycle => None,
             _ => Some((point, format!("{kind} has this stage, but poolchaos does not place faults in it yet"))),
         }
     })
@@ -114,7 +123,17 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     program.exits = Some(Arc::new(move |pid, exit| {
         exits.emit(&Event::WorkerExit { pid, signal: exit.signal(), code: exit.code() });
     }));
+    // A fault placed as workers start (`init`, `recycle`): the start tokens,
+    // as the Python adapter's `prepare_start_faults` fills them.
+    let start = plan.tasks.iter().filter_map(|t| t.fault).find(|f| matches!(f.point, FaultPoint::Init | FaultPoint::Recycle));
+    let recycle = start.is_some_and(|f| f.point == FaultPoint::Recycle);
+    if let Some(f) = start {
+        let clean = if recycle { plan.workers } else { 0 };
+        program.start_tokens = Some(Arc::new(StartTokens::new(clean, f.times, f.kind).context("start tokens")?));
+    }
     let mut config = PoolConfig::new(plan.workers, program);
+    // `recycle` is the start of a worker that replaces one recycled after its one task.
+    config.max_tasks_per_worker = recycle.then_some(1);
     config.task_timeout = plan.task_timeout_ms.map(Duration::from_millis);
     config.max_attempts = plan.max_attempts;
     let pool = pools::build(kind, &config).context("starting the pool")?;

@@ -327,7 +327,9 @@ impl Run {
             (Some(result), _, _) => result.map_err(|message| TaskError::Task { message }),
             // A spare that died before it took its task (killed idle, or
             // with its server): the task never ran, and goes back.
-            (None, None, _) if self.unread.as_ref().is_some_and(task_untaken) => return Some(Settled::Untaken),
+            (None, None, _) if self.unread.as_ref().is_some_and(|r| task_untaken(r, self.written)) => {
+                return Some(Settled::Untaken);
+            }
             (None, Some(after), _) => Err(TaskError::TimedOut { pid, after, attempts: 1 }),
             (None, None, Some(exit)) => Err(TaskError::WorkerLost { pid, exit, attempts: 1 }),
             (None, None, None) => return None,
@@ -343,12 +345,11 @@ enum Settled {
     Untaken,
 }
 
-/// Whether a dead process's task pipe still holds (part of) its task: then
-/// it never decoded it. (The pipe may be blocking now: poll, then read.)
-fn task_untaken(task_r: &OwnedFd) -> bool {
-    let mut byte = [0u8];
-    process::poll_one(task_r.as_fd(), PollFlags::IN, Some(Duration::ZERO)).unwrap_or(false)
-        && rustix::io::read(task_r, &mut byte).is_ok_and(|n| n == 1)
+/// Whether a dead process's task pipe still holds every byte of its task
+/// that was `written`: then it never took any of it. (One that read the
+/// first part of a large task, as the `transport` point fires, took it.)
+fn task_untaken(task_r: &OwnedFd, written: usize) -> bool {
+    written > 0 && rustix::io::ioctl_fionread(task_r).is_ok_and(|n| n as usize == written)
 }
 
 /// Writes what it can of `frame` to a non-blocking pipe; closes the pipe
@@ -576,7 +577,17 @@ impl Supervisor {
     fn handle_notes(&mut self) {
         let Some(server) = &mut self.server else { return };
         let mut died_starting = Vec::new();
-        for note in server.notes() {
+        // Read first, then the answers taken: a spare dead as it started is
+        // a spare by the time its exit is matched.
+        let notes = server.notes();
+        while let Some(answer) = server.answered() {
+            let Some(pipes) = self.forking.pop_front() else { break };
+            match answer {
+                Ok(proc) => self.spares.push_back(Spare { proc, pipes: pipes.0, task_r: pipes.1 }),
+                Err(e) => eprintln!("per-task: the fork server cannot fork ({e}); retrying"),
+            }
+        }
+        for note in notes {
             match note {
                 Note::Exited { pid, exit } => {
                     // (The server tells the program's exit sink itself.)
@@ -593,13 +604,6 @@ impl Supervisor {
                     }
                 }
                 Note::ServerLost => {}
-            }
-        }
-        while let Some(answer) = server.answered() {
-            let Some(pipes) = self.forking.pop_front() else { break };
-            match answer {
-                Ok(proc) => self.spares.push_back(Spare { proc, pipes: pipes.0, task_r: pipes.1 }),
-                Err(e) => eprintln!("per-task: the fork server cannot fork ({e}); retrying"),
             }
         }
         if server.is_lost() {

@@ -111,6 +111,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
 /// Workers dead as they started, in a row, after which the queued tasks fail.
 pub const START_DEATHS: u32 = 5;
+/// Most exits kept for workers forked and not taken yet.
+const UNCLAIMED: usize = 64;
 
 /// Starts a supervised pool. Fails if the first workers cannot be spawned.
 pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
@@ -387,6 +389,8 @@ struct Supervisor {
     woken: bool,
     /// Workers dead as they started since the last result landed.
     start_deaths: u32,
+    /// Exits the fork server reported for workers not taken yet (the last [`UNCLAIMED`]).
+    unclaimed: VecDeque<(u32, Exit)>,
 }
 
 impl Supervisor {
@@ -404,6 +408,7 @@ impl Supervisor {
             spawn_paused_until: None,
             woken: true,
             start_deaths: 0,
+            unclaimed: VecDeque::new(),
         }
     }
 
@@ -524,6 +529,12 @@ impl Supervisor {
         let mut took = false;
         while let Some(answer) = server.answered() {
             let Some(unborn) = self.forking.pop_front() else { break };
+            let answer = answer.map(|mut child| {
+                if let Some(at) = self.unclaimed.iter().position(|&(pid, _)| pid == child.pid()) {
+                    child.exit = self.unclaimed.remove(at).map(|(_, exit)| exit);
+                }
+                child
+            });
             took = true;
             match answer {
                 Ok(child) if self.workers.len() < self.s.workers => self.workers.push(unborn.born(child)),
@@ -545,10 +556,16 @@ impl Supervisor {
     fn take_notes(&mut self) {
         let Some(server) = &mut self.server else { return };
         for note in server.notes() {
-            if let Note::Exited { pid, exit } = note
-                && let Some(worker) = self.workers.iter_mut().chain(&mut self.standby).find(|w| w.child.pid() == pid)
-            {
-                worker.child.exit = Some(exit);
+            let Note::Exited { pid, exit } = note else { continue };
+            match self.workers.iter_mut().chain(&mut self.standby).find(|w| w.child.pid() == pid) {
+                Some(worker) => worker.child.exit = Some(exit),
+                // Forked, and dead (as it started) before its answer was taken.
+                None => {
+                    if self.unclaimed.len() == UNCLAIMED {
+                        self.unclaimed.pop_front();
+                    }
+                    self.unclaimed.push_back((pid, exit));
+                }
             }
         }
     }

@@ -178,7 +178,14 @@ fn run_private(mut env: Env) -> io::Result<()> {
             out.clear();
             oldest_unflushed = None;
         }
-        let Some(message) = next_message(&mut input)? else { break };
+        let peek = |first: &[u8]| {
+            if let Some(kind) = transport_fault(first) {
+                // The task being taken is the one its supervisor blames.
+                clock.start(env.scoreboard.as_ref(), n + 1);
+                fire(kind);
+            }
+        };
+        let Some(message) = next_message(&mut input, peek)? else { break };
         let (id, attempt, task) = match message {
             ToWorker::Run { id, attempt, task } => (id, attempt, task),
             ToWorker::Stop => break,
@@ -304,15 +311,15 @@ fn now() -> Duration {
 
 /// The next message from the pool (fd 0), decoded straight out of the
 /// read buffer; reads (64 KiB at a time) only when no whole frame is
-/// buffered. `None` at a clean end of input. A frame still arriving fires
-/// its task's `transport` fault.
-fn next_message(input: &mut Frames) -> io::Result<Option<ToWorker>> {
+/// buffered. `None` at a clean end of input. `peek` sees the first bytes
+/// of a frame still arriving.
+fn next_message(input: &mut Frames, mut peek: impl FnMut(&[u8])) -> io::Result<Option<ToWorker>> {
     loop {
         if let Some(frame) = input.next_frame()? {
             return wire::decode(frame).map(Some);
         }
         if let Some(first) = input.partial() {
-            in_transport(first);
+            peek(first);
         }
         match input.read_from(rustix::stdio::stdin(), READ_BYTES) {
             Ok(0) if input.is_empty() => return Ok(None),
@@ -355,7 +362,11 @@ fn run_shared(mut env: Env) -> io::Result<()> {
         // The read of one task happens under the inqueue's lock; an idle
         // worker sits here holding it.
         rlock.take()?;
-        let frame = wire::read_frame_peeking(&mut inqueue, READ_BYTES, in_transport);
+        let frame = wire::read_frame_peeking(&mut inqueue, READ_BYTES, |first| {
+            if let Some(kind) = transport_fault(first) {
+                fire(kind);
+            }
+        });
         rlock.give()?;
         let Some(frame) = frame? else { return Ok(()) };
         let (id, attempt, task): (TaskRef, u32, Task) = match wire::decode(&frame)? {
@@ -424,16 +435,13 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// The first bytes of a task frame still being written: fires its
-/// `transport` fault if it ends or stops the worker (the others fire once
-/// the task is taken, in [`execute`]).
-fn in_transport(first: &[u8]) {
-    if let Some((attempt, head)) = RunHead::peek(first)
-        && let Some(fault) = head.fault.filter(|f| f.point == FaultPoint::Transport && f.fires(attempt))
-        && (fault.kind.kills_worker() || fault.kind == FaultKind::Hang)
-    {
-        fire(fault.kind);
-    }
+/// The `transport` fault to fire now, from the first bytes of a task frame
+/// still being written: one that ends the worker or never returns (the
+/// others fire once the task is taken, in [`execute`]).
+fn transport_fault(first: &[u8]) -> Option<FaultKind> {
+    let (attempt, head) = RunHead::peek(first)?;
+    let fault = head.fault.filter(|f| f.point == FaultPoint::Transport && f.fires(attempt))?;
+    (fault.kind.kills_worker() || fault.kind == FaultKind::Hang).then_some(fault.kind)
 }
 
 /// The `encode-result` point, as the result is encoded: a deadly fault
