@@ -275,7 +275,9 @@ fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
     use harness::protocol::FAULT_POINTS;
     use harness::verdict::Verdict;
     let dir = tempfile::tempdir().expect("tempdir");
-    let placed = ["decode", "mid-task", "transport-result"];
+    let mut placed = vec!["decode", "mid-task", "transport-result"];
+    // The worker-side points.
+    placed.extend(["transport", "init", "encode-result", "after-result", "recycle"]);
     let pools = ["naive", "seed-polling", "polling", "per-task", "supervised"];
     let mut cases: Vec<(String, String)> = FAULT_POINTS
         .iter()
