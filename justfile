@@ -75,7 +75,7 @@ lint:
 test-cgroup-v2:
     .ci/vm/run-cgroup-v2
 
-# What CI runs: format check, lint, tests, the main job, the peers' suites, then the bench smoke.
+# What CI runs: format check, lint, tests, the main job, the peers' suites, the stages, then the bench smoke.
 ci: python-setup
     cargo fmt --all -- --check
     just lint
@@ -85,6 +85,7 @@ ci: python-setup
     cargo nextest run --workspace --profile ci -E 'test(=the_outcome_matrix_of_the_scenarios_is_as_snapshotted)'
     just chaos
     just peers
+    just stages
     just chaos-pythons
     just bench-smoke
 
@@ -99,6 +100,10 @@ bench-smoke: build
 # pools); the report ends with "matches the peer's own expectation: N of M".
 peers: build python-setup
     target/release/poolchaos run scenarios/peers -j 2
+
+# One scenario per fault point of a pool's pipeline (scenarios/stages) against our five pools.
+stages: build
+    target/release/poolchaos run scenarios/stages -j 2
 
 # The seed's scenarios against every Python target on Python 3.11, 3.12 and 3.13 (a venv each,
 # .venvs/3.N) with fork, forkserver and spawn; two runs at a time, as spawn is slow to start.

@@ -236,13 +236,18 @@ fn outside(pool: PoolKind, plan: &Plan, f: &Facts) -> Option<Expectation> {
                 ));
             }
             _ if always && starved && naive => {
-                return Some(v(Verdict::Hung, "every worker start dies: the pool replaces them for ever (as CPython's)"));
+                return Some(v(
+                    Verdict::Hung,
+                    "every worker start dies: the pool replaces them for ever (as CPython's)",
+                ));
             }
             _ if always && starved => {
                 return Some(v(Verdict::FailedLoudly, "every worker start dies: the queued tasks fail"));
             }
             _ if !always && !few => {
-                return Some(Expectation::Undetermined("many worker starts die: a race with the ones that start".into()));
+                return Some(Expectation::Undetermined(
+                    "many worker starts die: a race with the ones that start".into(),
+                ));
             }
             _ => {}
         }
@@ -516,7 +521,11 @@ mod tests {
                 let plan = Plan::new(scenario, target.clone(), 1);
                 match expect(target, &plan, &[]) {
                     Expectation::Verdict(verdict, why) => {
-                        assert_eq!(verdict, *expected, "{} x {target}: the oracle says {verdict} ({why})", scenario.name);
+                        assert_eq!(
+                            verdict, *expected,
+                            "{} x {target}: the oracle says {verdict} ({why})",
+                            scenario.name
+                        );
                         decided += 1;
                     }
                     Expectation::Undetermined(why) => {

@@ -125,7 +125,8 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     }));
     // A fault placed as workers start (`init`, `recycle`): the start tokens,
     // as the Python adapter's `prepare_start_faults` fills them.
-    let start = plan.tasks.iter().filter_map(|t| t.fault).find(|f| matches!(f.point, FaultPoint::Init | FaultPoint::Recycle));
+    let start =
+        plan.tasks.iter().filter_map(|t| t.fault).find(|f| matches!(f.point, FaultPoint::Init | FaultPoint::Recycle));
     let recycle = start.is_some_and(|f| f.point == FaultPoint::Recycle);
     if let Some(f) = start {
         let clean = if recycle { plan.workers } else { 0 };

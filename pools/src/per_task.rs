@@ -636,7 +636,9 @@ impl Supervisor {
             return;
         }
         self.start_deaths = 0;
-        eprintln!("per-task: {START_DEATHS} processes in a row died as they started (the last: {error}); failing the queue");
+        eprintln!(
+            "per-task: {START_DEATHS} processes in a row died as they started (the last: {error}); failing the queue"
+        );
         for entry in self.queue.drain(..) {
             entry.deliver(Err(error.clone()));
         }

@@ -378,8 +378,8 @@ impl Inner {
         }
         if let Some(hook) = &self.on_reap {
             // With a task limit, a worker exits 0 when it has run its tasks.
-            let asked_to_stop = (self.stops_sent.load(Ordering::SeqCst) || self.max_tasks.is_some())
-                && exit == Exit::Code(0);
+            let asked_to_stop =
+                (self.stops_sent.load(Ordering::SeqCst) || self.max_tasks.is_some()) && exit == Exit::Code(0);
             hook(Reaped { pid: worker.pid, exit, expected: self.stopped() || asked_to_stop });
         }
     }

@@ -782,7 +782,9 @@ impl Supervisor {
         }
         self.start_deaths = 0;
         let error = TaskError::PoolBroken { pid: child.pid(), exit: self.reap(child, EXIT_GRACE) };
-        eprintln!("supervised: {START_DEATHS} workers in a row died as they started (the last: {error}); failing the queue");
+        eprintln!(
+            "supervised: {START_DEATHS} workers in a row died as they started (the last: {error}); failing the queue"
+        );
         for entry in std::mem::take(&mut self.queue) {
             self.hooks.fail(entry, error.clone());
         }

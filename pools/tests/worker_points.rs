@@ -102,7 +102,9 @@ fn check(variant: Variant, case: Case, want: [Fate; 4]) {
         let got: Vec<Option<Outcome>> = handles
             .into_iter()
             .map(|handle| match handle {
-                Ok(handle) => handle.wait(Some(until.saturating_duration_since(Instant::now()))).map(|mut o| o.remove(0)),
+                Ok(handle) => {
+                    handle.wait(Some(until.saturating_duration_since(Instant::now()))).map(|mut o| o.remove(0))
+                }
                 // Polling refuses work once broken: the task's error is the pool's.
                 Err(pools::PoolError::Broken(e)) => Some(Err(e)),
                 Err(e) => panic!("submit: {e}"),
