@@ -72,6 +72,19 @@ impl StartTokens {
         set_nonblocking(read.as_fd())?;
         Ok(StartTokens { read, kind, always })
     }
+
+    /// The fault kind as [`TOKEN_KIND_ENV`] carries it: postcard, in hex.
+    fn kind_env(&self) -> io::Result<String> {
+        let bytes = postcard::to_stdvec(&self.kind).map_err(io::Error::other)?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The fault kind a worker reads from [`TOKEN_KIND_ENV`].
+    pub(crate) fn kind_from_env(value: &str) -> Option<crate::task::FaultKind> {
+        let bytes: Option<Vec<u8>> =
+            (0..value.len()).step_by(2).map(|i| u8::from_str_radix(value.get(i..i + 2)?, 16).ok()).collect();
+        postcard::from_bytes(&bytes?).ok()
+    }
 }
 
 /// Told of every worker exit, by whichever pool reaps the worker: its pid
@@ -172,8 +185,7 @@ impl Child {
         }
         if let Some(tokens) = &program.start_tokens {
             cmd.env(TOKENS_FD_ENV, tokens.read.as_raw_fd().to_string());
-            let kind = postcard::to_stdvec(&tokens.kind).map_err(io::Error::other)?;
-            cmd.env(TOKEN_KIND_ENV, kind.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            cmd.env(TOKEN_KIND_ENV, tokens.kind_env()?);
             if tokens.always {
                 cmd.env(TOKENS_ALWAYS_ENV, "1");
             }
@@ -337,5 +349,22 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Res
             Err(rustix::io::Errno::INTR) => continue,
             other => return Ok(other?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::FaultKind;
+
+    #[test]
+    fn start_tokens_are_the_clean_starts_then_the_firing_ones_and_carry_their_kind() {
+        let tokens = StartTokens::new(2, 3, FaultKind::Exit(7)).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(rustix::io::read(&tokens.read, &mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"ssfff");
+        assert_eq!(rustix::io::read(&tokens.read, &mut buf), Ok(0), "then empty: the rest start clean");
+        assert_eq!(StartTokens::kind_from_env(&tokens.kind_env().unwrap()), Some(FaultKind::Exit(7)));
+        assert!(StartTokens::new(0, crate::task::Fault::ALWAYS, FaultKind::SigKill).unwrap().always);
     }
 }

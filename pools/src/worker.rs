@@ -55,8 +55,8 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 
 use crate::process::{
-    LOCK_FDS_ENV, MAX_TASKS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, TOKEN_KIND_ENV, TOKENS_ALWAYS_ENV, TOKENS_FD_ENV,
-    TRACE_FD_ENV,
+    LOCK_FDS_ENV, MAX_TASKS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, StartTokens, TOKEN_KIND_ENV, TOKENS_ALWAYS_ENV,
+    TOKENS_FD_ENV, TRACE_FD_ENV,
 };
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV};
 use crate::task::{Fault, FaultKind, FaultPoint, Task, Workload};
@@ -415,12 +415,7 @@ fn take_start_token() {
     if !fires {
         return;
     }
-    let kind = std::env::var(TOKEN_KIND_ENV).ok().and_then(|hex| {
-        let bytes: Option<Vec<u8>> =
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
-        postcard::from_bytes::<FaultKind>(&bytes?).ok()
-    });
-    match kind {
+    match std::env::var(TOKEN_KIND_ENV).ok().and_then(|value| StartTokens::kind_from_env(&value)) {
         Some(FaultKind::Error | FaultKind::Panic) => exit_now(1),
         Some(kind) => fire(kind),
         None => {
