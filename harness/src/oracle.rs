@@ -9,6 +9,9 @@
 //! | per-task | failed-loudly iff a task faulted or was struck mid-task (deadline set), or raised |
 //! | supervised | completed, unless a task is poison or out of attempts, or raised: failed-loudly |
 //!
+//! Faults that fire outside a task's own run in our pools (`init`,
+//! `recycle`, `after-result`) are judged apart first (`outside`).
+//!
 //! Where a pool's answer cannot be told from the plan (naive, when the
 //! nemesis struck a worker between tasks: it may have held the inqueue lock,
 //! or merely waited for it), the oracle says so instead of guessing.
