@@ -75,7 +75,7 @@ lint:
 test-cgroup-v2:
     .ci/vm/run-cgroup-v2
 
-# What CI runs: format check, lint, tests, the main job, the peers' suites, then the bench smoke.
+# What CI runs: format check, lint, tests, the main job, the peers' suites, the stages, then the bench smoke.
 ci: python-setup
     cargo fmt --all -- --check
     just lint

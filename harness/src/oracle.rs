@@ -22,6 +22,8 @@
 //! spares (one per slot), so a plan of more tasks than workers fails
 //! loudly (`spawn-failed`); supervised runs on with what it has, and fails
 //! loudly once its workers and its standby are all dead.
+//! Faults that fire outside a task's own run in our pools (`init`,
+//! `recycle`, `after-result`) are judged apart first (`outside`).
 //!
 //! Where a pool's answer cannot be told from the plan (naive, when the
 //! nemesis struck a worker between tasks: it may have held the inqueue lock,
@@ -29,7 +31,7 @@
 
 use std::fmt;
 
-use pools::{FaultKind, FaultPoint, PoolKind};
+use pools::{Fault, FaultKind, FaultPoint, PoolKind};
 
 use crate::events::Logged;
 use crate::plan::Plan;
@@ -90,7 +92,7 @@ impl fmt::Display for Expectation {
 }
 
 /// What happened to the tasks of a plan, as far as an oracle cares.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Facts {
     /// Tasks whose own fault kills their worker, on how many attempts (OOM: every one).
     deadly: Vec<(usize, u32)>,
@@ -112,6 +114,16 @@ struct Facts {
     idle_strikes: usize,
     /// A task's fault is at `spawn`: the run's forks are refused once the pool is warm.
     limited: bool,
+    /// Tasks whose fault fires outside their own run in our pools: as
+    /// workers start (`init`, `recycle`: the task only carries it) or after
+    /// the task's result is sent (`after-result`). Counted above as for the
+    /// Python targets; [`ours`] takes them out and judges them apart.
+    outside: Vec<usize>,
+    /// The plan's fault placed as workers start (`init`, `recycle`).
+    start: Option<Fault>,
+    /// Tasks whose worker dies (a deadly kind), or stalls, once their result is sent.
+    after_result_deaths: usize,
+    after_result_stalls: usize,
 }
 
 fn facts(plan: &Plan, events: &[Logged]) -> Facts {
@@ -121,6 +133,18 @@ fn facts(plan: &Plan, events: &[Logged]) -> Facts {
             f.deadly.push((i, u32::MAX));
         }
         let Some(fault) = task.fault else { continue };
+        match fault.point {
+            FaultPoint::Init | FaultPoint::Recycle => {
+                f.start.get_or_insert(fault);
+                f.outside.push(i);
+            }
+            FaultPoint::AfterResult => {
+                f.after_result_deaths += usize::from(fault.kind.kills_worker());
+                f.after_result_stalls += usize::from(matches!(fault.kind, FaultKind::Hang | FaultKind::SigStop));
+                f.outside.push(i);
+            }
+            _ => {}
+        }
         f.stalls_stop |= fault.kind == FaultKind::SigStop;
         f.exits_zero |= fault.kind == FaultKind::Exit(0);
         match fault.kind {
@@ -230,10 +254,94 @@ fn ours_in_parent(pool: PoolKind, plan: &Plan) -> Option<Expectation> {
     None
 }
 
+/// Our pools at the faults that fire outside a task's own run (see
+/// [`Facts::outside`]): `Some` when they decide the verdict, `None` when
+/// the rest of the plan does (read with those faults taken out).
+///
+/// - As workers start (`init`, `recycle`; a start token per start, the
+///   first `times` starts fire, after the first `workers` for `recycle`,
+///   whose workers run one task each). A death at start holds no lock and
+///   no task. Naive and seed-polling replace the worker, for ever if every
+///   start dies (as CPython's pool does: hung); polling breaks on the
+///   death; per-task and supervised charge nothing, and fail the queued
+///   tasks after `START_DEATHS` in a row. With `recycle` the first
+///   `workers` tasks run on the first workers whatever happens next.
+/// - After a result is sent (`after-result`): the task has its result;
+///   the dead worker held nothing. Polling breaks on the death, failing
+///   what is pending then (a race with the other tasks).
+fn outside(pool: PoolKind, plan: &Plan, f: &Facts) -> Option<Expectation> {
+    let naive = matches!(pool, PoolKind::Naive | PoolKind::SeedPolling);
+    if let Some(start) = f.start {
+        let always = start.times == Fault::ALWAYS;
+        let starved = match start.point {
+            // The first `workers` tasks ran on the first workers.
+            FaultPoint::Recycle => plan.tasks.len() > plan.workers,
+            _ => true,
+        };
+        if matches!(start.kind, FaultKind::Hang | FaultKind::SigStop) {
+            return Some(Expectation::Undetermined("a worker stalls as it starts".into()));
+        }
+        let few = start.times < pools::supervised::START_DEATHS;
+        match pool {
+            PoolKind::Polling if start.point == FaultPoint::Init => {
+                return Some(v(Verdict::FailedLoudly, "a worker died as it started: polling breaks the pool"));
+            }
+            PoolKind::Polling if always && starved => {
+                return Some(v(Verdict::FailedLoudly, "every replacement dies as it starts: polling breaks the pool"));
+            }
+            PoolKind::Polling => {
+                return Some(Expectation::Undetermined(
+                    "a replacement died as it started: polling breaks the pool if a task was pending then".into(),
+                ));
+            }
+            _ if always && starved && naive => {
+                return Some(v(
+                    Verdict::Hung,
+                    "every worker start dies: the pool replaces them for ever (as CPython's)",
+                ));
+            }
+            _ if always && starved => {
+                return Some(v(Verdict::FailedLoudly, "every worker start dies: the queued tasks fail"));
+            }
+            _ if !always && !few => {
+                return Some(Expectation::Undetermined(
+                    "many worker starts die: a race with the ones that start".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if f.after_result_stalls > 0 {
+        return Some(match pool {
+            _ if naive || pool == PoolKind::Polling => {
+                v(Verdict::Hung, "a worker stalls after its result: it never takes its stop sentinel")
+            }
+            _ if plan.task_timeout.is_some() => return None,
+            _ => Expectation::Undetermined("a worker stalls after its result, and there is no deadline".into()),
+        });
+    }
+    if f.after_result_deaths > 0 && pool == PoolKind::Polling {
+        return Some(Expectation::Undetermined(
+            "a worker died after its result: polling breaks the pool if a task was pending then".into(),
+        ));
+    }
+    None
+}
+
 fn ours(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
     if let Some(expectation) = ours_in_parent(pool, plan) {
         return expectation;
     }
+    if let Some(expectation) = outside(pool, plan, f) {
+        return expectation;
+    }
+    // The rest of the plan, without the faults judged apart.
+    let mut f = f.clone();
+    let inside = |&(i, _): &(usize, u32)| !f.outside.contains(&i) || plan.is_oom(&plan.tasks[i]);
+    f.deadly.retain(inside);
+    f.stalls.retain(inside);
+    f.raises.retain(inside);
+    let f = &f;
     let died = !f.deadly.is_empty() || !f.struck.is_empty();
     let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
     // A raising callback in per-task and supervised is caught: its task's outcome stands.
@@ -531,6 +639,40 @@ mod tests {
         assert_eq!(expect_spawn(Target::python("py-loky"), 4, SigKill, 1), Verdict::Hung);
         assert_eq!(expect_spawn(Target::python("py-billiard"), 4, SigKill, 1), Verdict::Leaked);
         assert_eq!(expect_spawn(Target::python("py-process-per-task"), 1, Error, 1), Verdict::FailedLoudly);
+    }
+
+    /// Where the oracle decides our pools at the worker-side points, it says
+    /// what `scenarios/stages/` expects of them; where it does not, it says
+    /// why (polling's break races with the other tasks).
+    #[test]
+    fn the_stage_scenarios_expect_what_the_oracle_says_of_our_pools() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/stages");
+        let scenarios = crate::scenario::load_all(&[dir]).expect("stage scenarios load");
+        let mut decided = 0;
+        for scenario in &scenarios {
+            for (target, expected) in &scenario.expect {
+                let Target::Pool(_) = target else { continue };
+                let plan = Plan::new(scenario, target.clone(), 1);
+                match expect(target, &plan, &[]) {
+                    Expectation::Verdict(verdict, why) => {
+                        assert_eq!(
+                            verdict, *expected,
+                            "{} x {target}: the oracle says {verdict} ({why})",
+                            scenario.name
+                        );
+                        decided += 1;
+                    }
+                    Expectation::Undetermined(why) => {
+                        assert!(
+                            *target == Target::Pool(PoolKind::Polling) && why.contains("if a task was pending then"),
+                            "{} x {target}: undetermined ({why})",
+                            scenario.name
+                        );
+                    }
+                }
+            }
+        }
+        assert!(decided >= 25, "{decided} runs decided");
     }
 
     #[test]

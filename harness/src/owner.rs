@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pools::{CallStyle, Callbacks, FaultPoint, PoolConfig, PoolKind, Task, WorkerProgram};
+use pools::process::StartTokens;
+use pools::{CallStyle, Callbacks, FaultPoint, PoolConfig, Task, WorkerProgram};
 
 use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
 
@@ -58,16 +59,19 @@ fn write(events: &[Event]) {
     let _ = out.flush();
 }
 
-/// The first fault of the plan our pools do not place, as (point or kind,
-/// why). Every Rust pool's workers fire faults at `decode`, `mid-task` and
-/// `transport-result`; the owner's pool fires them as it encodes a task
-/// (`encode`) and decodes a result (`decode-result`), the owner's callbacks
-/// at `callback`, and a worker at `close`, `terminate`, `join` as the owner
-/// ends the pool (these three and `callback` only in the asynchronous call
-/// styles, as in the Python adapter), and at `spawn` (mid-task, under the
-/// runner's limit of the run's `pids.max`); the other stages exist in our pools
-/// (`sys-exit` is Python's), but no fault is placed there yet.
-fn not_applicable(kind: PoolKind, style: CallStyle, tasks: &[Task]) -> Option<(String, String)> {
+/// The first fault of the plan our pools cannot place, as (point or kind,
+/// why): `sys-exit` (Python's `SystemExit`; a Rust worker has none), and
+/// `callback`, `close`, `terminate`, `join` in a call style that takes no
+/// callbacks or returns only when every task is over (as in the Python
+/// adapter). Our pools place every other point: their workers at
+/// `transport`, `init`, `decode`, `mid-task`, `encode-result`,
+/// `transport-result`, `after-result`, `recycle` (the owner hands out the
+/// start tokens and, for `recycle`, sets one task per worker) and `spawn`
+/// (mid-task, under the runner's limit of the run's `pids.max`); the pool
+/// as it encodes a task (`encode`) and decodes a result (`decode-result`);
+/// the owner's callbacks at `callback`; a worker at `close`, `terminate`,
+/// `join` as the owner ends the pool.
+fn not_applicable(style: CallStyle, tasks: &[Task]) -> Option<(String, String)> {
     use pools::FaultKind;
     let faults = tasks.iter().filter_map(|t| t.fault);
     faults.into_iter().find_map(|f| {
@@ -78,8 +82,6 @@ fn not_applicable(kind: PoolKind, style: CallStyle, tasks: &[Task]) -> Option<(S
         let point = crate::protocol::fault_point_name(f.point).to_string();
         let asynchronous = matches!(style, CallStyle::ApplyAsync | CallStyle::MapAsync);
         match f.point {
-            FaultPoint::Decode | FaultPoint::MidTask | FaultPoint::WriteResult => None,
-            FaultPoint::Encode | FaultPoint::DecodeResult => None,
             FaultPoint::Callback if !asynchronous => {
                 Some((point, format!("a `{}` call takes no callbacks", style.name())))
             }
@@ -90,9 +92,7 @@ fn not_applicable(kind: PoolKind, style: CallStyle, tasks: &[Task]) -> Option<(S
                     style.name()
                 ),
             )),
-            FaultPoint::Callback | FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join => None,
-            FaultPoint::Spawn => None,
-            _ => Some((point, format!("{kind} has this stage, but poolchaos does not place faults in it yet"))),
+            _ => None,
         }
     })
 }
@@ -138,7 +138,7 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         anyhow::bail!("{} is not one of our pools: `poolchaos owner` runs only those", plan.pool)
     };
     let style = plan.style;
-    if let Some((point, reason)) = not_applicable(kind, style, &plan.tasks) {
+    if let Some((point, reason)) = not_applicable(style, &plan.tasks) {
         emitter.emit(&Event::NotApplicable { point, reason });
         return Ok(());
     }
@@ -155,7 +155,18 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     program.exits = Some(Arc::new(move |pid, exit| {
         exits.emit(&Event::WorkerExit { pid, signal: exit.signal(), code: exit.code() });
     }));
+    // A fault placed as workers start (`init`, `recycle`): the start tokens,
+    // as the Python adapter's `prepare_start_faults` fills them.
+    let start =
+        plan.tasks.iter().filter_map(|t| t.fault).find(|f| matches!(f.point, FaultPoint::Init | FaultPoint::Recycle));
+    let recycle = start.is_some_and(|f| f.point == FaultPoint::Recycle);
+    if let Some(f) = start {
+        let clean = if recycle { plan.workers } else { 0 };
+        program.start_tokens = Some(Arc::new(StartTokens::new(clean, f.times, f.kind).context("start tokens")?));
+    }
     let mut config = PoolConfig::new(plan.workers, program);
+    // `recycle` is the start of a worker that replaces one recycled after its one task.
+    config.max_tasks_per_worker = recycle.then_some(1);
     config.task_timeout = plan.task_timeout_ms.map(Duration::from_millis);
     config.max_attempts = plan.max_attempts;
     let pool = pools::build(kind, &config).context("starting the pool")?;

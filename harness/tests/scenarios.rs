@@ -278,15 +278,20 @@ fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
     use harness::verdict::Verdict;
     let dir = tempfile::tempdir().expect("tempdir");
     let placed = [
+        "encode",
+        "transport",
+        "init",
         "decode",
         "mid-task",
+        "encode-result",
         "transport-result",
-        "encode",
         "decode-result",
+        "after-result",
         "callback",
         "close",
         "terminate",
         "join",
+        "recycle",
         "spawn",
     ];
     let pools = ["naive", "seed-polling", "polling", "per-task", "supervised"];

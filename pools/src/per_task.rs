@@ -36,6 +36,14 @@
 //!   wait. The next spare is asked [`SPAWN_BACKOFF`] later (never in a
 //!   tight loop); one that comes ends the refusal. Under spawn-exec a task
 //!   whose own fork is refused fails the same way.
+//! - **deaths at start**: a spare that died before it took its task (the
+//!   `init` and `recycle` points fire as a process starts) charges nothing,
+//!   its task (if it had one) going back to the queue; after
+//!   [`START_DEATHS`](crate::supervised::START_DEATHS) of them in a row
+//!   with no task settled in between, no process can start: every queued
+//!   task fails as `PoolBroken` naming the last one and how it ended, and
+//!   starts pause, so a worker that always dies at start is no endless
+//!   loop of forks.
 //! - **spawn-exec**: a fork + exec of the worker binary per task (the seed's
 //!   design, and the comparison for the benches); the supervisor reaps each
 //!   child through its pidfd.
@@ -55,6 +63,7 @@ use crate::fork_server::{ForkServer, Forked, Note};
 use crate::outcome::{Exit, Outcome, TaskError};
 use crate::pool::{PoolConfig, PoolError, PoolKind};
 use crate::process::{self, Child, Spawn, WorkerProgram};
+use crate::supervised::START_DEATHS;
 use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
 
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
@@ -108,6 +117,9 @@ pub fn start_with(config: &PoolConfig, launch: Launch) -> Result<ActorPool, Pool
             spares: VecDeque::new(),
             forking: VecDeque::new(),
             refused: None,
+            dying: Vec::new(),
+            start_deaths: 0,
+            start_paused: false,
         };
         if !failed {
             supervisor.run();
@@ -328,7 +340,9 @@ impl Run {
             (Some(result), _, _) => result.map_err(|message| TaskError::Task { message }),
             // A spare that died before it took its task (killed idle, or
             // with its server): the task never ran, and goes back.
-            (None, None, _) if self.unread.as_ref().is_some_and(task_untaken) => return Some(Settled::Untaken),
+            (None, None, _) if self.unread.as_ref().is_some_and(|r| task_untaken(r, self.written)) => {
+                return Some(Settled::Untaken);
+            }
             (None, Some(after), _) => Err(TaskError::TimedOut { pid, after, attempts: 1 }),
             (None, None, Some(exit)) => Err(TaskError::WorkerLost { pid, exit, attempts: 1 }),
             (None, None, None) => return None,
@@ -344,12 +358,11 @@ enum Settled {
     Untaken,
 }
 
-/// Whether a dead process's task pipe still holds (part of) its task: then
-/// it never decoded it. (The pipe may be blocking now: poll, then read.)
-fn task_untaken(task_r: &OwnedFd) -> bool {
-    let mut byte = [0u8];
-    process::poll_one(task_r.as_fd(), PollFlags::IN, Some(Duration::ZERO)).unwrap_or(false)
-        && rustix::io::read(task_r, &mut byte).is_ok_and(|n| n == 1)
+/// Whether a dead process's task pipe still holds every byte of its task
+/// that was `written`: then it never took any of it. (One that read the
+/// first part of a large task, as the `transport` point fires, took it.)
+fn task_untaken(task_r: &OwnedFd, written: usize) -> bool {
+    written > 0 && rustix::io::ioctl_fionread(task_r).is_ok_and(|n| n as usize == written)
 }
 
 /// Writes what it can of `frame` to a non-blocking pipe; closes the pipe
@@ -384,6 +397,12 @@ struct Supervisor {
     timeout: Option<Duration>,
     queue: VecDeque<Entry>,
     running: Vec<Run>,
+    /// Spares dead before they took a task, until their server says how they ended.
+    dying: Vec<Forked>,
+    /// Spares dead as they started since a task last settled.
+    start_deaths: u32,
+    /// The queue was failed for deaths at start: pause the starts.
+    start_paused: bool,
 }
 
 impl Supervisor {
@@ -411,6 +430,9 @@ impl Supervisor {
                 eprintln!("per-task: poll failed: {e}");
                 std::thread::sleep(SPAWN_BACKOFF);
             }
+            if std::mem::take(&mut self.start_paused) {
+                paused_until = Some(Instant::now() + SPAWN_BACKOFF);
+            }
         }
     }
 
@@ -427,8 +449,11 @@ impl Supervisor {
             let spare = match self.launch {
                 Launch::SpawnExec => None,
                 Launch::ForkServer => match self.spares.pop_front() {
-                    // Died idle (killed from outside): it had no task to charge.
-                    Some(spare) if spare.proc.has_exited() => continue,
+                    // Died idle (as it started, or killed from outside): it had no task to charge.
+                    Some(spare) if spare.proc.has_exited() => {
+                        self.dying.push(spare.proc);
+                        continue;
+                    }
                     Some(spare) => Some(spare),
                     // No process will come for it: it fails, naming the refusal.
                     None if self.forking.is_empty()
@@ -565,8 +590,21 @@ impl Supervisor {
         }
         for i in (0..self.running.len()).rev() {
             match self.running[i].settled() {
-                Some(Settled::Outcome(outcome)) => self.running.swap_remove(i).entry.deliver(outcome),
-                Some(Settled::Untaken) => self.queue.push_front(self.running.swap_remove(i).entry),
+                Some(Settled::Outcome(outcome)) => {
+                    self.running.swap_remove(i).entry.deliver(outcome);
+                    self.start_deaths = 0;
+                }
+                Some(Settled::Untaken) => {
+                    let run = self.running.swap_remove(i);
+                    self.queue.push_front(run.entry);
+                    match (run.proc, run.exit) {
+                        (Proc::Forked(forked), Some(exit)) => {
+                            self.died_starting(TaskError::PoolBroken { pid: forked.pid, exit })
+                        }
+                        (Proc::Forked(forked), None) => self.dying.push(forked),
+                        (Proc::Exec(_), _) => {}
+                    }
+                }
                 None => {}
             }
         }
@@ -579,18 +617,10 @@ impl Supervisor {
     /// watched through their pidfds).
     fn handle_notes(&mut self) {
         let Some(server) = &mut self.server else { return };
-        for note in server.notes() {
-            match note {
-                Note::Exited { pid, exit } => {
-                    // (The server tells the program's exit sink itself.)
-                    if let Some(run) = self.running.iter_mut().find(|r| r.proc.pid() == pid) {
-                        run.exit = Some(exit);
-                        run.exited = true;
-                    }
-                }
-                Note::ServerLost => {}
-            }
-        }
+        let mut died_starting = Vec::new();
+        // Read first, then the answers taken: a spare dead as it started is
+        // a spare by the time its exit is matched.
+        let notes = server.notes();
         while let Some(answer) = server.answered() {
             let Some(pipes) = self.forking.pop_front() else { break };
             match answer {
@@ -606,10 +636,30 @@ impl Supervisor {
                 }
             }
         }
+        for note in notes {
+            match note {
+                Note::Exited { pid, exit } => {
+                    // (The server tells the program's exit sink itself.)
+                    if let Some(run) = self.running.iter_mut().find(|r| r.proc.pid() == pid) {
+                        run.exit = Some(exit);
+                        run.exited = true;
+                    } else if let Some(at) = self.dying.iter().position(|f| f.pid == pid) {
+                        self.dying.swap_remove(at);
+                        died_starting.push(TaskError::PoolBroken { pid, exit });
+                    } else if let Some(at) = self.spares.iter().position(|s| s.proc.pid == pid) {
+                        // A spare dead before it was given a task.
+                        self.spares.remove(at);
+                        died_starting.push(TaskError::PoolBroken { pid, exit });
+                    }
+                }
+                Note::ServerLost => {}
+            }
+        }
         if server.is_lost() {
             // Spares and the ones asked for die with it, with no task.
             self.spares.clear();
             self.forking.clear();
+            self.dying.clear();
             // Its children die with it; nobody will report their exits.
             for run in &mut self.running {
                 if matches!(run.proc, Proc::Forked(_)) && run.exit.is_none() {
@@ -621,6 +671,27 @@ impl Supervisor {
                 server.shutdown();
             }
         }
+        for error in died_starting {
+            self.died_starting(error);
+        }
+    }
+
+    /// Counts a spare dead as it started (`error` names it); at
+    /// [`START_DEATHS`] in a row, fails every queued task with `error` and
+    /// pauses the starts.
+    fn died_starting(&mut self, error: TaskError) {
+        self.start_deaths += 1;
+        if self.start_deaths < START_DEATHS {
+            return;
+        }
+        self.start_deaths = 0;
+        eprintln!(
+            "per-task: {START_DEATHS} processes in a row died as they started (the last: {error}); failing the queue"
+        );
+        for entry in self.queue.drain(..) {
+            entry.deliver(Err(error.clone()));
+        }
+        self.start_paused = true;
     }
 
     /// Kills what still runs (nothing, after a clean close) and fails what is left.

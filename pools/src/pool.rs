@@ -139,6 +139,11 @@ pub struct PoolConfig {
     /// Most tasks in flight on one worker (supervised): a round trip to a
     /// worker is paid once per window, so quick tasks want a big one.
     pub window: usize,
+    /// Most tasks a worker runs before it is replaced: CPython's
+    /// `maxtasksperchild` in the naive family (the worker exits, the worker
+    /// handler starts another), a recycle in supervised (as at its RSS
+    /// ceiling). Per-task runs one task per process whatever this says.
+    pub max_tasks_per_worker: Option<u32>,
 }
 
 impl PoolConfig {
@@ -154,6 +159,7 @@ impl PoolConfig {
             poll_interval: Duration::from_millis(10),
             rss_ceiling_kib: None,
             window: 1024,
+            max_tasks_per_worker: None,
         }
     }
 }

@@ -80,6 +80,65 @@ pub(crate) fn wait_for_stage(point: FaultPoint) {
     }
 }
 
+/// Environment variable naming the pipe of start tokens a worker takes one
+/// of as it starts (the `init` and `recycle` points; see [`StartTokens`]).
+pub const TOKENS_FD_ENV: &str = "POOLCHAOS_TOKENS_FD";
+/// Environment variable with the fault kind a start token fires (postcard, in hex).
+pub const TOKEN_KIND_ENV: &str = "POOLCHAOS_TOKEN_KIND";
+/// Set (to `1`) when every start fires once the pipe is empty (a fault of
+/// [`Fault::ALWAYS`](crate::task::Fault::ALWAYS) times).
+pub const TOKENS_ALWAYS_ENV: &str = "POOLCHAOS_TOKENS_ALWAYS";
+/// Environment variable with the most tasks a worker runs before it exits
+/// (shared mode, CPython's `maxtasksperchild`) or recycles (supervised).
+pub const MAX_TASKS_ENV: &str = "POOLCHAOS_MAX_TASKS";
+
+/// The start tokens of a fault placed as workers start (`init`, `recycle`),
+/// as the Python adapter's `prepare_start_faults` makes them: a pipe holding
+/// one byte per worker start, `s` (start clean) for the first `clean`
+/// starts, then `f` (fire the fault) for the next `times`. Every worker
+/// process, whoever starts it (a pool, a fork server, per-task's spares),
+/// takes one byte as it starts; with the pipe empty it starts clean, or
+/// fires if the fault fires always.
+#[derive(Debug)]
+pub struct StartTokens {
+    read: OwnedFd,
+    kind: crate::task::FaultKind,
+    always: bool,
+}
+
+impl StartTokens {
+    /// Fills a pipe: `clean` clean starts, then `times` that fire `kind`.
+    pub fn new(clean: usize, times: u32, kind: crate::task::FaultKind) -> io::Result<StartTokens> {
+        let always = times == crate::task::Fault::ALWAYS;
+        // A pipe holds 64 KiB: plenty for any count a plan may mean.
+        let firing = if always { 0 } else { (times as usize).min(32 << 10) };
+        let clean = clean.min(16 << 10);
+        let (read, write) = pipe()?;
+        let mut tokens = vec![b's'; clean];
+        tokens.resize(clean + firing, b'f');
+        let mut left = &tokens[..];
+        while !left.is_empty() {
+            left = &left[rustix::io::write(&write, left)?..];
+        }
+        // Non-blocking, so a worker finding it empty starts at once.
+        set_nonblocking(read.as_fd())?;
+        Ok(StartTokens { read, kind, always })
+    }
+
+    /// The fault kind as [`TOKEN_KIND_ENV`] carries it: postcard, in hex.
+    fn kind_env(&self) -> io::Result<String> {
+        let bytes = postcard::to_stdvec(&self.kind).map_err(io::Error::other)?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The fault kind a worker reads from [`TOKEN_KIND_ENV`].
+    pub(crate) fn kind_from_env(value: &str) -> Option<crate::task::FaultKind> {
+        let bytes: Option<Vec<u8>> =
+            (0..value.len()).step_by(2).map(|i| u8::from_str_radix(value.get(i..i + 2)?, 16).ok()).collect();
+        postcard::from_bytes(&bytes?).ok()
+    }
+}
+
 /// Told of every worker exit, by whichever pool reaps the worker: its pid
 /// and how it ended.
 pub type ExitSink = Arc<dyn Fn(u32, Exit) + Send + Sync>;
@@ -94,6 +153,9 @@ pub struct WorkerProgram {
     pub trace: Option<Arc<OwnedFd>>,
     /// Called once for every worker reaped, whatever the pool.
     pub exits: Option<ExitSink>,
+    /// The start tokens every worker takes one of as it starts, if a fault
+    /// is placed there.
+    pub start_tokens: Option<Arc<StartTokens>>,
 }
 
 impl std::fmt::Debug for WorkerProgram {
@@ -102,13 +164,14 @@ impl std::fmt::Debug for WorkerProgram {
             .field("path", &self.path)
             .field("trace", &self.trace)
             .field("exits", &self.exits.as_ref().map(|_| "sink"))
+            .field("start_tokens", &self.start_tokens)
             .finish()
     }
 }
 
 impl WorkerProgram {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        WorkerProgram { path: path.into(), trace: None, exits: None }
+        WorkerProgram { path: path.into(), trace: None, exits: None, start_tokens: None }
     }
 
     /// The worker binary installed next to the current executable, or the
@@ -171,6 +234,14 @@ impl Child {
         if let Some(trace) = &program.trace {
             cmd.env(TRACE_FD_ENV, trace.as_raw_fd().to_string());
             inherited.push(trace.as_raw_fd());
+        }
+        if let Some(tokens) = &program.start_tokens {
+            cmd.env(TOKENS_FD_ENV, tokens.read.as_raw_fd().to_string());
+            cmd.env(TOKEN_KIND_ENV, tokens.kind_env()?);
+            if tokens.always {
+                cmd.env(TOKENS_ALWAYS_ENV, "1");
+            }
+            inherited.push(tokens.read.as_raw_fd());
         }
         let mut named: Vec<(&str, Vec<String>)> = Vec::new();
         for (fd, var) in &spawn.inherit {
@@ -331,5 +402,22 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Res
             Err(rustix::io::Errno::INTR) => continue,
             other => return Ok(other?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::FaultKind;
+
+    #[test]
+    fn start_tokens_are_the_clean_starts_then_the_firing_ones_and_carry_their_kind() {
+        let tokens = StartTokens::new(2, 3, FaultKind::Exit(7)).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(rustix::io::read(&tokens.read, &mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"ssfff");
+        assert_eq!(rustix::io::read(&tokens.read, &mut buf), Ok(0), "then empty: the rest start clean");
+        assert_eq!(StartTokens::kind_from_env(&tokens.kind_env().unwrap()), Some(FaultKind::Exit(7)));
+        assert!(StartTokens::new(0, crate::task::Fault::ALWAYS, FaultKind::SigKill).unwrap().always);
     }
 }

@@ -33,7 +33,8 @@ const STARTED: usize = 0;
 const STARTED_NS: usize = 1;
 const FINISHED: usize = 2;
 const FINISHED_NS: usize = 3;
-const SLOTS: usize = 4;
+const READY: usize = 4;
+const SLOTS: usize = 5;
 const LEN: usize = 4096;
 
 /// What a scoreboard says.
@@ -45,6 +46,10 @@ pub struct Score {
     /// The number of the last task finished, and when.
     pub finished: u64,
     pub finished_at: Duration,
+    /// The worker got past its start (its start token taken, the `init`
+    /// and `recycle` faults not fired): one that died before did so as it
+    /// started.
+    pub ready: bool,
 }
 
 impl Score {
@@ -93,6 +98,11 @@ impl Scoreboard {
         unsafe { &*self.page.as_ptr().add(i) }
     }
 
+    /// The worker has started and takes tasks now.
+    pub fn ready(&self) {
+        self.slot(READY).store(1, Ordering::Release);
+    }
+
     /// The worker is about to run task `n` (no time: the pool has no deadline).
     pub fn start(&self, n: u64) {
         self.slot(STARTED).store(n, Ordering::Release);
@@ -120,7 +130,8 @@ impl Scoreboard {
         let started_at = Duration::from_nanos(self.slot(STARTED_NS).load(Ordering::Relaxed));
         let finished = self.slot(FINISHED).load(Ordering::Acquire);
         let finished_at = Duration::from_nanos(self.slot(FINISHED_NS).load(Ordering::Relaxed));
-        Score { started, started_at, finished, finished_at }
+        let ready = self.slot(READY).load(Ordering::Acquire) != 0;
+        Score { started, started_at, finished, finished_at, ready }
     }
 }
 

@@ -31,6 +31,18 @@
 //! killed mid-write of a large result, it leaves a torn frame in the outqueue
 //! and the wlock gone.
 //!
+//! At the worker-side fault points it does what CPython does: a worker
+//! that dies as it starts (`init`, `recycle`: CPython's initializer runs
+//! before the worker's loop) holds no lock and no task, and is replaced
+//! (one that always dies is replaced for ever, as in CPython); one that
+//! dies with a task frame half read (`transport`) holds the inqueue's read
+//! lock (`SimpleQueue.get` reads under `_rlock`): no worker takes a task
+//! again; one that dies encoding its result (`encode-result`) holds no lock
+//! (`SimpleQueue.put` pickles before it takes `_wlock`) but loses its task;
+//! one that dies after its result is written (`after-result`) held nothing
+//! and lost nothing. With `max_tasks_per_worker` (`maxtasksperchild`) a
+//! worker exits after that many tasks and the worker handler replaces it.
+//!
 //! Where it deliberately differs from CPython: no thread of the pool may block
 //! for ever once the pool is terminated or dropped. Every blocking read or
 //! write of a handler polls together with a stop pipe, on the parent's own
@@ -56,7 +68,7 @@ use rustix::io::Errno;
 use crate::job::{AsyncResult, Callbacks, Guard, Job};
 use crate::outcome::{Exit, TaskError};
 use crate::pool::{PoolConfig, PoolError};
-use crate::process::{self, Child, LOCK_FDS_ENV, Spawn, WorkerProgram};
+use crate::process::{self, Child, LOCK_FDS_ENV, MAX_TASKS_ENV, Spawn, WorkerProgram};
 use crate::task::Task;
 use crate::wire::{self, Frames, FromWorker, TaskRef, ToWorker};
 
@@ -81,7 +93,8 @@ pub(crate) struct Reaped {
     pub pid: u32,
     pub exit: Exit,
     /// The pool had asked for this exit: it sent the workers their `Stop`
-    /// sentinels (and the worker exited with 0), or it is terminating.
+    /// sentinels, or has a task limit (and the worker exited with 0), or it
+    /// is terminating.
     pub expected: bool,
 }
 
@@ -268,6 +281,8 @@ struct Shared {
 struct Inner {
     program: WorkerProgram,
     processes: usize,
+    /// CPython's `maxtasksperchild`: a worker exits (code 0) after this many tasks.
+    max_tasks: Option<u32>,
     queues: Queues,
     shared: Mutex<Shared>,
     workers: Mutex<Vec<Arc<Worker>>>,
@@ -322,7 +337,7 @@ impl Inner {
                 stdin: q.inqueue_read.try_clone()?,
                 stdout: q.outqueue_write.try_clone()?,
                 inherit,
-                env: Vec::new(),
+                env: self.max_tasks.map(|n| (MAX_TASKS_ENV, n.to_string().into())).into_iter().collect(),
                 // CPython's workers do not die with their owner.
                 die_with_parent: false,
             },
@@ -362,7 +377,9 @@ impl Inner {
             return;
         }
         if let Some(hook) = &self.on_reap {
-            let asked_to_stop = self.stops_sent.load(Ordering::SeqCst) && exit == Exit::Code(0);
+            // With a task limit, a worker exits 0 when it has run its tasks.
+            let asked_to_stop =
+                (self.stops_sent.load(Ordering::SeqCst) || self.max_tasks.is_some()) && exit == Exit::Code(0);
             hook(Reaped { pid: worker.pid, exit, expected: self.stopped() || asked_to_stop });
         }
     }
@@ -629,6 +646,7 @@ impl SharedQueue {
         let inner = Arc::new(Inner {
             program: config.program.clone(),
             processes: config.workers,
+            max_tasks: config.max_tasks_per_worker,
             queues: Queues::new()?,
             shared: Mutex::new(Shared { state: State::Run, cache: HashMap::new() }),
             workers: Mutex::new(Vec::new()),

@@ -34,7 +34,16 @@
 //!   between tasks is killed too, blaming no task.
 //! - **Memory.** With `rss_ceiling_kib`, a worker over the ceiling after a
 //!   task says `Recycling` and exits; its unstarted tasks go back to the
-//!   queue uncharged and a fresh worker takes its place.
+//!   queue uncharged and a fresh worker takes its place. With
+//!   `max_tasks_per_worker` a worker recycles the same way after that many
+//!   tasks.
+//! - **Deaths at start.** A worker (or the standby) that dies before its
+//!   scoreboard says it is ready died as it started (the `init` and
+//!   `recycle` points): it held no started task, and charges none. After
+//!   [`START_DEATHS`] of them in a row with no result in between, no worker
+//!   can start: every queued task fails as `PoolBroken`, naming the last
+//!   one and how it ended, and spawning pauses, so a worker that always
+//!   dies at start costs failed tasks, not an endless loop of forks.
 //!
 //! [scoreboard]: crate::scoreboard
 //! - **Spawning.** Workers are forked by the pool's
@@ -96,7 +105,7 @@ use crate::fork_server::{ForkServer, Forked, Note, START_PATIENCE, is_gone};
 use crate::outcome::{Exit, Outcome, TaskError};
 use crate::planted::{Faithful, Hooks};
 use crate::pool::{PoolConfig, PoolError, PoolKind};
-use crate::process::{self, RSS_CEILING_ENV, WorkerProgram};
+use crate::process::{self, MAX_TASKS_ENV, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV, now_ns};
 use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
 
@@ -110,6 +119,10 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed spawn before the next try.
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
+/// Workers dead as they started, in a row, after which the queued tasks fail.
+pub const START_DEATHS: u32 = 5;
+/// Most exits kept for workers forked and not taken yet.
+const UNCLAIMED: usize = 64;
 
 /// Starts a supervised pool. Fails if the first workers cannot be spawned.
 pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
@@ -144,6 +157,7 @@ struct Settings {
     max_attempts: u32,
     rss_ceiling_kib: Option<u64>,
     window: usize,
+    max_tasks: Option<u32>,
 }
 
 impl From<&PoolConfig> for Settings {
@@ -155,6 +169,7 @@ impl From<&PoolConfig> for Settings {
             max_attempts: c.max_attempts.max(1),
             rss_ceiling_kib: c.rss_ceiling_kib,
             window: c.window.max(1),
+            max_tasks: c.max_tasks_per_worker,
         }
     }
 }
@@ -397,6 +412,10 @@ struct Supervisor {
     refused: Option<io::Error>,
     /// The mailbox's fd turned readable (or nobody has looked yet).
     woken: bool,
+    /// Workers dead as they started since the last result landed.
+    start_deaths: u32,
+    /// Exits the fork server reported for workers not taken yet (the last [`UNCLAIMED`]).
+    unclaimed: VecDeque<(u32, Exit)>,
 }
 
 impl Supervisor {
@@ -414,6 +433,8 @@ impl Supervisor {
             spawn_paused_until: None,
             refused: None,
             woken: true,
+            start_deaths: 0,
+            unclaimed: VecDeque::new(),
         }
     }
 
@@ -492,6 +513,9 @@ impl Supervisor {
             if self.s.task_timeout.is_some() {
                 env.push((TIMED_ENV, "1".into()));
             }
+            if let Some(n) = self.s.max_tasks {
+                env.push((MAX_TASKS_ENV, n.to_string().into()));
+            }
             self.server = Some(ForkServer::start(&self.s.program, env)?);
         }
         self.server.as_mut().ok_or_else(|| io::Error::other("no fork server"))
@@ -544,6 +568,12 @@ impl Supervisor {
         let mut took = false;
         while let Some(answer) = server.answered() {
             let Some(unborn) = self.forking.pop_front() else { break };
+            let answer = answer.map(|mut child| {
+                if let Some(at) = self.unclaimed.iter().position(|&(pid, _)| pid == child.pid()) {
+                    child.exit = self.unclaimed.remove(at).map(|(_, exit)| exit);
+                }
+                child
+            });
             took = true;
             match answer {
                 Ok(child) if self.workers.len() < self.s.workers => {
@@ -576,10 +606,16 @@ impl Supervisor {
     fn take_notes(&mut self) {
         let Some(server) = &mut self.server else { return };
         for note in server.notes() {
-            if let Note::Exited { pid, exit } = note
-                && let Some(worker) = self.workers.iter_mut().chain(&mut self.standby).find(|w| w.child.pid() == pid)
-            {
-                worker.child.exit = Some(exit);
+            let Note::Exited { pid, exit } = note else { continue };
+            match self.workers.iter_mut().chain(&mut self.standby).find(|w| w.child.pid() == pid) {
+                Some(worker) => worker.child.exit = Some(exit),
+                // Forked, and dead (as it started) before its answer was taken.
+                None => {
+                    if self.unclaimed.len() == UNCLAIMED {
+                        self.unclaimed.pop_front();
+                    }
+                    self.unclaimed.push_back((pid, exit));
+                }
             }
         }
     }
@@ -678,16 +714,22 @@ impl Supervisor {
         let kept = |s: &Self| s.server.as_ref().is_some_and(ForkServer::has_notes);
         for (worker, &(results, _)) in self.workers.iter_mut().zip(&ready) {
             if results {
+                let held = worker.inflight.len();
                 worker.read_results(&mut *self.hooks);
+                if worker.inflight.len() < held {
+                    self.start_deaths = 0;
+                }
             }
         }
         if server_spoke || kept(self) {
             self.take_notes();
         }
-        if standby_died {
+        if standby_died && let Some(mut standby) = self.standby.take() {
             // Idle: nothing to settle; a new one is asked for.
-            self.standby = None;
             self.publish_pids();
+            if !standby.board.read().ready {
+                self.died_starting(&mut standby.child);
+            }
         }
         self.enforce_deadlines();
         let mut dead = Vec::new();
@@ -731,7 +773,8 @@ impl Supervisor {
     /// the front of the queue.
     fn bury(&mut self, mut worker: Worker) {
         // It has exited: its scoreboard says its last word.
-        let culprit = worker.board.read().running();
+        let score = worker.board.read();
+        let culprit = score.running();
         if !self.hooks.settles_deaths() {
             self.publish_pids();
             return;
@@ -780,6 +823,28 @@ impl Supervisor {
             };
             self.hooks.fail(entry, error);
         }
+        if !score.ready {
+            self.died_starting(&mut worker.child);
+        }
+    }
+
+    /// Counts a worker dead before it was ready; at [`START_DEATHS`] in a
+    /// row, fails every queued task as `PoolBroken` naming `child`, and
+    /// pauses spawning.
+    fn died_starting(&mut self, child: &mut Forked) {
+        self.start_deaths += 1;
+        if self.start_deaths < START_DEATHS {
+            return;
+        }
+        self.start_deaths = 0;
+        let error = TaskError::PoolBroken { pid: child.pid(), exit: self.reap(child, EXIT_GRACE) };
+        eprintln!(
+            "supervised: {START_DEATHS} workers in a row died as they started (the last: {error}); failing the queue"
+        );
+        for entry in std::mem::take(&mut self.queue) {
+            self.hooks.fail(entry, error.clone());
+        }
+        self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
     }
 
     /// How `child` ended: waits up to `grace` for it to end by itself, then

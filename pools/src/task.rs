@@ -17,8 +17,12 @@ use serde::{Deserialize, Serialize};
 pub struct Task {
     /// Caller-chosen identity, echoed at the head of the result.
     pub tag: u64,
-    pub work: Workload,
+    /// Before `work` on purpose: postcard encodes fields in order, so a
+    /// worker reads a task's fault from the first bytes of its frame, while
+    /// a large workload is still arriving (the `transport` point; see
+    /// [`crate::wire::RunHead`]).
     pub fault: Option<Fault>,
+    pub work: Workload,
 }
 
 /// What a task computes. Every variant has a result that depends only on it.
@@ -86,16 +90,22 @@ pub enum FaultPoint {
     /// In the parent, while it encodes the task for a worker.
     Encode,
     /// In the worker, while a task larger than the pipe buffer is still
-    /// being written to it.
+    /// being written to it: on the first bytes of its frame (a frame that
+    /// arrives whole fires as the worker takes it).
     Transport,
-    /// In the worker's initializer, as it starts (the first `times` worker starts).
+    /// In the worker's initializer, as it starts, before it reads a task
+    /// (the first `times` worker starts, whichever task carries the fault).
+    /// `error` and `panic` there end the worker with exit code 1, as an
+    /// exception in a CPython pool's initializer does.
     Init,
     /// After the worker took the task off its channel, before it runs
     /// (in Python: while the task is unpickled).
     Decode,
     /// Halfway through the workload.
     MidTask,
-    /// In the worker, while it encodes the result.
+    /// In the worker, while it encodes the result: `error` and `panic`
+    /// give the task an error in place of its result (CPython's
+    /// `MaybeEncodingError`), the deadly kinds end the worker with it unsent.
     EncodeResult,
     /// After part of the result frame is written to the channel
     /// (`transport-result`, on the wire as in scenario files).
@@ -103,7 +113,9 @@ pub enum FaultPoint {
     WriteResult,
     /// In the parent, while it decodes the result.
     DecodeResult,
-    /// In the worker, after its result is sent (a crash in a destructor).
+    /// In the worker, after its result is sent (a crash in a destructor);
+    /// `error` and `panic` there are dropped, as Python ignores an
+    /// exception raised in `__del__`.
     AfterResult,
     /// In the parent, in the task's result or error callback.
     Callback,
@@ -116,7 +128,8 @@ pub enum FaultPoint {
     /// In the worker running the task, while the parent joins the pool.
     Join,
     /// In the worker that replaces one recycled after its task (N = 1 task
-    /// per worker), as it starts.
+    /// per worker), as it starts: the first `workers` starts are clean, the
+    /// next `times` fire.
     Recycle,
     /// Starting a worker fails: the run's `pids.max` is reached, so the
     /// kernel refuses the fork. The task's worker fires the fault halfway

@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::{FaultKind, FaultPoint, Task};
+use crate::task::{Fault, FaultKind, FaultPoint, Task};
 
 /// Frames larger than this are a protocol error, not an allocation.
 pub const MAX_FRAME: usize = 256 << 20;
@@ -38,6 +38,32 @@ pub enum ToWorkerRef<'a> {
     Run { id: TaskRef, attempt: u32, task: &'a Task },
 }
 
+/// The head of a [`ToWorker::Run`] frame: what a worker can decode from
+/// its first bytes, before the workload (a task's `fault` precedes its
+/// `work` on the wire). Variant 0, as `Run` is.
+#[derive(Debug, Deserialize)]
+pub enum RunHead {
+    Run { id: TaskRef, attempt: u32, task: TaskHead },
+}
+
+/// The fields of a [`Task`] before its workload.
+#[derive(Debug, Deserialize)]
+pub struct TaskHead {
+    pub tag: u64,
+    pub fault: Option<Fault>,
+}
+
+impl RunHead {
+    /// The head of a frame's payload, from its first bytes; `None` if they
+    /// are too few, or not a `Run`.
+    pub fn peek(payload: &[u8]) -> Option<(u32, TaskHead)> {
+        match postcard::take_from_bytes::<RunHead>(payload) {
+            Ok((RunHead::Run { attempt, task, .. }, _)) => Some((attempt, task)),
+            Err(_) => None,
+        }
+    }
+}
+
 /// Worker to pool.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FromWorker {
@@ -47,8 +73,9 @@ pub enum FromWorker {
     /// `kind` as it decodes the frame ([`decode_result`]), as Python's
     /// parent does unpickling a result that raises (`AtUnpickle`).
     Armed { id: TaskRef, result: Result<Vec<u8>, String>, kind: FaultKind },
-    /// The worker went over its memory ceiling and exits after this frame;
-    /// every task sent after `id` was not started.
+    /// The worker went over its memory ceiling, or ran its most tasks, and
+    /// exits after this frame; every task sent after its last result was
+    /// not started.
     Recycling { rss_kib: u64 },
     /// Tells the result handler to stop (written by the pool itself).
     Sentinel,
@@ -140,13 +167,29 @@ fn frame_len(header: [u8; 4]) -> io::Result<usize> {
 /// shared by several readers). `Ok(None)` on a clean end of stream between
 /// frames; an end of stream inside a frame is an error.
 pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    read_frame_peeking(reader, usize::MAX, |_| {})
+}
+
+/// [`read_frame`], showing `peek` the payload's first `first` bytes before
+/// it reads the rest, if the payload is longer: what a reader learns of a
+/// frame still being written.
+pub fn read_frame_peeking(
+    reader: &mut impl Read,
+    first: usize,
+    peek: impl FnOnce(&[u8]),
+) -> io::Result<Option<Vec<u8>>> {
     let mut header = [0u8; 4];
     match reader.read(&mut header[..1])? {
         0 => return Ok(None),
         _ => reader.read_exact(&mut header[1..])?,
     }
     let mut payload = vec![0; frame_len(header)?];
-    reader.read_exact(&mut payload)?;
+    let first = first.min(payload.len());
+    reader.read_exact(&mut payload[..first])?;
+    if first < payload.len() {
+        peek(&payload[..first]);
+    }
+    reader.read_exact(&mut payload[first..])?;
     Ok(Some(payload))
 }
 
@@ -182,6 +225,15 @@ impl Frames {
         rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf))
     }
 
+    /// The first bytes of a frame still arriving (its header read, its
+    /// payload not all there yet), if one is.
+    pub fn partial(&self) -> Option<&[u8]> {
+        let unread = &self.buf[self.start..];
+        let header = unread.first_chunk::<4>()?;
+        let payload = &unread[4..];
+        (payload.len() < u32::from_le_bytes(*header) as usize).then_some(payload)
+    }
+
     /// The next whole frame's payload, if one is buffered; an error for a
     /// header past [`MAX_FRAME`] (the channel is not ours to trust then).
     pub fn next_frame(&mut self) -> io::Result<Option<&[u8]>> {
@@ -209,6 +261,17 @@ mod tests {
             encode(&ToWorkerRef::Run { id, attempt: 3, task: &task }),
             encode(&ToWorker::Run { id, attempt: 3, task: task.clone() })
         );
+    }
+
+    #[test]
+    fn a_run_frame_shows_its_fault_in_its_first_bytes() {
+        use crate::task::{FaultKind, FaultPoint, Workload};
+        let fault = Fault::once(FaultKind::SigKill, FaultPoint::Transport);
+        let task = Task { tag: 7, work: Workload::Echo(vec![1; 1 << 20]), fault: Some(fault) };
+        let frame = encode(&ToWorkerRef::Run { id: TaskRef { job: 1, index: 2 }, attempt: 3, task: &task });
+        let (attempt, head) = RunHead::peek(&frame[4..64]).expect("the head is in the first 60 bytes");
+        assert_eq!((attempt, head.tag, head.fault), (3, 7, Some(fault)));
+        assert!(RunHead::peek(&encode(&ToWorker::Stop)[4..]).is_none());
     }
 
     #[test]

@@ -27,7 +27,25 @@
 //! With a trace fd, the worker writes `start <tag> <attempt> <pid>` before
 //! each task and `done ...` after it, for tests and the harness.
 //!
-//! The self-placed faults fire here, at the points [`FaultPoint`] names.
+//! The self-placed faults fire here, at the points [`FaultPoint`] names:
+//! - `init`, `recycle`: as the worker starts, before it reads anything, if
+//!   its start token says so ([`crate::process::StartTokens`]);
+//! - `transport`: as soon as the first bytes of a task frame still being
+//!   written show its fault (a frame larger than one read: 64 KiB; the
+//!   task's `fault` precedes its workload on the wire); in shared mode the
+//!   worker holds the inqueue's read lock then, with the rest of the frame
+//!   in the pipe. A frame that arrives whole fires as the worker takes it;
+//! - `decode`, `mid-task`: in [`execute`];
+//! - `encode-result`: once the result is in hand, before it is encoded (in
+//!   shared mode before the outqueue's write lock, as CPython pickles
+//!   before it takes it);
+//! - `transport-result`: half-way through writing the result frame;
+//! - `after-result`: once the result is written (private mode flushes its
+//!   batch first) and, in shared mode, the write lock given back.
+//!
+//! With `POOLCHAOS_MAX_TASKS` a worker stops after that many tasks: in
+//! shared mode it exits (CPython's `maxtasksperchild`), in private mode it
+//! says `Recycling` first.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -36,10 +54,13 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use crate::process::{LOCK_FDS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, TRACE_FD_ENV};
+use crate::process::{
+    LOCK_FDS_ENV, MAX_TASKS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, StartTokens, TOKEN_KIND_ENV, TOKENS_ALWAYS_ENV,
+    TOKENS_FD_ENV, TRACE_FD_ENV,
+};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV};
 use crate::task::{Fault, FaultKind, FaultPoint, Task, Workload};
-use crate::wire::{self, Frames, FromWorker, TaskRef, ToWorker};
+use crate::wire::{self, Frames, FromWorker, RunHead, TaskRef, ToWorker};
 
 const FLUSH_BYTES: usize = 32 << 10;
 /// The most a worker reads from its task pipe at once.
@@ -87,6 +108,8 @@ struct Env {
     rss_ceiling_kib: Option<u64>,
     /// The pool enforces deadlines: each task's times go on the scoreboard.
     timed: bool,
+    /// Tasks to run before stopping (`MAX_TASKS_ENV`).
+    max_tasks: Option<u64>,
     pid: u32,
 }
 
@@ -118,7 +141,8 @@ impl Env {
             Err(_) => None,
         };
         let timed = std::env::var_os(TIMED_ENV).is_some();
-        Ok(Env { trace, scoreboard, locks, rss_ceiling_kib, timed, pid: std::process::id() })
+        let max_tasks = std::env::var(MAX_TASKS_ENV).ok().and_then(|s| s.parse().ok());
+        Ok(Env { trace, scoreboard, locks, rss_ceiling_kib, timed, max_tasks, pid: std::process::id() })
     }
 
     /// Writes `<what> <tag> <attempt> <pid>` to the trace, if there is one:
@@ -136,6 +160,10 @@ impl Env {
 static HELD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 fn run_private(mut env: Env) -> io::Result<()> {
+    take_start_token();
+    if let Some(board) = &env.scoreboard {
+        board.ready();
+    }
     let mut input = Frames::new();
     // SAFETY: fd 1 is the results pipe the pool gave us; nothing else owns it here.
     let mut output = unsafe { File::from_raw_fd(1) };
@@ -150,7 +178,14 @@ fn run_private(mut env: Env) -> io::Result<()> {
             out.clear();
             oldest_unflushed = None;
         }
-        let Some(message) = next_message(&mut input)? else { break };
+        let peek = |first: &[u8]| {
+            if let Some(kind) = transport_fault(first) {
+                // The task being taken is the one its supervisor blames.
+                clock.start(env.scoreboard.as_ref(), n + 1);
+                fire(kind);
+            }
+        };
+        let Some(message) = next_message(&mut input, peek)? else { break };
         let (id, attempt, task) = match message {
             ToWorker::Run { id, attempt, task } => (id, attempt, task),
             ToWorker::Stop => break,
@@ -160,6 +195,7 @@ fn run_private(mut env: Env) -> io::Result<()> {
         env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
         env.trace("done", &task, attempt);
+        let result = encoding(&task, attempt, result);
         let at = out.len();
         encode_frame(&done(id, &task, attempt, result), &mut out);
         if let Some(fault) = task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
@@ -177,12 +213,18 @@ fn run_private(mut env: Env) -> io::Result<()> {
             let oldest = *oldest_unflushed.get_or_insert(at);
             took >= FLUSH_AGE || at.saturating_sub(oldest) >= FLUSH_AGE
         });
-        if out.len() >= FLUSH_BYTES || due {
+        let after = fault_at(&task, attempt, FaultPoint::AfterResult);
+        if out.len() >= FLUSH_BYTES || due || after.is_some() {
             output.write_all(&out)?;
             out.clear();
             oldest_unflushed = None;
         }
-        if let Some(rss_kib) = over_ceiling(&env) {
+        if let Some(kind) = after {
+            after_result(kind);
+        }
+        let over = over_ceiling(&env);
+        if over.is_some() || env.max_tasks.is_some_and(|max| n >= max) {
+            let rss_kib = over.or_else(rss_kib).unwrap_or(0);
             wire::encode_into(&FromWorker::Recycling { rss_kib }, &mut out);
             break;
         }
@@ -269,11 +311,15 @@ fn now() -> Duration {
 
 /// The next message from the pool (fd 0), decoded straight out of the
 /// read buffer; reads (64 KiB at a time) only when no whole frame is
-/// buffered. `None` at a clean end of input.
-fn next_message(input: &mut Frames) -> io::Result<Option<ToWorker>> {
+/// buffered. `None` at a clean end of input. `peek` sees the first bytes
+/// of a frame still arriving.
+fn next_message(input: &mut Frames, mut peek: impl FnMut(&[u8])) -> io::Result<Option<ToWorker>> {
     loop {
         if let Some(frame) = input.next_frame()? {
             return wire::decode(frame).map(Some);
+        }
+        if let Some(first) = input.partial() {
+            peek(first);
         }
         match input.read_from(rustix::stdio::stdin(), READ_BYTES) {
             Ok(0) if input.is_empty() => return Ok(None),
@@ -308,11 +354,19 @@ fn run_shared(mut env: Env) -> io::Result<()> {
     let (mut inqueue, mut outqueue) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
     let rlock = unsafe { Lock { take: File::from_raw_fd(rlock_r), give: File::from_raw_fd(rlock_w) } };
     let wlock = unsafe { Lock { take: File::from_raw_fd(wlock_r), give: File::from_raw_fd(wlock_w) } };
-    loop {
+    take_start_token();
+    let mut ran = 0u64;
+    // CPython's `maxtasksperchild`: the worker exits after that many tasks.
+    while env.max_tasks.is_none_or(|max| ran < max) {
+        ran += 1;
         // The read of one task happens under the inqueue's lock; an idle
         // worker sits here holding it.
         rlock.take()?;
-        let frame = wire::read_frame(&mut inqueue);
+        let frame = wire::read_frame_peeking(&mut inqueue, READ_BYTES, |first| {
+            if let Some(kind) = transport_fault(first) {
+                fire(kind);
+            }
+        });
         rlock.give()?;
         let Some(frame) = frame? else { return Ok(()) };
         let (id, attempt, task): (TaskRef, u32, Task) = match wire::decode(&frame)? {
@@ -322,6 +376,9 @@ fn run_shared(mut env: Env) -> io::Result<()> {
         env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
         env.trace("done", &task, attempt);
+        // Encoded before the lock is taken, as CPython pickles before it
+        // takes the outqueue's write lock (`SimpleQueue.put`).
+        let result = encoding(&task, attempt, result);
         let frame = wire::encode(&done(id, &task, attempt, result));
         wlock.take()?;
         match task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
@@ -329,7 +386,79 @@ fn run_shared(mut env: Env) -> io::Result<()> {
             None => outqueue.write_all(&frame)?,
         }
         wlock.give()?;
+        if let Some(kind) = fault_at(&task, attempt, FaultPoint::AfterResult) {
+            after_result(kind);
+        }
     }
+    Ok(())
+}
+
+/// The kind of `task`'s fault if it fires at `point` on `attempt`.
+fn fault_at(task: &Task, attempt: u32, point: FaultPoint) -> Option<FaultKind> {
+    task.fault.filter(|f| f.point == point && f.fires(attempt)).map(|f| f.kind)
+}
+
+/// Takes this worker's start token, if its pool hands them out, and fires
+/// the start fault (`init`, `recycle`) if the token says so. `error` and
+/// `panic` end the worker with exit code 1 there, as an exception in a
+/// CPython pool's initializer ends its worker process.
+fn take_start_token() {
+    let Some(fd) = std::env::var(TOKENS_FD_ENV).ok().and_then(|s| s.trim().parse::<RawFd>().ok()) else { return };
+    // SAFETY: the pool passed us this fd (a pipe's read end) for this one read.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut token = [0u8];
+    let fires = match rustix::io::read(fd, &mut token) {
+        Ok(1) => token[0] == b'f',
+        // Empty: every start fires if the fault always does, else none.
+        _ => std::env::var_os(TOKENS_ALWAYS_ENV).is_some(),
+    };
+    if !fires {
+        return;
+    }
+    match std::env::var(TOKEN_KIND_ENV).ok().and_then(|value| StartTokens::kind_from_env(&value)) {
+        Some(FaultKind::Error | FaultKind::Panic) => exit_now(1),
+        Some(kind) => fire(kind),
+        None => {
+            eprintln!("poolchaos-worker: bad {TOKEN_KIND_ENV}");
+            exit_now(3)
+        }
+    }
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once; nothing of ours needs flushing.
+    unsafe { libc::_exit(code) }
+}
+
+/// The `transport` fault to fire now, from the first bytes of a task frame
+/// still being written: one that ends the worker or never returns (the
+/// others fire once the task is taken, in [`execute`]).
+fn transport_fault(first: &[u8]) -> Option<FaultKind> {
+    let (attempt, head) = RunHead::peek(first)?;
+    let fault = head.fault.filter(|f| f.point == FaultPoint::Transport && f.fires(attempt))?;
+    (fault.kind.kills_worker() || fault.kind == FaultKind::Hang).then_some(fault.kind)
+}
+
+/// The `encode-result` point, as the result is encoded: a deadly fault
+/// ends the worker with the result unsent; `error` and `panic` give the
+/// task an error in place of its result (CPython's `MaybeEncodingError`).
+fn encoding(task: &Task, attempt: u32, result: Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
+    match fault_at(task, attempt, FaultPoint::EncodeResult) {
+        Some(kind) => caught(|| fail_or_fire(kind)).and(result),
+        None => result,
+    }
+}
+
+/// The `after-result` point, once the result is sent: a crash in a
+/// destructor. An `error` or a `panic` there is dropped, as Python ignores
+/// an exception raised in `__del__`.
+fn after_result(kind: FaultKind) {
+    let _ = caught(|| fail_or_fire(kind));
+}
+
+/// Runs `f`, a panic in it coming back as `Err("panic: <message>")`.
+fn caught<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| Err(panic_message(panic)))
 }
 
 /// The message carrying a task's result: armed with its `decode-result`
@@ -392,6 +521,8 @@ fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
         _ => Ok(()),
     };
     let run = || -> Result<Vec<u8>, String> {
+        // A task that arrived whole meets its `transport` fault as it is taken.
+        at(FaultPoint::Transport)?;
         at(FaultPoint::Decode)?;
         match &task.work {
             Workload::Echo(_) | Workload::Large { .. } => at(FaultPoint::MidTask)?,
@@ -426,7 +557,7 @@ fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
         // what the check catches is a result lost, torn, duplicated or misdelivered.
         Ok(task.expected_output())
     };
-    std::panic::catch_unwind(run).unwrap_or_else(|panic| Err(panic_message(panic)))
+    caught(run)
 }
 
 /// `panic: <message>`, for a caught panic's payload.
@@ -444,7 +575,7 @@ pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
 /// return, `sigstop` once continued; `error` is its message, and `panic`
 /// unwinds and is caught here, as its message.
 pub fn fire_fault(kind: FaultKind) -> Result<(), String> {
-    std::panic::catch_unwind(|| fail_or_fire(kind)).unwrap_or_else(|panic| Err(panic_message(panic)))
+    caught(|| fail_or_fire(kind))
 }
 
 /// Fires a fault: the deadly ones do not return; `Error` and `Panic` fail the task.
@@ -513,8 +644,12 @@ fn touched(len: usize) -> Vec<u8> {
 /// The resident set size in KiB, if it is over the ceiling.
 fn over_ceiling(env: &Env) -> Option<u64> {
     let ceiling = env.rss_ceiling_kib?;
+    rss_kib().filter(|&rss_kib| rss_kib > ceiling)
+}
+
+/// The resident set size in KiB.
+fn rss_kib() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let rss_kib = pages * (rustix::param::page_size() as u64 / 1024);
-    (rss_kib > ceiling).then_some(rss_kib)
+    Some(pages * (rustix::param::page_size() as u64 / 1024))
 }
