@@ -268,43 +268,28 @@ fn is_zombie(pid: u32) -> bool {
         .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
-/// Every fault point our pools have no fault placed at (and `sys-exit`,
-/// Python's alone) is a run of its own verdict on each of the five pools:
-/// `not-applicable`, naming the point and why, with nothing run; it meets
-/// an expectation of `not-applicable` and no other.
+/// What our pools cannot place (`sys-exit`, Python's alone; a callback or
+/// the pool's end in a call style that takes no callbacks or returns when
+/// every task is over) is a run of its own verdict on each of the five
+/// pools: `not-applicable`, naming the point or kind and why, with nothing
+/// run; it meets an expectation of `not-applicable` and no other.
 #[test]
-fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
-    use harness::protocol::FAULT_POINTS;
+fn what_our_pools_cannot_place_is_not_applicable_never_a_pass() {
     use harness::verdict::Verdict;
     let dir = tempfile::tempdir().expect("tempdir");
-    let placed = [
-        "encode",
-        "transport",
-        "init",
-        "decode",
-        "mid-task",
-        "encode-result",
-        "transport-result",
-        "decode-result",
-        "after-result",
-        "callback",
-        "close",
-        "terminate",
-        "join",
-        "recycle",
-        "spawn",
-    ];
     let pools = ["naive", "seed-polling", "polling", "per-task", "supervised"];
-    let mut cases: Vec<(String, String)> = FAULT_POINTS
-        .iter()
-        .filter(|(name, _)| !placed.contains(name))
-        .map(|(name, _)| (name.to_string(), "sigkill".to_string()))
-        .collect();
-    cases.push(("mid-task".into(), "sys-exit".into()));
-    for (i, (at, kind)) in cases.iter().enumerate() {
+    // (point, kind, style)
+    let cases = [
+        ("mid-task", "sys-exit", "apply-async"),
+        ("callback", "sigkill", "map"),
+        ("close", "sigkill", "map"),
+        ("terminate", "sigkill", "apply"),
+        ("join", "sigkill", "map"),
+    ];
+    for (i, (at, kind, style)) in cases.iter().enumerate() {
         let expect: String = pools.iter().map(|p| format!("{p} = \"not-applicable\"\n")).collect();
         let text = format!(
-            "description = \"d\"\nworkers = 2\nstyle = \"apply-async\"\ndeadline_ms = 5000\n\n[[tasks]]\n\
+            "description = \"d\"\nworkers = 2\nstyle = \"{style}\"\ndeadline_ms = 5000\n\n[[tasks]]\n\
              work = {{ echo = 8 }}\nfault = {{ kind = \"{kind}\", at = \"{at}\" }}\n\n[expect]\n{expect}"
         );
         std::fs::write(dir.path().join(format!("p{i:02}.toml")), text).expect("write");
@@ -313,7 +298,7 @@ fn a_point_our_pools_do_not_place_is_not_applicable_never_a_pass() {
     let report = suite::run(&scenarios, &suite::Selection::default(), 1, &common::ctx(), 2, &|_| {}).expect("runs");
     assert_eq!(report.runs.len(), cases.len() * pools.len());
     for run in &report.runs {
-        let (at, kind) = &cases[run.scenario[1..].parse::<usize>().expect("p<i>")];
+        let (at, kind, _) = cases[run.scenario[1..].parse::<usize>().expect("p<i>")];
         let named = if kind == "sys-exit" { kind } else { at };
         assert_eq!(run.verdict, Verdict::NotApplicable, "{} x {}: {:?}", run.scenario, run.pool, run.diagnosis);
         assert!(run.as_expected());
