@@ -40,10 +40,11 @@
 //! - **Deaths at start.** A worker (or the standby) that dies before its
 //!   scoreboard says it is ready died as it started (the `init` and
 //!   `recycle` points): it held no started task, and charges none. After
-//!   [`START_DEATHS`] of them in a row with no result in between, no worker
-//!   can start: every queued task fails as `PoolBroken`, naming the last
-//!   one and how it ended, and spawning pauses, so a worker that always
-//!   dies at start costs failed tasks, not an endless loop of forks.
+//!   [`START_DEATHS`] of them in a row with no result in between, spawning
+//!   pauses, and once no worker is left to take the queue, every queued
+//!   task fails as `PoolBroken`, naming the last one and how it ended: a
+//!   worker that always dies at start costs failed tasks, not an endless
+//!   loop of forks, and a standby that cannot start breaks nothing.
 //!
 //! [scoreboard]: crate::scoreboard
 //! - **Spawning.** Workers are forked by the pool's
@@ -829,11 +830,16 @@ impl Supervisor {
     }
 
     /// Counts a worker dead before it was ready; at [`START_DEATHS`] in a
-    /// row, fails every queued task as `PoolBroken` naming `child`, and
-    /// pauses spawning.
+    /// row, pauses spawning, and if no worker is left to take the queue,
+    /// fails every queued task as `PoolBroken` naming `child`. (A standby
+    /// that cannot start does not break a pool whose workers run.)
     fn died_starting(&mut self, child: &mut Forked) {
         self.start_deaths += 1;
         if self.start_deaths < START_DEATHS {
+            return;
+        }
+        self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
+        if self.workers.iter().any(Worker::accepts_work) {
             return;
         }
         self.start_deaths = 0;
@@ -844,7 +850,6 @@ impl Supervisor {
         for entry in std::mem::take(&mut self.queue) {
             self.hooks.fail(entry, error.clone());
         }
-        self.spawn_paused_until = Some(Instant::now() + SPAWN_BACKOFF);
     }
 
     /// How `child` ended: waits up to `grace` for it to end by itself, then

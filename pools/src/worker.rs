@@ -50,6 +50,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
@@ -403,14 +404,12 @@ fn fault_at(task: &Task, attempt: u32, point: FaultPoint) -> Option<FaultKind> {
 /// `panic` end the worker with exit code 1 there, as an exception in a
 /// CPython pool's initializer ends its worker process.
 fn take_start_token() {
-    let Some(fd) = std::env::var(TOKENS_FD_ENV).ok().and_then(|s| s.trim().parse::<RawFd>().ok()) else { return };
-    // SAFETY: the pool passed us this fd (a pipe's read end) for this one read.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let mut token = [0u8];
-    let fires = match rustix::io::read(fd, &mut token) {
-        Ok(1) => token[0] == b'f',
-        // Empty: every start fires if the fault always does, else none.
-        _ => std::env::var_os(TOKENS_ALWAYS_ENV).is_some(),
+    let fires = match TAKEN_AHEAD.load(Ordering::Relaxed) {
+        NOT_TAKEN => match read_start_token() {
+            Some(token) => token_fires(token),
+            None => return,
+        },
+        token => token_fires(token),
     };
     if !fires {
         return;
@@ -422,6 +421,44 @@ fn take_start_token() {
             eprintln!("poolchaos-worker: bad {TOKEN_KIND_ENV}");
             exit_now(3)
         }
+    }
+}
+
+/// The start token the fork server took for the child it forks next
+/// ([`take_start_token_ahead`]), inherited by that child; `NOT_TAKEN` if none.
+static TAKEN_AHEAD: AtomicU8 = AtomicU8::new(NOT_TAKEN);
+const NOT_TAKEN: u8 = 0;
+/// The token pipe was empty.
+const NO_TOKEN: u8 = 1;
+
+/// In the fork server, just before a fork: takes the next start token for
+/// the child, so tokens go to workers in the order they are forked, not in
+/// the order they happen to be scheduled (a standby that ran first took a
+/// worker's clean token).
+pub(crate) fn take_start_token_ahead() {
+    TAKEN_AHEAD.store(read_start_token().unwrap_or(NOT_TAKEN), Ordering::Relaxed);
+}
+
+/// One byte off the pool's token pipe (`NO_TOKEN` if it is empty), or
+/// `None` if this pool hands out no tokens.
+fn read_start_token() -> Option<u8> {
+    let fd = std::env::var(TOKENS_FD_ENV).ok().and_then(|s| s.trim().parse::<RawFd>().ok())?;
+    // SAFETY: the pool passed us this fd (a pipe's read end) for these reads.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut token = [0u8];
+    Some(match rustix::io::read(fd, &mut token) {
+        Ok(1) => token[0],
+        _ => NO_TOKEN,
+    })
+}
+
+/// Whether a start with this token fires the start fault.
+fn token_fires(token: u8) -> bool {
+    match token {
+        b'f' => true,
+        // Empty: every start fires if the fault always does, else none.
+        NO_TOKEN => std::env::var_os(TOKENS_ALWAYS_ENV).is_some(),
+        _ => false,
     }
 }
 

@@ -252,7 +252,12 @@ table! {
         SeedPolling: [Done, Done, Pending, Pending];
         Polling: [OkOrBroken(KILLED), OkOrBroken(KILLED), Broken(KILLED), Broken(KILLED)];
         PerTask: [Done, Done, Broken(KILLED), Broken(KILLED)];
-        Supervised: [Done, Done, Broken(KILLED), Broken(KILLED)];
-        SupervisedOnce: [Done, Done, Broken(KILLED), Broken(KILLED)];
+        // Task 1 may wait in the first worker's window (each task is its
+        // own call, and each goes to the first worker with room); when that
+        // worker recycles, the standby, forked third and so dying as it
+        // starts, may take it in its share of the window: back in the queue,
+        // it finds no clean worker left (a race of the CI machine: 1 run in 8).
+        Supervised: [Done, OkOrBroken(KILLED), Broken(KILLED), Broken(KILLED)];
+        SupervisedOnce: [Done, OkOrBroken(KILLED), Broken(KILLED), Broken(KILLED)];
     }
 }
