@@ -304,7 +304,7 @@ pub enum Event {
     /// The target cannot run here (its package is missing): the reason.
     Skipped { reason: String },
     /// The plan places a fault at a stage this target does not have (or
-    /// does not place faults at yet): which, and why. Nothing ran.
+    /// its call style lacks): which, and why. Nothing ran.
     NotApplicable { point: String, reason: String },
     /// The owner could not do what it was asked.
     OwnerError { message: String },

@@ -16,8 +16,8 @@ use crate::protocol::ErrorKind;
 pub enum Verdict {
     /// The target could not run here (a package is missing); never a pass.
     Skipped,
-    /// The plan places a fault at a stage the target does not have (or does
-    /// not place faults at): nothing ran. As expected only where the scenario
+    /// The plan places a fault at a stage the target does not have (or its
+    /// call style lacks): nothing ran. As expected only where the scenario
     /// says so.
     NotApplicable,
     /// Every task has exactly one outcome, its correct result.
