@@ -124,6 +124,8 @@ const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
 pub const START_DEATHS: u32 = 5;
 /// Most exits kept for workers forked and not taken yet.
 const UNCLAIMED: usize = 64;
+/// Most scoreboards of dead workers kept for the next ones.
+const SPARE_BOARDS: usize = 4;
 
 /// Starts a supervised pool. Fails if the first workers cannot be spawned.
 pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
@@ -223,12 +225,15 @@ struct Unborn {
 }
 
 impl Unborn {
-    /// Makes the pipes and scoreboard and asks `server` for the process,
-    /// without waiting for it.
-    fn request(server: &mut ForkServer) -> io::Result<Unborn> {
+    /// Makes the pipes (and the scoreboard, unless a spare is given) and
+    /// asks `server` for the process, without waiting for it.
+    fn request(server: &mut ForkServer, spare: Option<Scoreboard>) -> io::Result<Unborn> {
         let (task_r, task_w) = process::pipe()?;
         let (result_r, result_w) = process::pipe()?;
-        let board = Scoreboard::create()?;
+        let board = match spare {
+            Some(board) => board,
+            None => Scoreboard::create()?,
+        };
         server.request(task_r, result_w, &[(board.fd(), SCOREBOARD_FD_ENV)])?;
         process::set_nonblocking(task_w.as_fd())?;
         process::set_nonblocking(result_r.as_fd())?;
@@ -417,6 +422,9 @@ struct Supervisor {
     start_deaths: u32,
     /// Exits the fork server reported for workers not taken yet (the last [`UNCLAIMED`]).
     unclaimed: VecDeque<(u32, Exit)>,
+    /// Scoreboards of buried workers, cleared, for the next ones (the last
+    /// [`SPARE_BOARDS`]; see [`crate::scoreboard`]).
+    spare_boards: Vec<Scoreboard>,
 }
 
 impl Supervisor {
@@ -436,6 +444,7 @@ impl Supervisor {
             woken: true,
             start_deaths: 0,
             unclaimed: VecDeque::new(),
+            spare_boards: Vec::new(),
         }
     }
 
@@ -531,7 +540,7 @@ impl Supervisor {
         let until = Instant::now() + START_PATIENCE;
         while self.workers.len() < self.s.workers {
             let forked = self.server().and_then(|server| {
-                let unborn = Unborn::request(server)?;
+                let unborn = Unborn::request(server, None)?;
                 Ok(unborn.born(server.wait_answered()?))
             });
             match forked {
@@ -550,8 +559,9 @@ impl Supervisor {
         let want = self.s.workers + usize::from(self.lifecycle == Lifecycle::Running);
         let mut retried = false;
         while self.workers.len() + usize::from(self.standby.is_some()) + self.forking.len() < want {
+            let spare = self.spare_boards.pop();
             let server = self.server()?;
-            match Unborn::request(server) {
+            match Unborn::request(server, spare) {
                 Ok(unborn) => self.forking.push_back(unborn),
                 // The server died under us: once more, with a new one.
                 Err(_) if server.is_lost() && !retried => retried = true,
@@ -728,7 +738,9 @@ impl Supervisor {
         if standby_died && let Some(mut standby) = self.standby.take() {
             // Idle: nothing to settle; a new one is asked for.
             self.publish_pids();
-            if !standby.board.read().ready {
+            let ready = standby.board.read().ready;
+            self.keep_board(standby.board);
+            if !ready {
                 self.died_starting(&mut standby.child);
             }
         }
@@ -776,6 +788,7 @@ impl Supervisor {
         // It has exited: its scoreboard says its last word.
         let score = worker.board.read();
         let culprit = score.running();
+        self.keep_board(worker.board);
         if !self.hooks.settles_deaths() {
             self.publish_pids();
             return;
@@ -826,6 +839,14 @@ impl Supervisor {
         }
         if !score.ready {
             self.died_starting(&mut worker.child);
+        }
+    }
+
+    /// Keeps a dead worker's scoreboard, cleared, for a next one.
+    fn keep_board(&mut self, board: Scoreboard) {
+        if self.spare_boards.len() < SPARE_BOARDS {
+            board.clear();
+            self.spare_boards.push(board);
         }
     }
 
