@@ -285,6 +285,11 @@ impl Summary {
         for t in self.targets() {
             let _ = writeln!(md, "| {} | {} | {} |", t.what, t.measured, if t.met { "yes" } else { "**no**" });
         }
+        let _ = writeln!(
+            md,
+            "\nThe rows a quiet run on our 2-core VM marks **no**, with what bounds each figure there (a death's \
+             CPU, measured part by part): `reports/bench/targets.md`."
+        );
         md
     }
 

@@ -386,6 +386,35 @@ fn a_standby_killed_while_idle_is_replaced_and_charges_no_task() {
     });
 }
 
+/// Twelve deaths in a row, more than the scoreboards the supervisor keeps
+/// for reuse: each death is charged to its own task alone, whichever
+/// worker's page it ran on. Every 5th task SIGKILLs its worker once; the
+/// tasks sleep 2 ms, so each result leaves its worker before the next task
+/// starts: a killed task runs twice (attempts 0 and 1), every other once.
+#[test]
+fn every_death_in_a_long_run_charges_its_own_task_alone() {
+    clean_run(|| {
+        let (config, mut trace) = config(2);
+        let pool = pools::build(PoolKind::Supervised, &config).expect("start");
+        let tasks: Vec<Task> = (0..60u64)
+            .map(|i| Task {
+                tag: i,
+                work: Workload::Sleep { ms: 2 },
+                fault: (i % 5 == 4).then(|| Fault::once(FaultKind::SigKill, FaultPoint::MidTask)),
+            })
+            .collect();
+        common::assert_all_ok(&tasks, &pool.map_timeout(tasks.clone(), Some(LIVE)).expect("not hung"));
+        let starts = trace.drain().to_vec();
+        for task in &tasks {
+            let runs: Vec<u32> = starts.iter().filter(|s| s.0 == task.tag).map(|s| s.1).collect();
+            let expected: &[u32] = if task.fault.is_some() { &[0, 1] } else { &[0] };
+            assert_eq!(runs, expected, "task {}: the attempts that ran", task.tag);
+        }
+        pool.close();
+        pool.join_timeout(Some(LIVE)).expect("join after close");
+    });
+}
+
 /// A planted bug: a task's own error takes the next result of its job
 /// down with it; so does a `WorkerLost`. One worker and 5 ms tasks (each
 /// result leaves the worker before the next task starts), so the order of
