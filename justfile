@@ -88,6 +88,12 @@ ci: python-setup
     just stages
     just chaos-pythons
     just bench-smoke
+    just install-check
+
+# poolchaos installed outside the checkout: the wheel (maturin) into a fresh venv, and
+# `cargo install --path harness`, each used from a temp dir (.ci/install-check).
+install-check: build
+    .ci/install-check
 
 # The benches compiled and each run once (criterion's --test), and every measurement of
 # `poolchaos bench` run on a handful of tasks: nothing is timed.

@@ -18,12 +18,15 @@
 //!   [`shrink`]ed to a scenario file that replays them.
 //! - [`matrix`]: the quick in-process fault matrix and timing.
 //! - [`bench`]: the Python targets' rows of `poolchaos bench`, each batch a run.
+//! - [`install`]: what a checkout gives the harness (the worker, the Python
+//!   adapter), found or made when it runs from anywhere.
 
 pub mod bench;
 pub mod campaign;
 pub mod checker;
 pub mod events;
 pub mod export;
+pub mod install;
 pub mod nemesis;
 pub mod oracle;
 pub mod owner;

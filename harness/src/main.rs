@@ -297,6 +297,8 @@ fn load_campaign(path: &std::path::Path) -> anyhow::Result<harness::campaign::Ca
 /// The session of this invocation: subreaper, the host's sandbox, stale
 /// cleanup (said on stderr), and a word on stderr when OOM is simulated.
 fn start_session() -> anyhow::Result<Arc<Session>> {
+    // Outside a checkout, the Python adapter comes from the binary itself.
+    harness::install::unpack_adapter(&harness::target::project_root()).context("unpacking the Python adapter")?;
     let session = Session::start().context("starting the harness's session")?;
     for line in session.leftovers().lines() {
         eprintln!("poolchaos: {line}");
@@ -309,6 +311,15 @@ fn start_session() -> anyhow::Result<Arc<Session>> {
 }
 
 fn main() -> ExitCode {
+    // Started as `poolchaos-worker` (installed alone, see `harness::install`): the worker.
+    if let Some(code) = harness::install::as_worker() {
+        std::process::exit(code);
+    }
+    // SAFETY: no thread has been started yet.
+    if let Err(e) = unsafe { harness::install::prepare_worker() } {
+        eprintln!("poolchaos: {e:#}");
+        return ExitCode::from(2);
+    }
     match real_main() {
         Ok(code) => code,
         Err(e) => {
@@ -341,18 +352,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            // The owner runs in a temp dir: relative paths in the command are the caller's.
+            // The owner runs in a temp dir: relative paths in the command are the caller's (the
+            // program only when it has a `/`, as a shell looks a bare name up in PATH).
             let cwd = std::env::current_dir()?;
-            let absolute = |word: String| {
+            let absolute = |(i, word): (usize, String)| {
                 let path = cwd.join(&word);
-                if !word.starts_with('/') && word.contains('/') && path.exists() {
+                if !word.starts_with('/') && (i > 0 || word.contains('/')) && path.exists() {
                     path.display().to_string()
                 } else {
                     word
                 }
             };
             let target = match target.map(|t| shlex::split(&t).ok_or(t)).transpose() {
-                Ok(words) => words.map(|w| w.into_iter().map(absolute).collect::<Vec<_>>()),
+                Ok(words) => words.map(|w| w.into_iter().enumerate().map(absolute).collect::<Vec<_>>()),
                 Err(t) => {
                     eprintln!("poolchaos: --target {t:?}: unbalanced quotes");
                     return Ok(ExitCode::from(2));

@@ -670,10 +670,11 @@ impl Raw {
         let expect_span = self.expect.span();
         let mut expect = Vec::new();
         for (pool, verdict) in self.expect.into_inner() {
-            let kind: crate::target::Target = pool
-                .get_ref()
-                .parse()
-                .map_err(|e: String| error(Some(pool.span()), &format!("expect.{}", pool.get_ref()), e))?;
+            // `custom`: what a `--target` command must reach (a pool's own CI holds its pool to it).
+            let kind: crate::target::Target = match pool.get_ref().as_str() {
+                "custom" => Target::Command(Vec::new()),
+                name => name.parse().map_err(|e: String| error(Some(pool.span()), &format!("expect.{name}"), e))?,
+            };
             let verdict: Verdict = verdict
                 .get_ref()
                 .parse()

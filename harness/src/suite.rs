@@ -16,7 +16,7 @@ use crate::verdict::{PeerCheck, RunRecord, Verdict};
 pub struct Selection {
     /// Keep only targets matching one of these names or `*` patterns (`py-*`).
     pub patterns: Vec<String>,
-    /// Run every scenario against this target instead (`--target CMD`), with no expectation.
+    /// Run every scenario against this target instead (`--target CMD`), held to the scenario's `custom` line if it has one.
     pub command: Option<Target>,
     /// Run each Python target by each of these versions (`--python`; none: the default).
     pub pythons: Vec<PyVersion>,
@@ -52,7 +52,9 @@ pub fn pairs<'a>(scenarios: &'a [Scenario], selection: &Selection) -> Vec<(&'a S
     let wanted = |t: &Target| selection.patterns.is_empty() || selection.patterns.iter().any(|p| t.matches(p));
     let mut pairs: Vec<(&Scenario, Target)> = Vec::new();
     for s in scenarios {
-        for target in s.expect.iter().flat_map(|(target, _)| selection.variants(target)) {
+        // `custom` is for `--target` runs alone.
+        let named = s.expect.iter().filter(|(target, _)| !matches!(target, Target::Command(_)));
+        for target in named.flat_map(|(target, _)| selection.variants(target)) {
             if wanted(&target) && !pairs.iter().any(|(other, t)| std::ptr::eq(*other, s) && *t == target) {
                 pairs.push((s, target));
             }
@@ -65,7 +67,8 @@ pub fn pairs<'a>(scenarios: &'a [Scenario], selection: &Selection) -> Vec<(&'a S
 /// Python target run by another version or start method is held to the
 /// same expectation unless the scenario names the variant).
 pub fn expected(scenario: &Scenario, target: &Target) -> Option<Verdict> {
-    let find = |t: &Target| scenario.expect.iter().find(|(p, _)| p == t).map(|(_, v)| *v);
+    let same = |p: &Target, t: &Target| p == t || matches!((p, t), (Target::Command(_), Target::Command(_)));
+    let find = |t: &Target| scenario.expect.iter().find(|(p, _)| same(p, t)).map(|(_, v)| *v);
     find(target).or_else(|| find(&target.base()))
 }
 

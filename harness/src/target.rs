@@ -244,15 +244,19 @@ pub fn project_root() -> PathBuf {
 }
 
 /// The Python to run adapters with: the project's venv if there is one
-/// (`.venv`; for a given version, `.venvs/3.N`, which must exist).
+/// (`.venv`; for a given version, `.venvs/3.N`, which must exist), else the
+/// venv's Python beside the harness (the wheel's `poolchaos` in a venv's
+/// `bin/`), else `python3` from `PATH`.
 pub fn python(root: &Path, version: Option<PyVersion>) -> PathBuf {
-    match version {
-        Some(version) => version.venv(root).join("bin/python"),
-        None => {
-            let venv = root.join(".venv/bin/python");
-            if venv.exists() { venv } else { PathBuf::from("python3") }
-        }
+    if let Some(version) = version {
+        return version.venv(root).join("bin/python");
     }
+    let beside_exe = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("python")));
+    [Some(root.join(".venv/bin/python")), beside_exe]
+        .into_iter()
+        .flatten()
+        .find(|python| python.exists())
+        .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 /// Whether `name` (in `/dev/shm`) is a named semaphore the targets' pools
@@ -284,12 +288,22 @@ impl Target {
                 Launch {
                     program: python(root, py.python),
                     args,
-                    env: vec![("PYTHONPATH".into(), root.join("targets/python").display().to_string())],
+                    env: vec![("PYTHONPATH".into(), crate::install::adapter_dir(root).display().to_string())],
                 }
             }
             Target::Command(words) => {
                 let (program, args) = words.split_first().map_or((String::new(), &[][..]), |(p, a)| (p.clone(), a));
-                Launch { program: program.into(), args: args.to_vec(), env: Vec::new() }
+                // A user's adapter imports the protocol helpers from `poolchaos_targets`.
+                let mut path = crate::install::adapter_dir(root).into_os_string();
+                if let Some(theirs) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+                    path.push(":");
+                    path.push(theirs);
+                }
+                Launch {
+                    program: program.into(),
+                    args: args.to_vec(),
+                    env: vec![("PYTHONPATH".into(), path.to_string_lossy().into_owned())],
+                }
             }
         }
     }

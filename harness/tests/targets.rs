@@ -182,3 +182,33 @@ fn a_python_version_without_its_venv_stops_the_run_before_it_starts() {
     );
     assert!(out.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// A scenario's `custom` line is what a `--target` run must reach (a pool's
+/// own CI holds its pool to it); the command's file, named relative to the
+/// caller's directory without a `/`, is found there.
+#[test]
+fn a_target_run_is_held_to_the_scenario_s_custom_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let body = r#"read plan
+echo '{"event":"ready","pid":1}'
+echo '{"event":"outcome","index":0,"result":{"status":"ok"}}'
+echo '{"event":"finished"}'"#;
+    std::fs::write(dir.path().join("owner.sh"), format!("#!/bin/sh\n{body}\n")).expect("write the script");
+    for (expected, code) in [("completed", 0), ("hung", 1)] {
+        let scenario = ONE_TASK.replace("supervised = \"completed\"", &format!("custom = \"{expected}\""));
+        std::fs::write(dir.path().join("one.toml"), scenario).expect("write the scenario");
+        let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
+            .args(["run", "one.toml", "--target", "sh owner.sh"])
+            .current_dir(dir.path())
+            .output()
+            .expect("run poolchaos");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "custom = {expected}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("completed"), "{stdout}");
+    }
+}
