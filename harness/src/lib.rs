@@ -12,18 +12,20 @@
 //! - [`runner`]: one run: the [`sandbox`], the pool's [`owner`] process, the [`nemesis`].
 //! - [`events`]: the run's event log and the owner protocol.
 //! - [`checker`]: events in, [`verdict`] out.
-//! - [`report`]: the table, Markdown, JSON and JUnit.
+//! - [`report`]: the table, Markdown, JSON and JUnit; [`stability`]: a cell's repeats counted.
 //! - [`suite`]: many runs, a few at a time, into one report.
 //! - [`campaign`]: randomized runs judged by each pool's [`oracle`], failures
 //!   [`shrink`]ed to a scenario file that replays them.
 //! - [`matrix`]: the quick in-process fault matrix and timing.
 //! - [`bench`]: the Python targets' rows of `poolchaos bench`, each batch a run.
+//! - [`interrupt`]: SIGINT and SIGTERM: stop, tear down, report what finished.
 
 pub mod bench;
 pub mod campaign;
 pub mod checker;
 pub mod events;
 pub mod export;
+pub mod interrupt;
 pub mod nemesis;
 pub mod oracle;
 pub mod owner;
@@ -36,6 +38,7 @@ pub mod scenario;
 pub mod session;
 pub mod shrink;
 pub mod speed;
+pub mod stability;
 pub mod suite;
 pub mod target;
 pub mod verdict;
