@@ -679,16 +679,20 @@ impl Report {
     }
 }
 
-/// The versions a report carries: poolchaos, the kernel, and the Python,
-/// loky, pebble and billiard the adapters run with (`missing` for a package
-/// the project's Python cannot import; no Python entries if it cannot run).
-pub fn versions(root: &Path) -> BTreeMap<String, String> {
+/// The versions a report carries: poolchaos, the kernel, and (with
+/// `python`: an interrupted harness does not wait for an interpreter) the
+/// Python, loky, pebble and billiard the adapters run with (`missing` for a
+/// package the project's Python cannot import; no Python entries if it
+/// cannot run).
+pub fn versions(root: &Path, python: bool) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
     if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         v.insert("kernel".into(), kernel.trim().into());
     }
-    v.extend(python_versions(root).unwrap_or_default());
+    if python {
+        v.extend(python_versions(root).unwrap_or_default());
+    }
     v
 }
 

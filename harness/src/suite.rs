@@ -121,7 +121,7 @@ pub fn run(
     let mut report = Report {
         seed,
         oom_mechanism: mechanisms(&runs),
-        versions: crate::report::versions(&ctx.root),
+        versions: crate::report::versions(&ctx.root, interrupted.is_none()),
         runs,
         elapsed_ms: started.elapsed().as_millis() as u64,
         repeat,
