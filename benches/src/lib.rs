@@ -42,7 +42,7 @@ pub use summary::{Mode, Summary, Target};
 pub const WORKERS: usize = 2;
 
 /// Runs every measurement of `mode` on `pools` (all if empty), telling
-/// `progress` what it is at.
+/// `progress` what it is at (an error from it ends the run: a stop asked for).
 pub fn run(
     program: &WorkerProgram,
     mode: Mode,

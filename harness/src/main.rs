@@ -580,11 +580,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
                 Ok(())
             });
-            // A stop ends the bench between measurements (a batch in a sandbox at once): no summary, as it would be partial.
+            // A stop ends the bench between measurements (a batch in a sandbox at once): no summary, as it
+            // would be partial. Whatever the error then (a Ctrl-C also reaches the in-process pools'
+            // workers, in this process group), the stop is the cause.
             let summary = match summary {
-                Err(e)
-                    if let Some(harness::interrupt::Interrupted(signal)) = harness::interrupt::Interrupted::of(&e) =>
-                {
+                Err(_) if let Some(signal) = stop.requested() => {
                     eprintln!(
                         "poolchaos: bench interrupted by {signal} after {:.1} s: nothing written (a partial summary would mislead)",
                         started.elapsed().as_secs_f64()
