@@ -129,3 +129,21 @@ impl fmt::Display for Interruption {
         write!(f, ", {} not started; the verdicts are of the runs that finished", self.not_started)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_signal_names_the_stop_and_its_exit_status() {
+        let stop = Stop::default();
+        assert_eq!(stop.requested(), None);
+        assert!(stop.check().is_ok());
+        stop.clone().request(StopSignal::Sigterm);
+        stop.request(StopSignal::Sigint);
+        assert_eq!(stop.requested(), Some(StopSignal::Sigterm), "a clone shares the flag; the first signal names it");
+        let error = anyhow::Error::from(stop.check().unwrap_err()).context("running a scenario");
+        assert_eq!(Interrupted::of(&error).map(|i| i.0), Some(StopSignal::Sigterm));
+        assert_eq!((StopSignal::Sigint.exit_status(), StopSignal::Sigterm.exit_status()), (130, 143));
+    }
+}

@@ -283,7 +283,9 @@ impl Run {
         let mut phase = Phase::Starting { deadline: started + plan.deadline };
         loop {
             // A stop ends the run as a deadline would, but for the draining (the owner is gone).
-            if let (Err(stop), false) = (session.stop().check(), matches!(phase, Phase::Draining { .. })) {
+            if !matches!(phase, Phase::Draining { .. })
+                && let Err(stop) = session.stop().check()
+            {
                 self.interrupted = Some(stop);
                 break;
             }
