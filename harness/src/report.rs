@@ -341,8 +341,9 @@ impl Report {
     /// A repeated cell as one JUnit test case, the way nextest reports a
     /// test it retried: stable and as expected, a pass; wrong, a failure;
     /// unstable, a *flaky* pass (a `flakyFailure` per repeat not as
-    /// expected) where some repeat was as expected, else a failure with a
-    /// `rerunFailure` per other repeat.
+    /// expected, or with no expectation per repeat unlike the first) where
+    /// some repeat was as expected, else a failure with a `rerunFailure` per
+    /// other repeat.
     fn junit_cell(&self, stats: &CellStats) -> quick_junit::TestCase {
         use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestRerun};
 
@@ -370,8 +371,11 @@ impl Report {
             }
             Stability::Stable => TestCaseStatus::success(),
             Stability::Unstable if runs.iter().any(|r| r.as_expected()) => {
+                // The repeats not as expected; with no expectation to miss, those that differ from the first.
+                let all_met = runs.iter().all(|r| r.as_expected());
+                let odd = |r: &&&RunRecord| if all_met { r.verdict != runs[0].verdict } else { !r.as_expected() };
                 let mut status = TestCaseStatus::success();
-                status.add_reruns(runs.iter().filter(|r| !r.as_expected()).map(|r| rerun(r)));
+                status.add_reruns(runs.iter().filter(odd).map(|r| rerun(r)));
                 status
             }
             Stability::Wrong | Stability::Unstable => {
