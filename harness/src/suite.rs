@@ -96,7 +96,8 @@ pub fn run(
             let plan = Plan::new(scenario, pool.clone(), seed);
             let result = match runner::run_repeat(&plan, ctx, &i.to_string(), (repeat > 1).then_some(*r)) {
                 Err(e) if Interrupted::of(&e).is_some() => {
-                    cut.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} × {pool}", scenario.name));
+                    let repeat = if repeat > 1 { format!(" (repeat {r})") } else { String::new() };
+                    cut.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} × {pool}{repeat}", scenario.name));
                     return Ok(());
                 }
                 result => result.map_err(|e| e.context(format!("running {} on {pool}", scenario.name)))?,
