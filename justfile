@@ -75,7 +75,8 @@ lint:
 test-cgroup-v2:
     .ci/vm/run-cgroup-v2
 
-# What CI runs: format check, lint, tests, the main job, the peers' suites, the stages, then the bench smoke.
+# What CI runs: format check, lint, tests, the main job, the peers' suites, the stages, the bench smoke,
+# then the short flake hunt.
 ci: python-setup
     cargo fmt --all -- --check
     just lint
@@ -89,6 +90,7 @@ ci: python-setup
     just chaos-pythons
     just bench-smoke
     just install-check
+    just flake-hunt-short
 
 # poolchaos installed outside the checkout: the wheel (maturin) into a fresh venv, and
 # `cargo install --path harness`, each used from a temp dir (.ci/install-check).
@@ -116,3 +118,14 @@ stages: build python-setup
 chaos-pythons: build
     targets/python/setup.sh 3.11 3.12 3.13
     target/release/poolchaos run scenarios/seed-*.toml --pools 'py-*' --python 3.11,3.12,3.13 --start-method fork,forkserver,spawn -j 2
+
+# The flake hunt: the default matrix, scenarios/peers and scenarios/stages with --repeat 5, in
+# three machine shapes made here (idle; the harness on one core by taskset; every core busy with
+# a CPU hog); an unstable cell (more than one verdict across its repeats) exits 4. Long (hours on
+# 2 cores): a scheduled workflow (.github/workflows/flake-hunt.yml). Reports in reports/flake-hunt/.
+flake-hunt: build python-setup
+    .ci/flake-hunt
+
+# Its short form, for CI: the default matrix with --repeat 2 under the CPU hog (about 10 minutes on 2 cores).
+flake-hunt-short: build python-setup
+    .ci/flake-hunt --short

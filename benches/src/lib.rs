@@ -42,13 +42,13 @@ pub use summary::{Mode, Summary, Target};
 pub const WORKERS: usize = 2;
 
 /// Runs every measurement of `mode` on `pools` (all if empty), telling
-/// `progress` what it is at.
+/// `progress` what it is at (an error from it ends the run: a stop asked for).
 pub fn run(
     program: &WorkerProgram,
     mode: Mode,
     pools: &[PoolKind],
     externals: &[&dyn load::External],
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str) -> anyhow::Result<()>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let load_start = summary::load_average();
@@ -56,12 +56,12 @@ pub fn run(
         Mode::Quick => (floor::FloorSizes::QUICK, load::LoadSizes::QUICK, 30, 500),
         Mode::Smoke => (floor::FloorSizes::SMOKE, load::LoadSizes::SMOKE, 3, 20),
     };
-    progress("the floor");
+    progress("the floor")?;
     let floor = floor::measure(&program.path, floor_sizes).context("measuring the floor")?;
     let mut cells = Vec::new();
     for &kind in pools {
         for cost in load::Cost::ALL {
-            progress(&format!("{kind}, {} tasks", cost.name()));
+            progress(&format!("{kind}, {} tasks", cost.name()))?;
             cells.extend(
                 load::measure_cost(program, kind, cost, WORKERS, &load_sizes)
                     .with_context(|| format!("{kind}, {} tasks", cost.name()))?,
@@ -80,13 +80,13 @@ pub fn run(
     }
     let mut detection = Vec::new();
     for kind in latency::DETECTING.into_iter().filter(|k| pools.contains(k)) {
-        progress(&format!("{kind}: fault detection"));
+        progress(&format!("{kind}: fault detection"))?;
         detection
             .push((kind, latency::detection(program, kind, samples).with_context(|| format!("{kind}: detection"))?));
     }
     let rounds = if mode == Mode::Quick { 5 } else { 1 };
     let per_task = if pools.contains(&PoolKind::PerTask) {
-        progress("per-task: cost per task, beside fork-and-wait");
+        progress("per-task: cost per task, beside fork-and-wait")?;
         latency::per_task_costs(program, per_task_n, rounds)?
     } else {
         latency::PerTaskCost::default()

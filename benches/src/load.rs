@@ -439,13 +439,13 @@ pub fn measure_external(
     target: &dyn External,
     workers: usize,
     sizes: &LoadSizes,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str) -> anyhow::Result<()>,
 ) -> anyhow::Result<Result<Vec<Cell>, String>> {
     let name = target.name();
     let (costs, rates) = target.cells();
     let mut cells = Vec::new();
     for cost in costs {
-        progress(&format!("{name}, {} tasks", cost.name()));
+        progress(&format!("{name}, {} tasks", cost.name()))?;
         for &rate in &rates {
             let n = target.tasks(cost, rate).min(sizes.external_cap);
             let repeat = if rate == Rate::Zero { sizes.repeat } else { 1 };

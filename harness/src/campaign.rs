@@ -250,6 +250,9 @@ pub struct CampaignReport {
     /// The campaign stopped before its runs were done (`--max-findings`), or this is a report written as it ran.
     #[serde(default)]
     pub partial: bool,
+    /// What a SIGINT or SIGTERM cut short, if one did (`runs` holds what finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<crate::interrupt::Interruption>,
 }
 
 impl CampaignReport {
@@ -281,6 +284,9 @@ impl CampaignReport {
             self.distinct().count(),
             self.undetermined,
         );
+        if let Some(interrupted) = &self.interrupted {
+            out += &format!("  {interrupted}\n");
+        }
         for f in self.distinct() {
             let repeats: Vec<String> =
                 self.findings.iter().filter(|o| o.same_as == Some(f.run)).map(|o| o.run.to_string()).collect();
@@ -325,6 +331,7 @@ impl CampaignReport {
             merged.undetermined += share.undetermined;
             merged.elapsed_ms = merged.elapsed_ms.max(share.elapsed_ms);
             merged.partial |= share.partial;
+            merged.interrupted = merged.interrupted.or(share.interrupted);
         }
         merged.runs.sort_by_key(|r| r.index);
         merged.findings.sort_by_key(|f| f.run);
@@ -433,6 +440,8 @@ struct Progress {
     undetermined: usize,
     /// When `report.json` was last written.
     written: Option<Instant>,
+    /// The runs a stop cut short.
+    cut: Vec<u64>,
 }
 
 /// Runs a campaign; `tick` is called after every run.
@@ -447,7 +456,13 @@ pub fn run(
     let mut indices = (0u64..).filter(move |i| i % n == k - 1);
     let limit = settings.runs;
     let mut taken = 0u64;
-    let progress = Mutex::new(Progress { runs: Vec::new(), findings: Vec::new(), undetermined: 0, written: None });
+    let progress = Mutex::new(Progress {
+        runs: Vec::new(),
+        findings: Vec::new(),
+        undetermined: 0,
+        written: None,
+        cut: Vec::new(),
+    });
     let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
     let enough =
         || settings.max_findings.is_some_and(|m| lock().findings.iter().filter(|f| f.same_as.is_none()).count() >= m);
@@ -473,11 +488,22 @@ pub fn run(
             undetermined: p.undetermined,
             elapsed_ms: started.elapsed().as_millis() as u64,
             partial,
+            interrupted: ctx.session.stop().requested().map(|signal| crate::interrupt::Interruption {
+                signal,
+                runs: p.cut.iter().map(|i| format!("run {i}")).collect(),
+                not_started: limit.map_or(0, |l| l.saturating_sub((p.runs.len() + p.cut.len()) as u64) as usize),
+            }),
         }
     };
     ctx.session.execute(settings.jobs, next, |index| {
         let scenario = generate(&settings.knobs, &settings.pool, settings.seed, index);
-        let (record, expectation, finding) = run_once(&scenario, &settings.pool, ctx, &format!("c{index}"))?;
+        let (record, expectation, finding) = match run_once(&scenario, &settings.pool, ctx, &format!("c{index}")) {
+            Err(e) if crate::interrupt::Interrupted::of(&e).is_some() => {
+                lock().cut.push(index);
+                return Ok(());
+            }
+            result => result?,
+        };
         let run = CampaignRun { index, verdict: record.verdict, expected: expectation.to_string(), record };
         tick(&run);
         {
@@ -537,7 +563,7 @@ pub fn run(
     })?;
     let p = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     let done = limit.is_none_or(|l| p.runs.len() as u64 >= l);
-    let report = report(&p, !done && settings.duration.is_none());
+    let report = report(&p, (!done && settings.duration.is_none()) || ctx.session.stop().requested().is_some());
     if let Some(dir) = &settings.out {
         write_report(dir, &report)?;
     }

@@ -115,6 +115,7 @@ impl Judgement {
             elapsed_ms: ending.elapsed_ms,
             events: None,
             peer: None,
+            repeat: None,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! - [`runner`]: one run: the [`sandbox`], the pool's [`owner`] process, the [`nemesis`].
 //! - [`events`]: the run's event log and the owner protocol.
 //! - [`checker`]: events in, [`verdict`] out.
-//! - [`report`]: the table, Markdown, JSON and JUnit.
+//! - [`report`]: the table, Markdown, JSON and JUnit; [`stability`]: a cell's repeats counted.
 //! - [`suite`]: many runs, a few at a time, into one report.
 //! - [`campaign`]: randomized runs judged by each pool's [`oracle`], failures
 //!   [`shrink`]ed to a scenario file that replays them.
@@ -20,6 +20,7 @@
 //! - [`bench`]: the Python targets' rows of `poolchaos bench`, each batch a run.
 //! - [`install`]: what a checkout gives the harness (the worker, the Python
 //!   adapter), found or made when it runs from anywhere.
+//! - [`interrupt`]: SIGINT and SIGTERM: stop, tear down, report what finished.
 
 pub mod bench;
 pub mod campaign;
@@ -27,6 +28,7 @@ pub mod checker;
 pub mod events;
 pub mod export;
 pub mod install;
+pub mod interrupt;
 pub mod nemesis;
 pub mod oracle;
 pub mod owner;
@@ -39,6 +41,7 @@ pub mod scenario;
 pub mod session;
 pub mod shrink;
 pub mod speed;
+pub mod stability;
 pub mod suite;
 pub mod target;
 pub mod verdict;

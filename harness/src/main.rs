@@ -1,10 +1,15 @@
 //! `poolchaos`: the harness's command line.
 //!
 //! - `run [FILES|DIRS]`: every scenario against its pools, each run in a
-//!   sandbox; a table, and with `--out` the report files. Exit 0 when every
-//!   verdict met its expectation, 1 when one did not, 2 on bad input (no
-//!   scenario found included), 3 when runs were skipped and none missed
-//!   (unless `--allow-skipped`).
+//!   sandbox (each cell `--repeat N` times); a table, and with `--out` the
+//!   report files. Exit 0 when every verdict met its expectation, 1 when one
+//!   did not (under `--repeat`: a cell came to one wrong verdict), 2 on bad
+//!   input (no scenario found included), 4 when a cell came to more than one
+//!   verdict across its repeats and none was wrong, 3 when runs were skipped
+//!   and nothing else failed (unless `--allow-skipped`).
+//! - `run`, `campaign`, `bench` stopped by SIGINT or SIGTERM: what finished
+//!   is reported (marked interrupted), everything live torn down; exit 130
+//!   or 143. A second signal exits at once.
 //! - `list`, `explain SCENARIO`: what the scenarios are.
 //! - `speed`: one no-fault map of N echo tasks per pool, timed.
 //! - `bench`: throughput under failures, the floor beside it, detection
@@ -26,6 +31,8 @@ use pools::{PoolKind, WorkerProgram};
 
 /// The exit status of a `run` whose only fault is that runs were skipped.
 const SKIPPED: u8 = 3;
+/// The exit status of a `run` with an unstable cell (more than one verdict across its repeats) and no wrong one.
+const UNSTABLE: u8 = 4;
 
 /// Fault-injection test harness and benchmark suite for process pools.
 #[derive(Parser)]
@@ -78,6 +85,10 @@ enum Command {
         /// Exit 0 even when runs were skipped (a target's package missing); otherwise that is exit 3.
         #[arg(long)]
         allow_skipped: bool,
+        /// Run each cell (scenario × target) N times and report each cell's distribution of
+        /// verdicts; a cell with more than one verdict is unstable (exit 4).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
     },
     /// A randomized campaign: many seeded plans against one pool, each judged
     /// by its oracle; failures shrunk to a scenario file under reports/failures/.
@@ -300,6 +311,7 @@ fn start_session() -> anyhow::Result<Arc<Session>> {
     // Outside a checkout, the Python adapter comes from the binary itself.
     harness::install::unpack_adapter(&harness::target::project_root()).context("unpacking the Python adapter")?;
     let session = Session::start().context("starting the harness's session")?;
+    session.stop().install().context("installing the SIGINT and SIGTERM handlers")?;
     for line in session.leftovers().lines() {
         eprintln!("poolchaos: {line}");
     }
@@ -331,7 +343,7 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { paths, pools, target, seed, out, format, jobs, python, start_method, allow_skipped } => {
+        Command::Run { paths, pools, target, seed, out, format, jobs, python, start_method, allow_skipped, repeat } => {
             let scenarios = match scenario::load_all(&paths) {
                 Ok(s) => s,
                 Err(e) => {
@@ -382,7 +394,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 eprintln!("poolchaos: --pools: {bad:?} names no pool or target (see `poolchaos pools`)");
                 return Ok(ExitCode::from(2));
             }
-            let total = suite::pairs(&scenarios, &selection).len() as u64;
+            let total = suite::pairs(&scenarios, &selection).len() as u64 * u64::from(repeat);
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed} {msg}")
@@ -392,7 +404,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 bar.set_message(format!("{} / {}: {}", r.scenario, r.pool, r.verdict));
                 bar.inc(1);
             };
-            let report = suite::run(&scenarios, &selection, seed, &ctx, jobs, &tick)?;
+            let report = suite::run(&scenarios, &selection, seed, &ctx, jobs, repeat, &tick)?;
             bar.finish_and_clear();
             if let Some(dir) = &out {
                 report.write_all(dir).with_context(|| format!("writing the report to {}", dir.display()))?;
@@ -404,8 +416,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Format::Junit => print!("{}", report.junit()),
             }
             let skipped = report.skipped();
-            if !report.all_as_expected() {
+            if let Some(interrupted) = &report.interrupted {
+                eprintln!("poolchaos: {interrupted}");
+                Ok(ExitCode::from(interrupted.signal.exit_status()))
+            } else if report.wrong() > 0 {
                 Ok(ExitCode::from(1))
+            } else if report.unstable() > 0 {
+                eprintln!("poolchaos: {} cell(s) unstable across {repeat} repeats", report.unstable());
+                Ok(ExitCode::from(UNSTABLE))
             } else if skipped > 0 && !allow_skipped {
                 eprintln!("poolchaos: {skipped} run(s) skipped, which is not a pass (--allow-skipped to accept)");
                 Ok(ExitCode::from(SKIPPED))
@@ -481,7 +499,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let report = harness::campaign::run(&settings, &ctx, &tick)?;
             bar.finish_and_clear();
             print!("{}", report.summary());
-            Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(match &report.interrupted {
+                Some(interrupted) => ExitCode::from(interrupted.signal.exit_status()),
+                None if report.findings.is_empty() => ExitCode::SUCCESS,
+                None => ExitCode::from(1),
+            })
         }
         Command::Merge { paths, out } => {
             let shares = paths.iter().map(|p| load_campaign(p)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -564,9 +586,25 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 .collect();
             let externals: Vec<&dyn benches::load::External> = rows.iter().map(|r| r as _).collect();
             let started = Instant::now();
+            let stop = ctx.session.stop();
             let summary = benches::run(&program, mode, &pools, &externals, &mut |what| {
-                eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64())
-            })?;
+                stop.check()?;
+                eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
+                Ok(())
+            });
+            // A stop ends the bench between measurements (a batch in a sandbox at once): no summary, as it
+            // would be partial. Whatever the error then (a Ctrl-C also reaches the in-process pools'
+            // workers, in this process group), the stop is the cause.
+            let summary = match summary {
+                Err(_) if let Some(signal) = stop.requested() => {
+                    eprintln!(
+                        "poolchaos: bench interrupted by {signal} after {:.1} s: nothing written (a partial summary would mislead)",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(ExitCode::from(signal.exit_status()));
+                }
+                summary => summary?,
+            };
             let out = out.or_else(|| (!smoke).then(|| PathBuf::from("reports/bench")));
             match &out {
                 Some(dir) => {

@@ -5,6 +5,10 @@
 //! Rows are scenarios and columns are pools, both in the order they first
 //! appear in [`Report::runs`]. The canonical matrix is the exception: it is
 //! sorted, so that runs finishing in a different order change nothing.
+//!
+//! Under `run --repeat N` (N > 1) a cell holds N runs: the table, the
+//! matrix and JUnit show its distribution of verdicts and whether it held
+//! ([`crate::stability`]); a single run's report reads as it always did.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -15,7 +19,9 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use serde::{Deserialize, Serialize};
 
+use crate::interrupt::Interruption;
 use crate::oracle;
+use crate::stability::{CellStats, Stability};
 use crate::target::Target;
 use crate::verdict::{ExitRecord, RunRecord, Verdict};
 
@@ -31,6 +37,23 @@ pub struct Report {
     pub versions: BTreeMap<String, String>,
     pub runs: Vec<RunRecord>,
     pub elapsed_ms: u64,
+    /// Runs per cell (`--repeat`): 1 unless repeated.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub repeat: u32,
+    /// Under `--repeat`: each cell's distribution of verdicts and whether it held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<CellStats>,
+    /// What a SIGINT or SIGTERM cut short, if one did: `runs` holds what finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interruption>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The marker of a run whose verdict is not the expected one.
@@ -46,6 +69,28 @@ impl Report {
     /// How many runs were skipped: never a pass.
     pub fn skipped(&self) -> usize {
         self.runs.iter().filter(|r| r.verdict == Verdict::Skipped).count()
+    }
+
+    /// Every cell's runs counted, in table order.
+    pub fn cell_stats(&self) -> Vec<CellStats> {
+        let pools = self.pools();
+        let scenarios = self.scenarios();
+        let cells = scenarios.iter().flat_map(|s| pools.iter().map(move |p| self.cell(s, p)));
+        cells.filter(|runs| !runs.is_empty()).map(|runs| CellStats::of(&runs)).collect()
+    }
+
+    /// How many cells came to one verdict that is not the expected one.
+    pub fn wrong(&self) -> usize {
+        self.cell_stats().iter().filter(|c| c.stability == Stability::Wrong).count()
+    }
+
+    /// How many cells came to more than one verdict across their repeats.
+    pub fn unstable(&self) -> usize {
+        self.cell_stats().iter().filter(|c| c.stability == Stability::Unstable).count()
+    }
+
+    fn repeated(&self) -> bool {
+        self.repeat > 1
     }
 
     /// Where runs are held to a peer's own test: "matches the peer's own
@@ -101,14 +146,29 @@ impl Report {
         let expected = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
         let _ = writeln!(md, "# poolchaos report\n");
         let skipped = if skipped > 0 { format!(" · **{skipped} skipped** (not a pass)") } else { String::new() };
+        let held = if self.repeated() {
+            let cells = self.cell_stats();
+            let stable = cells.iter().filter(|c| c.stability == Stability::Stable).count();
+            format!(
+                "**{stable} of {} cells stable and as expected** ({} runs each; {} unstable, {} wrong)",
+                cells.len(),
+                self.repeat,
+                self.unstable(),
+                self.wrong()
+            )
+        } else {
+            format!("**{expected} of {} runs as expected**", self.runs.len())
+        };
         let _ = writeln!(
             md,
-            "**{expected} of {} runs as expected**{skipped} · seed `{}` · OOM mechanism `{}` · {}\n",
-            self.runs.len(),
+            "{held}{skipped} · seed `{}` · OOM mechanism `{}` · {}\n",
             self.seed,
             self.oom_mechanism,
             human_ms(self.elapsed_ms),
         );
+        if let Some(interrupted) = &self.interrupted {
+            let _ = writeln!(md, "**{interrupted}.**\n");
+        }
         if !self.versions.is_empty() {
             md += "| component | version |\n|---|---|\n";
             for (name, version) in &self.versions {
@@ -133,6 +193,13 @@ impl Report {
                 let runs = self.cell(scenario, pool);
                 let text = if runs.is_empty() {
                     "·".to_string()
+                } else if self.repeated() {
+                    let stats = CellStats::of(&runs);
+                    let text = match stats.stability {
+                        Stability::Stable => stats.text(MISMATCH),
+                        _ => format!("**{}**", stats.text(MISMATCH)),
+                    };
+                    format!("[{} {text}]({})", verdict_dot(stats.worst()), anchor_link(runs[0]))
                 } else {
                     runs.iter()
                         .map(|r| format!("[{}]({})", verdict_md(r), anchor_link(r)))
@@ -149,7 +216,9 @@ impl Report {
         // The findings.
         let mismatches: Vec<&RunRecord> = self.runs.iter().filter(|r| !r.as_expected()).collect();
         md += "## Not as expected\n\n";
-        if mismatches.is_empty() {
+        if self.repeated() {
+            md += &self.cells_not_held_md();
+        } else if mismatches.is_empty() {
             md += "Every run came to the verdict its scenario expects.\n\n";
         } else {
             for run in &mismatches {
@@ -184,6 +253,29 @@ impl Report {
         md
     }
 
+    /// The cells that did not hold, for `report.md` under `--repeat`.
+    fn cells_not_held_md(&self) -> String {
+        let mut md = String::new();
+        for stats in self.cell_stats().iter().filter(|c| c.stability != Stability::Stable) {
+            let first = self.cell(&stats.scenario, &stats.pool)[0];
+            let _ = writeln!(
+                md,
+                "- [{} × {}]({}): **{}**: {}, expected {}",
+                stats.scenario,
+                stats.pool,
+                anchor_link(first),
+                stats.stability,
+                stats.distribution(),
+                expected_name(first),
+            );
+        }
+        if md.is_empty() {
+            "Every cell came to the verdict its scenario expects, every time.\n\n".into()
+        } else {
+            md + "\n"
+        }
+    }
+
     /// `report.json`: the report itself, pretty-printed.
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
@@ -202,7 +294,20 @@ impl Report {
             suite.add_property(Property::new("seed", self.seed.to_string()));
             suite.add_property(Property::new("oom-mechanism", self.oom_mechanism.as_str()));
             suite.add_property(Property::new("style", self.style_of(scenario)));
+            if let Some(interrupted) = &self.interrupted {
+                suite.add_property(Property::new("interrupted", interrupted.to_string()));
+            }
             let mut time = 0;
+            if self.repeated() {
+                for stats in self.cell_stats().iter().filter(|c| c.scenario == scenario) {
+                    let case = self.junit_cell(stats);
+                    time += case.time.map_or(0, |t| t.as_millis() as u64);
+                    suite.add_test_case(case);
+                }
+                suite.set_time(Duration::from_millis(time));
+                junit.add_test_suite(suite);
+                continue;
+            }
             for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
                 time += run.elapsed_ms;
                 let status = if run.verdict == Verdict::Skipped {
@@ -231,6 +336,64 @@ impl Report {
             junit.add_test_suite(suite);
         }
         junit.to_string().expect("a JUnit report always serializes")
+    }
+
+    /// A repeated cell as one JUnit test case, the way nextest reports a
+    /// test it retried: stable and as expected, a pass; wrong, a failure;
+    /// unstable, a *flaky* pass (a `flakyFailure` per repeat not as
+    /// expected, or with no expectation per repeat unlike the first) where
+    /// some repeat was as expected, else a failure with a `rerunFailure` per
+    /// other repeat.
+    fn junit_cell(&self, stats: &CellStats) -> quick_junit::TestCase {
+        use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestRerun};
+
+        let runs = self.cell(&stats.scenario, &stats.pool);
+        let rerun = |run: &RunRecord| {
+            let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+            rerun
+                .set_message(format!(
+                    "repeat {}: {}, expected {}",
+                    run.repeat.unwrap_or(1),
+                    run.verdict,
+                    expected_name(run)
+                ))
+                .set_type(run.verdict.name())
+                .set_time(Duration::from_millis(run.elapsed_ms))
+                .set_description(run_text(run));
+            rerun
+        };
+        let message = format!("{}: {}, expected {}", stats.stability, stats.distribution(), expected_name(runs[0]));
+        let status = match stats.stability {
+            _ if stats.verdicts.keys().all(|v| *v == Verdict::Skipped) => {
+                let mut status = TestCaseStatus::skipped();
+                status.set_message(runs[0].diagnosis.join("; "));
+                status
+            }
+            Stability::Stable => TestCaseStatus::success(),
+            Stability::Unstable if runs.iter().any(|r| r.as_expected()) => {
+                // The repeats not as expected; with no expectation to miss, those that differ from the first.
+                let all_met = runs.iter().all(|r| r.as_expected());
+                let odd = |r: &&&RunRecord| if all_met { r.verdict != runs[0].verdict } else { !r.as_expected() };
+                let mut status = TestCaseStatus::success();
+                status.add_reruns(runs.iter().filter(odd).map(|r| rerun(r)));
+                status
+            }
+            Stability::Wrong | Stability::Unstable => {
+                let first = runs.iter().find(|r| !r.as_expected()).copied().unwrap_or(runs[0]);
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status
+                    .set_message(message.clone())
+                    .set_type(stats.stability.to_string())
+                    .set_description(run_text(first));
+                status.add_reruns(runs.iter().filter(|r| !std::ptr::eq(**r, first)).map(|r| rerun(r)));
+                status
+            }
+        };
+        let mut case = TestCase::new(format!("{}::{}", stats.scenario, stats.pool), status);
+        case.set_classname(format!("poolchaos.{}", stats.scenario))
+            .set_time(Duration::from_millis(runs.iter().map(|r| r.elapsed_ms).sum()));
+        case.set_system_out(message);
+        case
     }
 
     /// Writes `report.md`, `report.json` and `junit.xml` into `dir`, creating it.
@@ -351,8 +514,16 @@ impl Report {
                     row.push(("·".to_string(), Style::new().dimmed()));
                     continue;
                 }
-                let text = runs.iter().map(|r| verdict_cell(r)).collect::<Vec<_>>().join(" / ");
-                let mut style = verdict_style(runs.iter().map(|r| r.verdict).max().unwrap());
+                let stats = CellStats::of(&runs);
+                let text = if self.repeated() {
+                    stats.text(MISMATCH)
+                } else {
+                    runs.iter().map(|r| verdict_cell(r)).collect::<Vec<_>>().join(" / ")
+                };
+                let mut style = verdict_style(stats.worst());
+                if stats.stability == Stability::Unstable && self.repeated() {
+                    style = Style::new().fg_color(Some(AnsiColor::Magenta.into()));
+                }
                 if runs.iter().any(|r| !r.as_expected()) {
                     style = style.bold();
                 }
@@ -393,42 +564,33 @@ impl Report {
         }
 
         // The summary line.
-        let total = self.runs.len();
-        let skipped = self.skipped();
-        let met = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
         out += "\n";
-        let _ = write!(out, "{total} run{}: ", if total == 1 { "" } else { "s" });
-        out += &paint(Style::new().fg_color(Some(AnsiColor::Green.into())), &format!("{met} as expected"));
-        if met + skipped < total {
-            out += ", ";
-            let style = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
-            out += &paint(style, &format!("{} not {MISMATCH}", total - met - skipped));
+        if self.repeated() {
+            out += &self.repeated_summary(&paint);
+        } else {
+            out += &self.summary(&paint);
         }
-        if skipped > 0 {
-            out += ", ";
+        if let Some(interrupted) = &self.interrupted {
             let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
-            out += &paint(style, &format!("{skipped} skipped (not a pass)"));
+            let _ = writeln!(out, "{}", paint(style, &interrupted.to_string()));
         }
-        let _ = writeln!(
-            out,
-            " · {} · seed {} · OOM: {} · {}",
-            self.verdict_counts_text(", "),
-            self.seed,
-            self.oom_mechanism,
-            human_ms(self.elapsed_ms),
-        );
         if !self.versions.is_empty() {
             let versions: Vec<String> = self.versions.iter().map(|(name, v)| format!("{name} {v}")).collect();
             let _ = writeln!(out, "{}", paint(Style::new().dimmed(), &format!("versions: {}", versions.join(" · "))));
         }
 
-        // The diagnosis of every run that needs a look.
+        // The diagnosis of every run that needs a look (under --repeat, of each cell's first run of each verdict).
+        let mut shown: BTreeSet<(&str, &str, Verdict)> = BTreeSet::new();
         for run in self.ordered_runs() {
             if run.as_expected() && run.verdict != Verdict::Hung {
                 continue;
             }
+            if !shown.insert((&run.scenario, &run.pool, run.verdict)) {
+                continue;
+            }
             out += "\n";
-            let title = format!("{} × {}: {}", run.scenario, run.pool, verdict_cell(run));
+            let repeat = run.repeat.map(|r| format!(" (repeat {r} of {})", self.repeat)).unwrap_or_default();
+            let title = format!("{} × {}: {}{repeat}", run.scenario, run.pool, verdict_cell(run));
             let style = if run.as_expected() { verdict_style(run.verdict) } else { verdict_style(run.verdict).bold() };
             out += &paint(style, &title);
             out += "\n";
@@ -455,18 +617,86 @@ impl Report {
         }
         out
     }
+
+    /// The summary line of a single run per cell.
+    fn summary(&self, paint: &dyn Fn(Style, &str) -> String) -> String {
+        let mut out = String::new();
+        let total = self.runs.len();
+        let skipped = self.skipped();
+        let met = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
+        let _ = write!(out, "{total} run{}: ", if total == 1 { "" } else { "s" });
+        out += &paint(Style::new().fg_color(Some(AnsiColor::Green.into())), &format!("{met} as expected"));
+        if met + skipped < total {
+            out += ", ";
+            let style = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
+            out += &paint(style, &format!("{} not {MISMATCH}", total - met - skipped));
+        }
+        if skipped > 0 {
+            out += ", ";
+            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+            out += &paint(style, &format!("{skipped} skipped (not a pass)"));
+        }
+        let _ = writeln!(
+            out,
+            " · {} · seed {} · OOM: {} · {}",
+            self.verdict_counts_text(", "),
+            self.seed,
+            self.oom_mechanism,
+            human_ms(self.elapsed_ms),
+        );
+        out
+    }
+
+    /// The summary line under `--repeat`: cells, not runs.
+    fn repeated_summary(&self, paint: &dyn Fn(Style, &str) -> String) -> String {
+        let cells = self.cell_stats();
+        let count = |s: Stability| cells.iter().filter(|c| c.stability == s).count();
+        let mut out = format!("{} cells × {} runs: ", cells.len(), self.repeat);
+        out += &paint(
+            Style::new().fg_color(Some(AnsiColor::Green.into())),
+            &format!("{} stable", count(Stability::Stable)),
+        );
+        for (n, what, colour) in [
+            (count(Stability::Wrong), format!("wrong {MISMATCH}"), AnsiColor::Red),
+            (count(Stability::Unstable), "unstable".to_string(), AnsiColor::Magenta),
+        ] {
+            if n > 0 {
+                out += ", ";
+                out += &paint(Style::new().fg_color(Some(colour.into())).bold(), &format!("{n} {what}"));
+            }
+        }
+        let skipped = self.skipped();
+        if skipped > 0 {
+            out += ", ";
+            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+            out += &paint(style, &format!("{skipped} runs skipped (not a pass)"));
+        }
+        let _ = writeln!(
+            out,
+            " · {} · seed {} · OOM: {} · {}",
+            self.verdict_counts_text(", "),
+            self.seed,
+            self.oom_mechanism,
+            human_ms(self.elapsed_ms),
+        );
+        out
+    }
 }
 
-/// The versions a report carries: poolchaos, the kernel, and the Python,
-/// loky, pebble and billiard the adapters run with (`missing` for a package
-/// the project's Python cannot import; no Python entries if it cannot run).
-pub fn versions(root: &Path) -> BTreeMap<String, String> {
+/// The versions a report carries: poolchaos, the kernel, and (with
+/// `python`: an interrupted harness does not wait for an interpreter) the
+/// Python, loky, pebble and billiard the adapters run with (`missing` for a
+/// package the project's Python cannot import; no Python entries if it
+/// cannot run).
+pub fn versions(root: &Path, python: bool) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
     if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         v.insert("kernel".into(), kernel.trim().into());
     }
-    v.extend(python_versions(root).unwrap_or_default());
+    if python {
+        v.extend(python_versions(root).unwrap_or_default());
+    }
     v
 }
 
@@ -578,7 +808,8 @@ fn anchor(run: &RunRecord) -> String {
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
             .collect()
     };
-    format!("{}--{}", slug(&run.scenario), slug(&run.pool))
+    let repeat = run.repeat.map(|r| format!("--{r}")).unwrap_or_default();
+    format!("{}--{}{repeat}", slug(&run.scenario), slug(&run.pool))
 }
 
 fn anchor_link(run: &RunRecord) -> String {
@@ -708,7 +939,8 @@ fn run_text(run: &RunRecord) -> String {
 fn run_md(run: &RunRecord) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "<a id=\"{}\"></a>\n", anchor(run));
-    let _ = writeln!(md, "#### {} — {}\n", run.pool, verdict_md(run));
+    let repeat = run.repeat.map(|r| format!(" (repeat {r})")).unwrap_or_default();
+    let _ = writeln!(md, "#### {}{repeat} — {}\n", run.pool, verdict_md(run));
     let expectation = match run.expected {
         None => "none".to_string(),
         Some(e) if e == run.verdict => format!("{e} ✓"),

@@ -30,6 +30,10 @@
 //! [`SEMAPHORE_SCAN`], on every worker exit, before every strike and before
 //! the teardown's kill; see [`crate::sandbox::RunSemaphores`]).
 //!
+//! A stop asked for (SIGINT, SIGTERM: [`crate::interrupt`]) ends every
+//! phase but draining at once, as a deadline would, with the same teardown;
+//! the run is not judged: [`run`] returns [`Interrupted`].
+//!
 //! The owner is started by exec, never by a bare fork of this multi-threaded
 //! process; it dies with the thread that started it (`PR_SET_PDEATHSIG`).
 
@@ -46,6 +50,7 @@ use rustix::process::{Pid, PidfdFlags, Signal as Sig};
 
 use crate::checker::{self, Ending, Judgement};
 use crate::events::Logged;
+use crate::interrupt::Interrupted;
 use crate::nemesis::Nemesis;
 use crate::plan::Plan;
 use crate::protocol::{Event, OwnerPlan, Signal, parse_trace};
@@ -105,40 +110,51 @@ pub struct RunResult {
 }
 
 /// Runs `plan` in a fresh sandbox. Errors are the harness's own (a sandbox
-/// that cannot be made, an owner that cannot be spawned), not the pool's.
+/// that cannot be made, an owner that cannot be spawned), not the pool's,
+/// or [`Interrupted`]: a stop was asked for before or during the run.
 pub fn run(plan: &Plan, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunResult> {
+    run_repeat(plan, ctx, run_id, None)
+}
+
+/// [`run`], as repeat `repeat` (from 1) of its cell: its event log's name says which.
+pub fn run_repeat(plan: &Plan, ctx: &RunContext, run_id: &str, repeat: Option<u32>) -> anyhow::Result<RunResult> {
     let started = Instant::now();
     let session = &ctx.session;
+    session.stop().check()?;
     let sandbox = session.sandbox(run_id, plan.memory_limit_mib)?;
     let mechanism = sandbox.mechanism().clone();
     // The `spawn` point is the kernel's refusal, or nothing: without a pids cgroup the run is skipped.
     let unlimited = plan.limits_spawns().then(|| sandbox.limit_pids(RUN_PIDS_MAX).err()).flatten();
-    let (events, mut ending) = match unlimited {
+    let (events, mut ending, interrupted) = match unlimited {
         Some(e) => {
             let reason = format!("the `spawn` point needs the run's pids cgroup to refuse forks: {e} ({mechanism})");
-            (vec![Logged { t_ms: 0, event: Event::Skipped { reason } }], Ending::default())
+            (vec![Logged { t_ms: 0, event: Event::Skipped { reason } }], Ending::default(), None)
         }
         None => sandboxed(plan, ctx, &sandbox, started)?,
     };
     ending.mechanism = Some(mechanism.clone());
     sandbox.remove()?;
+    if let Some(interrupted) = interrupted {
+        return Err(interrupted.into());
+    }
     ending.elapsed_ms = started.elapsed().as_millis() as u64;
     let judgement = checker::judge(plan, &events, &ending);
     let mut record = judgement.record(plan, &ending);
+    record.repeat = repeat;
     if let Some(dir) = &ctx.events_dir {
-        record.events = Some(write_events(dir, plan, &events)?);
+        record.events = Some(write_events(dir, plan, repeat, &events)?);
     }
     Ok(RunResult { judgement, record, events, mechanism })
 }
 
-/// Runs the owner in `sandbox` and follows it to its end; kills what is
-/// left, and records the leaks and OOM kills.
+/// Runs the owner in `sandbox` and follows it to its end (or a stop); kills
+/// what is left, and records the leaks and OOM kills.
 fn sandboxed(
     plan: &Plan,
     ctx: &RunContext,
     sandbox: &Sandbox,
     started: Instant,
-) -> anyhow::Result<(Vec<Logged>, Ending)> {
+) -> anyhow::Result<(Vec<Logged>, Ending, Option<Interrupted>)> {
     let session = &ctx.session;
     let tmp = session.run_temp_dir()?;
     let mut run = Run::start(plan, ctx, sandbox, tmp.path())?;
@@ -156,13 +172,15 @@ fn sandboxed(
         let _ = std::fs::remove_file(&sem);
     }
     ending.oom_kills = sandbox.oom_kills();
-    Ok((events, ending))
+    Ok((events, ending, run.interrupted))
 }
 
-fn write_events(dir: &Path, plan: &Plan, events: &[Logged]) -> io::Result<String> {
+fn write_events(dir: &Path, plan: &Plan, repeat: Option<u32>, events: &[Logged]) -> io::Result<String> {
     std::fs::create_dir_all(dir)?;
     // `py-pool-map@3.13/spawn`: a file name, not a directory.
-    let name = format!("{}--{}.events.jsonl", plan.scenario, plan.pool.name().replace('/', "+"));
+    let pool = plan.pool.name().replace('/', "+");
+    let repeat = repeat.map(|r| format!(".{r}")).unwrap_or_default();
+    let name = format!("{}--{pool}{repeat}.events.jsonl", plan.scenario);
     let mut file = io::BufWriter::new(std::fs::File::create(dir.join(&name))?);
     for logged in events {
         serde_json::to_writer(&mut file, logged)?;
@@ -182,6 +200,8 @@ struct Run {
     trace: OwnedFd,
     /// The named semaphores its processes held.
     semaphores: RunSemaphores,
+    /// The stop that cut the run short, if one did.
+    interrupted: Option<Interrupted>,
 }
 
 impl Run {
@@ -239,7 +259,16 @@ impl Run {
             // A dead owner shows up in the watch loop; nothing to do here.
             let _ = writeln!(stdin, "{line}").and_then(|_| stdin.flush());
         }
-        Ok(Run { owner, owner_pidfd, stdin, stdout, stderr, trace: trace_r, semaphores: RunSemaphores::default() })
+        Ok(Run {
+            owner,
+            owner_pidfd,
+            stdin,
+            stdout,
+            stderr,
+            trace: trace_r,
+            semaphores: RunSemaphores::default(),
+            interrupted: None,
+        })
     }
 
     /// Follows the run through its phases until it is done.
@@ -253,6 +282,13 @@ impl Run {
         };
         let mut phase = Phase::Starting { deadline: started + plan.deadline };
         loop {
+            // A stop ends the run as a deadline would, but for the draining (the owner is gone).
+            if !matches!(phase, Phase::Draining { .. })
+                && let Err(stop) = session.stop().check()
+            {
+                self.interrupted = Some(stop);
+                break;
+            }
             phase = match phase {
                 Phase::Done => break,
                 Phase::Starting { deadline } | Phase::WarmedUp { deadline } | Phase::Running { deadline, .. }

@@ -14,7 +14,10 @@
 //!   at a time per session, and names carry the session's serial, so two
 //!   sessions of one process never collide;
 //! - the **executor** that `run`, `campaign` and `matrix` share:
-//!   [`Session::execute`], a few items at a time on scoped threads.
+//!   [`Session::execute`], a few items at a time on scoped threads;
+//! - the **stop flag** ([`crate::interrupt::Stop`]): once a SIGINT or SIGTERM
+//!   asks for a stop, the executor hands out nothing more and every live run
+//!   tears its sandbox down (see [`crate::runner`]).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -23,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use rustix::process::WaitOptions;
 
+use crate::interrupt::Stop;
 use crate::sandbox::procfs::{V2Place, own_children, read_stat};
 use crate::sandbox::{self, Host, Leftovers, Mechanism, PREFIX, Registry, Sandbox, SandboxError, SandboxOptions, lock};
 
@@ -37,6 +41,7 @@ pub struct Session {
     v2_place: Option<V2Place>,
     registry: Arc<Registry>,
     leftovers: Leftovers,
+    stop: Stop,
 }
 
 impl Session {
@@ -51,9 +56,15 @@ impl Session {
             v2_place,
             registry: Arc::default(),
             leftovers: Leftovers::default(),
+            stop: Stop::default(),
         };
         session.leftovers = session.clean_stale();
         Ok(session)
+    }
+
+    /// The session's stop flag (`main` installs its signal handlers).
+    pub fn stop(&self) -> &Stop {
+        &self.stop
     }
 
     /// What the start removed.
@@ -120,7 +131,8 @@ impl Session {
     }
 
     /// Runs `work` on what `next` hands out, `jobs` at a time, until `next`
-    /// has nothing left or an item fails; returns the first failure.
+    /// has nothing left, an item fails or a stop is asked for; returns the
+    /// first failure.
     pub fn execute<T: Send>(
         &self,
         jobs: usize,
@@ -133,7 +145,7 @@ impl Session {
             for _ in 0..jobs.max(1) {
                 scope.spawn(|| {
                     loop {
-                        if lock(&failure).is_some() {
+                        if lock(&failure).is_some() || self.stop.requested().is_some() {
                             break;
                         }
                         let Some(item) = (lock(&next))() else { break };

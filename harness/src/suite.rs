@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::interrupt::{Interrupted, Interruption};
 use crate::plan::Plan;
 use crate::report::Report;
 use crate::runner::{self, RunContext};
@@ -72,26 +73,38 @@ pub fn expected(scenario: &Scenario, target: &Target) -> Option<Verdict> {
     find(target).or_else(|| find(&target.base()))
 }
 
-/// Runs every pair, `jobs` at a time; `tick` is called after each run.
+/// Runs every pair `repeat` times (the whole list, then again), `jobs` at a
+/// time; `tick` is called after each run. A stop (SIGINT, SIGTERM) ends it
+/// early: the report holds the runs that finished and names the rest.
 pub fn run(
     scenarios: &[Scenario],
     selection: &Selection,
     seed: u64,
     ctx: &RunContext,
     jobs: usize,
+    repeat: u32,
     tick: &(dyn Fn(&RunRecord) + Sync),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let work = pairs(scenarios, selection);
+    let repeat = repeat.max(1);
+    let pairs = pairs(scenarios, selection);
+    let work: Vec<(u32, &(&Scenario, Target))> = (1..=repeat).flat_map(|r| pairs.iter().map(move |p| (r, p))).collect();
     let mut queue = work.iter().enumerate();
     let done: Mutex<Vec<(usize, RunRecord)>> = Mutex::new(Vec::new());
+    let cut: Mutex<Vec<String>> = Mutex::new(Vec::new());
     ctx.session.execute(
         jobs,
         || queue.next(),
-        |(i, (scenario, pool))| {
+        |(i, (r, (scenario, pool)))| {
             let plan = Plan::new(scenario, pool.clone(), seed);
-            let result = runner::run(&plan, ctx, &i.to_string())
-                .map_err(|e| e.context(format!("running {} on {pool}", scenario.name)))?;
+            let result = match runner::run_repeat(&plan, ctx, &i.to_string(), (repeat > 1).then_some(*r)) {
+                Err(e) if Interrupted::of(&e).is_some() => {
+                    let repeat = if repeat > 1 { format!(" (repeat {r})") } else { String::new() };
+                    cut.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} × {pool}{repeat}", scenario.name));
+                    return Ok(());
+                }
+                result => result.map_err(|e| e.context(format!("running {} on {pool}", scenario.name)))?,
+            };
             let mut record = result.record;
             record.expected = expected(scenario, pool);
             if let Some(peer) = scenario.peer.as_ref().filter(|p| p.target == pool.base()) {
@@ -105,13 +118,24 @@ pub fn run(
     let mut runs = done.into_inner().unwrap_or_else(|e| e.into_inner());
     runs.sort_by_key(|(i, _)| *i);
     let runs: Vec<RunRecord> = runs.into_iter().map(|(_, r)| r).collect();
-    Ok(Report {
+    let interrupted = ctx.session.stop().requested().map(|signal| {
+        let runs_cut = cut.into_inner().unwrap_or_else(|e| e.into_inner());
+        Interruption { signal, not_started: work.len() - runs.len() - runs_cut.len(), runs: runs_cut }
+    });
+    let mut report = Report {
         seed,
         oom_mechanism: mechanisms(&runs),
-        versions: crate::report::versions(&ctx.root),
+        versions: crate::report::versions(&ctx.root, interrupted.is_none()),
         runs,
         elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+        repeat,
+        cells: Vec::new(),
+        interrupted,
+    };
+    if repeat > 1 {
+        report.cells = report.cell_stats();
+    }
+    Ok(report)
 }
 
 /// The runs' mechanisms, distinct ones joined by `; ` (`none` without runs).

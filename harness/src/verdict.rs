@@ -158,6 +158,9 @@ pub struct RunRecord {
     /// scenario that reproduces a peer's test, and whether the run met it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<PeerCheck>,
+    /// Which repeat of its cell this run is (from 1), under `run --repeat N` with N > 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
 }
 
 /// A run of a peer's pool held to the peer's own test's expectation.

@@ -49,6 +49,7 @@ fn run(scenario: &str, pool: &str, style: &str, verdict: Verdict, expected: Opti
         elapsed_ms: 120,
         events: Some(format!("runs/{scenario}--{pool}.events.jsonl")),
         peer: None,
+        repeat: None,
     }
 }
 
@@ -144,7 +145,122 @@ fn synthetic() -> Report {
         ]),
         runs,
         elapsed_ms: 13_870,
+        repeat: 1,
+        cells: Vec::new(),
+        interrupted: None,
     }
+}
+
+/// `--repeat 3` over 2 scenarios × 2 pools: a stable cell, a wrong one (hung
+/// 3 of 3, expected completed), an unstable one whose expected verdict came
+/// up 2 of 3, and an unstable one that never met its expectation.
+fn repeated() -> Report {
+    use Verdict::*;
+    let cells = [
+        ("no-fault", "supervised", [Completed, Completed, Completed], Completed),
+        ("no-fault", "naive", [Hung, Hung, Hung], Completed),
+        ("kill-storm", "supervised", [FailedLoudly, Completed, FailedLoudly], FailedLoudly),
+        ("kill-storm", "naive", [Hung, Lost, Hung], FailedLoudly),
+    ];
+    let mut runs = Vec::new();
+    for repeat in 0..3 {
+        for (scenario, pool, verdicts, expected) in cells {
+            let mut r = run(scenario, pool, "map", verdicts[repeat], Some(expected));
+            r.repeat = Some(repeat as u32 + 1);
+            r.events = Some(format!("runs/{scenario}--{pool}.{}.events.jsonl", repeat + 1));
+            if r.verdict == Hung {
+                r.diagnosis = vec![format!("task 2 pending (repeat {})", repeat + 1)];
+            }
+            runs.push(r);
+        }
+    }
+    let mut report = Report {
+        seed: 7,
+        oom_mechanism: "cgroup-v1".into(),
+        versions: BTreeMap::from([("poolchaos".into(), "0.1.0".into())]),
+        runs,
+        elapsed_ms: 31_000,
+        repeat: 3,
+        cells: Vec::new(),
+        interrupted: None,
+    };
+    report.cells = report.cell_stats();
+    report
+}
+
+#[test]
+fn repeated_snapshots() {
+    let report = repeated();
+    in_reports!({
+        insta::assert_snapshot!("format-repeat-table", report.table());
+        insta::assert_snapshot!("format-repeat-markdown", report.markdown());
+        insta::assert_snapshot!("format-repeat-junit", report.junit());
+        insta::with_settings!({
+            filters => vec![(r#""elapsed_ms": \d+"#, r#""elapsed_ms": "[ms]""#)],
+        }, {
+            insta::assert_snapshot!("format-repeat-json", report.json())
+        })
+    });
+}
+
+/// Each cell's distribution; an unstable cell counted apart from a wrong one;
+/// in JUnit a case per cell, an unstable one flaky where a repeat was as expected.
+#[test]
+fn a_repeated_report_counts_each_cell_and_tells_unstable_from_wrong() {
+    use harness::stability::Stability;
+    let report = repeated();
+    let stability: Vec<(String, Stability)> = report.cells.iter().map(|c| (c.distribution(), c.stability)).collect();
+    assert_eq!(
+        stability,
+        [
+            ("completed 3/3".to_string(), Stability::Stable),
+            ("hung 3/3".to_string(), Stability::Wrong),
+            ("failed-loudly 2/3, completed 1/3".to_string(), Stability::Unstable),
+            ("hung 2/3, lost 1/3".to_string(), Stability::Unstable),
+        ]
+    );
+    assert_eq!((report.wrong(), report.unstable()), (1, 2));
+    let table = report.table();
+    assert!(table.contains("unstable: failed-loudly 2/3, completed 1/3 (expected failed-loudly)"), "{table}");
+    assert!(table.contains("hung 3/3 ✗ (expected completed)"), "{table}");
+    assert!(table.contains("4 cells × 3 runs: 1 stable, 1 wrong ✗, 2 unstable"), "{table}");
+    // One diagnosis per cell and verdict, not one per repeat.
+    assert_eq!(table.matches("no-fault × naive: hung").count(), 1, "{table}");
+
+    let parsed = quick_junit::Report::deserialize_from_str(&report.junit()).expect("junit.xml parses");
+    assert_eq!(parsed.tests, 4);
+    assert_eq!(parsed.failures, 2, "the wrong cell and the unstable cell that never met its expectation");
+    let case = |name: &str| {
+        parsed.test_suites.iter().flat_map(|s| s.test_cases.iter()).find(|c| c.name.as_str() == name).unwrap()
+    };
+    match &case("kill-storm::supervised").status {
+        quick_junit::TestCaseStatus::Success { flaky_runs } => assert_eq!(flaky_runs.len(), 1),
+        other => panic!("an unstable cell with a repeat as expected is flaky, not {other:?}"),
+    }
+    match &case("kill-storm::naive").status {
+        quick_junit::TestCaseStatus::NonSuccess { reruns, ty, .. } => {
+            assert_eq!(reruns.runs.len(), 2);
+            assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("unstable"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let back: Report = serde_json::from_str(&report.json()).unwrap();
+    assert_eq!(back, report);
+}
+
+/// An interrupted report says so, in every form, and names what was cut short.
+#[test]
+fn an_interrupted_report_says_so_and_names_the_runs_cut_short() {
+    use harness::interrupt::{Interruption, StopSignal};
+    let mut report = synthetic();
+    report.interrupted =
+        Some(Interruption { signal: StopSignal::Sigint, runs: vec!["kill-storm × py-ppe".into()], not_started: 4 });
+    let line = "interrupted by SIGINT: 1 run(s) cut short (kill-storm × py-ppe), 4 not started";
+    assert!(report.table().contains(line), "{}", report.table());
+    assert!(report.markdown().contains(line));
+    assert!(report.junit().contains(line));
+    assert!(report.json().contains("\"signal\": \"sigint\""));
+    assert!(!synthetic().json().contains("interrupted"), "a whole run's report.json is as before");
 }
 
 #[test]

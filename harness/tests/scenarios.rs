@@ -33,7 +33,7 @@ fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
     let ctx = common::ctx();
     let scenarios = scenario::load_all(&[root().join("scenarios")]).expect("scenarios load");
     let selection = suite::Selection { patterns: vec!["*".into()], ..Default::default() };
-    let report = suite::run(&scenarios, &selection, 1, &ctx, 4, &|_| {}).expect("suite runs");
+    let report = suite::run(&scenarios, &selection, 1, &ctx, 4, 1, &|_| {}).expect("suite runs");
     let host = common::host_mechanism();
     assert_ne!(host, OomMechanism::RssWatchdog, "these need cgroups: a real kernel OOM kill");
     assert_eq!(report.oom_mechanism, host.name(), "a real kernel OOM kill, through the run's memory cgroup");
@@ -295,7 +295,7 @@ fn what_our_pools_cannot_place_is_not_applicable_never_a_pass() {
         std::fs::write(dir.path().join(format!("p{i:02}.toml")), text).expect("write");
     }
     let scenarios = scenario::load_all(&[dir.path().to_owned()]).expect("scenarios load");
-    let report = suite::run(&scenarios, &suite::Selection::default(), 1, &common::ctx(), 2, &|_| {}).expect("runs");
+    let report = suite::run(&scenarios, &suite::Selection::default(), 1, &common::ctx(), 2, 1, &|_| {}).expect("runs");
     assert_eq!(report.runs.len(), cases.len() * pools.len());
     for run in &report.runs {
         let (at, kind, _) = cases[run.scenario[1..].parse::<usize>().expect("p<i>")];
@@ -349,7 +349,7 @@ fn the_parent_and_lifecycle_points_of_our_pools_run_as_designed() {
         patterns: vec!["naive".into(), "seed-polling".into(), "polling".into(), "per-task".into(), "supervised".into()],
         ..Default::default()
     };
-    let report = suite::run(&scenarios, &selection, 1, &common::ctx(), 2, &|_| {}).expect("runs");
+    let report = suite::run(&scenarios, &selection, 1, &common::ctx(), 2, 1, &|_| {}).expect("runs");
     assert_eq!(report.runs.len(), 55);
     for run in &report.runs {
         let what = format!("{} x {}: {:?} {:?}", run.scenario, run.pool, run.diagnosis, run.findings);
