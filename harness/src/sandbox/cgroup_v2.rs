@@ -67,6 +67,7 @@ impl V2Host {
     /// The cgroup `POOLCHAOS_CGROUP` names: one with no processes of its own.
     pub fn named(dir: &Path) -> Result<V2Host, String> {
         let wanted = controllers_of(dir)?;
+        writable(dir)?;
         enable(dir, &wanted).map_err(|e| explain(dir, &e))?;
         Ok(V2Host { parent: dir.to_path_buf(), via: Via::Named })
     }
@@ -87,6 +88,7 @@ impl V2Host {
             _ => place.dir.clone(),
         };
         let wanted = controllers_of(&parent)?;
+        writable(&parent)?;
         let host = V2Host { parent: parent.clone(), via: Via::Own };
         let first = match enable(&parent, &wanted) {
             Ok(()) => return Ok(host),
@@ -199,6 +201,11 @@ fn controllers_of(parent: &Path) -> Result<Vec<&'static str>, String> {
     Ok(wanted)
 }
 
+/// Whether this process may make the runs' cgroups in `parent`.
+fn writable(parent: &Path) -> Result<(), String> {
+    rustix::fs::access(parent, rustix::fs::Access::WRITE_OK).map_err(|e| explain(parent, &io::Error::from(e)))
+}
+
 /// `+memory +pids` in `parent`'s `cgroup.subtree_control`, unless there already.
 fn enable(parent: &Path, controllers: &[&str]) -> io::Result<()> {
     let file = parent.join("cgroup.subtree_control");
@@ -221,8 +228,8 @@ fn explain(parent: &Path, e: &io::Error) -> String {
         ),
         Some(libc::EROFS) => format!("{} is read-only", parent.display()),
         Some(libc::EACCES | libc::EPERM) => format!(
-            "cannot write {}: permission denied (not root, and this cgroup is not delegated to the user)",
-            file.display()
+            "cannot write in {}: permission denied (not root, and this cgroup is not delegated to the user)",
+            parent.display()
         ),
         _ => format!("cannot write {}: {}", file.display(), words(e)),
     }
