@@ -209,6 +209,7 @@ fn the_session_uses_the_mechanism_the_host_offers() {
     eprintln!("mechanism: {mechanism}");
     assert_eq!(mechanism.kind, host_mechanism(), "{mechanism}");
     assert_eq!(mechanism.reason.is_some(), mechanism.simulated_oom(), "a reason exactly for the watchdog: {mechanism}");
+    assert_eq!(mechanism.place.is_some(), !mechanism.simulated_oom(), "a place exactly for cgroups: {mechanism}");
     let sb = session.sandbox("t-host", Some(64)).expect("sandbox");
     assert_eq!(sb.mechanism(), &mechanism);
     sb.remove().expect("remove");

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cgroup_v1::V1Host;
+use super::cgroup_v1::{self, V1Host};
 use super::cgroup_v2::{CGROUP_ENV, V2Host};
 use super::procfs::{OwnCgroups, V2Place, own_cgroups};
 use super::{Host, NO_CGROUP_ENV, POLL, Via};
@@ -135,11 +135,25 @@ fn find_v1(own: &OwnCgroups) -> Host {
     }
     let own_memory =
         own.v1.get("memory").map_or_else(|| "own cgroup".to_string(), |d| format!("own cgroup {}", d.display()));
+    // Its own memory cgroup, but a freezer or pids hierarchy without its
+    // cgroup in it: used if no top-level cgroup can be had.
+    let mut partial = None;
     if env_set(SKIP_OWN_ENV) {
         tried.failed(own_memory, format_args!("passed over ({SKIP_OWN_ENV}=1)"));
     } else {
         match V1Host::own(&own.v1) {
-            Ok(host) => return Host::V1(host),
+            Ok(host) => {
+                let missing: Vec<&str> = cgroup_v1::CONTROLLERS
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .filter(|c| own.v1_mounts.contains_key(*c) && !own.v1.contains_key(*c))
+                    .collect();
+                if missing.is_empty() {
+                    return Host::V1(host);
+                }
+                tried.failed(own_memory, format_args!("no {} cgroup of its own", missing.join(", ")));
+                partial = Some(host);
+            }
             Err(why) => tried.failed(own_memory, why),
         }
     }
@@ -148,7 +162,10 @@ fn find_v1(own: &OwnCgroups) -> Host {
         Ok(host) => return Host::V1(host),
         Err(why) => tried.failed(format_args!("top-level cgroup {TOP_LEVEL} in each hierarchy"), why),
     }
-    tried.watchdog()
+    match partial {
+        Some(host) => Host::V1(host),
+        None => tried.watchdog(),
+    }
 }
 
 /// Asks systemd (PID 1) for a transient scope `poolchaos-<pid>.scope` with
