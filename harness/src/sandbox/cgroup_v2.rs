@@ -130,9 +130,17 @@ impl V2Host {
         let wanted = controllers_of(mount)?;
         enable(mount, &wanted).map_err(|e| explain(mount, &e))?;
         let top = mount.join(TOP_LEVEL);
-        make_dir(&top).map_err(|e| format!("cannot make {}: {}", top.display(), words(&e)))?;
-        enable(&top, &wanted).map_err(|e| explain(&top, &e))?;
-        Ok(V2Host { parent: top, via: Via::TopLevel })
+        // Another harness's start may remove it, empty, between the two
+        // steps (see `Session::clean_stale`): then again, a few times.
+        let mut tries = 0;
+        loop {
+            make_dir(&top).map_err(|e| format!("cannot make {}: {}", top.display(), words(&e)))?;
+            match enable(&top, &wanted) {
+                Ok(()) => return Ok(V2Host { parent: top, via: Via::TopLevel }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 5 => tries += 1,
+                Err(e) => return Err(explain(&top, &e)),
+            }
+        }
     }
 
     /// Makes the run's cgroup: `memory.max`, `memory.swap.max` 0 (the limit
