@@ -6,11 +6,10 @@
 //! own cannot hold runs) `<mount>/poolchaos` at the top of each hierarchy.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::cgroup::{Cgroups, Kind, write_file};
+use super::cgroup::{Cgroups, Kind, make_dir, write_file};
 use super::cgroup_v2::words;
 use super::{RUN_PIDS_MAX, SandboxError, TOP_LEVEL, Via};
 
@@ -92,14 +91,6 @@ impl V1Host {
                 Err(e)
             }
         }
-    }
-}
-
-/// `mkdir`, where it is not there yet.
-pub(crate) fn make_dir(dir: &Path) -> io::Result<()> {
-    match fs::create_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        made => made,
     }
 }
 

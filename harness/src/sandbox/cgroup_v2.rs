@@ -37,8 +37,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::cgroup::{Cgroups, Kind, write_file};
-use super::cgroup_v1::make_dir;
+use super::cgroup::{Cgroups, Kind, make_dir, write_file};
 use super::procfs::V2Place;
 use super::stale::harness_pid_of;
 use super::{PREFIX, RUN_PIDS_MAX, SandboxError, TOP_LEVEL, Via};
