@@ -68,9 +68,10 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # The sandbox on a real cgroup v2 host (this machine is v1): boots a Debian kernel in QEMU
-# (software emulation, under 10 minutes) and runs, inside it, the sandbox tests, oom-big-batch as
-# root, as an unprivileged user in a delegated subtree and with /sys/fs/cgroup read-only, and a
-# harness SIGKILLed mid-run then restarted. Needs root (apt-get of qemu-system-x86,
+# (software emulation, under 10 minutes) and runs, inside it, with no variable set, the sandbox
+# tests, oom-big-batch as an unprivileged user (without delegation, and delegated), as root from a
+# controller-less service cgroup and from a shared one, the reason with /sys/fs/cgroup read-only,
+# and a harness SIGKILLed mid-run then restarted. Needs root (apt-get of qemu-system-x86,
 # linux-image-amd64, busybox-static; virtme-ng in target/vm/venv).
 test-cgroup-v2:
     .ci/vm/run-cgroup-v2

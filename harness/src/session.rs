@@ -6,10 +6,12 @@
 //!   someone else waits for, so two sessions in one process leave each
 //!   other's children alone);
 //! - the **host**: which sandbox backend this machine offers, probed once
-//!   (on cgroup v2 this moves the process into its own leaf; see
-//!   [`crate::sandbox`]);
+//!   (on cgroup v2 this moves the process into its own leaf, or asks
+//!   systemd for a scope, or makes a top-level cgroup; see
+//!   [`crate::sandbox::find`]);
 //! - **stale cleanup**: what dead harnesses left, removed at the start
-//!   ([`Session::leftovers`]);
+//!   ([`Session::leftovers`]); the top-level cgroup it used, if any, removed
+//!   at the end (when no other harness still has runs in it);
 //! - the **registry** of its live sandboxes, by name: a run id is used once
 //!   at a time per session, and names carry the session's serial, so two
 //!   sessions of one process never collide;
@@ -28,7 +30,9 @@ use rustix::process::WaitOptions;
 
 use crate::interrupt::Stop;
 use crate::sandbox::procfs::{V2Place, own_children, read_stat};
-use crate::sandbox::{self, Host, Leftovers, Mechanism, PREFIX, Registry, Sandbox, SandboxError, SandboxOptions, lock};
+use crate::sandbox::{
+    self, Host, Kind, Leftovers, Mechanism, PREFIX, Registry, Sandbox, SandboxError, SandboxOptions, lock,
+};
 
 /// Serial numbers of the sessions of this process.
 static SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -80,15 +84,30 @@ impl Session {
 
     /// Removes what dead harnesses left: their cgroups (with whatever still
     /// runs inside), their runs' temp directories, and the Python pools'
-    /// semaphores no process holds. Returns what it removed.
+    /// semaphores no process holds. Returns what it removed. An empty
+    /// top-level cgroup this session does not use goes too.
     pub fn clean_stale(&self) -> Leftovers {
         let own = sandbox::procfs::own_cgroups().unwrap_or_default();
-        let v2_parent = match &self.host {
-            Host::V2(v2) => Some(v2.parent.as_path()),
-            _ => None,
-        };
+        let mut parents = self.host.run_parents();
+        for (controller, kind) in sandbox::cgroup_v1::CONTROLLERS {
+            parents.extend(own.v1.get(controller).map(|d| (kind, d.clone())));
+            parents.extend(own.v1_mounts.get(controller).map(|m| (kind, m.join(sandbox::TOP_LEVEL))));
+        }
+        if let Some(place) = &own.v2 {
+            parents.push((Kind::V2, place.dir.clone()));
+            parents.push((Kind::V2, place.mount.join(sandbox::TOP_LEVEL)));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        parents.retain(|(_, dir)| seen.insert(dir.clone()));
+        let mut cgroups = sandbox::stale::clean_cgroups(&parents);
+        let used = self.host.top_level();
+        for (_, dir) in parents.iter().filter(|(_, d)| d.ends_with(sandbox::TOP_LEVEL) && !used.contains(d)) {
+            if std::fs::remove_dir(dir).is_ok() {
+                cgroups.push(dir.clone());
+            }
+        }
         Leftovers {
-            cgroups: sandbox::stale::clean_cgroups(&own, v2_parent),
+            cgroups,
             temp_dirs: sandbox::stale::clean_temp_dirs(&std::env::temp_dir()),
             semaphores: sandbox::stale::clean_semaphores(crate::target::pool_semaphore),
         }
@@ -158,5 +177,16 @@ impl Session {
             }
         });
         failure.into_inner().unwrap_or_else(|e| e.into_inner()).map_or(Ok(()), Err)
+    }
+}
+
+/// The top-level cgroups this session used go when it ends, unless another
+/// harness has runs in them (`rmdir` refuses a cgroup with children): the
+/// last one out removes them.
+impl Drop for Session {
+    fn drop(&mut self) {
+        for dir in self.host.top_level() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }

@@ -209,6 +209,7 @@ fn the_session_uses_the_mechanism_the_host_offers() {
     eprintln!("mechanism: {mechanism}");
     assert_eq!(mechanism.kind, host_mechanism(), "{mechanism}");
     assert_eq!(mechanism.reason.is_some(), mechanism.simulated_oom(), "a reason exactly for the watchdog: {mechanism}");
+    assert_eq!(mechanism.place.is_some(), !mechanism.simulated_oom(), "a place exactly for cgroups: {mechanism}");
     let sb = session.sandbox("t-host", Some(64)).expect("sandbox");
     assert_eq!(sb.mechanism(), &mechanism);
     sb.remove().expect("remove");
@@ -592,4 +593,113 @@ fn a_run_that_panics_leaves_nothing() {
     for d in &dirs {
         assert!(!d.exists(), "{} left behind", d.display());
     }
+}
+
+/// Runs the test `name` of this binary in a child process with `envs`
+/// (set before any thread starts), as `nobody` where `as_nobody` and this
+/// process is root: from a copy of this binary in a fresh 0755 directory,
+/// which that user can reach wherever the checkout lives. Returns its
+/// stdout; fails the test if the child fails.
+fn run_child(name: &str, envs: &[(&str, &str)], as_nobody: bool) -> String {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = if as_nobody && rustix::process::geteuid().is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let copy = dir.path().join("sandbox-test");
+        std::fs::copy(&exe, &copy).expect("copy the test binary");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(copy);
+        cmd
+    } else {
+        Command::new(exe)
+    };
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("POOLCHAOS_SANDBOX_TEST_CHILD", "1")
+        .env("TMPDIR", "/tmp")
+        .env("HOME", "/tmp")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null());
+    let out = cmd.output().expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{name}: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn in_child() -> bool {
+    std::env::var_os("POOLCHAOS_SANDBOX_TEST_CHILD").is_some()
+}
+
+/// Run by [`top_level_cgroup_where_the_own_one_cannot_hold_runs`], with the
+/// harness's own cgroup passed over (as a controller-less or shared one
+/// would be): as root, runs go to `<mount>/poolchaos`, the kernel's OOM
+/// kill is counted there, a dead harness's run left there is removed by the
+/// next start, and the top-level cgroup goes when the session ends.
+#[test]
+fn top_level_child() {
+    if !in_child() {
+        return;
+    }
+    let session = session();
+    let mechanism = session.mechanism();
+    println!("mechanism={mechanism}");
+    assert_eq!(mechanism.kind, host_mechanism(), "{mechanism}");
+    let place = mechanism.place.clone().expect("a place");
+    assert_eq!(place.via, sandbox::Via::TopLevel, "{mechanism}");
+    assert!(place.cgroup.ends_with(sandbox::TOP_LEVEL) && place.cgroup.is_dir(), "{mechanism}");
+    assert!(mechanism.to_string().contains(&format!("(top-level cgroup {})", place.cgroup.display())));
+
+    let sb = session.sandbox("t-top", Some(64)).expect("sandbox");
+    assert_eq!(sb.mechanism(), &mechanism);
+    let tops: Vec<PathBuf> = sb.cgroup_dirs().iter().filter_map(|d| d.parent().map(Path::to_path_buf)).collect();
+    assert!(tops.iter().all(|t| t.ends_with(sandbox::TOP_LEVEL)), "{tops:?}");
+    let mut owner = Proc::spawn("read x; python3 -c \"b = b'x' * (256 << 20)\"; echo \"rc=$?\"; exec sleep 1000");
+    sb.enter(owner.pid()).expect("enter");
+    owner.go();
+    assert_eq!(owner.line(), "rc=137", "the kernel's OOM kill, in the top-level cgroup");
+    assert!(sb.oom_kills() >= 1);
+    sb.remove().expect("remove");
+    assert_eq!(owner.wait().signal(), Some(9));
+
+    // What a dead harness left in the top-level cgroup: the next start removes it.
+    let maker = Proc::spawn("exec sleep 1000");
+    let stale = CgGuard::make(&tops, &format!("poolchaos-{}-t-top-stale", maker.pid()));
+    drop(maker);
+    let again = Session::start().expect("the next start");
+    assert_eq!(again.mechanism(), mechanism, "the next start reuses the top-level cgroup");
+    assert!(stale.dirs.iter().all(|d| !d.exists()), "{:?} left", stale.dirs);
+    drop(again);
+    drop(session);
+    for top in &tops {
+        assert!(!top.exists(), "{} left after the sessions ended", top.display());
+    }
+    println!("top-level ok: {tops:?}");
+}
+
+#[test]
+fn top_level_cgroup_where_the_own_one_cannot_hold_runs() {
+    let out = run_child("top_level_child", &[(sandbox::SKIP_OWN_ENV, "1")], false);
+    assert!(out.contains("top-level ok"), "{out}");
+}
+
+/// Run by [`without_root_or_delegation_the_watchdog_says_why_and_what_to_run`].
+#[test]
+fn watchdog_reasons_child() {
+    if in_child() {
+        println!("mechanism={}", session().mechanism());
+    }
+}
+
+/// Not root, no delegation, no systemd scope: the watchdog, whose reason
+/// names every way tried and why it failed, then one command to paste.
+#[test]
+fn without_root_or_delegation_the_watchdog_says_why_and_what_to_run() {
+    let out = run_child("watchdog_reasons_child", &[], true);
+    let line = out.lines().find_map(|l| Some(l.split_once("mechanism=")?.1)).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.starts_with("rss-watchdog: no cgroup can hold the runs (own cgroup "), "{line}");
+    for way in ["own cgroup", "systemd scope: ", "top-level cgroup ", ": not root)"] {
+        assert!(line.contains(way), "{way:?} not in {line}");
+    }
+    let advice = line.split_once("; for the kernel's OOM kill, run: ").map(|(_, a)| a).unwrap_or_default();
+    assert!(advice.starts_with("sudo /") && advice.contains(" --exact watchdog_reasons_child"), "{line}");
 }

@@ -229,6 +229,14 @@ pub(crate) fn write_file(path: &Path, value: &str, op: &'static str) -> Result<(
         .map_err(|e| SandboxError::io(op, path, e))
 }
 
+/// `mkdir`, where it is not there yet (a top-level cgroup, shared).
+pub(crate) fn make_dir(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        made => made,
+    }
+}
+
 /// `cgroup.procs` of `dir` and every cgroup below it.
 fn read_procs_tree(dir: &Path, pids: &mut BTreeSet<u32>) {
     if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {

@@ -15,15 +15,19 @@
 //! | `rss-watchdog` | a harness thread SIGKILLs a process over the limit: a **simulated** OOM | `killpg` + SIGKILL each member, until none | [`process_group`] |
 //!
 //! The host is probed once per [`Session`](crate::session::Session)
-//! ([`Host::probe`]): cgroup v2 with the memory controller first (the harness
-//! moves itself into a leaf of its own cgroup and enables `memory` and
-//! `pids` for the runs' subtree, see [`cgroup_v2`]), else v1 `memory`, else
-//! the watchdog with the reason (`/sys/fs/cgroup is read-only`, permission
-//! denied, no memory controller, other processes in the cgroup,
-//! `POOLCHAOS_NO_CGROUP=1`). A run whose cgroup cannot be made falls back to
-//! the watchdog with that error as its reason. Each run's cgroups are named
-//! `poolchaos-<harness pid>-s<session>-<run id>`, so two sessions of one
-//! process never collide and a later harness can tell whose they are
+//! ([`Host::probe`], see [`find`]): cgroup v2 with the memory controller
+//! first, else v1 `memory`. The runs go below a cgroup found in this order:
+//! the one `POOLCHAOS_CGROUP` names, the harness's own (on v2 it moves
+//! itself into a leaf and enables `memory` and `pids` for the runs'
+//! subtree, see [`cgroup_v2`]), a systemd scope with `Delegate=yes` made
+//! for it, or, as root, `/sys/fs/cgroup/poolchaos` ([`TOP_LEVEL`]). The
+//! [`Mechanism`] names the way ([`Via`]) and the cgroup. Where none works,
+//! the watchdog, with every way's reason and one command that gives the
+//! kernel's OOM kill (`/sys/fs/cgroup is read-only`, not root,
+//! `POOLCHAOS_NO_CGROUP=1`, ...). A run whose cgroup cannot be made falls
+//! back to the watchdog with that error as its reason. Each run's cgroups
+//! are named `poolchaos-<harness pid>-s<session>-<run id>`, so two sessions
+//! of one process never collide and a later harness can tell whose they are
 //! ([`stale`]).
 //!
 //! **Why a freezer or `cgroup.kill`.** While frozen nothing can fork and
@@ -56,12 +60,13 @@
 mod cgroup;
 pub(crate) mod cgroup_v1;
 pub(crate) mod cgroup_v2;
+pub(crate) mod find;
 pub(crate) mod process_group;
 pub(crate) mod procfs;
 pub(crate) mod shm;
 pub(crate) mod stale;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -71,11 +76,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use cgroup::{Cgroups, Kind, write_file};
+pub(crate) use cgroup::Kind;
+use cgroup::{Cgroups, write_file};
+use cgroup_v1::V1Host;
 pub use cgroup_v2::CGROUP_ENV;
 use cgroup_v2::V2Host;
+pub use find::{SKIP_OWN_ENV, TOP_LEVEL};
 use process_group::{Fallback, Group};
-use procfs::{V2Place, own_cgroups, parse_stat};
+use procfs::{V2Place, parse_stat};
 pub use shm::RunSemaphores;
 pub use stale::{Leftovers, TEMP_PREFIX};
 
@@ -127,21 +135,56 @@ impl fmt::Display for OomMechanism {
     }
 }
 
-/// The mechanism a run had, and why the watchdog stood in (for cgroups, no reason).
+/// How the harness came by the cgroup its runs go below (see [`find`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// The one `POOLCHAOS_CGROUP` names ([`CGROUP_ENV`]).
+    Named,
+    /// The cgroup the harness was started in (on v2, the parent of its leaf).
+    Own,
+    /// A transient scope with `Delegate=yes` that systemd made for the harness.
+    SystemdScope,
+    /// The harness's own at the top of the hierarchy, `<mount>/poolchaos`, as root.
+    TopLevel,
+}
+
+impl Via {
+    pub fn words(self) -> &'static str {
+        match self {
+            Via::Named => CGROUP_ENV,
+            Via::Own => "own cgroup",
+            Via::SystemdScope => "systemd scope",
+            Via::TopLevel => "top-level cgroup",
+        }
+    }
+}
+
+/// The cgroup a run's cgroup is made in, and how the harness came by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Place {
+    pub via: Via,
+    /// The runs' parent (on v1, the memory controller's).
+    pub cgroup: PathBuf,
+}
+
+/// The mechanism a run had: for cgroups, where; for the watchdog, why.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mechanism {
     pub kind: OomMechanism,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<Place>,
 }
 
 impl Mechanism {
-    fn cgroup(kind: OomMechanism) -> Mechanism {
-        Mechanism { kind, reason: None }
+    fn cgroup(kind: OomMechanism, via: Via, cgroup: PathBuf) -> Mechanism {
+        Mechanism { kind, reason: None, place: Some(Place { via, cgroup }) }
     }
 
     fn watchdog(reason: impl Into<String>) -> Mechanism {
-        Mechanism { kind: OomMechanism::RssWatchdog, reason: Some(reason.into()) }
+        Mechanism { kind: OomMechanism::RssWatchdog, reason: Some(reason.into()), place: None }
     }
 
     /// Whether an OOM kill in this run is the harness's SIGKILL, not the kernel's.
@@ -150,12 +193,18 @@ impl Mechanism {
     }
 }
 
-/// `cgroup-v2`, or `rss-watchdog: /sys/fs/cgroup is read-only`.
+/// `cgroup-v2`, `cgroup-v2 (top-level cgroup /sys/fs/cgroup/poolchaos)` (any
+/// place but the harness's own is named), or `rss-watchdog: /sys/fs/cgroup
+/// is read-only`.
 impl fmt::Display for Mechanism {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(place) = self.place.as_ref().filter(|p| p.via != Via::Own) {
+            write!(f, " ({} {})", place.via.words(), place.cgroup.display())?;
+        }
         match &self.reason {
-            Some(reason) => write!(f, "{}: {reason}", self.kind),
-            None => write!(f, "{}", self.kind),
+            Some(reason) => write!(f, ": {reason}"),
+            None => Ok(()),
         }
     }
 }
@@ -198,53 +247,43 @@ impl SandboxError {
     }
 }
 
-/// What the host offers, probed once per session.
+/// What the host offers, probed once per session ([`find::probe`]).
 #[derive(Debug, Clone)]
 pub(crate) enum Host {
     V2(V2Host),
-    V1(BTreeMap<String, PathBuf>),
-    /// No cgroup can be made: why.
+    V1(V1Host),
+    /// No cgroup can be made: why (every way tried), and what to do.
     Watchdog(String),
 }
 
 impl Host {
-    /// cgroup v2 with memory (after moving into a leaf, where needed), else
-    /// v1 memory, else the watchdog with the reason.
     pub fn probe() -> (Host, Option<V2Place>) {
-        if no_cgroup_env() {
-            return (Host::Watchdog(format!("asked for ({NO_CGROUP_ENV}=1)")), None);
-        }
-        let own = match own_cgroups() {
-            Ok(own) => own,
-            Err(e) => return (Host::Watchdog(format!("cannot read /proc/self/{{cgroup,mountinfo}}: {e}")), None),
-        };
-        let v2_offers_memory = own.v2.as_ref().is_some_and(|p| {
-            // The unified mount of a hybrid host has no controllers: that is not a v2 host.
-            fs::read_to_string(p.mount.join("cgroup.controllers"))
-                .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"))
-        });
-        let v2_error = match own.v2.as_ref().filter(|_| v2_offers_memory) {
-            Some(place) => match V2Host::prepare(place) {
-                Ok(host) => return (Host::V2(host), own.v2.clone()),
-                Err(reason) => Some(reason),
-            },
-            None => None,
-        };
-        if own.v1.contains_key("memory") {
-            return (Host::V1(own.v1), own.v2);
-        }
-        let reason = v2_error.unwrap_or_else(|| match &own.v2 {
-            Some(place) => format!("no memory controller in {}", place.mount.join("cgroup.controllers").display()),
-            None => "no cgroup hierarchy with a memory controller is mounted".to_string(),
-        });
-        (Host::Watchdog(reason), own.v2)
+        find::probe()
     }
 
     pub fn mechanism(&self) -> Mechanism {
         match self {
-            Host::V2(_) => Mechanism::cgroup(OomMechanism::CgroupV2),
-            Host::V1(_) => Mechanism::cgroup(OomMechanism::CgroupV1),
+            Host::V2(v2) => Mechanism::cgroup(OomMechanism::CgroupV2, v2.via, v2.parent.clone()),
+            Host::V1(v1) => Mechanism::cgroup(OomMechanism::CgroupV1, v1.via, v1.memory().to_path_buf()),
             Host::Watchdog(reason) => Mechanism::watchdog(reason.clone()),
+        }
+    }
+
+    /// The cgroups the runs go below (for stale cleanup).
+    pub fn run_parents(&self) -> Vec<(Kind, PathBuf)> {
+        match self {
+            Host::V2(v2) => vec![(Kind::V2, v2.parent.clone())],
+            Host::V1(v1) => v1.parents(),
+            Host::Watchdog(_) => Vec::new(),
+        }
+    }
+
+    /// The top-level cgroups this host uses (removed when the session ends, if empty).
+    pub fn top_level(&self) -> Vec<PathBuf> {
+        match self {
+            Host::V2(v2) if v2.via == Via::TopLevel => vec![v2.parent.clone()],
+            Host::V1(v1) if v1.via == Via::TopLevel => v1.parents().into_iter().map(|(_, p)| p).collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -356,19 +395,19 @@ impl Sandbox {
             (Some(OomMechanism::RssWatchdog), _) => watchdog("asked for (SandboxOptions)".into()),
             (None, Host::Watchdog(reason)) => watchdog(reason.clone()),
             (None | Some(OomMechanism::CgroupV2), Host::V2(v2)) => match v2.make(name, limit_bytes) {
-                Ok(c) => Ok((Backend::Cgroups(c), Mechanism::cgroup(OomMechanism::CgroupV2))),
+                Ok(c) => Ok((Backend::Cgroups(c), host.mechanism())),
                 Err(e) if wanted.is_none() => watchdog(e.to_string()),
                 Err(e) => Err(e),
             },
-            (None | Some(OomMechanism::CgroupV1), Host::V1(own)) => match cgroup_v1::make(own, name, limit_bytes) {
-                Ok(c) => Ok((Backend::Cgroups(c), Mechanism::cgroup(OomMechanism::CgroupV1))),
+            (None | Some(OomMechanism::CgroupV1), Host::V1(v1)) => match v1.make(name, limit_bytes) {
+                Ok(c) => Ok((Backend::Cgroups(c), host.mechanism())),
                 Err(e) if wanted.is_none() => watchdog(e.to_string()),
                 Err(e) => Err(e),
             },
             (Some(OomMechanism::CgroupV2), _) => match (limit_bytes, v2_place) {
                 (None, Some(place)) => Ok((
                     Backend::Cgroups(cgroup_v2::make_bare(place, name)?),
-                    Mechanism::cgroup(OomMechanism::CgroupV2),
+                    Mechanism::cgroup(OomMechanism::CgroupV2, Via::Own, place.dir.clone()),
                 )),
                 (Some(_), _) => Err(SandboxError::unavailable(
                     "cgroup v2 with a memory limit",
@@ -567,10 +606,6 @@ fn check_run_id(run_id: &str) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn no_cgroup_env() -> bool {
-    std::env::var_os(NO_CGROUP_ENV).is_some_and(|v| !v.is_empty() && v != "0")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,6 +627,15 @@ mod tests {
         let ro = Mechanism::watchdog("/sys/fs/cgroup is read-only");
         assert_eq!(ro.to_string(), "rss-watchdog: /sys/fs/cgroup is read-only");
         assert!(ro.simulated_oom());
-        assert!(!Mechanism::cgroup(OomMechanism::CgroupV2).simulated_oom());
+        let own = Mechanism::cgroup(OomMechanism::CgroupV2, Via::Own, "/sys/fs/cgroup/a".into());
+        assert!(!own.simulated_oom());
+        assert_eq!(own.to_string(), "cgroup-v2", "the harness's own cgroup is the default, not named");
+        let top = Mechanism::cgroup(OomMechanism::CgroupV1, Via::TopLevel, "/sys/fs/cgroup/memory/poolchaos".into());
+        assert_eq!(top.to_string(), "cgroup-v1 (top-level cgroup /sys/fs/cgroup/memory/poolchaos)");
+        let json = serde_json::to_string(&top).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"kind":"cgroup-v1","place":{"via":"top-level","cgroup":"/sys/fs/cgroup/memory/poolchaos"}}"#
+        );
     }
 }

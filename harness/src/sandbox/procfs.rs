@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub(crate) struct OwnCgroups {
     pub v1: BTreeMap<String, PathBuf>,
     pub v2: Option<V2Place>,
+    /// The mount point of each v1 controller's hierarchy (the first seen).
+    pub v1_mounts: BTreeMap<String, PathBuf>,
 }
 
 /// Where this process sits in a cgroup2 hierarchy.
@@ -96,6 +98,11 @@ fn under_mount(mount: &Mount, path: &str) -> Option<PathBuf> {
 pub(crate) fn parse_own_cgroups(mountinfo: &str, cgroup: &str) -> OwnCgroups {
     let mounts = parse_mountinfo(mountinfo);
     let mut own = OwnCgroups::default();
+    for m in mounts.iter().filter(|m| m.fstype == "cgroup") {
+        for option in m.super_options.iter().filter(|o| !matches!(o.as_str(), "rw" | "ro") && !o.contains('=')) {
+            own.v1_mounts.entry(option.clone()).or_insert_with(|| m.point.clone());
+        }
+    }
     for line in cgroup.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
@@ -225,6 +232,10 @@ mod tests {
         assert_eq!(own.v1["pids"], PathBuf::from("/sys/fs/cgroup/pids/x"));
         assert_eq!(own.v1["cpu"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/a"));
         assert!(!own.v1.contains_key("name=systemd"));
+        assert_eq!(own.v1_mounts["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(own.v1_mounts["pids"], PathBuf::from("/sys/fs/cgroup/pids"));
+        assert_eq!(own.v1_mounts["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert!(!own.v1_mounts.contains_key("name=systemd") && !own.v1_mounts.contains_key("rw"));
     }
 
     #[test]
@@ -235,7 +246,7 @@ mod tests {
         assert_eq!(v2.dir, PathBuf::from("/sys/fs/cgroup/system.slice/runner.service"));
         assert_eq!(v2.mount, PathBuf::from("/sys/fs/cgroup"));
         assert!(v2.read_only);
-        assert!(own.v1.is_empty());
+        assert!(own.v1.is_empty() && own.v1_mounts.is_empty());
     }
 
     #[test]

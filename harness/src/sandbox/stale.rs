@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cgroup::{CgDir, Cgroups, Kind, rmdir_tree};
-use super::procfs::{OwnCgroups, process_start_time, read_stat};
-use super::{PREFIX, RMDIR_WAIT, cgroup_v1, shm};
+use super::procfs::{process_start_time, read_stat};
+use super::{PREFIX, RMDIR_WAIT, shm};
 
 /// Every run's temp directory starts with this, then `<harness pid>-`.
 pub const TEMP_PREFIX: &str = "poolchaos-run-";
@@ -85,23 +85,14 @@ pub(crate) fn harness_alive(pid: u32, path: &Path) -> bool {
     }
 }
 
-/// Removes the cgroups of dead harnesses below this process's own cgroups
-/// (every v1 controller, and `v2_parent`, where v2 runs go): kills what is
-/// inside (`cgroup.kill`, or freeze, kill, thaw), then removes them. A
-/// cgroup whose processes cannot all be killed is left (and not returned).
-pub(crate) fn clean_cgroups(own: &OwnCgroups, v2_parent: Option<&Path>) -> Vec<PathBuf> {
-    let mut parents: Vec<(Kind, PathBuf)> = Vec::new();
-    for (controller, kind) in cgroup_v1::CONTROLLERS {
-        if let Some(dir) = own.v1.get(controller) {
-            parents.push((kind, dir.clone()));
-        }
-    }
-    if let Some(dir) = v2_parent.map(Path::to_path_buf).or_else(|| own.v2.as_ref().map(|p| p.dir.clone())) {
-        parents.push((Kind::V2, dir));
-    }
+/// Removes the cgroups of dead harnesses in `parents` (where this process's
+/// runs go, its own cgroups, the top-level ones): kills what is inside
+/// (`cgroup.kill`, or freeze, kill, thaw), then removes them. A cgroup whose
+/// processes cannot all be killed is left (and not returned).
+pub(crate) fn clean_cgroups(parents: &[(Kind, PathBuf)]) -> Vec<PathBuf> {
     let mut stale: BTreeMap<String, Cgroups> = BTreeMap::new();
     for (kind, parent) in parents {
-        let Ok(entries) = fs::read_dir(&parent) else { continue };
+        let Ok(entries) = fs::read_dir(parent) else { continue };
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some(name) = file_name.to_str() else { continue };
@@ -110,7 +101,7 @@ pub(crate) fn clean_cgroups(own: &OwnCgroups, v2_parent: Option<&Path>) -> Vec<P
             if !path.is_dir() || harness_alive(pid, &path) {
                 continue;
             }
-            stale.entry(name.to_string()).or_default().dirs.push(CgDir { kind, path });
+            stale.entry(name.to_string()).or_default().dirs.push(CgDir { kind: *kind, path });
         }
     }
     let mut removed = Vec::new();
