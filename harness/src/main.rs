@@ -167,10 +167,14 @@ enum Command {
     /// A scenario against its Python target as a standalone Python script (no
     /// poolchaos needed): what to attach to the pool's bug tracker.
     Export {
+        /// The scenario file (a campaign's reproducer, typically); its first Python target is used.
         scenario: PathBuf,
-        /// Write a Python script (the one form there is).
+        /// Write a Python script (the one language there is): the pool's public API and the faults, nothing else.
         #[arg(long, required = true)]
         python: bool,
+        /// The bundled form instead: the whole Python adapter embedded, every self-placed fault placeable.
+        #[arg(long)]
+        bundled: bool,
         /// Write it here instead of stdout.
         #[arg(long, short)]
         out: Option<PathBuf>,
@@ -565,7 +569,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { scenario: path, python: _, out } => {
+        Command::Export { scenario: path, python: _, bundled, out } => {
             let s = match scenario::load(&path) {
                 Ok(s) => s,
                 Err(e) => {
@@ -573,7 +577,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let script = match harness::export::python_script(&s, &path.display().to_string()) {
+            let write = if bundled { harness::export::bundled::script } else { harness::export::python_script };
+            let script = match write(&s, &path.display().to_string()) {
                 Ok(script) => script,
                 Err(e) => {
                     eprintln!("poolchaos: {e:#}");
