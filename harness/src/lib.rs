@@ -33,6 +33,7 @@ pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod scenario;
+pub mod scenario_help;
 pub mod session;
 pub mod shrink;
 pub mod speed;

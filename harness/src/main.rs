@@ -91,6 +91,7 @@ enum Command {
         /// Or for how long: `90s`, `10m`, `1h`.
         #[arg(long = "for", value_parser = parse_duration)]
         for_: Option<Duration>,
+        /// The campaign's seed: the same seed gives the same plans.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Run share K of N of the same seeded plan list (`1/2`, `2/2`).
@@ -125,26 +126,33 @@ enum Command {
         /// report.json files, or directories holding one.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Write the merged report.json here.
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// List the scenarios.
     List {
+        /// Scenario files or directories.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
     /// Say what a scenario does, in words.
     Explain {
+        /// The scenario file.
         scenario: PathBuf,
+        /// The seed its plan is made with.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
     /// Time one no-fault `map` of N echo tasks on each pool.
     Speed {
+        /// Only these of our pools, comma-separated (default: all).
         #[arg(long, value_delimiter = ',')]
         pools: Vec<PoolKind>,
+        /// Echo tasks per map.
         #[arg(long, default_value_t = 10_000)]
         tasks: u64,
+        /// Workers per pool.
         #[arg(long, default_value_t = 2)]
         workers: usize,
         /// Maps per pool; the best is reported.
@@ -181,14 +189,20 @@ enum Command {
     },
     /// Print the plan a pool's owner (or an external target) gets on its stdin.
     OwnerPlan {
+        /// The scenario file.
         scenario: PathBuf,
+        /// The pool or target the plan is for.
         #[arg(long)]
         pool: harness::target::Target,
+        /// The seed the plan is made with.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
     /// List the pools under test and the external targets.
     Pools,
+    /// Every field of a scenario file, with what it takes and its range
+    /// (`poolchaos help scenario` says the same).
+    Scenario,
     /// The pool's owner inside a sandboxed run (internal).
     #[command(hide = true)]
     Owner,
@@ -197,8 +211,10 @@ enum Command {
 /// The fault mix of a campaign (rates are per task).
 #[derive(clap::Args)]
 struct KnobArgs {
+    /// Tasks per run.
     #[arg(long, default_value_t = 40)]
     tasks: usize,
+    /// The pool's workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Self-placed SIGKILL at a random point.
@@ -222,10 +238,13 @@ struct KnobArgs {
     /// A kill storm every N ms (0: none).
     #[arg(long, default_value_t = 0)]
     storm_ms: u64,
+    /// Attempts per task, for pools that retry (supervised).
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// A task's own deadline, for pools that have one (ms).
     #[arg(long, default_value_t = 1000)]
     task_timeout_ms: u64,
+    /// Past this a run is hung and torn down (ms).
     #[arg(long, default_value_t = 5000)]
     deadline_ms: u64,
 }
@@ -312,6 +331,14 @@ fn start_session() -> anyhow::Result<Arc<Session>> {
     Ok(Arc::new(session))
 }
 
+/// The command line, parsed; `help scenario` gets the scenario reference as
+/// its long help (built from the checks' own limits, so not a doc comment).
+fn cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_subcommand("scenario", |c| c.long_about(harness::scenario_help::reference()));
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
@@ -323,7 +350,7 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+    match cli().command {
         Command::Run { paths, pools, target, seed, out, format, jobs, python, start_method, allow_skipped } => {
             let scenarios = match scenario::load_all(&paths) {
                 Ok(s) => s,
@@ -602,6 +629,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Scenario => {
+            print!("{}", harness::scenario_help::reference());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pools => {
             for target in harness::target::Target::all() {
                 println!("{target}");
@@ -609,5 +640,35 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Owner => Ok(ExitCode::from(harness::owner::main() as u8)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument and subcommand under `command`, by path, that has no help line.
+    fn without_help(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                out.push(path.clone());
+            }
+            without_help(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn every_option_of_every_subcommand_has_a_help_line() {
+        let mut command = super::Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        without_help(&command, "poolchaos", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
     }
 }
