@@ -39,4 +39,5 @@ pub mod shrink;
 pub mod speed;
 pub mod suite;
 pub mod target;
+pub mod timeline;
 pub mod verdict;

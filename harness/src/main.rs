@@ -136,13 +136,17 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
-    /// Say what a scenario does, in words.
+    /// Say what a scenario does, in words; or draw a run's timeline (`--timeline`).
     Explain {
-        /// The scenario file.
-        scenario: PathBuf,
+        /// The scenario file (with `--timeline`: the run's scenario, for its faults and deadline).
+        #[arg(required_unless_present = "timeline")]
+        scenario: Option<PathBuf>,
         /// The seed its plan is made with.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A run's event log (`runs/NAME.events.jsonl`): write its timeline beside it, `NAME.timeline.svg`.
+        #[arg(long, value_name = "EVENTS")]
+        timeline: Option<PathBuf>,
     },
     /// Time one no-fault `map` of N echo tasks on each pool.
     Speed {
@@ -526,16 +530,24 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { scenario: path, seed } => match scenario::load(&path) {
-            Ok(s) => {
-                print!("{}", plan::explain(&s, seed));
-                Ok(ExitCode::SUCCESS)
+        Command::Explain { scenario: path, seed, timeline } => {
+            let s = match path.as_deref().map(scenario::load).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("poolchaos: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match (timeline, s) {
+                (Some(events), s) => {
+                    let svg = harness::timeline::write_beside(&events, s.as_ref(), seed)?;
+                    println!("wrote {svg}");
+                }
+                (None, Some(s)) => print!("{}", plan::explain(&s, seed)),
+                (None, None) => unreachable!("clap requires a scenario without --timeline"),
             }
-            Err(e) => {
-                eprintln!("poolchaos: {e}");
-                Ok(ExitCode::from(2))
-            }
-        },
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Speed { pools, tasks, workers, repeat } => {
             let pools = if pools.is_empty() { PoolKind::ALL.to_vec() } else { pools };
             let program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
