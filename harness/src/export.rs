@@ -334,42 +334,9 @@ fn work(plan: &Plan, faults: &[(usize, Placed)], target: &str) -> String {
         })
         .collect();
     let points: std::collections::HashSet<FaultPoint> = faults.iter().map(|(_, f)| f.point).collect();
-    let mut out = String::new();
-    // A share of the task's work: `part(kind, n, held)`, inline where one kind
-    // of work needs it.
-    let inline = match kinds.iter().collect::<Vec<_>>()[..] {
-        [&"sleep"] => Some("time.sleep(n{share} / 1000 if kind == \"sleep\" else 0)"),
-        [&"alloc"] => Some("held.append(b\"\\x01\" * int(n{share} * 2**20 if kind == \"alloc\" else 0))"),
-        _ => None,
-    };
-    if inline.is_none() && !kinds.is_empty() {
-        out += "\ndef part(kind, n, held):  # n ms asleep, n us of CPU, n MiB held\n";
-        for kind in &kinds {
-            out += match *kind {
-                "sleep" => "    if kind == \"sleep\":\n        time.sleep(n / 1000)\n",
-                "spin" => {
-                    "    if kind == \"spin\":\n        end = time.perf_counter() + n / 1e6\n        \
-                           while time.perf_counter() < end:\n            pass\n"
-                }
-                _ => "    if kind == \"alloc\":\n        held.append(b\"\\x01\" * int(n * 2**20))\n",
-            };
-        }
-    }
+    let (mut out, inline) = part(&kinds);
     if points.contains(&FaultPoint::WriteResult) {
-        let module = if target == "py-billiard" { "billiard.connection" } else { "multiprocessing.connection" };
-        let _ = write!(
-            out,
-            "\ndef tear(how):  # this worker's next result dies half-way through its write\n    \
-             send = {module}.Connection._send\n    \
-             def torn(self, buf, *rest):  # past the length header: half of it, the fault, the rest\n        \
-             if len(buf) > 8:\n            \
-             {module}.Connection._send = send\n            \
-             send(self, buf[: len(buf) // 2], *rest)\n            \
-             fault(how)\n            \
-             buf = buf[len(buf) // 2 :]\n        \
-             send(self, buf, *rest)\n    \
-             {module}.Connection._send = torn\n"
-        );
+        out += &tear(target);
     }
     out += "\ndef work(i):\n";
     if faults.is_empty() {
@@ -413,6 +380,49 @@ fn work(plan: &Plan, faults: &[(usize, Placed)], target: &str) -> String {
         out += "    return i\n";
     }
     out
+}
+
+/// `part(kind, n, held)`, a share of a task's work, where one is needed; or
+/// the one line that does it inline, where one kind of work needs it
+/// (`{share}`: the share of `n`).
+fn part(kinds: &BTreeSet<&str>) -> (String, Option<&'static str>) {
+    let mut out = String::new();
+    let inline = match kinds.iter().collect::<Vec<_>>()[..] {
+        [&"sleep"] => Some("time.sleep(n{share} / 1000 if kind == \"sleep\" else 0)"),
+        [&"alloc"] => Some("held.append(b\"\\x01\" * int(n{share} * 2**20 if kind == \"alloc\" else 0))"),
+        _ => None,
+    };
+    if inline.is_none() && !kinds.is_empty() {
+        out += "\ndef part(kind, n, held):  # n ms asleep, n us of CPU, n MiB held\n";
+        for kind in kinds {
+            out += match *kind {
+                "sleep" => "    if kind == \"sleep\":\n        time.sleep(n / 1000)\n",
+                "spin" => {
+                    "    if kind == \"spin\":\n        end = time.perf_counter() + n / 1e6\n        \
+                           while time.perf_counter() < end:\n            pass\n"
+                }
+                _ => "    if kind == \"alloc\":\n        held.append(b\"\\x01\" * int(n * 2**20))\n",
+            };
+        }
+    }
+    (out, inline)
+}
+
+/// `tear(how)`: the worker's next result dies half-way through its write.
+fn tear(target: &str) -> String {
+    let module = if target == "py-billiard" { "billiard.connection" } else { "multiprocessing.connection" };
+    format!(
+        "\ndef tear(how):  # this worker's next result dies half-way through its write\n    \
+             send = {module}.Connection._send\n    \
+             def torn(self, buf, *rest):  # past the length header: half of it, the fault, the rest\n        \
+             if len(buf) > 8:\n            \
+             {module}.Connection._send = send\n            \
+             send(self, buf[: len(buf) // 2], *rest)\n            \
+             fault(how)\n            \
+             buf = buf[len(buf) // 2 :]\n        \
+             send(self, buf, *rest)\n    \
+             {module}.Connection._send = torn\n"
+    )
 }
 
 /// `take`, the SIGTERM handler and `main`: the pool made, called in the
