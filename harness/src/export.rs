@@ -105,10 +105,14 @@ fn api(target: &str) -> Option<Api> {
 /// The minimal script of `scenario` against its Python target (the first
 /// one its `[expect]` names). `file` names the scenario in the script.
 pub fn python_script(scenario: &Scenario, file: &str) -> anyhow::Result<String> {
-    let Some((target, verdict)) = scenario.expect.iter().find(|(t, _)| matches!(t, Target::Python(_))) else {
+    let python = |(t, v): &(Target, crate::verdict::Verdict)| match t {
+        Target::Python(py) => Some((*py, *v)),
+        _ => None,
+    };
+    let Some((py, verdict)) = scenario.expect.iter().find_map(python) else {
         bail!("{file}: [expect] names no Python target (py-...): only those can be exported as a Python script");
     };
-    let Target::Python(py) = target else { unreachable!("found as a Python target") };
+    let target = Target::Python(py);
     let Some(api) = api(py.name) else {
         bail!(
             "{file}: {} has no minimal form (it is not a pool's public API); `--bundled` writes the full script",

@@ -544,7 +544,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     println!("wrote {svg}");
                 }
                 (None, Some(s)) => print!("{}", plan::explain(&s, seed)),
-                (None, None) => unreachable!("clap requires a scenario without --timeline"),
+                (None, None) => {
+                    eprintln!("poolchaos: explain: name a scenario, or a run's event log with --timeline");
+                    return Ok(ExitCode::from(2));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
