@@ -114,6 +114,7 @@ impl History {
                         a.done = Some(t);
                     }
                 }
+                // A plan tags its tasks by their index (`Plan::new`): outcome `index` is task `tag`.
                 Event::Outcome { index, result } => {
                     h.outcomes.entry(*index as u64).or_insert((t, outcome_colour(result)));
                 }
