@@ -423,6 +423,13 @@ pub fn run_once(
     ctx: &RunContext,
     run_id: &str,
 ) -> anyhow::Result<(RunRecord, Expectation, Option<FindingKind>)> {
+    run_logged(scenario, pool, ctx, run_id).map(|(record, expectation, finding, _)| (record, expectation, finding))
+}
+
+/// [`run_once`], with the run's event log.
+type RunLogged = (RunRecord, Expectation, Option<FindingKind>, Vec<Logged>);
+
+fn run_logged(scenario: &Scenario, pool: &Target, ctx: &RunContext, run_id: &str) -> anyhow::Result<RunLogged> {
     let plan = Plan::new(scenario, pool.clone(), scenario.seed.unwrap_or(0));
     let result = runner::run(&plan, ctx, run_id)?;
     let (expectation, finding) = judge(pool, &plan, &result.events, &result.judgement);
@@ -430,7 +437,7 @@ pub fn run_once(
     if let Expectation::Verdict(v, _) = &expectation {
         record.expected = Some(*v);
     }
-    Ok((record, expectation, finding))
+    Ok((record, expectation, finding, result.events))
 }
 
 /// What a campaign has so far, shared by its threads.
@@ -607,13 +614,19 @@ fn report_finding(
     // Replays: how often it fails, and what the oracle expects of the shrunk plan.
     let (mut failed, mut replayed) = (0, 0);
     let mut expected = None;
+    // The event log of the first replay that failed the same way: the reproducer's timeline.
+    let mut shown = None;
     for replay in 0..REPLAYS {
         if replay > 0 && Instant::now() > deadline {
             break;
         }
-        if let Ok((record, expectation, finding)) = run_once(&small, &settings.pool, ctx, &format!("r{index}")) {
+        if let Ok((record, expectation, finding, events)) =
+            run_logged(&small, &settings.pool, ctx, &format!("r{index}"))
+        {
             replayed += 1;
-            failed += usize::from(finding.is_some_and(|k| kind.shown_by(&k)));
+            let same = finding.is_some_and(|k| kind.shown_by(&k));
+            failed += usize::from(same);
+            shown = shown.or(same.then_some(events));
             expected = match expectation {
                 Expectation::Verdict(v, _) => Some(v),
                 Expectation::Undetermined(_) => expected.or(record.expected),
@@ -626,6 +639,12 @@ fn report_finding(
         FindingKind::Safety { .. } => Verdict::Completed,
     });
     let reproducer = save_reproducer(&settings.failures_dir, &small, settings, index, &kind, expected, replays).ok();
+    if let (Some(path), Some(events)) = (&reproducer, shown) {
+        let plan = Plan::new(&small, settings.pool.clone(), small.seed.unwrap_or(0));
+        if let Ok(svg) = crate::timeline::svg(&events, &crate::timeline::Context::of(&plan)) {
+            let _ = std::fs::write(path.with_extension("timeline.svg"), svg);
+        }
+    }
     Finding {
         run: index,
         seed: settings.seed,

@@ -102,6 +102,7 @@ enum Command {
         /// Or for how long: `90s`, `10m`, `1h`.
         #[arg(long = "for", value_parser = parse_duration)]
         for_: Option<Duration>,
+        /// The campaign's seed: the same seed gives the same plans.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Run share K of N of the same seeded plan list (`1/2`, `2/2`).
@@ -136,26 +137,37 @@ enum Command {
         /// report.json files, or directories holding one.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Write the merged report.json here.
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// List the scenarios.
     List {
+        /// Scenario files or directories.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
-    /// Say what a scenario does, in words.
+    /// Say what a scenario does, in words; or draw a run's timeline (`--timeline`).
     Explain {
-        scenario: PathBuf,
+        /// The scenario file (with `--timeline`: the run's scenario, for its faults and deadline).
+        #[arg(required_unless_present = "timeline")]
+        scenario: Option<PathBuf>,
+        /// The seed its plan is made with.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A run's event log (`runs/NAME.events.jsonl`): write its timeline beside it, `NAME.timeline.svg`.
+        #[arg(long, value_name = "EVENTS")]
+        timeline: Option<PathBuf>,
     },
     /// Time one no-fault `map` of N echo tasks on each pool.
     Speed {
+        /// Only these of our pools, comma-separated (default: all).
         #[arg(long, value_delimiter = ',')]
         pools: Vec<PoolKind>,
+        /// Echo tasks per map.
         #[arg(long, default_value_t = 10_000)]
         tasks: u64,
+        /// Workers per pool.
         #[arg(long, default_value_t = 2)]
         workers: usize,
         /// Maps per pool; the best is reported.
@@ -178,24 +190,34 @@ enum Command {
     /// A scenario against its Python target as a standalone Python script (no
     /// poolchaos needed): what to attach to the pool's bug tracker.
     Export {
+        /// The scenario file (a campaign's reproducer, typically); its first Python target is used.
         scenario: PathBuf,
-        /// Write a Python script (the one form there is).
+        /// Write a Python script (the one language there is): the pool's public API and the faults, nothing else.
         #[arg(long, required = true)]
         python: bool,
+        /// The bundled form instead: the whole Python adapter embedded, every self-placed fault placeable.
+        #[arg(long)]
+        bundled: bool,
         /// Write it here instead of stdout.
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
     /// Print the plan a pool's owner (or an external target) gets on its stdin.
     OwnerPlan {
+        /// The scenario file.
         scenario: PathBuf,
+        /// The pool or target the plan is for.
         #[arg(long)]
         pool: harness::target::Target,
+        /// The seed the plan is made with.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
     /// List the pools under test and the external targets.
     Pools,
+    /// Every field of a scenario file, with what it takes and its range
+    /// (`poolchaos help scenario` says the same).
+    Scenario,
     /// The pool's owner inside a sandboxed run (internal).
     #[command(hide = true)]
     Owner,
@@ -204,8 +226,10 @@ enum Command {
 /// The fault mix of a campaign (rates are per task).
 #[derive(clap::Args)]
 struct KnobArgs {
+    /// Tasks per run.
     #[arg(long, default_value_t = 40)]
     tasks: usize,
+    /// The pool's workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Self-placed SIGKILL at a random point.
@@ -229,10 +253,13 @@ struct KnobArgs {
     /// A kill storm every N ms (0: none).
     #[arg(long, default_value_t = 0)]
     storm_ms: u64,
+    /// Attempts per task, for pools that retry (supervised).
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// A task's own deadline, for pools that have one (ms).
     #[arg(long, default_value_t = 1000)]
     task_timeout_ms: u64,
+    /// Past this a run is hung and torn down (ms).
     #[arg(long, default_value_t = 5000)]
     deadline_ms: u64,
 }
@@ -322,6 +349,14 @@ fn start_session() -> anyhow::Result<Arc<Session>> {
     Ok(Arc::new(session))
 }
 
+/// The command line, parsed; `help scenario` gets the scenario reference as
+/// its long help (built from the checks' own limits, so not a doc comment).
+fn cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_subcommand("scenario", |c| c.long_about(harness::scenario_help::reference()));
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
     // Started as `poolchaos-worker` (installed alone, see `harness::install`): the worker.
     if let Some(code) = harness::install::as_worker() {
@@ -342,7 +377,7 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+    match cli().command {
         Command::Run { paths, pools, target, seed, out, format, jobs, python, start_method, allow_skipped, repeat } => {
             let scenarios = match scenario::load_all(&paths) {
                 Ok(s) => s,
@@ -529,16 +564,27 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { scenario: path, seed } => match scenario::load(&path) {
-            Ok(s) => {
-                print!("{}", plan::explain(&s, seed));
-                Ok(ExitCode::SUCCESS)
+        Command::Explain { scenario: path, seed, timeline } => {
+            let s = match path.as_deref().map(scenario::load).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("poolchaos: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match (timeline, s) {
+                (Some(events), s) => {
+                    let svg = harness::timeline::write_beside(&events, s.as_ref(), seed)?;
+                    println!("wrote {svg}");
+                }
+                (None, Some(s)) => print!("{}", plan::explain(&s, seed)),
+                (None, None) => {
+                    eprintln!("poolchaos: explain: name a scenario, or a run's event log with --timeline");
+                    return Ok(ExitCode::from(2));
+                }
             }
-            Err(e) => {
-                eprintln!("poolchaos: {e}");
-                Ok(ExitCode::from(2))
-            }
-        },
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Speed { pools, tasks, workers, repeat } => {
             let pools = if pools.is_empty() { PoolKind::ALL.to_vec() } else { pools };
             let program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
@@ -615,7 +661,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { scenario: path, python: _, out } => {
+        Command::Export { scenario: path, python: _, bundled, out } => {
             let s = match scenario::load(&path) {
                 Ok(s) => s,
                 Err(e) => {
@@ -623,7 +669,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let script = match harness::export::python_script(&s, &path.display().to_string()) {
+            let write = if bundled { harness::export::bundled::script } else { harness::export::python_script };
+            let script = match write(&s, &path.display().to_string()) {
                 Ok(script) => script,
                 Err(e) => {
                     eprintln!("poolchaos: {e:#}");
@@ -647,6 +694,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Scenario => {
+            print!("{}", harness::scenario_help::reference());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pools => {
             for target in harness::target::Target::all() {
                 println!("{target}");
@@ -654,5 +705,35 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Owner => Ok(ExitCode::from(harness::owner::main() as u8)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument and subcommand under `command`, by path, that has no help line.
+    fn without_help(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                out.push(path.clone());
+            }
+            without_help(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn every_option_of_every_subcommand_has_a_help_line() {
+        let mut command = super::Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        without_help(&command, "poolchaos", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
     }
 }

@@ -983,6 +983,10 @@ fn run_md(run: &RunRecord) -> String {
     let _ = writeln!(md, "- **Time:** {}", human_ms(run.elapsed_ms));
     if let Some(events) = &run.events {
         let _ = writeln!(md, "- **Event log:** [`{events}`]({})", events.replace(' ', "%20"));
+        if !run.as_expected() {
+            let svg = crate::timeline::path_for(events);
+            let _ = writeln!(md, "- **Timeline:** [`{svg}`]({})", svg.replace(' ', "%20"));
+        }
     }
     if !run.diagnosis.is_empty() {
         md += "\nDiagnosis:\n\n```text\n";

@@ -1,8 +1,11 @@
 //! A suite: many scenarios, each against its pools, run a few at a time, each
 //! in its own sandbox, gathered into one [`Report`].
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
+
+use anyhow::Context as _;
 
 use crate::interrupt::{Interrupted, Interruption};
 use crate::plan::Plan;
@@ -109,6 +112,13 @@ pub fn run(
             record.expected = expected(scenario, pool);
             if let Some(peer) = scenario.peer.as_ref().filter(|p| p.target == pool.base()) {
                 record.peer = Some(PeerCheck::of(peer, &record));
+            }
+            // A run not as expected gets its timeline beside its event log.
+            if let (false, Some(events), Some(dir)) = (record.as_expected(), &record.events, &ctx.events_dir) {
+                let name = crate::timeline::path_for(events);
+                let path = dir.join(Path::new(&name).file_name().unwrap_or_default());
+                let svg = crate::timeline::svg(&result.events, &crate::timeline::Context::of(&plan))?;
+                std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
             }
             tick(&record);
             done.lock().unwrap_or_else(|e| e.into_inner()).push((i, record));

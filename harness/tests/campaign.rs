@@ -75,6 +75,11 @@ fn planted(bug: PlantedBug, knobs: Knobs, max_faults: usize) {
     assert!(finding.faults_after <= max_faults, "{bug:?} shrunk to {} faults", finding.faults_after);
     let verdict = finding.kind.verdict();
     let repro = finding.reproducer.as_ref().expect("a reproducer");
+    // A replay that failed the same way drew the reproducer's timeline beside it.
+    if finding.replays_failed.is_some_and(|(failed, _)| failed > 0) {
+        let svg = std::path::Path::new(repro).with_extension("timeline.svg");
+        assert!(std::fs::read_to_string(&svg).is_ok_and(|s| s.contains("<svg")), "no timeline {}", svg.display());
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
         .args(["run", repro, "--format", "json"])
         .current_dir(dir.path())
