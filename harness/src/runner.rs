@@ -46,7 +46,7 @@ use rustix::process::{Pid, PidfdFlags, Signal as Sig};
 
 use crate::checker::{self, Ending, Judgement};
 use crate::events::Logged;
-use crate::nemesis::Nemesis;
+use crate::nemesis::{self, Frozen, Nemesis, Signals};
 use crate::plan::Plan;
 use crate::protocol::{Event, OwnerPlan, Signal, parse_trace};
 use crate::sandbox::{Mechanism, RUN_PIDS_MAX, RunSemaphores, Sandbox};
@@ -372,11 +372,11 @@ impl Run {
             self.semaphores.record(&live);
             io.scanned = Instant::now();
         }
-        for strike in nemesis.strike(started.elapsed(), &live) {
+        let mut hand = TraceHand { trace: self.trace.as_fd(), buf: &mut io.trace, log, sandbox };
+        for strike in nemesis.strike(started.elapsed(), &live, &mut hand) {
             if strike.pid == self.owner.id() && strike.signal == Signal::Sigkill {
                 ending.owner_killed_by_plan = true;
             }
-            log.push(strike.event());
         }
         if owner_exited {
             let status = self.reap_owner();
@@ -482,6 +482,46 @@ struct Log {
 impl Log {
     fn push(&mut self, event: Event) {
         self.events.push(Logged { t_ms: self.started.elapsed().as_millis() as u64, event });
+    }
+}
+
+/// The nemesis's hand in a run: signals by pid, and the run's trace pipe
+/// read to its end while a victim is frozen (see [`crate::nemesis`]).
+struct TraceHand<'a> {
+    trace: std::os::fd::BorrowedFd<'a>,
+    buf: &'a mut LineBuf,
+    log: &'a mut Log,
+    sandbox: &'a Sandbox,
+}
+
+impl nemesis::Hand for TraceHand<'_> {
+    fn freeze(&mut self, pid: u32) -> Frozen {
+        Signals::freeze(pid)
+    }
+
+    fn thaw(&mut self, pid: u32) {
+        Signals::thaw(pid);
+    }
+
+    fn trace(&mut self) -> Vec<Event> {
+        let events: Vec<Event> =
+            self.buf.read(self.trace).iter().filter_map(|l| parse_trace(&String::from_utf8_lossy(l))).collect();
+        for event in &events {
+            self.log.push(event.clone());
+        }
+        events
+    }
+
+    fn send(&mut self, pid: u32, signal: Signal) -> bool {
+        Signals::send(pid, signal)
+    }
+
+    fn log(&mut self, event: Event) {
+        self.log.push(event);
+    }
+
+    fn live(&mut self) -> Vec<u32> {
+        self.sandbox.processes()
     }
 }
 
