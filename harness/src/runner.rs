@@ -380,7 +380,12 @@ impl Run {
         }
         if owner_exited {
             let status = self.reap_owner();
-            log.push(Event::OwnerExit { signal: status.and_then(|s| s.signal()), code: status.and_then(|s| s.code()) });
+            let signal = status.and_then(|s| s.signal());
+            log.push(Event::OwnerExit { signal, code: status.and_then(|s| s.code()) });
+            // SIGKILLed, not by the nemesis, with an OOM kill unaccounted for: the OOM killer's.
+            if signal == Some(9) && !ending.owner_killed_by_plan {
+                ending.owner_oom = mark_oom(self.owner.id(), sandbox, oom_marked, log);
+            }
             // The owner is gone: whatever of the run outlives it by the grace is a leak.
             return Phase::Draining { until: Instant::now() + LEAK_GRACE };
         }
@@ -525,17 +530,19 @@ impl nemesis::Hand for TraceHand<'_> {
     }
 }
 
-/// Marks the SIGKILLed worker `pid` as the OOM killer's if the sandbox
-/// counts more OOM kills than were marked so far and the nemesis did not
-/// strike it. The kernel counts the kill before it sends the SIGKILL, so the
+/// Marks the SIGKILLed worker (or owner) `pid` as the OOM killer's if the
+/// sandbox counts more OOM kills than were marked so far and the nemesis did
+/// not strike it; whether it did. The kernel counts the kill before it sends the SIGKILL, so the
 /// count has risen by the time the worker's exit is seen; two workers killed
 /// at once are marked in the order their exits are seen.
-fn mark_oom(pid: u32, sandbox: &Sandbox, marked: &mut u64, log: &mut Log) {
+fn mark_oom(pid: u32, sandbox: &Sandbox, marked: &mut u64, log: &mut Log) -> bool {
     let struck = log.events.iter().any(|l| matches!(l.event, Event::Nemesis { pid: p, .. } if p == pid));
-    if !struck && sandbox.oom_kills() > *marked {
+    let oom = !struck && sandbox.oom_kills() > *marked;
+    if oom {
         *marked += 1;
         log.push(Event::OomKill { pid, simulated: sandbox.mechanism().simulated_oom() });
     }
+    oom
 }
 
 /// Bytes read so far from a non-blocking fd, split into lines.
