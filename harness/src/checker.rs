@@ -19,12 +19,14 @@
 //! batch exactly one in all.
 //! Liveness is the deadline: a run whose owner did not finish by then is hung,
 //! and the diagnosis names each pending task, the worker it was on and how
-//! that worker ended.
+//! that worker ended, and each worker that died outside a task (before a
+//! `start` line: at `init`, `transport`, `decode`) and how.
 //!
 //! Several verdicts can hold at once (a hung run has tasks without outcome);
-//! the worst in [`Verdict`]'s order names the run. Two rules decide what is
-//! not counted: a skipped run ran nothing, and the plan killing the owner
-//! takes the tasks with it; what the deadline's teardown leaves behind is the
+//! the worst in [`Verdict`]'s order names the run. Three rules decide what is
+//! not counted: a skipped run ran nothing, and the plan killing the owner,
+//! or the OOM killer taking it unplanned (`owner-oom`), takes its pending
+//! tasks with it; what the deadline's teardown leaves behind is the
 //! teardown's, not a leak of the pool.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
