@@ -277,7 +277,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     let crashed = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..)))) && !ending.owner_killed_by_plan;
     if let Some(message) = &owner_error {
         diagnosis.push(format!("the owner failed: {message}"));
-    } else if ending.owner_oom {
+    } else if ending.owner_oom && !ending.owner_killed_by_plan {
         diagnosis.push(owner_oom_text(plan, events, ending));
     } else if crashed && let Some((signal, code)) = owner_exit {
         diagnosis.push(format!("the owner ended early: it {}", exit_text(signal, code)));

@@ -383,7 +383,7 @@ impl Run {
             let signal = status.and_then(|s| s.signal());
             log.push(Event::OwnerExit { signal, code: status.and_then(|s| s.code()) });
             // SIGKILLed, not by the nemesis, with an OOM kill unaccounted for: the OOM killer's.
-            if signal == Some(9) && !ending.owner_killed_by_plan {
+            if signal == Some(9) && !ending.owner_killed_by_plan && !plan.kills_owner() {
                 ending.owner_oom = mark_oom(self.owner.id(), sandbox, oom_marked, log);
             }
             // The owner is gone: whatever of the run outlives it by the grace is a leak.
