@@ -7,7 +7,7 @@
 //!  enter(owner) into the cgroups, then: plan ───▶ stdin                  │
 //!  poll(owner stdout, trace, owner stderr, ◀──── stdout: events          │ trace: "start tag attempt pid"
 //!       owner pidfd; timeout = next deadline) ◀───────────────────────────┘
-//!  nemesis: picks its victims from the events, signals them by pid
+//!  nemesis: picks its victims from the events, freezes one, reads the trace, signals it by pid if mid-task
 //!  deadline ⇒ kill the whole sandbox (cgroup.kill or freezer), hung
 //!  owner exited ⇒ grace, then whatever is still in the sandbox is a leak
 //!  after: temp files and the named semaphores the run's processes held are leaks too (then removed)
