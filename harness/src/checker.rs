@@ -19,12 +19,14 @@
 //! batch exactly one in all.
 //! Liveness is the deadline: a run whose owner did not finish by then is hung,
 //! and the diagnosis names each pending task, the worker it was on and how
-//! that worker ended.
+//! that worker ended, and each worker that died outside a task (before a
+//! `start` line: at `init`, `transport`, `decode`) and how.
 //!
 //! Several verdicts can hold at once (a hung run has tasks without outcome);
-//! the worst in [`Verdict`]'s order names the run. Two rules decide what is
-//! not counted: a skipped run ran nothing, and the plan killing the owner
-//! takes the tasks with it; what the deadline's teardown leaves behind is the
+//! the worst in [`Verdict`]'s order names the run. Three rules decide what is
+//! not counted: a skipped run ran nothing, and the plan killing the owner,
+//! or the OOM killer taking it unplanned (`owner-oom`), takes its pending
+//! tasks with it; what the deadline's teardown leaves behind is the
 //! teardown's, not a leak of the pool.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -46,6 +48,9 @@ pub struct Ending {
     pub deadline_passed: bool,
     /// The plan killed the owner (and it died).
     pub owner_killed_by_plan: bool,
+    /// The OOM killer killed the owner (SIGKILLed, not by the nemesis, as the
+    /// sandbox counted an OOM kill no worker's exit accounts for).
+    pub owner_oom: bool,
     /// What outlived the run.
     pub leaks: Vec<Leak>,
     pub oom_kills: u64,
@@ -231,6 +236,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     if let Some((signal, code)) = owner_exit
         && skipped.is_none()
         && !ending.owner_killed_by_plan
+        && !ending.owner_oom
     {
         let how = exit_text(signal, code);
         if !ready {
@@ -239,7 +245,8 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             broken.push(format!("it {how} without reporting `finished`"));
         }
     }
-    if !ending.deadline_passed && !ending.owner_killed_by_plan && skipped.is_none() {
+    // An owner the OOM killer took, took its pending tasks with it: `owner-oom`, not lost tasks.
+    if !ending.deadline_passed && !ending.owner_killed_by_plan && !ending.owner_oom && skipped.is_none() {
         if counts.lost > 0 {
             findings.push(format!("{} task(s) got no outcome, and the run did not hang", counts.lost));
         }
@@ -271,13 +278,15 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     let crashed = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..)))) && !ending.owner_killed_by_plan;
     if let Some(message) = &owner_error {
         diagnosis.push(format!("the owner failed: {message}"));
+    } else if ending.owner_oom && !ending.owner_killed_by_plan {
+        diagnosis.push(owner_oom_text(plan, events, ending));
     } else if crashed && let Some((signal, code)) = owner_exit {
         diagnosis.push(format!("the owner ended early: it {}", exit_text(signal, code)));
     }
     if (owner_error.is_some() || crashed) && !ending.stderr_tail.is_empty() {
         diagnosis.push(format!("its stderr ended with: {}", ending.stderr_tail));
     }
-    if matches!(verdict, Verdict::Hung | Verdict::Lost) {
+    if matches!(verdict, Verdict::Hung | Verdict::Lost | Verdict::OwnerOom) {
         diagnosis.extend(pending(plan, events, &outcomes));
         diagnosis.extend(findings.iter().take(findings.len() - usize::from(leaked)).take(10).cloned());
     }
@@ -312,8 +321,12 @@ fn verdict(
         (ending.deadline_passed, Verdict::Hung),
         (leaked, Verdict::Leaked),
         (ending.owner_killed_by_plan, Verdict::OwnerKilled),
-        // The plan took the owner, and its tasks with it: they are not judged.
-        (!ending.owner_killed_by_plan && (unsafe_tasks || owner_error || counts.lost > 0), Verdict::Lost),
+        (ending.owner_oom && !ending.owner_killed_by_plan, Verdict::OwnerOom),
+        // The plan (or the OOM killer) took the owner, and its pending tasks with it: they are not lost.
+        (
+            !ending.owner_killed_by_plan && (unsafe_tasks || owner_error || (counts.lost > 0 && !ending.owner_oom)),
+            Verdict::Lost,
+        ),
         (!ending.owner_killed_by_plan && counts.failed > 0, Verdict::FailedLoudly),
         (true, Verdict::Completed),
     ];
@@ -402,6 +415,12 @@ fn callback_findings(style: CallStyle, counts: &TaskCounts, callbacks: &BTreeMap
 fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<String> {
     let mut lines = Vec::new();
     let mut finished = 0;
+    // Without the trace (a benchmark's choice) every worker would look dead before its first task.
+    let early = if plan.bench.is_some_and(|b| !b.trace) { Vec::new() } else { deaths_between_tasks(events) };
+    let never_started = match early.len() {
+        0 => "never started".to_string(),
+        n => format!("never started; {n} worker(s) died outside a task (below)"),
+    };
     for index in (0..outcomes.len()).filter(|&i| outcomes[i].is_empty()) {
         let tag = plan.tasks[index].tag;
         let started = events.iter().enumerate().rev().find_map(|(at, l)| match l.event {
@@ -409,7 +428,7 @@ fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
             _ => None,
         });
         let Some((at, pid, attempt, t_ms)) = started else {
-            lines.push(format!("task {index} pending: never started"));
+            lines.push(format!("task {index} pending: {never_started}"));
             continue;
         };
         let fate = events.iter().find_map(|l| match &l.event {
@@ -459,9 +478,66 @@ fn pending(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
     if finished > 0 {
         lines.push(format!("{finished} more task(s) ran to their end, but their outcome never reached the caller"));
     }
+    let more = early.len().saturating_sub(5);
+    lines.extend(early.into_iter().take(5));
+    if more > 0 {
+        lines.push(format!("... and {more} more worker(s) that died outside a task"));
+    }
     for l in events {
         if let Event::Nemesis { signal, pid, target } = &l.event {
             lines.push(format!("the nemesis sent {signal} to {pid} ({target}) at {} ms", l.t_ms));
+        }
+    }
+    lines
+}
+
+/// What the OOM killer did to the owner, in words.
+fn owner_oom_text(plan: &Plan, events: &[Logged], ending: &Ending) -> String {
+    let (pid, t_ms, simulated) = events
+        .iter()
+        .rev()
+        .find_map(|l| match l.event {
+            Event::OomKill { pid, simulated } => Some((pid, l.t_ms, simulated)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let by = if simulated { "the RSS watchdog (a simulated OOM)" } else { "the kernel's OOM killer" };
+    let limit = plan.memory_limit_mib.map_or_else(String::new, |m| format!(" of {m} MiB"));
+    format!(
+        "the owner (pid {pid}) was killed by {by} at {t_ms} ms, unplanned: it held more than the run's \
+         memory limit{limit}, and its pending tasks went with it ({} OOM kill(s) in the run)",
+        ending.oom_kills
+    )
+}
+
+/// The workers the pool reported dead by a signal or an exit code while
+/// running no task (after their last `done` line, or before their first
+/// `start`: a death at `init`, `transport` or `decode`), each with how it ended.
+fn deaths_between_tasks(events: &[Logged]) -> Vec<String> {
+    let mut mid_task: HashMap<u32, bool> = HashMap::new();
+    let mut lines = Vec::new();
+    for l in events {
+        match l.event {
+            Event::TaskStarted { pid, .. } => {
+                mid_task.insert(pid, true);
+            }
+            Event::TaskDone { pid, .. } => {
+                mid_task.insert(pid, false);
+            }
+            Event::WorkerExit { pid, signal, code } if !mid_task.get(&pid).copied().unwrap_or(false) => {
+                let how = match (signal, code) {
+                    (Some(sig), _) => format!("died by {}", protocol::signal_name(sig)),
+                    (None, Some(code @ 1..)) => format!("exited with code {code}"),
+                    _ => continue,
+                };
+                let when = if mid_task.contains_key(&pid) { "after its last task's `done`" } else { "before any task" };
+                lines.push(format!(
+                    "worker {pid} {how} at {} ms outside a task, {when} (while taking or starting one: \
+                     `transport`, `decode`, `init`)",
+                    l.t_ms
+                ));
+            }
+            _ => {}
         }
     }
     lines

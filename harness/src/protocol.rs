@@ -21,7 +21,7 @@
 //!   This is how the nemesis knows which pid runs which task, and how a hung
 //!   run is diagnosed, without trusting the pool.
 //!
-//! The harness adds its own events (`nemesis`, `deadline`, `owner-exit`,
+//! The harness adds its own events (`nemesis`, `strike-withheld`, `deadline`, `owner-exit`,
 //! `leak`, `malformed` for an owner's line that is not an event, `oom-kill`,
 //! `pids-limited` for the `spawn` point's refused forks) and stamps
 //! each with the milliseconds since the run started (`events.rs`).
@@ -312,6 +312,9 @@ pub enum Event {
     Malformed { line: String, error: String },
     /// The nemesis sent `signal` to `pid`.
     Nemesis { signal: Signal, pid: u32, target: String },
+    /// The nemesis did not send a strike that was due: its victim was no
+    /// longer mid-task (`reason`: the task had finished, the worker exited).
+    StrikeWithheld { signal: Signal, pid: u32, target: String, reason: String },
     /// The run's deadline passed; everything is being killed.
     Deadline,
     /// The harness set the run's `pids.max` to `max`, below its count (the

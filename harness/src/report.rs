@@ -744,7 +744,7 @@ fn verdict_style(verdict: Verdict) -> Style {
         Verdict::Completed => AnsiColor::Green,
         Verdict::Skipped | Verdict::NotApplicable => AnsiColor::BrightBlack,
         Verdict::FailedLoudly | Verdict::OwnerKilled => AnsiColor::Yellow,
-        Verdict::Lost | Verdict::Hung | Verdict::Leaked | Verdict::TargetError => AnsiColor::Red,
+        Verdict::OwnerOom | Verdict::Lost | Verdict::Hung | Verdict::Leaked | Verdict::TargetError => AnsiColor::Red,
     };
     Style::new().fg_color(Some(colour.into()))
 }
@@ -755,7 +755,7 @@ fn verdict_dot(verdict: Verdict) -> &'static str {
         Verdict::Skipped => "⚪",
         Verdict::NotApplicable => "➖",
         Verdict::FailedLoudly | Verdict::OwnerKilled => "🟡",
-        Verdict::Lost | Verdict::Hung | Verdict::Leaked => "🔴",
+        Verdict::OwnerOom | Verdict::Lost | Verdict::Hung | Verdict::Leaked => "🔴",
         Verdict::TargetError => "⛔",
     }
 }

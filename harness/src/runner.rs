@@ -7,7 +7,7 @@
 //!  enter(owner) into the cgroups, then: plan ───▶ stdin                  │
 //!  poll(owner stdout, trace, owner stderr, ◀──── stdout: events          │ trace: "start tag attempt pid"
 //!       owner pidfd; timeout = next deadline) ◀───────────────────────────┘
-//!  nemesis: picks its victims from the events, signals them by pid
+//!  nemesis: picks its victims from the events, freezes one, reads the trace, signals it by pid if mid-task
 //!  deadline ⇒ kill the whole sandbox (cgroup.kill or freezer), hung
 //!  owner exited ⇒ grace, then whatever is still in the sandbox is a leak
 //!  after: temp files and the named semaphores the run's processes held are leaks too (then removed)
@@ -51,7 +51,7 @@ use rustix::process::{Pid, PidfdFlags, Signal as Sig};
 use crate::checker::{self, Ending, Judgement};
 use crate::events::Logged;
 use crate::interrupt::Interrupted;
-use crate::nemesis::Nemesis;
+use crate::nemesis::{self, Frozen, Nemesis, Signals};
 use crate::plan::Plan;
 use crate::protocol::{Event, OwnerPlan, Signal, parse_trace};
 use crate::sandbox::{Mechanism, RUN_PIDS_MAX, RunSemaphores, Sandbox};
@@ -408,15 +408,20 @@ impl Run {
             self.semaphores.record(&live);
             io.scanned = Instant::now();
         }
-        for strike in nemesis.strike(started.elapsed(), &live) {
+        let mut hand = TraceHand { trace: self.trace.as_fd(), buf: &mut io.trace, log, sandbox };
+        for strike in nemesis.strike(started.elapsed(), &live, &mut hand) {
             if strike.pid == self.owner.id() && strike.signal == Signal::Sigkill {
                 ending.owner_killed_by_plan = true;
             }
-            log.push(strike.event());
         }
         if owner_exited {
             let status = self.reap_owner();
-            log.push(Event::OwnerExit { signal: status.and_then(|s| s.signal()), code: status.and_then(|s| s.code()) });
+            let signal = status.and_then(|s| s.signal());
+            log.push(Event::OwnerExit { signal, code: status.and_then(|s| s.code()) });
+            // SIGKILLed, not by the nemesis, with an OOM kill unaccounted for: the OOM killer's.
+            if signal == Some(9) && !ending.owner_killed_by_plan && !plan.kills_owner() {
+                ending.owner_oom = mark_oom(self.owner.id(), sandbox, oom_marked, log);
+            }
             // The owner is gone: whatever of the run outlives it by the grace is a leak.
             return Phase::Draining { until: Instant::now() + LEAK_GRACE };
         }
@@ -521,17 +526,59 @@ impl Log {
     }
 }
 
-/// Marks the SIGKILLed worker `pid` as the OOM killer's if the sandbox
-/// counts more OOM kills than were marked so far and the nemesis did not
-/// strike it. The kernel counts the kill before it sends the SIGKILL, so the
+/// The nemesis's hand in a run: signals by pid, and the run's trace pipe
+/// read to its end while a victim is frozen (see [`crate::nemesis`]).
+struct TraceHand<'a> {
+    trace: std::os::fd::BorrowedFd<'a>,
+    buf: &'a mut LineBuf,
+    log: &'a mut Log,
+    sandbox: &'a Sandbox,
+}
+
+impl nemesis::Hand for TraceHand<'_> {
+    fn freeze(&mut self, pid: u32) -> Frozen {
+        Signals::freeze(pid)
+    }
+
+    fn thaw(&mut self, pid: u32) {
+        Signals::thaw(pid);
+    }
+
+    fn trace(&mut self) -> Vec<Event> {
+        let events: Vec<Event> =
+            self.buf.read(self.trace).iter().filter_map(|l| parse_trace(&String::from_utf8_lossy(l))).collect();
+        for event in &events {
+            self.log.push(event.clone());
+        }
+        events
+    }
+
+    fn send(&mut self, pid: u32, signal: Signal) -> bool {
+        Signals::send(pid, signal)
+    }
+
+    fn log(&mut self, event: Event) {
+        self.log.push(event);
+    }
+
+    fn live(&mut self) -> Vec<u32> {
+        self.sandbox.processes()
+    }
+}
+
+/// Marks the SIGKILLed worker (or owner) `pid` as the OOM killer's if the
+/// sandbox counts more OOM kills than were marked so far and the nemesis did
+/// not strike it; whether it did. The kernel counts the kill before it sends the SIGKILL, so the
 /// count has risen by the time the worker's exit is seen; two workers killed
 /// at once are marked in the order their exits are seen.
-fn mark_oom(pid: u32, sandbox: &Sandbox, marked: &mut u64, log: &mut Log) {
+fn mark_oom(pid: u32, sandbox: &Sandbox, marked: &mut u64, log: &mut Log) -> bool {
     let struck = log.events.iter().any(|l| matches!(l.event, Event::Nemesis { pid: p, .. } if p == pid));
-    if !struck && sandbox.oom_kills() > *marked {
+    let oom = !struck && sandbox.oom_kills() > *marked;
+    if oom {
         *marked += 1;
         log.push(Event::OomKill { pid, simulated: sandbox.mechanism().simulated_oom() });
     }
+    oom
 }
 
 /// Bytes read so far from a non-blocking fd, split into lines.

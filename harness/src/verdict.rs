@@ -26,6 +26,12 @@ pub enum Verdict {
     FailedLoudly,
     /// The plan killed the pool's owner, and nothing of the run outlived it.
     OwnerKilled,
+    /// The kernel's OOM killer (or the RSS watchdog, simulated) killed the
+    /// pool's owner, which the plan did not kill: it held more than the
+    /// run's memory limit (results gathered in the parent), and its pending
+    /// tasks went with it. A failure of the pool's memory use, not a lost
+    /// task; a task that got a wrong or second outcome still makes it `lost`.
+    OwnerOom,
     /// The run finished, but a task has no outcome, two, or a wrong result.
     Lost,
     /// The deadline passed with tasks pending.
@@ -40,12 +46,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 9] = [
+    pub const ALL: [Verdict; 10] = [
         Verdict::Skipped,
         Verdict::NotApplicable,
         Verdict::Completed,
         Verdict::FailedLoudly,
         Verdict::OwnerKilled,
+        Verdict::OwnerOom,
         Verdict::Lost,
         Verdict::Hung,
         Verdict::Leaked,
@@ -59,6 +66,7 @@ impl Verdict {
             Verdict::Completed => "completed",
             Verdict::FailedLoudly => "failed-loudly",
             Verdict::OwnerKilled => "owner-killed",
+            Verdict::OwnerOom => "owner-oom",
             Verdict::Lost => "lost",
             Verdict::Hung => "hung",
             Verdict::Leaked => "leaked",

@@ -166,3 +166,71 @@ impl Drop for RemovedOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A storm over per-task (one process per task), its tasks `spin_us` long,
+/// the harness run as `prefix` (`taskset -c 0`: every process on one core):
+/// the run's record and events.
+fn storm_over_per_task(dir: &Path, spin_us: u64, count: u64, prefix: &[&str]) -> (Value, Vec<Value>) {
+    let name = format!("storm-{spin_us}us");
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "description = \"{name}\"\nworkers = 2\nstyle = \"map\"\ndeadline_ms = 30000\n\n[[tasks]]\ncount = {count}\n\
+         work = {{ spin_us = {spin_us} }}\n\n[storm]\nsignal = \"sigkill\"\nevery_ms = 50\n\n[expect]\nper-task = \"failed-loudly\"\n"
+    );
+    std::fs::write(&path, text).expect("write the scenario");
+    let out = dir.join(format!("out-{name}"));
+    let exe = env!("CARGO_BIN_EXE_poolchaos");
+    let (program, args) = match prefix {
+        [program, args @ ..] => (*program, [args, &[exe]].concat()),
+        [] => (exe, Vec::new()),
+    };
+    let done = Command::new(program)
+        .args(args)
+        .args(["run", "--pools", "per-task", "--out"])
+        .arg(&out)
+        .arg(&path)
+        .output()
+        .expect("run poolchaos");
+    assert!(done.status.code().is_some(), "poolchaos ended by a signal");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json")).expect("json");
+    let record = report["runs"][0].clone();
+    let events = std::fs::read_to_string(out.join(record["events"].as_str().expect("an event log")))
+        .expect("events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an event"))
+        .collect();
+    (record, events)
+}
+
+/// Per-task's verdict under a storm is the pool's, not the machine's: with
+/// tasks far shorter than the harness's reaction (300 µs, every process on
+/// one core) as with 5 ms ones, each strike lands on a process between its
+/// task's `start` and `done` lines (it never writes `done` after), so the
+/// struck tasks fail and the run fails loudly.
+#[test]
+fn a_storms_verdict_over_per_task_does_not_depend_on_task_speed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases: [(u64, u64, &[&str]); 3] = [(300, 600, &["taskset", "-c", "0"]), (300, 600, &[]), (5000, 100, &[])];
+    for (spin_us, count, prefix) in cases {
+        let (record, events) = storm_over_per_task(dir.path(), spin_us, count, prefix);
+        let what = format!("{spin_us} µs tasks, {prefix:?}");
+        let strikes: Vec<usize> = (0..events.len()).filter(|&i| events[i]["event"] == "nemesis").collect();
+        assert!(!strikes.is_empty(), "{what}: the storm struck\n{record:#}");
+        for &at in &strikes {
+            let pid = &events[at]["pid"];
+            let on = |kind: &str, e: &Value| e["event"] == kind && &e["pid"] == pid;
+            let start = events[..at].iter().rposition(|e| on("task-started", e));
+            let start = start.unwrap_or_else(|| panic!("{what}: struck {pid} before its `start`\n{events:#?}"));
+            let tag = &events[start]["tag"];
+            let done = events[start..].iter().any(|e| on("task-done", e) && &e["tag"] == tag);
+            assert!(!done, "{what}: {pid} struck after its `done` (or wrote one after the strike)\n{events:#?}");
+        }
+        assert_eq!(record["verdict"], "failed-loudly", "{what}\n{record:#}");
+        assert_eq!(
+            record["tasks"]["failed"].as_u64(),
+            Some(strikes.len() as u64),
+            "{what}: each strike fails its task\n{record:#}"
+        );
+    }
+}

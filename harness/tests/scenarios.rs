@@ -433,3 +433,63 @@ per-task = "failed-loudly"
         assert_eq!(mechanism, Some(if no_cgroup { OomMechanism::RssWatchdog } else { host }));
     }
 }
+
+/// An owner the kernel's OOM killer took, unplanned (it gathers 40 MiB of
+/// results under a 16 MiB limit; its workers, at oom_score_adj 1000, go
+/// first): `owner-oom`, never `lost`, with a diagnosis that says OOM and an
+/// `oom-kill` event naming the owner, on the host's real memory cgroup.
+#[test]
+fn an_owner_the_oom_killer_took_is_owner_oom_not_lost() {
+    let host = common::host_mechanism();
+    assert_ne!(host, OomMechanism::RssWatchdog, "these need cgroups: a real kernel OOM kill");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = poolchaos()
+        .args(["run", "--pools", "per-task,supervised", "--out"])
+        .arg(dir.path())
+        .arg(root().join("scenarios/owner-oom.toml"))
+        .output()
+        .expect("run poolchaos");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let report: harness::report::Report =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).expect("report.json")).expect("json");
+    assert_eq!(report.runs.len(), 2);
+    for run in &report.runs {
+        assert_eq!(run.verdict, harness::verdict::Verdict::OwnerOom, "{}: {:?}", run.pool, run.diagnosis);
+        assert!(run.oom_kills >= 1, "{}", run.pool);
+        assert!(
+            run.diagnosis.iter().any(|d| d.contains("the owner") && d.contains("kernel's OOM killer")),
+            "{}: {:?}",
+            run.pool,
+            run.diagnosis
+        );
+        assert!(!run.diagnosis.iter().any(|d| d.contains("ended early")), "{:?}", run.diagnosis);
+        let events = std::fs::read_to_string(dir.path().join(run.events.as_deref().expect("events"))).expect("log");
+        let events: Vec<serde_json::Value> = events.lines().map(|l| serde_json::from_str(l).expect("event")).collect();
+        let owner = events.iter().find(|e| e["event"] == "ready").map(|e| e["pid"].clone()).expect("ready");
+        let marked = events.iter().any(|e| e["event"] == "oom-kill" && e["pid"] == owner && e["simulated"] == false);
+        assert!(marked, "{}: the owner's death is marked the kernel's OOM kill\n{events:#?}", run.pool);
+    }
+}
+
+/// A hung run's diagnosis names the worker that died outside a task (here
+/// while its next task, larger than a pipe, was still being written to it:
+/// the `transport` point), with how it ended, beside the task that never started.
+#[test]
+fn a_worker_dead_before_its_start_line_is_named_in_the_diagnosis() {
+    let out = poolchaos()
+        .args(["run", "--pools", "naive", "--format", "json"])
+        .arg(root().join("scenarios/stages/transport.toml"))
+        .output()
+        .expect("run poolchaos");
+    let report: harness::report::Report = serde_json::from_slice(&out.stdout).expect("report json");
+    let [run] = &report.runs[..] else { panic!("one run: {:?}", report.runs) };
+    assert_eq!(run.verdict, harness::verdict::Verdict::Hung, "{:?}", run.diagnosis);
+    let died = run.worker_exits.iter().find(|e| e.signal == Some(9)).expect("a worker SIGKILLed");
+    let named = format!("worker {} died by sigkill at ", died.pid);
+    assert!(
+        run.diagnosis.iter().any(|d| d.starts_with(&named) && d.contains("outside a task")),
+        "{named}...: {:?}",
+        run.diagnosis
+    );
+    assert!(run.diagnosis.iter().any(|d| d.starts_with("task 3 pending: never started; 1 worker(s) died")));
+}
