@@ -5,10 +5,11 @@
 //! output stream) through our own mapping of its raw `u64`s, so a seed means
 //! the same plan on every machine and every version of `rand`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::protocol::{self, OwnerPlan};
-use crate::scenario::{Aim, Nemesis, Scenario, Storm};
+use crate::protocol::{self, Knob, OwnerPlan};
+use crate::scenario::{Aim, Nemesis, Scenario, Storm, TimeBounds};
 use crate::target::Target;
 use crate::verdict::FaultRecord;
 use pools::{CallStyle, Fault, Task, Workload};
@@ -35,8 +36,14 @@ pub struct Plan {
     /// A benchmark's run (`poolchaos bench`), with `warmup`: the owner times
     /// its call and reports `timed`.
     pub bench: Option<BenchRun>,
-    /// `map`'s chunksize, for the Python targets of `multiprocessing.Pool`.
+    /// `map`'s chunksize, for the targets whose map takes one.
     pub chunksize: Option<usize>,
+    /// Tasks a worker runs before the pool replaces it.
+    pub max_tasks: Option<u32>,
+    /// The target's own knobs (the scenario's `[target.NAME]` for this target).
+    pub knobs: BTreeMap<String, Knob>,
+    /// The scenario's time bounds.
+    pub bounds: TimeBounds,
 }
 
 /// What a benchmark's run asks beyond a scenario's: whether the workers
@@ -96,6 +103,7 @@ impl Plan {
                 }
             }
         }
+        let knobs = scenario.options.knobs.get(&pool.base()).cloned().unwrap_or_default();
         let mut plan = Plan {
             scenario: scenario.name.clone(),
             style: pool.style().unwrap_or(scenario.style),
@@ -111,7 +119,10 @@ impl Plan {
             storm: scenario.storm,
             warmup: false,
             bench: None,
-            chunksize: None,
+            chunksize: scenario.options.chunksize,
+            max_tasks: scenario.options.max_tasks,
+            knobs,
+            bounds: scenario.options.bounds,
         };
         // The idle worker is struck, and forks are limited, once the pool is warm.
         plan.warmup = scenario.nemesis.iter().any(|n| n.target == Aim::IdleWorker) || plan.limits_spawns();
@@ -238,6 +249,8 @@ impl From<&Plan> for OwnerPlan {
             warmup: plan.warmup,
             bench: plan.bench.is_some(),
             chunksize: plan.chunksize,
+            max_tasks: plan.max_tasks,
+            knobs: plan.knobs.clone(),
             tasks: plan.tasks.clone(),
         }
     }

@@ -79,6 +79,25 @@ pub enum FaultKind {
     /// does. The peers' suites use it; Rust has no such thing (the owner of
     /// our pools reports it not applicable).
     SysExit,
+    /// The value being pickled (the task's argument at `encode`, its result
+    /// at `encode-result`) holds what pickle itself refuses (a lock): the
+    /// pool reports pickle's own `TypeError` or `PicklingError`. Python
+    /// only: our pools encode with postcard, which refuses no task.
+    Unpicklable,
+    /// The task raises a `BaseException` that is no `Exception` (as
+    /// `KeyboardInterrupt` is). Python only.
+    BaseException,
+    /// The task raises `MemoryError` (as a failed allocation in Python
+    /// does; the process lives on). Python only.
+    MemoryError,
+    /// The worker ignores SIGTERM from here on, and the task goes on to its
+    /// result; at `close`, `terminate` and `join` it ignores it from the
+    /// task's start, so the pool's SIGTERM at that stage finds it ignored.
+    IgnoreSigterm,
+    /// The task returns an exception object as its result (not raised):
+    /// the caller must get that object back as a value. Python only (a
+    /// Rust task's result is bytes); only at `mid-task`.
+    ReturnException,
 }
 
 /// Where in a task's life (or in its pool's, around it) the fault fires.
@@ -184,6 +203,19 @@ impl FaultKind {
     /// or stalling it).
     pub fn kills_worker(self) -> bool {
         matches!(self, FaultKind::SigKill | FaultKind::SigSegv | FaultKind::Abort | FaultKind::Exit(_))
+    }
+
+    /// Whether only a Python worker can place this fault (it is made of
+    /// Python's own exceptions, pickling or return values).
+    pub fn python_only(self) -> bool {
+        matches!(
+            self,
+            FaultKind::SysExit
+                | FaultKind::Unpicklable
+                | FaultKind::BaseException
+                | FaultKind::MemoryError
+                | FaultKind::ReturnException
+        )
     }
 }
 
