@@ -1101,6 +1101,94 @@ naive = "hung"
         assert!(err("description = ").starts_with("s.toml:1:15: -: string values must be quoted"));
     }
 
+    const OWN: &str = r#"
+description = "d"
+workers = 2
+deadline_ms = 1000
+chunksize = 3
+max_tasks = 2
+
+[[tasks]]
+work = { echo = 4 }
+fault = { kind = "unpicklable", at = "encode" }
+
+[target.py-billiard]
+lost_worker_timeout = 1.5
+max_memory_per_child = 4096
+
+[expect]
+supervised = "completed"
+py-billiard = "failed-loudly"
+errors_by_ms = 2000
+call_ms = 3000
+"#;
+
+    #[test]
+    fn the_pools_own_options_read_as_written_and_write_back() {
+        let s = parse(Path::new("s.toml"), OWN).unwrap();
+        assert_eq!(s.tasks[0].fault.map(|f| f.kind), Some(FaultKind::Unpicklable));
+        assert_eq!((s.options.chunksize, s.options.max_tasks), (Some(3), Some(2)));
+        assert_eq!(s.options.bounds, TimeBounds { call_ms: Some(3000), errors_by_ms: Some(2000) });
+        let billiard = &s.options.knobs[&Target::python("py-billiard")];
+        assert_eq!(billiard["lost_worker_timeout"], Knob::Seconds(1.5));
+        assert_eq!(billiard["max_memory_per_child"], Knob::Count(4096));
+        assert_eq!(s.expect.len(), 2, "the bounds are no pools");
+        let again = parse(Path::new("s.toml"), &s.to_toml(&[])).unwrap();
+        assert_eq!((&again.options, &again.expect), (&s.options, &s.expect));
+        // The plan of billiard carries its knobs; supervised's none.
+        let plan = crate::plan::Plan::new(&s, Target::python("py-billiard"), 1);
+        assert_eq!(plan.knobs.len(), 2);
+        let supervised = crate::plan::Plan::new(&s, Target::Pool(PoolKind::Supervised), 1);
+        assert!(supervised.knobs.is_empty() && supervised.max_tasks == Some(2) && supervised.chunksize == Some(3));
+    }
+
+    #[test]
+    fn bad_options_name_their_line_and_field() {
+        let bad = |from: &str, to: &str| err(&OWN.replace(from, to));
+        assert_eq!(
+            bad("[target.py-billiard]", "[target.py-fast]"),
+            "s.toml:12:9: target.py-fast: unknown pool \"py-fast\" (known: naive, seed-polling, polling, per-task, \
+             supervised, py-pool-map, py-pool-apply, py-pool-apply-async, py-pool-map-async, py-seed-polling, \
+             py-seed-polling-async, py-process-per-task, py-ppe, py-loky, py-pebble, py-billiard)"
+        );
+        assert_eq!(
+            bad("lost_worker_timeout", "lost_timeout"),
+            "s.toml:13:1: target.py-billiard.lost_timeout: py-billiard has no knob \"lost_timeout\" (known: \
+             lost_worker_timeout, soft_timeout, timeout, max_memory_per_child)"
+        );
+        assert_eq!(
+            bad("[target.py-billiard]", "[target.py-pool-map]"),
+            "s.toml:12:9: target.py-pool-map: py-pool-map is not in [expect]: it never runs"
+        );
+        assert_eq!(
+            bad("[target.py-billiard]", "[target.\"py-billiard/spawn\"]"),
+            "s.toml:12:9: target.py-billiard/spawn: name the target as py-billiard (its knobs hold for every variant)"
+        );
+        assert_eq!(
+            bad("= 1.5", "= -1"),
+            "s.toml:13:23: target.py-billiard.lost_worker_timeout: must be a number of seconds, more than 0 and at most 86400"
+        );
+        assert_eq!(
+            bad("= 4096", "= 1.5"),
+            "s.toml:14:24: target.py-billiard.max_memory_per_child: must be a whole number, at least 1"
+        );
+        assert_eq!(bad("chunksize = 3", "chunksize = 0"), "s.toml:5:13: chunksize: must be at least 1");
+        assert_eq!(bad("max_tasks = 2", "max_tasks = 0"), "s.toml:6:13: max_tasks: must be at least 1");
+        assert_eq!(bad("= 2000", "= 0"), "s.toml:19:16: expect.errors_by_ms: must be 1 to 86400000 (ms)");
+        assert_eq!(
+            bad("supervised = \"completed\"", "supervised = 3"),
+            "s.toml:17:14: expect.supervised: a pool's expected verdict is a string"
+        );
+        assert_eq!(
+            bad("at = \"encode\"", "at = \"mid-task\""),
+            "s.toml:10:18: tasks[0].fault.kind: unpicklable fires only at encode or encode-result, not at mid-task"
+        );
+        assert_eq!(
+            err(&GOOD.replace("[expect]", "[random]\nrate = 0.1\nkinds = [\"return-exception\"]\n\n[expect]")),
+            "s.toml:21:10: random.kinds[0]: return-exception fires at one point only: place it on a task"
+        );
+    }
+
     const PEER: &str =
         "\n[peer]\ntest = \"t\"\ntarget = \"naive\"\nraises = \"X\"\nverdict = \"hung\"\nerror = \"pool-broken\"\n";
 
