@@ -515,6 +515,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_echo_is_hex_in_a_plan_and_raw_bytes_to_a_worker() {
+        let task = Task::echo(1, vec![0, 0xab, b'x']);
+        let json = serde_json::to_string(&task).unwrap();
+        assert!(json.contains(r#"{"echo":"00ab78"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);
+        let listed = json.replace(r#""00ab78""#, "[0,171,120]");
+        assert_eq!(serde_json::from_str::<Task>(&listed).unwrap(), task, "a list of numbers reads too");
+        assert!(serde_json::from_str::<Task>(&json.replace("00ab78", "0xab78")).is_err());
+    }
+
+    #[test]
     fn owner_events_are_named_as_they_serialize() {
         let events = [
             Event::Ready { pid: 1 },

@@ -13,6 +13,8 @@
 //! memory_limit_mib = 256        # the run's memory cgroup (optional)
 //! task_timeout_ms = 1000        # per-task deadline, for pools that have one (optional)
 //! max_attempts = 3              # supervised's attempts per task (optional)
+//! chunksize = 4                 # map's chunksize, where the target's map takes one (optional)
+//! max_tasks = 2                 # tasks per worker before it is replaced (optional)
 //!
 //! [[tasks]]                     # a group of tasks, tagged in file order
 //! count = 1
@@ -33,9 +35,13 @@
 //! signal = "sigkill"
 //! every_ms = 50
 //!
+//! [target.py-billiard]          # a pool's own knobs (`protocol::KNOBS`)
+//! lost_worker_timeout = 2
+//!
 //! [expect]                      # the pools to run, and what each must reach
 //! naive = "hung"
 //! supervised = "completed"
+//! errors_by_ms = 2000           # time bounds, from the pool's ready (optional)
 //! ```
 //!
 //! Every mistake is reported with the file, line and column, and the field.
@@ -60,8 +66,13 @@ pub const MAX_TASKS: usize = 100_000;
 pub const MAX_WORKERS: usize = 256;
 /// The longest deadline, strike delay or timeout, in ms (a day).
 pub const MAX_MS: u64 = 24 * 3600 * 1000;
-/// The largest echo payload, in bytes (the harness holds one per task).
-pub const MAX_ECHO_BYTES: u32 = 64 << 10;
+/// The largest echo payload (a task's argument), in bytes: 16 MiB. Each
+/// task of a plan holds its own copy, and the plan reaches its owner as one
+/// JSON line (an echo as hex, two characters a byte), so the scenario's
+/// echoes together are held to [`MAX_ECHO_TOTAL`].
+pub const MAX_ECHO_BYTES: u32 = 16 << 20;
+/// The most echo bytes a scenario's tasks carry in all: 64 MiB.
+pub const MAX_ECHO_TOTAL: u64 = 64 << 20;
 /// The largest result a task may return, in bytes (256 MiB).
 pub const MAX_RESULT_BYTES: u32 = 256 << 20;
 
@@ -646,6 +657,7 @@ impl Raw {
         let tasks_span = self.tasks.span();
         let mut tasks = Vec::new();
         let mut total: usize = 0;
+        let mut echoes: u64 = 0;
         for (i, group) in self.tasks.into_inner().into_iter().enumerate() {
             total = total.saturating_add(*group.count.get_ref());
             if total > MAX_TASKS {
@@ -655,7 +667,17 @@ impl Raw {
                     format!("the scenario would run {total} or more tasks; at most {MAX_TASKS}"),
                 ));
             }
-            tasks.push(group.check(i, error)?);
+            let span = group.work.span();
+            let group = group.check(i, error)?;
+            if let Workload::Echo(bytes) = &group.work {
+                echoes = echoes.saturating_add(group.count as u64 * bytes.len() as u64);
+                if echoes > MAX_ECHO_TOTAL {
+                    let message =
+                        format!("the scenario's echoes would carry {echoes} bytes in all; at most {MAX_ECHO_TOTAL}");
+                    return Err(error(Some(span), &format!("tasks[{i}].work"), message));
+                }
+            }
+            tasks.push(group);
         }
         if total == 0 {
             return Err(error(Some(tasks_span), "tasks", "a scenario needs at least one task".into()));

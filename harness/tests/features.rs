@@ -187,3 +187,11 @@ fn a_run_past_its_own_time_bound_is_hung() {
         assert!(run.diagnosis.iter().any(|d| d.contains("past call_ms = 500")), "{:?}", run.diagnosis);
     }
 }
+
+/// 256 KiB arguments (the limit was 64 KiB): each comes back whole.
+#[test]
+fn an_argument_larger_than_a_pipe_comes_back_whole() {
+    for (run, _) in run("large-argument") {
+        assert_eq!(run.tasks.ok, 6, "{}", run.pool);
+    }
+}

@@ -101,7 +101,7 @@ def expected_output(task):
     out = tag.to_bytes(8, "little")
     (kind, arg), = task["work"].items()
     if kind == "echo":
-        return out + bytes(arg)
+        return out + echo_bytes(arg)
     if kind == "spin":
         return out + arg["us"].to_bytes(8, "little")
     if kind == "sleep":
@@ -111,6 +111,12 @@ def expected_output(task):
     if kind == "large":
         return out + large_pattern(tag, arg["bytes"])
     raise ValueError(f"unknown workload {kind!r}")
+
+
+def echo_bytes(arg):
+    """An echo's bytes as the plan carries them: a hex string (the harness
+    writes that), or a list of numbers."""
+    return bytes.fromhex(arg) if isinstance(arg, str) else bytes(arg)
 
 
 def large_pattern(tag, n):
