@@ -222,8 +222,13 @@ pub fn explain(scenario: &Scenario, seed: u64) -> String {
     if let Some(t) = plan.task_timeout {
         out += &format!("  Pools with per-task deadlines kill a task after {} ms.\n", t.as_millis());
     }
+    out += &explain_options(&scenario.options);
     for group in &scenario.tasks {
-        out += &format!("  {} x {:?}\n", group.count, group.work);
+        match &group.work {
+            // An argument of up to 16 MiB: its size, not its bytes.
+            Workload::Echo(bytes) => out += &format!("  {} x Echo of {} bytes\n", group.count, bytes.len()),
+            work => out += &format!("  {} x {work:?}\n", group.count),
+        }
     }
     let faults = plan.faults();
     if faults.is_empty() {
@@ -234,6 +239,26 @@ pub fn explain(scenario: &Scenario, seed: u64) -> String {
     }
     for (pool, verdict) in &scenario.expect {
         out += &format!("  expect {pool}: {verdict}\n");
+    }
+    out
+}
+
+/// The pools' own options of a scenario, a line each.
+fn explain_options(options: &crate::scenario::Options) -> String {
+    let mut out = String::new();
+    if let Some(n) = options.chunksize {
+        out += &format!("  map's chunksize is {n}, where the target's map takes one.\n");
+    }
+    if let Some(n) = options.max_tasks {
+        out += &format!("  A worker runs at most {n} task(s) before the pool replaces it.\n");
+    }
+    for (target, knobs) in &options.knobs {
+        let set: Vec<String> = knobs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        out += &format!("  {target}'s own knobs: {}.\n", set.join(", "));
+    }
+    let bounds = [("call_ms", options.bounds.call_ms), ("errors_by_ms", options.bounds.errors_by_ms)];
+    for (name, ms) in bounds.iter().filter_map(|(n, ms)| Some((n, (*ms)?))) {
+        out += &format!("  Time bound {name}: {ms} ms after the pool is ready, or the run is hung.\n");
     }
     out
 }

@@ -305,6 +305,15 @@ pub enum Knob {
     Seconds(f64),
 }
 
+impl fmt::Display for Knob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Knob::Count(n) => write!(f, "{n}"),
+            Knob::Seconds(s) => write!(f, "{s} s"),
+        }
+    }
+}
+
 /// The knobs of a pool's own that a scenario's `[target.NAME]` table may
 /// set: (target, knob, unit, what the target does with it). The Python
 /// adapter's classes name the same (`Target.knobs`; a test holds both
