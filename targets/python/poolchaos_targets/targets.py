@@ -484,7 +484,7 @@ class ProcessPerTask(Target):
         self.pool = self  # nothing to start
 
     def recycle_kwargs(self, n=1):
-        return {} if n == 1 else None  # one process per task: one task each, whatever is asked
+        return {} if n == 1 else None  # one process per task: a limit of 1 is what it does, no other
 
     def missing_stage(self, point):
         if point in ("encode", "decode") and (self.method or "fork") == "fork":
