@@ -97,10 +97,11 @@ fn not_applicable(style: CallStyle, tasks: &[Task]) -> Option<(String, String)> 
     })
 }
 
-/// A chunksize is not applicable: our pools send each task on its own.
+/// A chunksize above 1 is not applicable: our pools send each task on its
+/// own (which is what a chunksize of 1 asks).
 fn no_chunks(plan: &OwnerPlan) -> Option<(String, String)> {
     let why = "our pools send and track each task on its own: a call has no chunks";
-    plan.chunksize.map(|_| ("chunksize".to_string(), why.to_string()))
+    plan.chunksize.filter(|&n| n > 1).map(|_| ("chunksize".to_string(), why.to_string()))
 }
 
 /// A pool's own knobs (`[target.NAME]`; the scenario checked each against

@@ -147,7 +147,8 @@ class Target:
         """(option, why) for the plan's first option this target lacks
         (`chunksize`, `max_tasks`, a knob), or None."""
         style = self.style or self.plan["style"]
-        if self.plan["chunksize"] is not None and style not in self.chunk_styles:
+        # A call without chunks sends each task on its own: chunksize 1 is what it does.
+        if self.plan["chunksize"] not in (None, 1) and style not in self.chunk_styles:
             return "chunksize", f"{self.name} takes no chunksize in a `{style}` call"
         n = self.plan["max_tasks"]
         if n is not None and self.recycle_kwargs(n) is None:
