@@ -196,6 +196,9 @@ impl<'a> Bench<'a> {
             warmup: true,
             bench: Some(bench),
             chunksize: self.row.chunksize,
+            max_tasks: None,
+            knobs: Default::default(),
+            bounds: Default::default(),
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn generate(knobs: &Knobs, pool: &Target, seed: u64, index: u64) -> Scenario
         storm: (knobs.storm_ms > 0).then_some(Storm { signal: Signal::Sigkill, every_ms: knobs.storm_ms }),
         expect: vec![(pool.clone(), Verdict::Completed)],
         peer: None,
+        options: Default::default(),
     }
 }
 

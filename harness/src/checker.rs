@@ -214,6 +214,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         }
         tasks.push(TaskFate { fate, touched: touched[index] });
     }
+    findings.extend(misnamed_raises(plan, &outcomes));
     let skipped = events.iter().find_map(|l| match &l.event {
         Event::Skipped { reason } => Some(reason.clone()),
         _ => None,
@@ -263,6 +264,11 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         findings.push(format!("leaked: {}", leaks.join("; ")));
     }
     let mut diagnosis = Vec::new();
+    let late = late(plan, events);
+    if !late.is_empty() && (Verdict::Completed..Verdict::Hung).contains(&verdict) {
+        verdict = Verdict::Hung;
+        diagnosis.extend(late);
+    }
     if let Some(reason) = not_applicable {
         verdict = Verdict::NotApplicable;
         diagnosis.push(reason);
@@ -540,6 +546,58 @@ fn deaths_between_tasks(events: &[Logged]) -> Vec<String> {
             _ => {}
         }
     }
+    lines
+}
+
+/// A Python-only raising fault (`unpicklable`, `memory-error`,
+/// `base-exception`) whose `task` error does not name the exception it
+/// raises (pickle's own `PicklingError` or `TypeError` for `unpicklable`):
+/// the error does not name its fault.
+fn misnamed_raises(plan: &Plan, outcomes: &[Vec<&OutcomeRecord>]) -> Vec<String> {
+    let mut findings = Vec::new();
+    for (index, (task, got)) in plan.tasks.iter().zip(outcomes).enumerate() {
+        let Some(names) = task.fault.and_then(|f| protocol::raised_as(f.kind)) else { continue };
+        for outcome in got {
+            if let OutcomeRecord::Error { kind: ErrorKind::Task, message, .. } = outcome
+                && !names.iter().any(|n| message.contains(n))
+            {
+                findings.push(format!(
+                    "task {index} failed with error task ({message:?}), which does not name {}",
+                    names.join(" or ")
+                ));
+            }
+        }
+    }
+    findings
+}
+
+/// The scenario's time bounds ([`crate::scenario::TimeBounds`]) the run
+/// missed, from the event log's times, counted from the pool's `ready` (or
+/// its `warmed-up`): an outcome after `call_ms`, an error after
+/// `errors_by_ms`.
+fn late(plan: &Plan, events: &[Logged]) -> Vec<String> {
+    let bounds = plan.bounds;
+    let start = events.iter().rev().find_map(|l| match l.event {
+        Event::WarmedUp | Event::Ready { .. } => Some(l.t_ms),
+        _ => None,
+    });
+    let Some(start) = start else { return Vec::new() };
+    let mut lines = Vec::new();
+    for l in events {
+        let Event::Outcome { index, result } = &l.event else { continue };
+        let after = l.t_ms.saturating_sub(start);
+        let error = matches!(result, OutcomeRecord::Error { .. });
+        if let Some(bound) = bounds.errors_by_ms.filter(|b| error && after > *b) {
+            lines.push(format!(
+                "task {index}'s error came {after} ms after the pool was ready: past errors_by_ms = {bound}"
+            ));
+        } else if let Some(bound) = bounds.call_ms.filter(|b| after > *b) {
+            lines.push(format!(
+                "task {index}'s outcome came {after} ms after the pool was ready: past call_ms = {bound}"
+            ));
+        }
+    }
+    lines.truncate(10);
     lines
 }
 

@@ -157,6 +157,9 @@ fn placed(plan: &Plan) -> Result<Vec<(usize, Placed)>, String> {
             if !matches!(f.point, MidTask | Encode | Decode | EncodeResult | WriteResult | DecodeResult | AfterResult) {
                 return Err(format!("task {i}'s fault at `{}`", fault_point_name(f.point)));
             }
+            if f.kind == FaultKind::ReturnException {
+                return Err(format!("task {i} returns an exception object"));
+            }
             faults.push((i, Placed { point: f.point, kind: f.kind, at: 0.5 }));
         }
     }
@@ -183,6 +186,9 @@ fn placed(plan: &Plan) -> Result<Vec<(usize, Placed)>, String> {
     }
     if plan.storm.is_some() {
         return Err("a kill storm from outside".into());
+    }
+    if plan.chunksize.is_some_and(|c| c > 1) || plan.max_tasks.is_some() || !plan.knobs.is_empty() {
+        return Err("the pool's options (chunksize, max_tasks, [target.NAME] knobs)".into());
     }
     faults.sort_by_key(|(i, _)| *i);
     Ok(faults)
@@ -295,6 +301,14 @@ fn fault_code(faults: &[(usize, Placed)]) -> String {
             Some(FaultKind::Error) => "raise RuntimeError(\"injected task error\")".into(),
             Some(FaultKind::Panic) => "raise AssertionError(\"injected panic\")".into(),
             Some(FaultKind::SysExit) | None => "sys.exit(1)".into(),
+            Some(FaultKind::Unpicklable) => {
+                "__import__(\"pickle\").dumps(__import__(\"threading\").Lock())  # pickle's own refusal".into()
+            }
+            Some(FaultKind::BaseException) => "raise BaseException(\"injected base exception\")".into(),
+            Some(FaultKind::MemoryError) => "raise MemoryError(\"injected memory error\")".into(),
+            Some(FaultKind::IgnoreSigterm) => "signal.signal(signal.SIGTERM, signal.SIG_IGN)".into(),
+            // Refused by `placed`: a result, not a fault that fires.
+            Some(FaultKind::ReturnException) => "pass".into(),
         };
         if kinds.len() == 1 {
             let _ = writeln!(out, "    {code}");

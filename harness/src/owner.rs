@@ -4,6 +4,7 @@
 //! it sees as [`Event`] lines on stdout. It knows nothing of faults from
 //! outside or deadlines: the harness kills it whole when time is up.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use anyhow::{Context, bail};
 use pools::process::StartTokens;
 use pools::{CallStyle, Callbacks, FaultPoint, PoolConfig, Task, WorkerProgram};
 
-use crate::protocol::{CallbackKind, Event, OutcomeRecord, OwnerPlan};
+use crate::protocol::{CallbackKind, Event, Knob, OutcomeRecord, OwnerPlan};
 
 /// The tag of the warm-up task (outside the plan's tags).
 pub const WARMUP_TAG: u64 = u64::MAX;
@@ -60,7 +61,8 @@ fn write(events: &[Event]) {
 }
 
 /// The first fault of the plan our pools cannot place, as (point or kind,
-/// why): `sys-exit` (Python's `SystemExit`; a Rust worker has none), and
+/// why): the Python-only kinds (`sys-exit`, `unpicklable`,
+/// `base-exception`, `memory-error`, `return-exception`), and
 /// `callback`, `close`, `terminate`, `join` in a call style that takes no
 /// callbacks or returns only when every task is over (as in the Python
 /// adapter). Our pools place every other point: their workers at
@@ -72,12 +74,10 @@ fn write(events: &[Event]) {
 /// the owner's callbacks at `callback`; a worker at `close`, `terminate`,
 /// `join` as the owner ends the pool.
 fn not_applicable(style: CallStyle, tasks: &[Task]) -> Option<(String, String)> {
-    use pools::FaultKind;
     let faults = tasks.iter().filter_map(|t| t.fault);
     faults.into_iter().find_map(|f| {
-        if f.kind == FaultKind::SysExit {
-            let why = "sys-exit is Python's SystemExit, an exception; a Rust worker has none".to_string();
-            return Some((crate::protocol::fault_kind_name(f.kind), why));
+        if f.kind.python_only() {
+            return Some((crate::protocol::fault_kind_name(f.kind), python_only_why(f.kind).to_string()));
         }
         let point = crate::protocol::fault_point_name(f.point).to_string();
         let asynchronous = matches!(style, CallStyle::ApplyAsync | CallStyle::MapAsync);
@@ -95,6 +95,41 @@ fn not_applicable(style: CallStyle, tasks: &[Task]) -> Option<(String, String)> 
             _ => None,
         }
     })
+}
+
+/// A chunksize above 1 is not applicable: our pools send each task on its
+/// own (which is what a chunksize of 1 asks).
+fn no_chunks(plan: &OwnerPlan) -> Option<(String, String)> {
+    let why = "our pools send and track each task on its own: a call has no chunks";
+    plan.chunksize.filter(|&n| n > 1).map(|_| ("chunksize".to_string(), why.to_string()))
+}
+
+/// A pool's own knobs (`[target.NAME]`; the scenario checked each against
+/// `protocol::KNOBS` for this pool).
+fn apply_knobs(config: &mut PoolConfig, knobs: &BTreeMap<String, Knob>) -> anyhow::Result<()> {
+    for (name, value) in knobs {
+        let Knob::Count(n) = *value else { bail!("knob {name}: a count, not {value:?}") };
+        match name.as_str() {
+            "window" => config.window = n as usize,
+            "rss_ceiling_kib" => config.rss_ceiling_kib = Some(n),
+            "poll_interval_ms" => config.poll_interval = Duration::from_millis(n),
+            other => bail!("our pools have no knob {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// Why our pools cannot place a Python-only fault kind.
+fn python_only_why(kind: pools::FaultKind) -> &'static str {
+    use pools::FaultKind;
+    match kind {
+        FaultKind::SysExit => "sys-exit is Python's SystemExit, an exception; a Rust worker has none",
+        FaultKind::Unpicklable => "our pools encode with postcard, which refuses no task and no result",
+        FaultKind::BaseException => "a BaseException is Python's; a Rust task has errors and panics",
+        FaultKind::MemoryError => "MemoryError is Python's; a failed Rust allocation aborts the process",
+        FaultKind::ReturnException => "a Rust task's result is bytes: there is no exception object to return",
+        _ => "only a Python worker places it",
+    }
 }
 
 /// Ends the pool at a plan's lifecycle stage (`close()` then `join()`, or
@@ -138,7 +173,7 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
         anyhow::bail!("{} is not one of our pools: `poolchaos owner` runs only those", plan.pool)
     };
     let style = plan.style;
-    if let Some((point, reason)) = not_applicable(style, &plan.tasks) {
+    if let Some((point, reason)) = not_applicable(style, &plan.tasks).or_else(|| no_chunks(&plan)) {
         emitter.emit(&Event::NotApplicable { point, reason });
         return Ok(());
     }
@@ -166,9 +201,10 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     }
     let mut config = PoolConfig::new(plan.workers, program);
     // `recycle` is the start of a worker that replaces one recycled after its one task.
-    config.max_tasks_per_worker = recycle.then_some(1);
+    config.max_tasks_per_worker = plan.max_tasks.or(recycle.then_some(1));
     config.task_timeout = plan.task_timeout_ms.map(Duration::from_millis);
     config.max_attempts = plan.max_attempts;
+    apply_knobs(&mut config, &plan.knobs)?;
     let pool = pools::build(kind, &config).context("starting the pool")?;
     emitter.emit(&Event::Ready { pid: std::process::id() });
 

@@ -5,10 +5,11 @@
 //! output stream) through our own mapping of its raw `u64`s, so a seed means
 //! the same plan on every machine and every version of `rand`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::protocol::{self, OwnerPlan};
-use crate::scenario::{Aim, Nemesis, Scenario, Storm};
+use crate::protocol::{self, Knob, OwnerPlan};
+use crate::scenario::{Aim, Nemesis, Scenario, Storm, TimeBounds};
 use crate::target::Target;
 use crate::verdict::FaultRecord;
 use pools::{CallStyle, Fault, Task, Workload};
@@ -35,8 +36,14 @@ pub struct Plan {
     /// A benchmark's run (`poolchaos bench`), with `warmup`: the owner times
     /// its call and reports `timed`.
     pub bench: Option<BenchRun>,
-    /// `map`'s chunksize, for the Python targets of `multiprocessing.Pool`.
+    /// `map`'s chunksize, for the targets whose map takes one.
     pub chunksize: Option<usize>,
+    /// Tasks a worker runs before the pool replaces it.
+    pub max_tasks: Option<u32>,
+    /// The target's own knobs (the scenario's `[target.NAME]` for this target).
+    pub knobs: BTreeMap<String, Knob>,
+    /// The scenario's time bounds.
+    pub bounds: TimeBounds,
 }
 
 /// What a benchmark's run asks beyond a scenario's: whether the workers
@@ -96,6 +103,7 @@ impl Plan {
                 }
             }
         }
+        let knobs = scenario.options.knobs.get(&pool.base()).cloned().unwrap_or_default();
         let mut plan = Plan {
             scenario: scenario.name.clone(),
             style: pool.style().unwrap_or(scenario.style),
@@ -111,7 +119,10 @@ impl Plan {
             storm: scenario.storm,
             warmup: false,
             bench: None,
-            chunksize: None,
+            chunksize: scenario.options.chunksize,
+            max_tasks: scenario.options.max_tasks,
+            knobs,
+            bounds: scenario.options.bounds,
         };
         // The idle worker is struck, and forks are limited, once the pool is warm.
         plan.warmup = scenario.nemesis.iter().any(|n| n.target == Aim::IdleWorker) || plan.limits_spawns();
@@ -211,8 +222,13 @@ pub fn explain(scenario: &Scenario, seed: u64) -> String {
     if let Some(t) = plan.task_timeout {
         out += &format!("  Pools with per-task deadlines kill a task after {} ms.\n", t.as_millis());
     }
+    out += &explain_options(&scenario.options);
     for group in &scenario.tasks {
-        out += &format!("  {} x {:?}\n", group.count, group.work);
+        match &group.work {
+            // An argument of up to 16 MiB: its size, not its bytes.
+            Workload::Echo(bytes) => out += &format!("  {} x Echo of {} bytes\n", group.count, bytes.len()),
+            work => out += &format!("  {} x {work:?}\n", group.count),
+        }
     }
     let faults = plan.faults();
     if faults.is_empty() {
@@ -223,6 +239,26 @@ pub fn explain(scenario: &Scenario, seed: u64) -> String {
     }
     for (pool, verdict) in &scenario.expect {
         out += &format!("  expect {pool}: {verdict}\n");
+    }
+    out
+}
+
+/// The pools' own options of a scenario, a line each.
+fn explain_options(options: &crate::scenario::Options) -> String {
+    let mut out = String::new();
+    if let Some(n) = options.chunksize {
+        out += &format!("  map's chunksize is {n}, where the target's map takes one.\n");
+    }
+    if let Some(n) = options.max_tasks {
+        out += &format!("  A worker runs at most {n} task(s) before the pool replaces it.\n");
+    }
+    for (target, knobs) in &options.knobs {
+        let set: Vec<String> = knobs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        out += &format!("  {target}'s own knobs: {}.\n", set.join(", "));
+    }
+    let bounds = [("call_ms", options.bounds.call_ms), ("errors_by_ms", options.bounds.errors_by_ms)];
+    for (name, ms) in bounds.iter().filter_map(|(n, ms)| Some((n, (*ms)?))) {
+        out += &format!("  Time bound {name}: {ms} ms after the pool is ready, or the run is hung.\n");
     }
     out
 }
@@ -238,6 +274,8 @@ impl From<&Plan> for OwnerPlan {
             warmup: plan.warmup,
             bench: plan.bench.is_some(),
             chunksize: plan.chunksize,
+            max_tasks: plan.max_tasks,
+            knobs: plan.knobs.clone(),
             tasks: plan.tasks.clone(),
         }
     }

@@ -26,6 +26,7 @@
 //! `pids-limited` for the `spawn` point's refused forks) and stamps
 //! each with the milliseconds since the run started (`events.rs`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use pools::{CallStyle, FaultKind, FaultPoint, Task};
@@ -144,7 +145,7 @@ pub fn signal_name(signal: i32) -> String {
 }
 
 /// The fault kinds of scenario files, by name.
-pub const FAULT_KINDS: [(&str, FaultKind); 10] = [
+pub const FAULT_KINDS: [(&str, FaultKind); 15] = [
     ("sigkill", FaultKind::SigKill),
     ("sigsegv", FaultKind::SigSegv),
     ("abort", FaultKind::Abort),
@@ -155,6 +156,11 @@ pub const FAULT_KINDS: [(&str, FaultKind); 10] = [
     ("error", FaultKind::Error),
     ("panic", FaultKind::Panic),
     ("sys-exit", FaultKind::SysExit),
+    ("unpicklable", FaultKind::Unpicklable),
+    ("base-exception", FaultKind::BaseException),
+    ("memory-error", FaultKind::MemoryError),
+    ("ignore-sigterm", FaultKind::IgnoreSigterm),
+    ("return-exception", FaultKind::ReturnException),
 ];
 
 /// A task that allocates past the run's memory limit, as reports name the fault.
@@ -273,7 +279,81 @@ pub struct OwnerPlan {
     pub bench: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunksize: Option<usize>,
+    /// Tasks a worker runs before the pool replaces it (`max_tasks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks: Option<u32>,
+    /// The target's own knobs (a scenario's `[target.NAME]`), by [`KNOBS`]' names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub knobs: BTreeMap<String, Knob>,
     pub tasks: Vec<Task>,
+}
+
+/// How a knob's value reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnobUnit {
+    /// A duration in seconds, more than 0 (a fraction is allowed), as the Python pools take it.
+    Seconds,
+    /// A whole number, at least 1.
+    Count,
+}
+
+/// A knob's value, as the plan carries it (a JSON number).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Knob {
+    Count(u64),
+    Seconds(f64),
+}
+
+impl fmt::Display for Knob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Knob::Count(n) => write!(f, "{n}"),
+            Knob::Seconds(s) => write!(f, "{s} s"),
+        }
+    }
+}
+
+/// The knobs of a pool's own that a scenario's `[target.NAME]` table may
+/// set: (target, knob, unit, what the target does with it). The Python
+/// adapter's classes name the same (`Target.knobs`; a test holds both
+/// sides together).
+pub const KNOBS: [(&str, &str, KnobUnit, &str); 10] = [
+    (
+        "py-billiard",
+        "lost_worker_timeout",
+        KnobUnit::Seconds,
+        "how long a lost worker's job waits before WorkerLostError",
+    ),
+    ("py-billiard", "soft_timeout", KnobUnit::Seconds, "the soft time limit: SoftTimeLimitExceeded raised in the task"),
+    ("py-billiard", "timeout", KnobUnit::Seconds, "the hard time limit: the task's worker is killed"),
+    (
+        "py-billiard",
+        "max_memory_per_child",
+        KnobUnit::Count,
+        "KiB of RSS past which a worker is replaced after its task",
+    ),
+    ("py-pebble", "timeout", KnobUnit::Seconds, "schedule's and map's timeout: the task is stopped, its worker killed"),
+    ("py-loky", "timeout", KnobUnit::Seconds, "get_reusable_executor's timeout: an idle worker exits after it"),
+    ("supervised", "window", KnobUnit::Count, "the most tasks in flight on one worker"),
+    ("supervised", "rss_ceiling_kib", KnobUnit::Count, "a worker past this RSS is recycled between tasks"),
+    ("polling", "poll_interval_ms", KnobUnit::Count, "how often the pool looks at what its reaper reported"),
+    ("seed-polling", "poll_interval_ms", KnobUnit::Count, "how often the pool samples its workers"),
+];
+
+/// The exception classes by which pickle itself refuses a value: what an
+/// `unpicklable` fault's error must name.
+pub const PICKLE_REFUSALS: [&str; 2] = ["PicklingError", "TypeError"];
+
+/// The exception class a Python-only raising fault's `task` error must
+/// name (pickle's own for `unpicklable`), or None for any other kind.
+pub fn raised_as(kind: FaultKind) -> Option<&'static [&'static str]> {
+    match kind {
+        FaultKind::Unpicklable => Some(&PICKLE_REFUSALS),
+        FaultKind::MemoryError => Some(&["MemoryError"]),
+        FaultKind::BaseException => Some(&["InjectedBaseException"]),
+        _ => None,
+    }
 }
 
 /// One thing that happened in a run.
@@ -445,6 +525,17 @@ impl OomMark {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echo_is_hex_in_a_plan_and_raw_bytes_to_a_worker() {
+        let task = Task::echo(1, vec![0, 0xab, b'x']);
+        let json = serde_json::to_string(&task).unwrap();
+        assert!(json.contains(r#"{"echo":"00ab78"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);
+        let listed = json.replace(r#""00ab78""#, "[0,171,120]");
+        assert_eq!(serde_json::from_str::<Task>(&listed).unwrap(), task, "a list of numbers reads too");
+        assert!(serde_json::from_str::<Task>(&json.replace("00ab78", "0xab78")).is_err());
+    }
 
     #[test]
     fn owner_events_are_named_as_they_serialize() {

@@ -13,6 +13,8 @@
 //! memory_limit_mib = 256        # the run's memory cgroup (optional)
 //! task_timeout_ms = 1000        # per-task deadline, for pools that have one (optional)
 //! max_attempts = 3              # supervised's attempts per task (optional)
+//! chunksize = 4                 # map's chunksize, where the target's map takes one (optional)
+//! max_tasks = 2                 # tasks per worker before it is replaced (optional)
 //!
 //! [[tasks]]                     # a group of tasks, tagged in file order
 //! count = 1
@@ -33,9 +35,13 @@
 //! signal = "sigkill"
 //! every_ms = 50
 //!
+//! [target.py-billiard]          # a pool's own knobs (`protocol::KNOBS`)
+//! lost_worker_timeout = 2
+//!
 //! [expect]                      # the pools to run, and what each must reach
 //! naive = "hung"
 //! supervised = "completed"
+//! errors_by_ms = 2000           # time bounds, from the pool's ready (optional)
 //! ```
 //!
 //! Every mistake is reported with the file, line and column, and the field.
@@ -48,7 +54,9 @@ use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::protocol::{self, ErrorKind, FAULT_KINDS, FAULT_POINTS, Signal, call_style, fault_kind, fault_point};
+use crate::protocol::{
+    self, ErrorKind, FAULT_KINDS, FAULT_POINTS, KNOBS, Knob, KnobUnit, Signal, call_style, fault_kind, fault_point,
+};
 use crate::target::Target;
 use crate::verdict::Verdict;
 
@@ -58,8 +66,13 @@ pub const MAX_TASKS: usize = 100_000;
 pub const MAX_WORKERS: usize = 256;
 /// The longest deadline, strike delay or timeout, in ms (a day).
 pub const MAX_MS: u64 = 24 * 3600 * 1000;
-/// The largest echo payload, in bytes (the harness holds one per task).
-pub const MAX_ECHO_BYTES: u32 = 64 << 10;
+/// The largest echo payload (a task's argument), in bytes: 16 MiB. Each
+/// task of a plan holds its own copy, and the plan reaches its owner as one
+/// JSON line (an echo as hex, two characters a byte), so the scenario's
+/// echoes together are held to [`MAX_ECHO_TOTAL`].
+pub const MAX_ECHO_BYTES: u32 = 16 << 20;
+/// The most echo bytes a scenario's tasks carry in all: 64 MiB.
+pub const MAX_ECHO_TOTAL: u64 = 64 << 20;
 /// The largest result a task may return, in bytes (256 MiB).
 pub const MAX_RESULT_BYTES: u32 = 256 << 20;
 
@@ -85,6 +98,34 @@ pub struct Scenario {
     pub expect: Vec<(Target, Verdict)>,
     /// The peer's own test this scenario reproduces, and what it expects.
     pub peer: Option<Peer>,
+    /// What the pools' own tests set besides tasks and faults.
+    pub options: Options,
+}
+
+/// What the pools' own tests set besides tasks and faults: the call's
+/// chunksize, the tasks per worker, each target's own knobs, and the time
+/// bounds of `[expect]`. A target without one of these reports the run
+/// `not-applicable`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    /// `map`'s chunksize, for the targets whose map takes one.
+    pub chunksize: Option<usize>,
+    /// Tasks a worker runs before the pool replaces it.
+    pub max_tasks: Option<u32>,
+    /// `[target.NAME]`: a target's own knobs (by its base name), as [`protocol::KNOBS`] lists them.
+    pub knobs: BTreeMap<Target, BTreeMap<String, Knob>>,
+    pub bounds: TimeBounds,
+}
+
+/// Time bounds in `[expect]`, judged from the event log's times, counted
+/// from the moment the owner's pool was ready (after its warm-up, if any).
+/// A run past one is `hung`: it missed a liveness bound of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// Every task has its outcome by then (`call_ms`).
+    pub call_ms: Option<u64>,
+    /// Every error has arrived by then (`errors_by_ms`).
+    pub errors_by_ms: Option<u64>,
 }
 
 /// A peer's test (CPython's, loky's) that a scenario reproduces: its name,
@@ -203,7 +244,10 @@ impl Scenario {
                 points: r.points.iter().map(|p| protocol::fault_point_name(*p)).collect(),
             }),
             storm: self.storm.map(|s| WrittenStorm { signal: s.signal, every_ms: s.every_ms }),
-            expect: self.expect.iter().map(|(pool, verdict)| (pool.name(), verdict.name())).collect(),
+            expect: self.written_expect(),
+            chunksize: self.options.chunksize,
+            max_tasks: self.options.max_tasks,
+            target: self.options.knobs.iter().map(|(t, knobs)| (t.name(), knobs.clone())).collect(),
             peer: self.peer.as_ref().map(|p| WrittenPeer {
                 test: &p.test,
                 target: p.target.name(),
@@ -213,10 +257,37 @@ impl Scenario {
             }),
         };
         let mut out: String = header.iter().map(|line| format!("# {line}\n")).collect();
+        // Every knob is a number: it always serializes.
         // Every field is a string, a number, a list or a table of those: it always serializes.
         out += &toml::to_string(&file).unwrap_or_else(|e| format!("# not written: {e}\n"));
         out
     }
+}
+
+impl Scenario {
+    /// `[expect]` as written back: each pool's verdict, then the time bounds.
+    fn written_expect(&self) -> BTreeMap<String, WrittenExpect> {
+        let mut expect: BTreeMap<String, WrittenExpect> =
+            self.expect.iter().map(|(pool, verdict)| (pool.name(), WrittenExpect::Verdict(verdict.name()))).collect();
+        let bounds = self.options.bounds;
+        for (key, ms) in [(CALL_MS, bounds.call_ms), (ERRORS_BY_MS, bounds.errors_by_ms)] {
+            if let Some(ms) = ms {
+                expect.insert(key.to_string(), WrittenExpect::Ms(ms));
+            }
+        }
+        expect
+    }
+}
+
+/// The time bounds' keys in `[expect]` (beside the pools' names).
+const CALL_MS: &str = "call_ms";
+const ERRORS_BY_MS: &str = "errors_by_ms";
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WrittenExpect {
+    Verdict(&'static str),
+    Ms(u64),
 }
 
 // The file as written back (`to_toml`): the same fields as `Raw`, from a checked scenario.
@@ -241,9 +312,15 @@ struct Written<'a> {
     random: Option<WrittenRandom>,
     #[serde(skip_serializing_if = "Option::is_none")]
     storm: Option<WrittenStorm>,
-    expect: BTreeMap<String, &'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chunksize: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tasks: Option<u32>,
+    expect: BTreeMap<String, WrittenExpect>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer: Option<WrittenPeer<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    target: BTreeMap<String, BTreeMap<String, Knob>>,
 }
 
 #[derive(Serialize)]
@@ -428,8 +505,14 @@ struct Raw {
     nemesis: Vec<RawNemesis>,
     random: Option<RawRandom>,
     storm: Option<RawStorm>,
-    expect: Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
+    chunksize: Option<Spanned<usize>>,
+    max_tasks: Option<Spanned<u32>>,
+    /// Pools' verdicts, and the time bounds (numbers).
+    expect: Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
     peer: Option<RawPeer>,
+    /// `[target.NAME]`: knobs by target.
+    #[serde(default)]
+    target: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -574,6 +657,7 @@ impl Raw {
         let tasks_span = self.tasks.span();
         let mut tasks = Vec::new();
         let mut total: usize = 0;
+        let mut echoes: u64 = 0;
         for (i, group) in self.tasks.into_inner().into_iter().enumerate() {
             total = total.saturating_add(*group.count.get_ref());
             if total > MAX_TASKS {
@@ -583,7 +667,17 @@ impl Raw {
                     format!("the scenario would run {total} or more tasks; at most {MAX_TASKS}"),
                 ));
             }
-            tasks.push(group.check(i, error)?);
+            let span = group.work.span();
+            let group = group.check(i, error)?;
+            if let Workload::Echo(bytes) = &group.work {
+                echoes = echoes.saturating_add(group.count as u64 * bytes.len() as u64);
+                if echoes > MAX_ECHO_TOTAL {
+                    let message =
+                        format!("the scenario's echoes would carry {echoes} bytes in all; at most {MAX_ECHO_TOTAL}");
+                    return Err(error(Some(span), &format!("tasks[{i}].work"), message));
+                }
+            }
+            tasks.push(group);
         }
         if total == 0 {
             return Err(error(Some(tasks_span), "tasks", "a scenario needs at least one task".into()));
@@ -628,13 +722,17 @@ impl Raw {
                     .iter()
                     .enumerate()
                     .map(|(i, k)| {
-                        fault_kind(k.get_ref()).ok_or_else(|| {
-                            error(
-                                Some(k.span()),
-                                &format!("random.kinds[{i}]"),
-                                format!("unknown fault kind {:?} (known: {})", k.get_ref(), known(&FAULT_KINDS)),
-                            )
-                        })
+                        let field = format!("random.kinds[{i}]");
+                        let kind = fault_kind(k.get_ref()).ok_or_else(|| {
+                            let message =
+                                format!("unknown fault kind {:?} (known: {})", k.get_ref(), known(&FAULT_KINDS));
+                            error(Some(k.span()), &field, message)
+                        })?;
+                        if matches!(kind, FaultKind::Unpicklable | FaultKind::ReturnException) {
+                            let message = format!("{} fires at one point only: place it on a task", k.get_ref());
+                            return Err(error(Some(k.span()), &field, message));
+                        }
+                        Ok(kind)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 if kinds.is_empty() {
@@ -667,24 +765,13 @@ impl Raw {
             Some(s) => Some(Storm { signal: s.signal, every_ms: *s.every_ms.get_ref() }),
             None => None,
         };
-        let expect_span = self.expect.span();
-        let mut expect = Vec::new();
-        for (pool, verdict) in self.expect.into_inner() {
-            // `custom`: what a `--target` command must reach (a pool's own CI holds its pool to it).
-            let kind: crate::target::Target = match pool.get_ref().as_str() {
-                "custom" => Target::Command(Vec::new()),
-                name => name.parse().map_err(|e: String| error(Some(pool.span()), &format!("expect.{name}"), e))?,
-            };
-            let verdict: Verdict = verdict
-                .get_ref()
-                .parse()
-                .map_err(|e: String| error(Some(verdict.span()), &format!("expect.{}", pool.get_ref()), e))?;
-            expect.push((kind, verdict));
-        }
-        if expect.is_empty() {
-            return Err(error(Some(expect_span), "expect", "name at least one pool and its expected verdict".into()));
-        }
-        expect.sort_by(|a, b| a.0.cmp(&b.0));
+        let (expect, bounds) = check_expect(self.expect, error)?;
+        let options = Options {
+            chunksize: at_least_one("chunksize", self.chunksize, error)?,
+            max_tasks: at_least_one("max_tasks", self.max_tasks, error)?,
+            knobs: check_knobs(self.target, &expect, error)?,
+            bounds,
+        };
         let peer = match self.peer {
             None => None,
             Some(p) => {
@@ -733,7 +820,117 @@ impl Raw {
             storm,
             expect,
             peer,
+            options,
         })
+    }
+}
+
+/// `[expect]`: each pool's verdict (sorted by pool), and the time bounds.
+fn check_expect(
+    raw: Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    error: &ErrorAt<'_>,
+) -> Result<(Vec<(Target, Verdict)>, TimeBounds), ScenarioError> {
+    let span = raw.span();
+    let mut expect = Vec::new();
+    let mut bounds = TimeBounds::default();
+    for (key, value) in raw.into_inner() {
+        let field = format!("expect.{}", key.get_ref());
+        let bound = match key.get_ref().as_str() {
+            CALL_MS => Some(&mut bounds.call_ms),
+            ERRORS_BY_MS => Some(&mut bounds.errors_by_ms),
+            _ => None,
+        };
+        if let Some(bound) = bound {
+            match value.get_ref() {
+                toml::Value::Integer(ms) if (1..=MAX_MS as i64).contains(ms) => *bound = Some(*ms as u64),
+                _ => return Err(error(Some(value.span()), &field, format!("must be 1 to {MAX_MS} (ms)"))),
+            }
+            continue;
+        }
+        // `custom`: what a `--target` command must reach (a pool's own CI holds its pool to it).
+        let pool: Target = match key.get_ref().as_str() {
+            "custom" => Target::Command(Vec::new()),
+            name => name.parse().map_err(|e: String| error(Some(key.span()), &field, e))?,
+        };
+        let toml::Value::String(name) = value.get_ref() else {
+            return Err(error(Some(value.span()), &field, "a pool's expected verdict is a string".into()));
+        };
+        let verdict: Verdict = name.parse().map_err(|e: String| error(Some(value.span()), &field, e))?;
+        expect.push((pool, verdict));
+    }
+    if expect.is_empty() {
+        return Err(error(Some(span), "expect", "name at least one pool and its expected verdict".into()));
+    }
+    expect.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((expect, bounds))
+}
+
+/// An optional count that must be at least 1 (`chunksize`, `max_tasks`).
+fn at_least_one<T: Copy + PartialOrd + From<u8>>(
+    field: &str,
+    value: Option<Spanned<T>>,
+    error: &ErrorAt<'_>,
+) -> Result<Option<T>, ScenarioError> {
+    match value {
+        Some(v) if *v.get_ref() < T::from(1) => Err(error(Some(v.span()), field, "must be at least 1".into())),
+        v => Ok(v.map(|v| *v.get_ref())),
+    }
+}
+
+/// `[target.NAME]` tables: each names a target of `[expect]`, and each of
+/// its knobs is one that target has ([`KNOBS`]), with a value in its unit.
+fn check_knobs(
+    raw: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    expect: &[(Target, Verdict)],
+    error: &ErrorAt<'_>,
+) -> Result<BTreeMap<Target, BTreeMap<String, Knob>>, ScenarioError> {
+    let mut knobs = BTreeMap::new();
+    for (name, table) in raw {
+        let field = format!("target.{}", name.get_ref());
+        let target: Target = name.get_ref().parse().map_err(|e: String| error(Some(name.span()), &field, e))?;
+        if target.base() != target {
+            let message = format!("name the target as {} (its knobs hold for every variant)", target.base());
+            return Err(error(Some(name.span()), &field, message));
+        }
+        if !expect.iter().any(|(t, _)| t.base() == target) {
+            return Err(error(Some(name.span()), &field, format!("{target} is not in [expect]: it never runs")));
+        }
+        let own: Vec<_> = KNOBS.iter().filter(|(t, ..)| *t == target.name()).collect();
+        let mut set = BTreeMap::new();
+        for (knob, value) in table {
+            let field = format!("{field}.{}", knob.get_ref());
+            let Some((_, _, unit, _)) = own.iter().find(|(_, k, ..)| k == knob.get_ref()) else {
+                let known: Vec<&str> = own.iter().map(|(_, k, ..)| *k).collect();
+                let known =
+                    if known.is_empty() { "it has none".to_string() } else { format!("known: {}", known.join(", ")) };
+                let message = format!("{target} has no knob {:?} ({known})", knob.get_ref());
+                return Err(error(Some(knob.span()), &field, message));
+            };
+            set.insert(knob.get_ref().clone(), knob_value(*unit, &value, &field, error)?);
+        }
+        knobs.insert(target, set);
+    }
+    Ok(knobs)
+}
+
+/// A knob's value in its unit: seconds more than 0, or a count of at least 1.
+fn knob_value(
+    unit: KnobUnit,
+    value: &Spanned<toml::Value>,
+    field: &str,
+    error: &ErrorAt<'_>,
+) -> Result<Knob, ScenarioError> {
+    let max_s = (MAX_MS / 1000) as f64;
+    match (unit, value.get_ref()) {
+        (KnobUnit::Count, toml::Value::Integer(n)) if *n >= 1 => Ok(Knob::Count(*n as u64)),
+        (KnobUnit::Seconds, toml::Value::Integer(n)) if *n >= 1 && (*n as f64) <= max_s => Ok(Knob::Seconds(*n as f64)),
+        (KnobUnit::Seconds, toml::Value::Float(x)) if *x > 0.0 && *x <= max_s => Ok(Knob::Seconds(*x)),
+        (KnobUnit::Count, _) => Err(error(Some(value.span()), field, "must be a whole number, at least 1".into())),
+        (KnobUnit::Seconds, _) => Err(error(
+            Some(value.span()),
+            field,
+            format!("must be a number of seconds, more than 0 and at most {max_s}"),
+        )),
     }
 }
 
@@ -782,11 +979,36 @@ impl RawGroup {
                         }
                     },
                 };
+                check_placement(kind, at, &f.kind, i, error)?;
                 Some(SelfFault { kind, at, times })
             }
         };
         Ok(TaskGroup { count: *self.count.get_ref(), work, fault })
     }
+}
+
+/// Where a fault kind can fire: `unpicklable` where a pickle is made
+/// (`encode`: the task's argument; `encode-result`: its result), and
+/// `return-exception` as the task's result (`mid-task`).
+fn check_placement(
+    kind: FaultKind,
+    at: FaultPoint,
+    name: &Spanned<String>,
+    i: usize,
+    error: &ErrorAt<'_>,
+) -> Result<(), ScenarioError> {
+    let (fits, places) = match kind {
+        FaultKind::Unpicklable => {
+            (matches!(at, FaultPoint::Encode | FaultPoint::EncodeResult), "encode or encode-result")
+        }
+        FaultKind::ReturnException => (at == FaultPoint::MidTask, "mid-task"),
+        _ => (true, ""),
+    };
+    if fits {
+        return Ok(());
+    }
+    let message = format!("{} fires only at {places}, not at {}", name.get_ref(), protocol::fault_point_name(at));
+    Err(error(Some(name.span()), &format!("tasks[{i}].fault.kind"), message))
 }
 
 /// A scenario for unit tests to adjust: `tasks` mapped on 2 workers, a 1 s
@@ -810,6 +1032,7 @@ pub(crate) fn for_tests(tasks: Vec<TaskGroup>) -> Scenario {
         storm: None,
         expect: Vec::new(),
         peer: None,
+        options: Options::default(),
     }
 }
 
@@ -902,6 +1125,94 @@ naive = "hung"
                 .starts_with("s.toml:17:8: nemesis[0].task: task 4 does not exist")
         );
         assert!(err("description = ").starts_with("s.toml:1:15: -: string values must be quoted"));
+    }
+
+    const OWN: &str = r#"
+description = "d"
+workers = 2
+deadline_ms = 1000
+chunksize = 3
+max_tasks = 2
+
+[[tasks]]
+work = { echo = 4 }
+fault = { kind = "unpicklable", at = "encode" }
+
+[target.py-billiard]
+lost_worker_timeout = 1.5
+max_memory_per_child = 4096
+
+[expect]
+supervised = "completed"
+py-billiard = "failed-loudly"
+errors_by_ms = 2000
+call_ms = 3000
+"#;
+
+    #[test]
+    fn the_pools_own_options_read_as_written_and_write_back() {
+        let s = parse(Path::new("s.toml"), OWN).unwrap();
+        assert_eq!(s.tasks[0].fault.map(|f| f.kind), Some(FaultKind::Unpicklable));
+        assert_eq!((s.options.chunksize, s.options.max_tasks), (Some(3), Some(2)));
+        assert_eq!(s.options.bounds, TimeBounds { call_ms: Some(3000), errors_by_ms: Some(2000) });
+        let billiard = &s.options.knobs[&Target::python("py-billiard")];
+        assert_eq!(billiard["lost_worker_timeout"], Knob::Seconds(1.5));
+        assert_eq!(billiard["max_memory_per_child"], Knob::Count(4096));
+        assert_eq!(s.expect.len(), 2, "the bounds are no pools");
+        let again = parse(Path::new("s.toml"), &s.to_toml(&[])).unwrap();
+        assert_eq!((&again.options, &again.expect), (&s.options, &s.expect));
+        // The plan of billiard carries its knobs; supervised's none.
+        let plan = crate::plan::Plan::new(&s, Target::python("py-billiard"), 1);
+        assert_eq!(plan.knobs.len(), 2);
+        let supervised = crate::plan::Plan::new(&s, Target::Pool(PoolKind::Supervised), 1);
+        assert!(supervised.knobs.is_empty() && supervised.max_tasks == Some(2) && supervised.chunksize == Some(3));
+    }
+
+    #[test]
+    fn bad_options_name_their_line_and_field() {
+        let bad = |from: &str, to: &str| err(&OWN.replace(from, to));
+        assert_eq!(
+            bad("[target.py-billiard]", "[target.py-fast]"),
+            "s.toml:12:9: target.py-fast: unknown pool \"py-fast\" (known: naive, seed-polling, polling, per-task, \
+             supervised, py-pool-map, py-pool-apply, py-pool-apply-async, py-pool-map-async, py-seed-polling, \
+             py-seed-polling-async, py-process-per-task, py-ppe, py-loky, py-pebble, py-billiard)"
+        );
+        assert_eq!(
+            bad("lost_worker_timeout", "lost_timeout"),
+            "s.toml:13:1: target.py-billiard.lost_timeout: py-billiard has no knob \"lost_timeout\" (known: \
+             lost_worker_timeout, soft_timeout, timeout, max_memory_per_child)"
+        );
+        assert_eq!(
+            bad("[target.py-billiard]", "[target.py-pool-map]"),
+            "s.toml:12:9: target.py-pool-map: py-pool-map is not in [expect]: it never runs"
+        );
+        assert_eq!(
+            bad("[target.py-billiard]", "[target.\"py-billiard/spawn\"]"),
+            "s.toml:12:9: target.py-billiard/spawn: name the target as py-billiard (its knobs hold for every variant)"
+        );
+        assert_eq!(
+            bad("= 1.5", "= -1"),
+            "s.toml:13:23: target.py-billiard.lost_worker_timeout: must be a number of seconds, more than 0 and at most 86400"
+        );
+        assert_eq!(
+            bad("= 4096", "= 1.5"),
+            "s.toml:14:24: target.py-billiard.max_memory_per_child: must be a whole number, at least 1"
+        );
+        assert_eq!(bad("chunksize = 3", "chunksize = 0"), "s.toml:5:13: chunksize: must be at least 1");
+        assert_eq!(bad("max_tasks = 2", "max_tasks = 0"), "s.toml:6:13: max_tasks: must be at least 1");
+        assert_eq!(bad("= 2000", "= 0"), "s.toml:19:16: expect.errors_by_ms: must be 1 to 86400000 (ms)");
+        assert_eq!(
+            bad("supervised = \"completed\"", "supervised = 3"),
+            "s.toml:17:14: expect.supervised: a pool's expected verdict is a string"
+        );
+        assert_eq!(
+            bad("at = \"encode\"", "at = \"mid-task\""),
+            "s.toml:10:18: tasks[0].fault.kind: unpicklable fires only at encode or encode-result, not at mid-task"
+        );
+        assert_eq!(
+            err(&GOOD.replace("[expect]", "[random]\nrate = 0.1\nkinds = [\"return-exception\"]\n\n[expect]")),
+            "s.toml:21:10: random.kinds[0]: return-exception fires at one point only: place it on a task"
+        );
     }
 
     const PEER: &str =

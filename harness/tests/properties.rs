@@ -66,6 +66,7 @@ fn scenario(pool: PoolKind, stalls: bool) -> impl Strategy<Value = Scenario> {
             storm: None,
             expect: vec![(harness::target::Target::Pool(pool), Verdict::Completed)],
             peer: None,
+            options: Default::default(),
         }
     })
 }

@@ -126,3 +126,26 @@ fn the_python_side_spells_every_name_as_the_rust_side_does() {
         assert_eq!(theirs, ours, "protocol.py's {name} against the Rust side");
     }
 }
+
+/// The knobs each Python target takes are those the harness lets a
+/// scenario set for it (`protocol::KNOBS`, checked before anything runs).
+#[test]
+fn both_sides_agree_on_each_targets_knobs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = "import json; from poolchaos_targets.targets import TARGETS as T; \
+                  print(json.dumps({n: sorted(c.knobs) for n, c in T.items()}))";
+    let out = Command::new(harness::target::python(&root, None))
+        .args(["-c", script])
+        .env("PYTHONPATH", root.join("targets/python"))
+        .output()
+        .expect("start python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let python: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&out.stdout).expect("the knobs as JSON");
+    for (name, _, _) in harness::target::PYTHON {
+        let mut ours: Vec<String> =
+            harness::protocol::KNOBS.iter().filter(|(t, ..)| *t == name).map(|(_, k, ..)| k.to_string()).collect();
+        ours.sort();
+        assert_eq!(python.get(name), Some(&ours), "{name}'s knobs");
+    }
+}

@@ -29,8 +29,8 @@ pub struct Task {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Workload {
-    /// Return these bytes.
-    Echo(Vec<u8>),
+    /// Return these bytes (the task's argument, carried to its worker).
+    Echo(#[serde(with = "echo_bytes")] Vec<u8>),
     /// Burn this many microseconds of CPU.
     Spin { us: u64 },
     /// Sleep this many milliseconds.
@@ -79,6 +79,25 @@ pub enum FaultKind {
     /// does. The peers' suites use it; Rust has no such thing (the owner of
     /// our pools reports it not applicable).
     SysExit,
+    /// The value being pickled (the task's argument at `encode`, its result
+    /// at `encode-result`) holds what pickle itself refuses (a lock): the
+    /// pool reports pickle's own `TypeError` or `PicklingError`. Python
+    /// only: our pools encode with postcard, which refuses no task.
+    Unpicklable,
+    /// The task raises a `BaseException` that is no `Exception` (as
+    /// `KeyboardInterrupt` is). Python only.
+    BaseException,
+    /// The task raises `MemoryError` (as a failed allocation in Python
+    /// does; the process lives on). Python only.
+    MemoryError,
+    /// The worker ignores SIGTERM from here on, and the task goes on to its
+    /// result; at `close`, `terminate` and `join` it ignores it from the
+    /// task's start, so the pool's SIGTERM at that stage finds it ignored.
+    IgnoreSigterm,
+    /// The task returns an exception object as its result (not raised):
+    /// the caller must get that object back as a value. Python only (a
+    /// Rust task's result is bytes); only at `mid-task`.
+    ReturnException,
 }
 
 /// Where in a task's life (or in its pool's, around it) the fault fires.
@@ -185,6 +204,19 @@ impl FaultKind {
     pub fn kills_worker(self) -> bool {
         matches!(self, FaultKind::SigKill | FaultKind::SigSegv | FaultKind::Abort | FaultKind::Exit(_))
     }
+
+    /// Whether only a Python worker can place this fault (it is made of
+    /// Python's own exceptions, pickling or return values).
+    pub fn python_only(self) -> bool {
+        matches!(
+            self,
+            FaultKind::SysExit
+                | FaultKind::Unpicklable
+                | FaultKind::BaseException
+                | FaultKind::MemoryError
+                | FaultKind::ReturnException
+        )
+    }
 }
 
 impl Task {
@@ -218,6 +250,49 @@ impl Task {
     }
 }
 
+/// An echo's bytes: as they are where a format is binary (postcard, to
+/// the workers), a hex string where it is text (JSON: the plans an owner
+/// reads, where a list of numbers would take four characters a byte). A
+/// list of numbers reads too.
+mod echo_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return bytes.serialize(s);
+        }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let hex: String =
+            bytes.iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]).map(char::from).collect();
+        s.serialize_str(&hex)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Hex(String),
+        List(Vec<u8>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if !d.is_human_readable() {
+            return Vec::<u8>::deserialize(d);
+        }
+        match Text::deserialize(d)? {
+            Text::List(bytes) => Ok(bytes),
+            Text::Hex(hex) if hex.len() % 2 == 0 => {
+                let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+                hex.as_bytes()
+                    .chunks(2)
+                    .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or_else(|| D::Error::custom("an echo's bytes: not hex"))
+            }
+            Text::Hex(_) => Err(D::Error::custom("an echo's bytes: an odd number of hex digits")),
+        }
+    }
+}
+
 /// The deterministic content of a [`Workload::Large`] result.
 fn large_pattern(tag: u64, bytes: u32) -> impl Iterator<Item = u8> {
     (0..bytes).map(move |i| (i as u8).wrapping_mul(31) ^ (tag as u8))
@@ -232,6 +307,12 @@ mod tests {
         let task = Task::echo(7, b"hi".to_vec());
         assert_eq!(task.expected_output(), [7, 0, 0, 0, 0, 0, 0, 0, b'h', b'i']);
         assert!(!Task::echo(8, b"hi".to_vec()).check(&task.expected_output()));
+    }
+
+    #[test]
+    fn an_echo_goes_to_a_worker_as_a_length_and_its_bytes() {
+        let wire = postcard::to_allocvec(&Workload::Echo(vec![0, 0xab, b'x'])).unwrap();
+        assert_eq!(wire, [0, 3, 0, 0xab, b'x']);
     }
 
     #[test]

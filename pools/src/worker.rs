@@ -552,6 +552,10 @@ fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
             if point == FaultPoint::MidTask
                 && matches!(f.point, FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join) =>
         {
+            // SIGTERM is ignored ahead of the stage whose signal it must find ignored.
+            if f.kind == FaultKind::IgnoreSigterm {
+                fire(f.kind);
+            }
             crate::process::wait_for_stage(f.point);
             fail_or_fire(f.kind)
         }
@@ -651,6 +655,15 @@ fn fire(kind: FaultKind) {
         FaultKind::SigStop => {
             // Stopped until continued; then the task goes on as if nothing happened.
             let _ = rustix::process::kill_process(me, Signal::STOP);
+            return;
+        }
+        FaultKind::IgnoreSigterm => {
+            // SAFETY: setting a signal's disposition to SIG_IGN is always sound.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            return;
+        }
+        // Python's own (the owner reports them not applicable; no Rust worker gets one).
+        FaultKind::Unpicklable | FaultKind::BaseException | FaultKind::MemoryError | FaultKind::ReturnException => {
             return;
         }
         FaultKind::Error | FaultKind::Panic => return,

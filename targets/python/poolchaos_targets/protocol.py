@@ -28,7 +28,21 @@ from . import work
 
 STYLES = ("map", "apply", "apply-async", "map-async")
 WORKLOADS = ("echo", "spin", "sleep", "alloc", "large")
-FAULT_KINDS = ("sigkill", "sigsegv", "abort", "hang", "sigstop", "error", "panic", "sys-exit")
+FAULT_KINDS = (
+    "sigkill",
+    "sigsegv",
+    "abort",
+    "hang",
+    "sigstop",
+    "error",
+    "panic",
+    "sys-exit",
+    "unpicklable",
+    "base-exception",
+    "memory-error",
+    "ignore-sigterm",
+    "return-exception",
+)
 #: In pipeline order, spelled as in scenario files (harness/src/protocol.rs FAULT_POINTS).
 FAULT_POINTS = (
     "encode",
@@ -128,9 +142,13 @@ def check_plan(plan):
     plan.setdefault("max_attempts", 1)
     plan.setdefault("warmup", False)
     plan.setdefault("bench", False)
-    chunksize = plan.setdefault("chunksize", None)
-    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
-        raise PlanError(f"chunksize must be a positive integer, not {chunksize!r}")
+    for key in ("chunksize", "max_tasks"):
+        value = plan.setdefault(key, None)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise PlanError(f"{key} must be a positive integer, not {value!r}")
+    knobs = plan.setdefault("knobs", {})
+    if not isinstance(knobs, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in knobs.values()):
+        raise PlanError(f"knobs must map names to positive numbers, not {knobs!r}")
     if plan["bench"] and not plan["warmup"]:
         raise PlanError("a bench plan needs warmup: its call is timed on a started, warmed-up pool")
     return plan
@@ -231,8 +249,13 @@ def _line(event, fields):
 
 
 def ok_or_wrong(task, value):
-    """The record of a result: `ok` if it is the task's exact bytes."""
-    good = isinstance(value, (bytes, bytearray)) and bytes(value) == work.expected_output(task)
+    """The record of a result: `ok` if it is the task's exact bytes (for a
+    task with the `return-exception` fault: the exception object it returned)."""
+    fault = task.get("fault")
+    if fault and fault["kind"] == "return-exception":
+        good = value == work.ReturnedError(task["tag"])
+    else:
+        good = isinstance(value, (bytes, bytearray)) and bytes(value) == work.expected_output(task)
     return {"status": "ok" if good else "wrong"}
 
 

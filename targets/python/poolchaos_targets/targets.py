@@ -27,11 +27,24 @@ import signal
 import time
 
 from .protocol import FAULT_POINTS, ExitWatcher, describe_exit, error, exit_fields, missing_stage
-from .work import InjectedError, InjectedPanic, armed, fire, run_task, set_stage, worker_init
+from .work import (
+    InjectedBaseException,
+    InjectedError,
+    InjectedPanic,
+    ReturnedError,
+    armed,
+    fire,
+    run_task,
+    set_stage,
+    worker_init,
+)
 
-#: What a call may raise that the adapter reports: every exception, and the
-#: SystemExit of a task that called sys.exit (the `sys-exit` fault).
-CAUGHT = (Exception, SystemExit)
+#: What a call may raise that the adapter reports: every exception, the
+#: SystemExit of a task that called sys.exit (the `sys-exit` fault), and the
+#: `base-exception` fault's BaseException.
+CAUGHT = (Exception, SystemExit, InjectedBaseException)
+#: The exceptions the plan's faults raise in a task, by name.
+RAISED = (InjectedError, InjectedPanic, InjectedBaseException, MemoryError, SystemExit)
 #: The points at which the task's worker dies while the owner ends the pool.
 LIFECYCLE = ("close", "terminate", "join")
 
@@ -43,6 +56,15 @@ START_METHODS = ("fork", "forkserver", "spawn")
 def _text(e):
     text = str(e).strip()
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def expected_raise(name, text):
+    """Whether an exception (its class name and text) is one the plan's
+    faults raise: theirs, or pickle's own refusal of an `unpicklable` value
+    (PicklingError, or the TypeError "cannot pickle ...")."""
+    if name in {cls.__name__ for cls in RAISED} | {"PicklingError"}:
+        return True
+    return name == "TypeError" and "pickle" in text
 
 
 class Target:
@@ -91,8 +113,8 @@ class Target:
     #: Whether the pool can be terminated (its workers killed) by the caller.
     can_terminate = True
 
-    def recycle_kwargs(self):
-        """The pool's arguments for one task per worker, or None if it has no such limit."""
+    def recycle_kwargs(self, n=1):
+        """The pool's arguments for `n` tasks per worker, or None if it has no such limit."""
         return None
 
     def missing_stage(self, point):
@@ -110,15 +132,39 @@ class Target:
         return None
 
     def not_applicable(self):
-        """(point, why) for the first fault of the plan at a stage this target lacks, or None."""
+        """(point, why) for the first fault of the plan at a stage this
+        target lacks, or (option, why) for an option it lacks; or None."""
         missing = {p: self.missing_stage(p) for p in FAULT_POINTS}
-        return missing_stage(self.plan, {p: why for p, why in missing.items() if why is not None})
+        found = missing_stage(self.plan, {p: why for p, why in missing.items() if why is not None})
+        return found or self.missing_option()
+
+    #: The styles whose call takes a chunksize.
+    chunk_styles = ()
+    #: The pool's own knobs a plan may set (harness/src/protocol.rs KNOBS).
+    knobs = ()
+
+    def missing_option(self):
+        """(option, why) for the plan's first option this target lacks
+        (`chunksize`, `max_tasks`, a knob), or None."""
+        style = self.style or self.plan["style"]
+        # A call without chunks sends each task on its own: chunksize 1 is what it does.
+        if self.plan["chunksize"] not in (None, 1) and style not in self.chunk_styles:
+            return "chunksize", f"{self.name} takes no chunksize in a `{style}` call"
+        n = self.plan["max_tasks"]
+        if n is not None and self.recycle_kwargs(n) is None:
+            return "max_tasks", f"{self.name} has no limit of {n} task(s) per worker"
+        for knob in self.plan["knobs"]:
+            if knob not in self.knobs:
+                return knob, f"{self.name} has no knob {knob!r}"
+        return None
 
     def pool_kwargs(self):
-        """The initializer (when the plan needs it) and the recycling limit (when it recycles)."""
+        """The initializer (when the plan needs it) and the limit of tasks
+        per worker (`max_tasks`, or 1 when the plan recycles)."""
         kwargs = {"initializer": worker_init} if self.needs_init else {}
-        if self.recycles:
-            kwargs.update(self.recycle_kwargs())
+        n = self.plan["max_tasks"] or (1 if self.recycles else None)
+        if n is not None:
+            kwargs.update(self.recycle_kwargs(n))
         return kwargs
 
     def end_by(self, close, terminate, join):
@@ -161,8 +207,11 @@ class Target:
         raise NotImplementedError
 
     def classify(self, exc, handle=None):
-        """The error record of an exception a call raised."""
-        if isinstance(exc, (InjectedError, InjectedPanic, SystemExit)):
+        """The error record of an exception a call raised (`wrong` for the
+        exception a `return-exception` task returned: it is its value)."""
+        if isinstance(exc, ReturnedError):
+            return {"status": "wrong"}
+        if expected_raise(type(exc).__name__, str(exc)):
             return error("task", _text(exc))
         return error("task", f"unexpected {_text(exc)}")
 
@@ -176,7 +225,10 @@ class Target:
     def fail_all(self, indices, exc, why):
         record = self.classify(exc)
         for i in indices:
-            self.fail(i, dict(record, message=f"{why}: {record['message']}"))
+            if record["status"] == "error":
+                self.fail(i, dict(record, message=f"{why}: {record['message']}"))
+            else:
+                self.fail(i, record)
 
     def on_result(self, _value=None, indices=()):
         self.emitter.callback("result")
@@ -225,8 +277,10 @@ class MpPool(Target):
     def make_pool(self):
         return self.context.Pool(processes=self.workers, **self.pool_kwargs())
 
-    def recycle_kwargs(self):
-        return {"maxtasksperchild": 1}
+    chunk_styles = ("map", "map-async")
+
+    def recycle_kwargs(self, n=1):
+        return {"maxtasksperchild": n}
 
     def start(self):
         self.pool = self.make_pool()
@@ -430,6 +484,9 @@ class ProcessPerTask(Target):
         self.running = {}  # sentinel -> [index, process, conn, started, message]
         self.pool = self  # nothing to start
 
+    def recycle_kwargs(self, n=1):
+        return {} if n == 1 else None  # one process per task: a limit of 1 is what it does, no other
+
     def missing_stage(self, point):
         if point in ("encode", "decode") and (self.method or "fork") == "fork":
             return "under fork a task's process has its task by memory: nothing is pickled"
@@ -527,7 +584,7 @@ class ProcessPerTask(Target):
         elif message is not None and message[0] == "error":
             kind = "task"
             text = f"{message[1]}: {message[2]}"
-            if message[1] not in (InjectedError.__name__, InjectedPanic.__name__):
+            if not expected_raise(message[1], message[2]):
                 text = "unexpected " + text
             report(i, error(kind, text), None)
         elif timed_out:
@@ -553,8 +610,11 @@ class Executor(Target):
     def submit(self, task):
         return self.pool.submit(run_task, task)
 
+    chunk_styles = ("map",)
+
     def map(self):
-        return self.pool.map(run_task, self.armed)
+        chunks = {"chunksize": self.plan["chunksize"]} if self.plan["chunksize"] else {}
+        return self.pool.map(run_task, self.armed, **chunks)
 
     def run(self, style):
         getattr(self, "run_" + style.replace("-", "_"))()
@@ -647,9 +707,9 @@ class Ppe(Executor):
             max_workers=self.workers, mp_context=self.context, **self.pool_kwargs()
         )
 
-    def recycle_kwargs(self):
+    def recycle_kwargs(self, n=1):
         # "max_tasks_per_child is incompatible with the 'fork' start method" (3.11+).
-        return None if (self.method or "fork") == "fork" else {"max_tasks_per_child": 1}
+        return None if (self.method or "fork") == "fork" else {"max_tasks_per_child": n}
 
     def missing_stage(self, point):
         if point == "recycle" and (self.method or "fork") == "fork":
@@ -681,12 +741,16 @@ class Loky(Ppe):
 
         # loky's own contexts: `loky` (fork+exec, its default), or the method asked for.
         self.pool = loky.get_reusable_executor(
-            max_workers=self.workers, context=loky.backend.get_context(self.method), **self.pool_kwargs()
+            max_workers=self.workers,
+            context=loky.backend.get_context(self.method),
+            **self.pool_kwargs(),
+            **self.plan["knobs"],
         )
 
     can_terminate = True
+    knobs = ("timeout",)
 
-    def recycle_kwargs(self):
+    def recycle_kwargs(self, n=1):
         return None
 
     def missing_stage(self, point):
@@ -725,9 +789,13 @@ class Pebble(Executor):
         import pebble
 
         self.pool = pebble.ProcessPool(max_workers=self.workers, context=self.context, **self.pool_kwargs())
+        # The `timeout` knob: schedule's and map's timeout, in place of the plan's task timeout.
+        self.timeout = self.plan["knobs"].get("timeout", self.timeout)
 
-    def recycle_kwargs(self):
-        return {"max_tasks": 1}
+    knobs = ("timeout",)
+
+    def recycle_kwargs(self, n=1):
+        return {"max_tasks": n}
 
     def end_pool(self):
         self.end_by(self.pool.close, self.pool.stop, self.pool.join)
@@ -743,8 +811,9 @@ class Pebble(Executor):
 
     def run_map(self):
         # pebble's map yields each task's outcome in order; an error does not stop it.
+        chunks = {"chunksize": self.plan["chunksize"]} if self.plan["chunksize"] else {}
         try:
-            results = self.pool.map(run_task, self.armed, timeout=self.timeout).result()
+            results = self.pool.map(run_task, self.armed, timeout=self.timeout, **chunks).result()
         except CAUGHT as e:
             self.fail_all(range(len(self.tasks)), e, "pool.map raised")
             return
@@ -765,10 +834,10 @@ class Pebble(Executor):
             sig, code = exit_fields(exc.exitcode)
             return error("worker-lost", f"{_text(exc)} (pid {exc.pid}, exitcode {exc.exitcode})", pid=exc.pid, signal=sig, code=code, attempts=1)
         if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError)):
-            return error("timed-out", _text(exc) if str(exc) else f"TimeoutError: over {self.plan['task_timeout_ms']} ms", attempts=1)
+            return error("timed-out", _text(exc) if str(exc) else f"TimeoutError: over {self.timeout} s", attempts=1)
         if isinstance(exc, concurrent.futures.CancelledError):
             return error("terminated", _text(exc))
-        if isinstance(exc, (InjectedError, InjectedPanic, SystemExit)):
+        if isinstance(exc, RAISED + (ReturnedError,)) or expected_raise(type(exc).__name__, str(exc)):
             return super().classify(exc)
         if isinstance(exc, (RuntimeError, concurrent.futures.process.BrokenProcessPool)):
             # "Unexpected error within the Pool": the pool broke as a whole.
@@ -795,13 +864,15 @@ class Billiard(MpPool):
         import billiard
 
         context = billiard.get_context(self.method or "fork")
-        if self.timeout is not None:
-            return context.Pool(processes=self.workers, timeout=self.timeout, **self.pool_kwargs())
-        return context.Pool(processes=self.workers, **self.pool_kwargs())
+        # The plan's task timeout is the hard time limit, unless the `timeout` knob says otherwise.
+        limit = {"timeout": self.timeout} if self.timeout is not None else {}
+        return context.Pool(processes=self.workers, **{**limit, **self.pool_kwargs(), **self.plan["knobs"]})
+
+    knobs = ("lost_worker_timeout", "soft_timeout", "timeout", "max_memory_per_child")
 
     def classify(self, exc, handle=None):
         from billiard.einfo import ExceptionWithTraceback
-        from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
+        from billiard.exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
 
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
@@ -823,6 +894,8 @@ class Billiard(MpPool):
             return error("timed-out", text, pid=pid, attempts=1)
         if isinstance(exc, Terminated):
             return error("terminated", _text(exc), pid=pid)
+        if isinstance(exc, SoftTimeLimitExceeded):  # raised in the task at the soft time limit
+            return error("timed-out", _text(exc), pid=pid, attempts=1)
         return super().classify(exc)
 
 

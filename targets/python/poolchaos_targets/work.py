@@ -41,6 +41,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 
 TRACE_FD_ENV = "POOLCHAOS_TRACE_FD"
@@ -69,6 +70,30 @@ class InjectedPanic(RuntimeError):
     """The `panic` fault: Python has no panic; a different exception type."""
 
 
+class InjectedBaseException(BaseException):
+    """The `base-exception` fault: a BaseException that is no Exception (as
+    KeyboardInterrupt is), which `except Exception` does not catch."""
+
+
+class ReturnedError(Exception):
+    """What a task with the `return-exception` fault returns (not raises):
+    `ReturnedError(tag)`, which must reach the caller as that value."""
+
+    def __eq__(self, other):
+        return type(other) is ReturnedError and other.args == self.args
+
+    __hash__ = Exception.__hash__
+
+
+class Unpicklable:
+    """What pickle itself refuses: it holds a lock, so pickling it raises
+    pickle's own TypeError ("cannot pickle '_thread.lock' object")."""
+
+    def __init__(self, value=None):
+        self.lock = threading.Lock()
+        self.value = value
+
+
 def expected_output(task):
     """The one correct result of `task`: its tag as 8 little-endian bytes,
     then the workload's bytes (as pools/src/task.rs `expected_output`)."""
@@ -76,7 +101,7 @@ def expected_output(task):
     out = tag.to_bytes(8, "little")
     (kind, arg), = task["work"].items()
     if kind == "echo":
-        return out + bytes(arg)
+        return out + echo_bytes(arg)
     if kind == "spin":
         return out + arg["us"].to_bytes(8, "little")
     if kind == "sleep":
@@ -86,6 +111,12 @@ def expected_output(task):
     if kind == "large":
         return out + large_pattern(tag, arg["bytes"])
     raise ValueError(f"unknown workload {kind!r}")
+
+
+def echo_bytes(arg):
+    """An echo's bytes as the plan carries them: a hex string (the harness
+    writes that), or a list of numbers."""
+    return bytes.fromhex(arg) if isinstance(arg, str) else bytes(arg)
 
 
 def large_pattern(tag, n):
@@ -181,7 +212,10 @@ def trace(what, tag, fd, attempt=0):
 def fire(kind):
     """Fires a fault. The deadly kinds do not return; `error` and `panic`
     raise, and `sys-exit` raises SystemExit(1), as the peers' `sys.exit`;
-    `sigstop` returns once the worker is continued."""
+    `base-exception` and `memory-error` raise theirs; `sigstop` returns
+    once the worker is continued, `ignore-sigterm` at once, SIGTERM ignored
+    from then on. `unpicklable` and `return-exception` are values, made
+    where they are placed (`armed`, `run_task`)."""
     if kind == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif kind == "sigsegv":
@@ -203,6 +237,15 @@ def fire(kind):
         raise InjectedPanic("injected panic")
     elif kind == "sys-exit":
         sys.exit(1)
+    elif kind == "base-exception":
+        raise InjectedBaseException("injected BaseException")
+    elif kind == "memory-error":
+        raise MemoryError("injected MemoryError")
+    elif kind == "ignore-sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return
+    elif kind in ("unpicklable", "return-exception"):
+        return  # made where they are placed: `armed`, `run_task`
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
     # A deadly signal is delivered before kill() returns; if not, wait for it.
@@ -273,6 +316,8 @@ def armed(task, attempt=0):
     if fault is not None and attempt >= fault.get("times", 1):
         return task
     point = fault and fault.get("point")
+    if point == "encode" and fault["kind"] == "unpicklable":
+        return dict(task, bomb=Unpicklable())
     if point == "encode":
         return dict(task, bomb=AtPickle(fault["kind"]))
     if point == "decode":
@@ -431,6 +476,8 @@ def run_task(task, attempt=0):
         if point in ("mid-task", "spawn"):
             fire(fault["kind"])
         elif point in ("close", "terminate", "join"):
+            if fault["kind"] == "ignore-sigterm":
+                fire(fault["kind"])  # ahead of the stage whose SIGTERM it must find ignored
             _wait_for_stage(point)
             fire(fault["kind"])
 
@@ -460,6 +507,10 @@ def run_task(task, attempt=0):
         raise ValueError(f"unknown workload {kind!r}")
     result = expected_output(task)
     trace("done", tag, fd, attempt)
+    if point == "mid-task" and fault["kind"] == "return-exception":
+        return ReturnedError(tag)
+    if point == "encode-result" and fault["kind"] == "unpicklable":
+        return Unpicklable(result)
     if point == "encode-result":
         return AtPickle(fault["kind"], result)
     if point == "transport-result":

@@ -166,6 +166,26 @@ class ProtocolUnits(unittest.TestCase):
         self.assertEqual(protocol.ok_or_wrong(t, work.expected_output(t)), {"status": "ok"})
         self.assertEqual(protocol.ok_or_wrong(t, work.expected_output(task(5, {"echo": [1, 2]}))), {"status": "wrong"})
         self.assertEqual(protocol.ok_or_wrong(t, None), {"status": "wrong"})
+        # A `return-exception` task's result is the exception object it returned, nothing else.
+        r = task(6, {"echo": []}, fault("return-exception"))
+        self.assertEqual(protocol.ok_or_wrong(r, work.ReturnedError(6)), {"status": "ok"})
+        self.assertEqual(protocol.ok_or_wrong(r, work.ReturnedError(7)), {"status": "wrong"})
+        self.assertEqual(protocol.ok_or_wrong(r, work.expected_output(r)), {"status": "wrong"})
+
+    def test_pickles_own_refusal_and_the_faults_raises_are_expected_others_not(self):
+        import pickle
+
+        from poolchaos_targets.targets import Target, expected_raise
+
+        with self.assertRaises(TypeError) as refused:
+            pickle.dumps(work.Unpicklable())
+        self.assertTrue(expected_raise("TypeError", str(refused.exception)))
+        for name in ("PicklingError", "MemoryError", "InjectedBaseException", "InjectedError", "SystemExit"):
+            self.assertTrue(expected_raise(name, ""), name)
+        self.assertFalse(expected_raise("TypeError", "unsupported operand"))
+        self.assertFalse(expected_raise("ValueError", "pickle"))
+        # A raised ReturnedError is not the task's value: `wrong`.
+        self.assertEqual(Target.classify(None, work.ReturnedError(1)), {"status": "wrong"})
 
     def test_bad_plans_are_refused_with_the_field_named(self):
         good = plan([task(0, {"echo": []}, fault({"exit": 1}, "decode"))])
@@ -178,6 +198,8 @@ class ProtocolUnits(unittest.TestCase):
             (dict(good, tasks=[task(0, {"echo": []}, fault("Explode"))]), "fault kind"),
             (dict(good, tasks=[task(0, {"echo": []}, fault("sigkill", "Later"))]), "fault point"),
             (dict(good, chunksize=0), "chunksize"),
+            (dict(good, max_tasks=0), "max_tasks"),
+            (dict(good, knobs={"timeout": -1}), "knobs"),
             (dict(good, bench=True), "warmup"),
             ([], "object"),
         ]:

@@ -1,0 +1,197 @@
+//! What the pools' own tests say, said in the scenario language
+//! (`scenarios/features/`): one test per feature, through the real runner,
+//! on Python targets and our pools. Each scenario's `[expect]` says what
+//! every pool must reach (`not-applicable` where the pool lacks the
+//! feature); the tests below also check, from the event logs, what the
+//! verdict alone does not show.
+//!
+//! The Python targets need `targets/python/setup.sh` (a skipped run is not
+//! as expected, so a missing package fails here, saying so).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use harness::events::Logged;
+use harness::protocol::{ErrorKind, Event, OutcomeRecord};
+use harness::verdict::{RunRecord, Verdict};
+use harness::{scenario, suite};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `scenarios/features/NAME.toml` against every pool it names; each
+/// run must be as expected. Returns the records with their event logs.
+fn run(name: &str) -> Vec<(RunRecord, Vec<Logged>)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ctx = common::ctx();
+    ctx.events_dir = Some(dir.path().to_owned());
+    let scenarios =
+        scenario::load_all(&[root().join(format!("scenarios/features/{name}.toml"))]).expect("the scenario loads");
+    let report = suite::run(&scenarios, &suite::Selection::default(), 1, &ctx, 3, &|_| {}).expect("runs");
+    assert_eq!(report.runs.len(), scenarios[0].expect.len());
+    let mut out = Vec::new();
+    for run in report.runs {
+        assert!(run.as_expected(), "{name} x {}: {} ({:?})", run.pool, run.verdict, run.diagnosis);
+        let file = run.events.as_deref().and_then(|e| Path::new(e).file_name()).expect("an event log");
+        let text = std::fs::read_to_string(find(dir.path(), file).expect("the event log is there")).expect("read");
+        let events = text.lines().map(|l| serde_json::from_str(l).expect("an event")).collect();
+        out.push((run, events));
+    }
+    out
+}
+
+fn find(dir: &Path, name: &std::ffi::OsStr) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.file_name() == Some(name) {
+            return Some(path);
+        }
+        if path.is_dir()
+            && let Some(found) = find(&path, name)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Task `index`'s one outcome.
+fn outcome(events: &[Logged], index: usize) -> &OutcomeRecord {
+    let mut got = events.iter().filter_map(|l| match &l.event {
+        Event::Outcome { index: i, result } if *i == index => Some(result),
+        _ => None,
+    });
+    let one = got.next().expect("an outcome");
+    assert!(got.next().is_none(), "one outcome");
+    one
+}
+
+fn message(record: &OutcomeRecord) -> &str {
+    match record {
+        OutcomeRecord::Error { kind: ErrorKind::Task, message, .. } => message,
+        other => panic!("expected a task error, got {other:?}"),
+    }
+}
+
+/// Task 0 failed with a task error whose message contains `name`; tasks 1..4 got their results.
+fn only_task_0_raised(runs: &[(RunRecord, Vec<Logged>)], names: &[&str]) {
+    for (run, events) in runs.iter().filter(|(r, _)| r.verdict != Verdict::NotApplicable) {
+        let text = message(outcome(events, 0));
+        assert!(names.iter().any(|n| text.contains(n)), "{}: task 0's error names {names:?}: {text}", run.pool);
+        assert!(!text.contains("unexpected"), "{}: {text}", run.pool);
+        for i in 1..4 {
+            assert_eq!(outcome(events, i), &OutcomeRecord::Ok, "{}: task {i}", run.pool);
+        }
+    }
+}
+
+#[test]
+fn an_argument_pickle_refuses_reaches_the_caller_as_pickles_own_error() {
+    only_task_0_raised(&run("unpicklable-argument"), &harness::protocol::PICKLE_REFUSALS);
+}
+
+#[test]
+fn a_result_pickle_refuses_reaches_the_caller_as_pickles_own_error() {
+    only_task_0_raised(&run("unpicklable-result"), &harness::protocol::PICKLE_REFUSALS);
+}
+
+#[test]
+fn a_memory_error_is_the_tasks_own_error() {
+    only_task_0_raised(&run("memory-error"), &["MemoryError"]);
+}
+
+/// multiprocessing.Pool's worker dies of a BaseException (exit code 1) and
+/// its task is never answered; ProcessPoolExecutor returns it as the task's error.
+#[test]
+fn a_base_exception_kills_a_pool_worker_and_is_an_executors_task_error() {
+    let runs = run("base-exception");
+    for (run, events) in &runs {
+        match run.pool.as_str() {
+            "py-pool-apply-async" => {
+                assert!(!events.iter().any(|l| matches!(l.event, Event::Outcome { index: 0, .. })));
+                assert!(run.diagnosis[0].contains("exited with code 1"), "{:?}", run.diagnosis);
+            }
+            "py-ppe" => only_task_0_raised(std::slice::from_ref(&(run.clone(), events.clone())), &["BaseException"]),
+            _ => assert_eq!(run.verdict, Verdict::NotApplicable),
+        }
+    }
+}
+
+/// The returned exception comes back as the task's value: the owner checks
+/// it is the very object (`ok`); a pool that raised it would give `wrong`.
+#[test]
+fn a_returned_exception_comes_back_as_the_tasks_value() {
+    for (run, events) in run("return-exception") {
+        if run.verdict == Verdict::NotApplicable {
+            assert!(run.diagnosis[0].contains("return-exception"), "{:?}", run.diagnosis);
+            continue;
+        }
+        assert_eq!((run.tasks.ok, run.tasks.total), (4, 4), "{}", run.pool);
+        assert_eq!(outcome(&events, 0), &OutcomeRecord::Ok);
+    }
+}
+
+#[test]
+fn a_worker_that_ignores_sigterm_is_still_ended() {
+    for (run, _) in run("ignore-sigterm") {
+        assert_eq!(run.tasks.ok, 4, "{}", run.pool);
+    }
+}
+
+#[test]
+fn chunksize_reaches_the_maps_that_take_one() {
+    for (run, _) in run("chunksize") {
+        if run.verdict == Verdict::NotApplicable {
+            assert!(run.diagnosis[0].starts_with("not applicable: `chunksize`"), "{:?}", run.diagnosis);
+        }
+    }
+}
+
+/// One worker, at most 2 tasks each, 6 tasks: exactly 3 workers ran them.
+#[test]
+fn max_tasks_replaces_a_worker_after_its_tasks() {
+    for (run, events) in run("max-tasks") {
+        if run.verdict == Verdict::NotApplicable {
+            assert!(run.diagnosis[0].starts_with("not applicable: `max_tasks`"), "{:?}", run.diagnosis);
+            continue;
+        }
+        let pids: std::collections::BTreeSet<u32> = events
+            .iter()
+            .filter_map(|l| match l.event {
+                Event::TaskStarted { pid, .. } => Some(pid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pids.len(), 3, "{}: the workers that ran tasks: {pids:?}", run.pool);
+    }
+}
+
+/// billiard's lost-worker timeout of 1 s makes the lost task's error come
+/// within `errors_by_ms` (its own default, 10 s, would not).
+#[test]
+fn a_pools_own_knobs_reach_it() {
+    for (run, events) in run("knobs") {
+        if run.pool == "py-billiard" {
+            let OutcomeRecord::Error { kind, .. } = outcome(&events, 0) else { panic!("task 0 failed") };
+            assert_eq!(*kind, ErrorKind::WorkerLost);
+        }
+    }
+}
+
+#[test]
+fn a_run_past_its_own_time_bound_is_hung() {
+    for (run, _) in run("time-bounds") {
+        assert_eq!(run.tasks.ok, 4, "{}: every task got its result, late", run.pool);
+        assert!(run.diagnosis.iter().any(|d| d.contains("past call_ms = 500")), "{:?}", run.diagnosis);
+    }
+}
+
+/// 256 KiB arguments (the limit was 64 KiB): each comes back whole.
+#[test]
+fn an_argument_larger_than_a_pipe_comes_back_whole() {
+    for (run, _) in run("large-argument") {
+        assert_eq!(run.tasks.ok, 6, "{}", run.pool);
+    }
+}
