@@ -25,9 +25,14 @@
 //! Faults that fire outside a task's own run in our pools (`init`,
 //! `recycle`, `after-result`) are judged apart first (`outside`).
 //!
-//! Where a pool's answer cannot be told from the plan (naive, when the
-//! nemesis struck a worker between tasks: it may have held the inqueue lock,
-//! or merely waited for it), the oracle says so instead of guessing.
+//! Where the pool's documented behaviour races (naive, when the nemesis
+//! struck a worker between tasks: it may have held the inqueue lock, or
+//! merely waited for it; a death while a result is half-written), the
+//! oracle gives the set of verdicts the race allows ([`Expectation::OneOf`]).
+//! So it does where no one can order a strike against the task it hit (see
+//! [`Strike`]): every reading is judged and the union taken. A finding is
+//! a verdict outside the set; `Undetermined` is left for what the plan
+//! cannot tell at all (a command's design, a plan that kills the owner).
 
 use std::fmt;
 
