@@ -652,7 +652,11 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
         "py-pebble" => {
             let dies_sending = f.deadly_points.contains(&FaultPoint::WriteResult);
             if dies_sending {
-                v(Verdict::Hung, "a worker died sending its result: it holds the channel's lock (finding 4)")
+                one(
+                    &[Verdict::FailedLoudly, Verdict::Hung],
+                    "a worker died sending its result: it holds the channel's lock, which hangs the pool if \
+                     another result is still to be sent; if none is, its task fails alone (finding 4)",
+                )
             } else if !f.stopped.is_empty() || f.stalls_stop {
                 one(
                     &[Verdict::FailedLoudly, Verdict::Hung],
