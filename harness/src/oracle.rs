@@ -682,7 +682,14 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
             }
         }
         "py-billiard" => {
-            if f.deadly_points.contains(&FaultPoint::WriteResult) {
+            if f.deadly_points.contains(&FaultPoint::Decode) && plan.deadline < BILLIARD_LOST_WORKER {
+                // Found by the seed 11 campaign (a `sigkill` at `decode` alone, 3 of 3 replays).
+                v(
+                    Verdict::Hung,
+                    "a worker died unpickling its task, before it acknowledged it: billiard's time limit \
+                     counts from the acknowledgement, so nothing fails that task within the deadline",
+                )
+            } else if f.deadly_points.contains(&FaultPoint::WriteResult) {
                 one(
                     &[Verdict::FailedLoudly, Verdict::Hung],
                     "a worker died writing its result: the result handler waits on the torn frame (finding 12), \
@@ -716,6 +723,10 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
         _ => Expectation::Undetermined(format!("no oracle for {name}")),
     }
 }
+
+/// billiard's lost-worker timeout and its check (docs/targets.md, finding 9):
+/// before it, a task whose worker died unacknowledged is not failed.
+const BILLIARD_LOST_WORKER: std::time::Duration = std::time::Duration::from_secs(12);
 
 /// `multiprocessing.Pool.map` and `map_async` (CPython 3.11 `pool.py`): the
 /// tasks go out in chunks (`chunksize` = ⌈tasks ÷ (4 × workers)⌉ unless set),
@@ -898,6 +909,22 @@ mod tests {
         assert_eq!(error_and_strike(&[]).verdicts(), vec![FailedLoudly]);
         // A finding is a verdict outside the set.
         assert_eq!(error_and_strike(&["start", "kill", "done"]).allows(Verdict::Hung), Some(false));
+    }
+
+    /// billiard: a death before the task's acknowledgement (at `decode`) is
+    /// never timed (the seed 11 campaign's finding, 3 of 3 replays).
+    #[test]
+    fn billiard_never_times_a_task_its_worker_died_unpickling() {
+        let mut groups: Vec<TaskGroup> =
+            (0..2).map(|_| TaskGroup { count: 1, work: Workload::Echo(vec![1]), fault: None }).collect();
+        groups[0].fault = Some(SelfFault { kind: FaultKind::SigKill, at: FaultPoint::Decode, times: 1 });
+        let mut scenario = crate::scenario::for_tests(groups);
+        scenario.task_timeout_ms = Some(1000);
+        scenario.deadline_ms = 5000;
+        let target = Target::python("py-billiard");
+        assert_eq!(verdict(expect(&target, &Plan::new(&scenario, target.clone(), 1), &[])), Verdict::Hung);
+        scenario.tasks[0].fault.as_mut().expect("a fault").at = FaultPoint::MidTask;
+        assert_eq!(verdict(expect(&target, &Plan::new(&scenario, target.clone(), 1), &[])), Verdict::FailedLoudly);
     }
 
     /// The Python targets' documented races give sets, not "undetermined".
