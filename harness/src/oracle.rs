@@ -169,6 +169,8 @@ struct Facts {
     struck: Vec<u64>,
     /// SIGSTOPs from outside that landed mid-task.
     stopped: Vec<u64>,
+    /// Every strike that landed mid-task: the task and its attempt (as the trace numbers them).
+    struck_attempts: Vec<(u64, u32)>,
     /// Strikes that landed on a worker between tasks.
     idle_strikes: usize,
     /// A task's fault is at `spawn`: the run's forks are refused once the pool is warm.
@@ -231,7 +233,8 @@ fn facts(plan: &Plan) -> Facts {
 #[derive(Debug, Clone)]
 struct Strike {
     signal: Signal,
-    hits: Vec<Option<u64>>,
+    /// The task and its attempt, or none.
+    hits: Vec<Option<(u64, u32)>>,
 }
 
 fn strikes(events: &[Logged]) -> Vec<Strike> {
@@ -254,9 +257,9 @@ fn strikes(events: &[Logged]) -> Vec<Strike> {
                     // Done before the strike was sent: the worker was between tasks.
                     Some(done) if done < at => vec![None],
                     // Done after: as it ended (its line in the pipe, its result in flight).
-                    Some(_) => vec![Some(tag), None],
+                    Some(_) => vec![Some((tag, attempt)), None],
                     // Never done: mid-task.
-                    None => vec![Some(tag)],
+                    None => vec![Some((tag, attempt))],
                 }
             }
         };
@@ -278,10 +281,11 @@ fn struck(mut f: Facts, strikes: &[Strike], choice: u32) -> Facts {
             }
         };
         match (hit, strike.signal) {
-            (Some(tag), Signal::Sigkill) => f.struck.push(tag),
-            (Some(tag), _) => f.stopped.push(tag),
+            (Some((tag, _)), Signal::Sigkill) => f.struck.push(tag),
+            (Some((tag, _)), _) => f.stopped.push(tag),
             (None, _) => f.idle_strikes += 1,
         }
+        f.struck_attempts.extend(hit);
     }
     f
 }
@@ -540,22 +544,31 @@ fn ours_inside(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
             }
             let max = plan.max_attempts;
             let poison = f.deadly.iter().chain(&f.stalls).any(|&(_, times)| times >= max);
-            // Strikes from outside are charged like deaths: too many on one task exhaust it.
-            let mut strikes: Vec<u64> = f.struck.iter().chain(&f.stopped).copied().collect();
+            // Strikes from outside are charged like deaths: an attempt its own
+            // deadly or stalling fault ends anyway costs nothing more; a strike
+            // on a later attempt does, and too many exhaust the task.
+            let mut strikes: Vec<(u64, u32)> = f.struck_attempts.clone();
             strikes.sort_unstable();
-            let strikes_on = |tag: u64| strikes.iter().filter(|&&t| t == tag).count() as u32;
-            let exhausted = strikes.chunk_by(|a, b| a == b).any(|run| {
+            strikes.dedup();
+            let struck_below = |tag: u64, below: u32| strikes.iter().filter(|&&(t, a)| t == tag && a < below).count();
+            let exhausted = strikes.chunk_by(|a, b| a.0 == b.0).any(|run| {
                 // Its own fault, unless it fires outside its run (judged apart).
-                let own = plan.tasks.iter().position(|t| t.tag == run[0]);
+                let own = plan.tasks.iter().position(|t| t.tag == run[0].0);
                 let own = own.filter(|i| !f.outside.contains(i)).and_then(|i| plan.tasks[i].fault);
                 let own =
                     own.filter(|f| f.kind.kills_worker() || matches!(f.kind, FaultKind::Hang | FaultKind::SigStop));
-                run.len() as u32 + own.map_or(0, |f| f.times) >= max
+                let times = own.map_or(0, |f| f.times);
+                let later = run.iter().filter(|&&(_, attempt)| attempt >= times).count() as u32;
+                times.saturating_add(later) >= max
             });
             // A raising task struck mid-task before its error fired is retried, and the
-            // retry raises only if the fault fires on that attempt too.
-            let raises =
-                f.raises.iter().filter(|&&(i, times)| !in_callback(i) && strikes_on(plan.tasks[i].tag) < times).count();
+            // retry raises only if the fault fires on that attempt too: it fails
+            // unless every attempt the fault fires on was struck.
+            let raises = f
+                .raises
+                .iter()
+                .filter(|&&(i, times)| !in_callback(i) && (struck_below(plan.tasks[i].tag, times) as u32) < times)
+                .count();
             // Under the `spawn` limit no death is replaced: N workers and the standby, then none.
             let killing = f.deadly.iter().chain(plan.task_timeout.map_or(&[][..], |_| &f.stalls[..]));
             let deaths: u64 = killing.map(|&(_, times)| u64::from(times.min(max))).sum::<u64>() + strikes.len() as u64;
@@ -869,11 +882,17 @@ mod tests {
     /// attempt, and a storm strikes worker 7; `trace` is the log around
     /// the strike, in the order the harness read it.
     fn error_and_strike(trace: &[&str]) -> Expectation {
+        fault_and_strike(SelfFault { kind: FaultKind::Error, at: FaultPoint::MidTask, times: 1 }, 0, trace)
+    }
+
+    /// As [`error_and_strike`], task 0 with `fault`, the struck worker on its `attempt`.
+    fn fault_and_strike(fault: SelfFault, attempt: u32, trace: &[&str]) -> Expectation {
         let mut groups: Vec<TaskGroup> =
             (0..2).map(|_| TaskGroup { count: 1, work: Workload::Echo(vec![1]), fault: None }).collect();
-        groups[0].fault = Some(SelfFault { kind: FaultKind::Error, at: FaultPoint::MidTask, times: 1 });
+        groups[0].fault = Some(fault);
         let mut scenario = crate::scenario::for_tests(groups);
         scenario.max_attempts = 3;
+        scenario.task_timeout_ms = Some(1000);
         let target = Target::Pool(PoolKind::Supervised);
         let plan = Plan::new(&scenario, target.clone(), 1);
         let tag = plan.tasks[0].tag;
@@ -882,8 +901,8 @@ mod tests {
             .enumerate()
             .map(|(t, line)| {
                 let event = match *line {
-                    "start" => Event::TaskStarted { tag, attempt: 0, pid: 7 },
-                    "done" => Event::TaskDone { tag, attempt: 0, pid: 7 },
+                    "start" => Event::TaskStarted { tag, attempt, pid: 7 },
+                    "done" => Event::TaskDone { tag, attempt, pid: 7 },
                     _ => Event::Nemesis { signal: Signal::Sigkill, pid: 7, target: "storm".into() },
                 };
                 Logged { t_ms: t as u64, event }
@@ -925,6 +944,17 @@ mod tests {
         assert_eq!(verdict(expect(&target, &Plan::new(&scenario, target.clone(), 1), &[])), Verdict::Hung);
         scenario.tasks[0].fault.as_mut().expect("a fault").at = FaultPoint::MidTask;
         assert_eq!(verdict(expect(&target, &Plan::new(&scenario, target.clone(), 1), &[])), Verdict::FailedLoudly);
+    }
+
+    /// A strike on an attempt that the task's own stall ends anyway costs
+    /// nothing more (the storm kills what the deadline would have); one on
+    /// a later attempt does.
+    #[test]
+    fn a_strike_on_a_stalled_attempt_is_not_a_death_more() {
+        let hang = SelfFault { kind: FaultKind::Hang, at: FaultPoint::MidTask, times: 2 };
+        assert_eq!(fault_and_strike(hang, 0, &["start", "kill"]).verdicts(), vec![Verdict::Completed]);
+        assert_eq!(fault_and_strike(hang, 1, &["start", "kill"]).verdicts(), vec![Verdict::Completed]);
+        assert_eq!(fault_and_strike(hang, 2, &["start", "kill"]).verdicts(), vec![Verdict::FailedLoudly]);
     }
 
     /// The Python targets' documented races give sets, not "undetermined".
