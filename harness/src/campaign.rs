@@ -48,6 +48,11 @@ pub struct Knobs {
     pub error_rate: f64,
     /// A kill storm every this many ms (0: none).
     pub storm_ms: u64,
+    /// Per run: workers die as they start (`init`) or as they replace
+    /// another (`recycle`), on the first 1 to 3 starts. Our pools only (the
+    /// start tokens place them); drawn for every target.
+    #[serde(default)]
+    pub start_rate: f64,
     pub max_attempts: u32,
     pub task_timeout_ms: u64,
     pub deadline_ms: u64,
@@ -65,6 +70,7 @@ impl Default for Knobs {
             outside_rate: 0.01,
             error_rate: 0.01,
             storm_ms: 0,
+            start_rate: 0.1,
             max_attempts: 3,
             task_timeout_ms: 1000,
             deadline_ms: 5000,
@@ -99,28 +105,31 @@ pub fn generate(knobs: &Knobs, pool: &Target, seed: u64, index: u64) -> Scenario
             _ => Workload::Sleep { ms: 1 + dice.below(20) },
         };
         let point = *dice.pick(&[FaultPoint::Decode, FaultPoint::MidTask, FaultPoint::WriteResult]);
-        let once = |kind| Some(SelfFault { kind, at: point, times: 1 });
         let mut fault = None;
         let mut work = work;
         if dice.chance(knobs.kill_rate) {
-            fault = once(FaultKind::SigKill);
+            fault = Some((FaultKind::SigKill, point));
         } else if dice.chance(knobs.crash_rate) {
             let kind = *dice.pick(&[FaultKind::SigSegv, FaultKind::Abort, FaultKind::Exit(0), FaultKind::Exit(1)]);
-            fault = Some(SelfFault { kind, at: FaultPoint::MidTask, times: 1 });
+            fault = Some((kind, FaultPoint::MidTask));
         } else if dice.chance(knobs.oom_rate) {
             work = Workload::Alloc { mib: (2 * MEMORY_LIMIT_MIB) as u32, hold: false };
         } else if dice.chance(knobs.stall_rate) {
             let kind = *dice.pick(&[FaultKind::Hang, FaultKind::SigStop]);
-            fault = Some(SelfFault { kind, at: FaultPoint::MidTask, times: 1 });
+            fault = Some((kind, FaultPoint::MidTask));
         } else if dice.chance(knobs.error_rate) {
-            fault = Some(SelfFault { kind: FaultKind::Error, at: FaultPoint::MidTask, times: 1 });
+            fault = Some((FaultKind::Error, FaultPoint::MidTask));
         } else if dice.chance(knobs.outside_rate) {
             // Long enough to be struck in the middle of it.
             work = Workload::Sleep { ms: 50 };
             nemesis.push(Nemesis { signal: Signal::Sigkill, target: Aim::Task(i), after_ms: 10 + dice.below(30) });
         }
+        // Most faults fire on the first attempt only; some on the first two
+        // or three (a retry meets the fault again; three exhaust a task of 3 attempts).
+        let fault = fault.map(|(kind, at)| SelfFault { kind, at, times: later_attempts(&mut dice) });
         tasks.push(TaskGroup { count: 1, work, fault });
     }
+    start_fault(knobs, pool, &mut dice, &mut tasks);
     Scenario {
         name: format!("{pool}-seed{seed}-run{index}"),
         path: PathBuf::new(),
@@ -142,11 +151,42 @@ pub fn generate(knobs: &Knobs, pool: &Target, seed: u64, index: u64) -> Scenario
     }
 }
 
+/// How many attempts a campaign fault fires on: 1 (70 %), 2 (20 %) or 3.
+fn later_attempts(dice: &mut Dice) -> u32 {
+    match dice.below(10) {
+        0..7 => 1,
+        7..9 => 2,
+        _ => 3,
+    }
+}
+
+/// With `start_rate`, a deadly fault as workers start: `init` (the first
+/// starts) or `recycle` (the replacements), on 1 to 3 starts, carried by a
+/// fault-free task (a plan places one start fault). Drawn for every target,
+/// placed for our pools only: the Python targets start their workers their
+/// own way.
+fn start_fault(knobs: &Knobs, pool: &Target, dice: &mut Dice, tasks: &mut [TaskGroup]) {
+    if !dice.chance(knobs.start_rate) {
+        return;
+    }
+    let at = *dice.pick(&[FaultPoint::Init, FaultPoint::Recycle]);
+    let kind = *dice.pick(&[FaultKind::SigKill, FaultKind::Exit(1)]);
+    let times = 1 + dice.below(3) as u32;
+    let carrier = dice.below(tasks.len().max(1) as u64) as usize;
+    let n = tasks.len();
+    let free = |t: &TaskGroup| t.fault.is_none() && !matches!(t.work, Workload::Alloc { .. });
+    if let Target::Pool(_) = pool
+        && let Some(i) = (0..n).map(|k| (carrier + k) % n).find(|&i| free(&tasks[i]))
+    {
+        tasks[i].fault = Some(SelfFault { kind, at, times });
+    }
+}
+
 /// Why a run is a finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FindingKind {
-    /// The verdict is not the oracle's.
-    Oracle { verdict: Verdict, expected: Verdict },
+    /// The verdict is none of those the oracle allows (in [`Verdict`]'s order).
+    Oracle { verdict: Verdict, allowed: Vec<Verdict> },
     /// A safety invariant broke (the checker's findings): a task lost,
     /// duplicated, wrong, failed untouched; something leaked.
     Safety { verdict: Verdict, what: String },
@@ -164,7 +204,7 @@ impl FindingKind {
     /// Only the first finding of a signature is shrunk.
     pub fn signature(&self) -> String {
         match self {
-            FindingKind::Oracle { verdict, expected } => format!("{verdict}, oracle says {expected}"),
+            FindingKind::Oracle { verdict, allowed } => format!("{verdict}, oracle allows {}", oracle::one_of(allowed)),
             FindingKind::Safety { verdict, .. } => format!("{verdict}: {}", self.breaks().join("; ")),
         }
     }
@@ -192,13 +232,16 @@ impl FindingKind {
     }
 
     /// Whether `other` still shows this failure (for shrinking and replays):
-    /// the same verdict, and the oracle's, or one of the same things broken.
+    /// the same rule broken. For the oracle, the same verdict outside the set
+    /// the oracle allows of *that* run (a storm's hits, and so the set, vary
+    /// from run to run); for the checker, one of the same things broken,
+    /// whatever the verdict (a task lost in one run may hang the next).
     pub fn shown_by(&self, other: &FindingKind) -> bool {
         match (self, other) {
-            (FindingKind::Oracle { .. }, FindingKind::Oracle { .. }) => self == other,
-            (FindingKind::Safety { verdict: a, .. }, FindingKind::Safety { verdict: b, .. }) => {
+            (FindingKind::Oracle { verdict: a, .. }, FindingKind::Oracle { verdict: b, .. }) => a == b,
+            (FindingKind::Safety { .. }, FindingKind::Safety { .. }) => {
                 let theirs = other.breaks();
-                a == b && self.breaks().iter().any(|k| theirs.contains(k))
+                self.breaks().iter().any(|k| theirs.contains(k))
             }
             _ => false,
         }
@@ -265,6 +308,11 @@ impl CampaignReport {
         counts
     }
 
+    /// The share of runs the oracle could not decide (0 to 1).
+    pub fn undetermined_share(&self) -> f64 {
+        self.undetermined as f64 / self.runs.len().max(1) as f64
+    }
+
     /// The findings of distinct signatures.
     pub fn distinct(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.same_as.is_none())
@@ -273,7 +321,7 @@ impl CampaignReport {
     pub fn summary(&self) -> String {
         let counts: Vec<String> = self.verdict_counts().iter().map(|(v, n)| format!("{v} {n}")).collect();
         let mut out = format!(
-            "campaign: {} runs of {} (seed {}{}), {:.1} s{}\n  verdicts: {}\n  findings: {} ({} distinct); oracle undetermined: {}\n",
+            "campaign: {} runs of {} (seed {}{}), {:.1} s{}\n  verdicts: {}\n  findings: {} ({} distinct); oracle undetermined: {} ({:.1} % of runs)\n",
             self.runs.len(),
             self.pool,
             self.seed,
@@ -284,6 +332,7 @@ impl CampaignReport {
             self.findings.len(),
             self.distinct().count(),
             self.undetermined,
+            self.undetermined_share() * 100.0,
         );
         if let Some(interrupted) = &self.interrupted {
             out += &format!("  {interrupted}\n");
@@ -336,16 +385,15 @@ impl CampaignReport {
         }
         merged.runs.sort_by_key(|r| r.index);
         merged.findings.sort_by_key(|f| f.run);
-        // A signature found in two shares: the later run repeats the earlier.
+        // A signature found in two shares: every repeat counts against the
+        // earliest first finding (the one shrunk in its share).
         let mut first: BTreeMap<String, u64> = BTreeMap::new();
+        for f in merged.findings.iter().filter(|f| f.same_as.is_none()) {
+            first.entry(f.signature.clone()).or_insert(f.run);
+        }
         for f in &mut merged.findings {
-            match first.get(&f.signature) {
-                Some(&run) if run != f.run => f.same_as = Some(run),
-                _ => {
-                    first.insert(f.signature.clone(), f.run);
-                    f.same_as = None;
-                }
-            }
+            let run = *first.entry(f.signature.clone()).or_insert(f.run);
+            f.same_as = (run != f.run).then_some(run);
         }
         merged.partition = None;
         Ok(merged)
@@ -405,13 +453,11 @@ pub fn judge(
     judgement: &Judgement,
 ) -> (Expectation, Option<FindingKind>) {
     let expectation = oracle::expect(pool, plan, events);
-    let finding = match &expectation {
+    let finding = match expectation.allows(judgement.verdict) {
         _ if !judgement.findings.is_empty() => {
             Some(FindingKind::Safety { verdict: judgement.verdict, what: judgement.findings.join("; ") })
         }
-        Expectation::Verdict(expected, _) if *expected != judgement.verdict => {
-            Some(FindingKind::Oracle { verdict: judgement.verdict, expected: *expected })
-        }
+        Some(false) => Some(FindingKind::Oracle { verdict: judgement.verdict, allowed: expectation.verdicts() }),
         _ => None,
     };
     (expectation, finding)
@@ -435,9 +481,9 @@ fn run_logged(scenario: &Scenario, pool: &Target, ctx: &RunContext, run_id: &str
     let result = runner::run(&plan, ctx, run_id)?;
     let (expectation, finding) = judge(pool, &plan, &result.events, &result.judgement);
     let mut record = result.record;
-    if let Expectation::Verdict(v, _) = &expectation {
-        record.expected = Some(*v);
-    }
+    // The verdict itself where the oracle allows it, else the first it allows.
+    let allowed = expectation.verdicts();
+    record.expected = allowed.iter().find(|&&v| v == record.verdict).or(allowed.first()).copied();
     Ok((record, expectation, finding, result.events))
 }
 
@@ -524,7 +570,9 @@ pub fn run(
             let signature = kind.signature();
             let first = {
                 let mut p = lock();
-                let first = p.findings.iter().find(|f| f.signature == signature).map(|f| f.run);
+                // The first of the signature, never a repeat of it (a first one is
+                // re-pushed once shrunk, after the repeats found meanwhile).
+                let first = p.findings.iter().find(|f| f.signature == signature && f.same_as.is_none()).map(|f| f.run);
                 if first.is_none() {
                     // Claimed at once, so a concurrent repeat does not shrink it too.
                     p.findings.push(Finding {
@@ -612,34 +660,33 @@ fn report_finding(
         _ => false,
     };
     let small = if settings.shrink { shrink::shrink(scenario, shrink_deadline, &same) } else { scenario.clone() };
-    // Replays: how often it fails, and what the oracle expects of the shrunk plan.
+    // Replays: how often the shrunk plan breaks the same rule, what broke
+    // there (its tasks by their new numbers), and what the oracle allows of it.
     let (mut failed, mut replayed) = (0, 0);
-    let mut expected = None;
+    let (mut expected, mut shrunk_kind) = (None, None);
     // The event log of the first replay that failed the same way: the reproducer's timeline.
     let mut shown = None;
     for replay in 0..REPLAYS {
         if replay > 0 && Instant::now() > deadline {
             break;
         }
-        if let Ok((record, expectation, finding, events)) =
-            run_logged(&small, &settings.pool, ctx, &format!("r{index}"))
-        {
+        if let Ok((record, _, finding, events)) = run_logged(&small, &settings.pool, ctx, &format!("r{index}")) {
             replayed += 1;
-            let same = finding.is_some_and(|k| kind.shown_by(&k));
-            failed += usize::from(same);
-            shown = shown.or(same.then_some(events));
-            expected = match expectation {
-                Expectation::Verdict(v, _) => Some(v),
-                Expectation::Undetermined(_) => expected.or(record.expected),
-            };
+            if let Some(k) = finding.filter(|k| kind.shown_by(k)) {
+                failed += 1;
+                shrunk_kind.get_or_insert(k);
+                shown = shown.or(Some(events));
+            }
+            expected = expected.or(record.expected);
         }
     }
     let replays = if settings.shrink { (failed, replayed) } else { (0, 0) };
     let expected = expected.unwrap_or(match &kind {
-        FindingKind::Oracle { expected, .. } => *expected,
+        FindingKind::Oracle { allowed, .. } => allowed.first().copied().unwrap_or(Verdict::Completed),
         FindingKind::Safety { .. } => Verdict::Completed,
     });
-    let reproducer = save_reproducer(&settings.failures_dir, &small, settings, index, &kind, expected, replays).ok();
+    let shrunk = Shrunk { kind: shrunk_kind.as_ref(), expected, replays };
+    let reproducer = save_reproducer(&settings.failures_dir, &small, settings, index, &kind, &shrunk).ok();
     if let (Some(path), Some(events)) = (&reproducer, shown) {
         let plan = Plan::new(&small, settings.pool.clone(), small.seed.unwrap_or(0));
         if let Ok(svg) = crate::timeline::svg(&events, &crate::timeline::Context::of(&plan)) {
@@ -659,15 +706,25 @@ fn report_finding(
     }
 }
 
+/// What the replays of a shrunk plan showed.
+struct Shrunk<'a> {
+    /// The finding of the first replay that broke the same rule.
+    kind: Option<&'a FindingKind>,
+    /// What the pool should do with the shrunk plan, by its oracle.
+    expected: Verdict,
+    /// How many replays broke the same rule, of how many.
+    replays: (usize, usize),
+}
+
 fn save_reproducer(
     dir: &Path,
     scenario: &Scenario,
     settings: &Settings,
     index: u64,
     kind: &FindingKind,
-    expected: Verdict,
-    (failed, replays): (usize, usize),
+    shrunk: &Shrunk,
 ) -> std::io::Result<PathBuf> {
+    let (expected, (failed, replays)) = (shrunk.expected, shrunk.replays);
     let (pool, seed) = (&settings.pool, settings.seed);
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{pool}-seed{seed}-run{index}.toml"));
@@ -681,8 +738,12 @@ fn save_reproducer(
         format!("Found by: poolchaos campaign --pool {pool} --seed {seed} (run {index})"),
         format!("Finding: {}", kind.signature()),
     ];
-    if let FindingKind::Safety { what, .. } = kind {
-        header.push(format!("What broke in the original run: {what}"));
+    match (shrunk.kind, kind) {
+        (Some(FindingKind::Safety { what, .. }), _) => header.push(format!("What broke (this plan's tasks): {what}")),
+        (_, FindingKind::Safety { what, .. }) => {
+            header.push(format!("What broke in the original run (its tasks' numbers): {what}"))
+        }
+        _ => {}
     }
     if replays > 0 {
         header.push(format!("The shrunk plan failed the same way in {failed} of {replays} replays."));

@@ -17,6 +17,10 @@
 //! Where the pool reports callbacks ([`oracle::design`]), an `apply_async`
 //! task gets exactly one (the error callback iff it failed) and a `map_async`
 //! batch exactly one in all.
+//! Attempts are held against the plan's `max_attempts`: no task starts an
+//! attempt past them, no error reports more. A pool that replaces every
+//! dead worker (supervised) must not hang with fewer live workers than its
+//! plan (the trace's `up` lines and the exits).
 //! Liveness is the deadline: a run whose owner did not finish by then is hung,
 //! and the diagnosis names each pending task, the worker it was on and how
 //! that worker ended, and each worker that died outside a task (before a
@@ -256,6 +260,10 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             findings.extend(callback_findings(plan.style, &counts, &callbacks));
         }
     }
+    if skipped.is_none() && !ending.owner_killed_by_plan {
+        findings.extend(attempt_findings(plan, events, &outcomes));
+        findings.extend(short_of_workers(plan, events, &outcomes, ending));
+    }
     // What outlived a run that ended by itself (a hung run's leftovers are the teardown's).
     let leaked = !ending.leaks.is_empty() && !ending.deadline_passed;
     let mut verdict = verdict(&counts, &findings, leaked, &broken, skipped.is_some(), owner_error.is_some(), ending);
@@ -391,6 +399,76 @@ fn touched(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> 
                 .is_some_and(|(p, died)| (died || hit.contains(&p)) && ran.is_none_or(|pids| pids.contains(&p)));
     }
     touched
+}
+
+/// Attempts against the plan's `max_attempts`: no task starts an attempt
+/// past them (the trace's attempt numbers count from 0), and no error
+/// reports more.
+fn attempt_findings(plan: &Plan, events: &[Logged], outcomes: &[Vec<&OutcomeRecord>]) -> Vec<String> {
+    let max = plan.max_attempts;
+    let index: HashMap<u64, usize> = plan.tasks.iter().enumerate().map(|(i, t)| (t.tag, i)).collect();
+    let mut past: BTreeMap<usize, u32> = BTreeMap::new();
+    for l in events {
+        if let Event::TaskStarted { tag, attempt, .. } = l.event
+            && attempt >= max
+            && let Some(&i) = index.get(&tag)
+        {
+            let most = past.entry(i).or_default();
+            *most = (*most).max(attempt + 1);
+        }
+    }
+    let mut out: Vec<String> = past
+        .into_iter()
+        .map(|(i, n)| format!("task {i} ran attempt {n}, where the plan allows {max} (max_attempts)"))
+        .collect();
+    for (i, got) in outcomes.iter().enumerate() {
+        for o in got {
+            if let OutcomeRecord::Error { attempts: Some(n), .. } = o
+                && *n > max
+            {
+                out.push(format!("task {i} failed after {n} attempts, where the plan allows {max} (max_attempts)"));
+            }
+        }
+    }
+    out
+}
+
+/// The pool's worker count against its plan, for the pools that replace
+/// every dead worker (supervised keeps `workers` and a standby): a run that
+/// hung with tasks pending must not have hung with fewer live workers than
+/// its plan (started, from the trace's `up` lines, and not exited). Under
+/// the `spawn` point's limit no death is replaced, by design. Checked at the
+/// deadline only: a replacement is forked while the pool runs on, so a
+/// count taken mid-run races with it.
+fn short_of_workers(
+    plan: &Plan,
+    events: &[Logged],
+    outcomes: &[Vec<&OutcomeRecord>],
+    ending: &Ending,
+) -> Option<String> {
+    let replaces = matches!(plan.pool, Target::Pool(pools::PoolKind::Supervised | pools::PoolKind::Planted(_)));
+    if !replaces || !ending.deadline_passed || plan.limits_spawns() || outcomes.iter().all(|o| !o.is_empty()) {
+        return None;
+    }
+    let mut live: HashSet<u32> = HashSet::new();
+    let mut exited = 0;
+    for l in events.iter().take_while(|l| !matches!(l.event, Event::Deadline)) {
+        match l.event {
+            Event::WorkerUp { pid } => {
+                live.insert(pid);
+            }
+            Event::WorkerExit { pid, .. } => exited += usize::from(live.remove(&pid)),
+            _ => {}
+        }
+    }
+    (live.len() < plan.workers).then(|| {
+        format!(
+            "the pool hung with tasks pending and {} live worker(s) of its {} ({exited} exited): \
+             dead workers were not replaced",
+            live.len(),
+            plan.workers
+        )
+    })
 }
 
 /// Callbacks against outcomes: in `apply_async` one per task, the error

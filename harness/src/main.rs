@@ -253,6 +253,9 @@ struct KnobArgs {
     /// A kill storm every N ms (0: none).
     #[arg(long, default_value_t = 0)]
     storm_ms: u64,
+    /// Per run: workers die as they start (`init`) or replace one (`recycle`), on 1 to 3 starts.
+    #[arg(long, default_value_t = 0.1)]
+    start_rate: f64,
     /// Attempts per task, for pools that retry (supervised).
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
@@ -294,6 +297,7 @@ impl From<KnobArgs> for harness::campaign::Knobs {
             outside_rate: k.outside_rate,
             error_rate: k.error_rate,
             storm_ms: k.storm_ms,
+            start_rate: k.start_rate,
             max_attempts: k.max_attempts,
             task_timeout_ms: k.task_timeout_ms,
             deadline_ms: k.deadline_ms,

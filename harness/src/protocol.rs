@@ -368,6 +368,8 @@ pub enum Event {
     TaskStarted { tag: u64, attempt: u32, pid: u32 },
     /// A worker has a task's result, about to send it (from the trace pipe).
     TaskDone { tag: u64, attempt: u32, pid: u32 },
+    /// A worker got past its start (from the trace pipe; our private-mode workers only).
+    WorkerUp { pid: u32 },
     /// Task `index` of the plan got an outcome.
     Outcome { index: usize, result: OutcomeRecord },
     /// Task `index` got a second outcome (its job refused it).
@@ -436,7 +438,7 @@ pub enum OutcomeRecord {
     },
 }
 
-/// Parses a `start|done <tag> <attempt> <pid>` trace line.
+/// Parses a `start|done <tag> <attempt> <pid>` (or `up 0 0 <pid>`) trace line.
 pub fn parse_trace(line: &str) -> Option<Event> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let [what, tag, attempt, pid] = fields[..] else { return None };
@@ -444,6 +446,7 @@ pub fn parse_trace(line: &str) -> Option<Event> {
     match what {
         "start" => Some(Event::TaskStarted { tag, attempt, pid }),
         "done" => Some(Event::TaskDone { tag, attempt, pid }),
+        "up" => Some(Event::WorkerUp { pid }),
         _ => None,
     }
 }

@@ -29,7 +29,7 @@ fn run(name: &str) -> Vec<(RunRecord, Vec<Logged>)> {
     ctx.events_dir = Some(dir.path().to_owned());
     let scenarios =
         scenario::load_all(&[root().join(format!("scenarios/features/{name}.toml"))]).expect("the scenario loads");
-    let report = suite::run(&scenarios, &suite::Selection::default(), 1, &ctx, 3, &|_| {}).expect("runs");
+    let report = suite::run(&scenarios, &suite::Selection::default(), 1, &ctx, 3, 1, &|_| {}).expect("runs");
     assert_eq!(report.runs.len(), scenarios[0].expect.len());
     let mut out = Vec::new();
     for run in report.runs {

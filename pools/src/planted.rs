@@ -4,7 +4,8 @@
 //!
 //! A bug is a [`Hooks`] implementation: the supervisor calls its hooks at
 //! the few points where a bug can change what it does (a result lands, a
-//! task fails for good, a worker dies, a deadline passes). The correct pool
+//! task fails for good, a worker dies, a deadline passes, a task is charged
+//! an attempt, a worker dies at start). The correct pool
 //! uses [`Faithful`], whose hooks are the defaults; nothing in the
 //! supervisor itself asks which bug it carries.
 
@@ -27,15 +28,22 @@ pub enum PlantedBug {
     /// the next result of that job to arrive is replaced by a copy of the
     /// error.
     FailBystander,
+    /// A task that kills its worker gets one attempt more than `max_attempts`.
+    ExtraAttempt,
+    /// A worker that dies at start is never replaced: the pool runs one
+    /// worker short, and hangs once every worker died so.
+    NoStartReplacement,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::DropRetriedResult,
         PlantedBug::DuplicateRetriedResult,
         PlantedBug::IgnoreDeath,
         PlantedBug::NoDeadline,
         PlantedBug::FailBystander,
+        PlantedBug::ExtraAttempt,
+        PlantedBug::NoStartReplacement,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +53,8 @@ impl PlantedBug {
             PlantedBug::IgnoreDeath => "supervised-bug-ignore-death",
             PlantedBug::NoDeadline => "supervised-bug-no-deadline",
             PlantedBug::FailBystander => "supervised-bug-fail-bystander",
+            PlantedBug::ExtraAttempt => "supervised-bug-extra-attempt",
+            PlantedBug::NoStartReplacement => "supervised-bug-no-start-replacement",
         }
     }
 
@@ -56,6 +66,8 @@ impl PlantedBug {
             PlantedBug::IgnoreDeath => Box::new(IgnoreDeath),
             PlantedBug::NoDeadline => Box::new(NoDeadline),
             PlantedBug::FailBystander => Box::new(FailBystander::default()),
+            PlantedBug::ExtraAttempt => Box::new(ExtraAttempt),
+            PlantedBug::NoStartReplacement => Box::new(NoStartReplacement),
         }
     }
 }
@@ -82,6 +94,16 @@ pub(crate) trait Hooks: Send {
 
     /// Whether per-task deadlines are enforced.
     fn enforces_deadlines(&self) -> bool {
+        true
+    }
+
+    /// How many attempts a task whose worker dies under it gets, of `max_attempts`.
+    fn attempts(&self, max_attempts: u32) -> u32 {
+        max_attempts
+    }
+
+    /// Whether a worker that died as it started is replaced.
+    fn replaces_start_deaths(&self) -> bool {
         true
     }
 }
@@ -123,6 +145,20 @@ impl Hooks for IgnoreDeath {
 struct NoDeadline;
 impl Hooks for NoDeadline {
     fn enforces_deadlines(&self) -> bool {
+        false
+    }
+}
+
+struct ExtraAttempt;
+impl Hooks for ExtraAttempt {
+    fn attempts(&self, max_attempts: u32) -> u32 {
+        max_attempts + 1
+    }
+}
+
+struct NoStartReplacement;
+impl Hooks for NoStartReplacement {
+    fn replaces_start_deaths(&self) -> bool {
         false
     }
 }

@@ -799,14 +799,19 @@ impl Supervisor {
             let mut entry = f.entry;
             if Some(f.seq) == culprit {
                 entry.attempts += 1;
-                if entry.attempts >= self.s.max_attempts {
+                if entry.attempts >= self.hooks.attempts(self.s.max_attempts) {
                     failed = Some(entry);
                     continue;
                 }
             }
             held.push(entry);
         }
-        if let Some(mut standby) = self.standby.take() {
+        // A planted bug may leave a death at start unreplaced: one worker fewer.
+        let replaced = score.ready || self.hooks.replaces_start_deaths();
+        if !replaced {
+            self.s.workers = self.s.workers.saturating_sub(1);
+        }
+        if replaced && let Some(mut standby) = self.standby.take() {
             // Its window is the dead one's: same tasks, same cost.
             standby.service_ns = worker.service_ns;
             let now = now_ns();

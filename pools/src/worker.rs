@@ -25,7 +25,9 @@
 //! which task it runs (see [`crate::scoreboard`]).
 //!
 //! With a trace fd, the worker writes `start <tag> <attempt> <pid>` before
-//! each task and `done ...` after it, for tests and the harness.
+//! each task and `done ...` after it, for tests and the harness; in private
+//! mode also `up 0 0 <pid>` once it got past its start (so the harness can
+//! hold a pool's worker count against its plan).
 //!
 //! The self-placed faults fire here, at the points [`FaultPoint`] names:
 //! - `init`, `recycle`: as the worker starts, before it reads anything, if
@@ -164,6 +166,9 @@ fn run_private(mut env: Env) -> io::Result<()> {
     take_start_token();
     if let Some(board) = &env.scoreboard {
         board.ready();
+    }
+    if let Some(trace) = &mut env.trace {
+        let _ = trace.write(format!("up 0 0 {}\n", env.pid).as_bytes());
     }
     let mut input = Frames::new();
     // SAFETY: fd 1 is the results pipe the pool gave us; nothing else owns it here.

@@ -22,14 +22,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _pending = pool.submit(tasks.collect(), pools::Callbacks::default())?;
     let mut trace = std::fs::File::from(trace_r);
     let (mut text, mut buf) = (String::new(), [0u8; 512]);
-    while text.lines().count() < workers {
+    // The `start` lines only (a worker also writes `up` as it starts).
+    let starts = |text: &str| text.lines().filter(|l| l.starts_with("start ")).count();
+    while starts(&text) < workers {
         let n = trace.read(&mut buf)?;
         if n == 0 {
             return Err("trace closed".into());
         }
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    let pids: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    let pids: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("start ")).filter_map(|l| l.split_whitespace().nth(3)).collect();
     let mut out = std::io::stdout().lock();
     writeln!(out, "workers {}", pids.join(" "))?;
     out.flush()?;
