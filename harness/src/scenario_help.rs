@@ -4,7 +4,8 @@
 //! `poolchaos help scenario` (and `poolchaos scenario`) print it.
 
 use crate::protocol::{FAULT_KINDS, FAULT_POINTS};
-use crate::scenario::{MAX_ECHO_BYTES, MAX_MS, MAX_RESULT_BYTES, MAX_TASKS, MAX_WORKERS};
+use crate::protocol::{KNOBS, KnobUnit};
+use crate::scenario::{MAX_ECHO_BYTES, MAX_ECHO_TOTAL, MAX_MS, MAX_RESULT_BYTES, MAX_TASKS, MAX_WORKERS};
 use crate::target::Target;
 use crate::verdict::Verdict;
 
@@ -25,14 +26,16 @@ pub fn reference() -> String {
         ("task_timeout_ms", "integer", format!("a per-task deadline, for pools that have one: 1 to {day} (optional)")),
         ("max_attempts", "integer", "supervised's attempts per task, at least 1 (optional: 3)".into()),
         ("seed", "integer", "the plan's seed, over --seed (optional)".into()),
+        ("chunksize", "integer", "map's chunksize, at least 1, where the target's map takes one (optional)".into()),
+        ("max_tasks", "integer", "tasks a worker runs before it is replaced, at least 1 (optional: no limit)".into()),
         ("[[tasks]]", "table", format!("a group of tasks, tagged in file order; {MAX_TASKS} tasks at most in all")),
         ("tasks.count", "integer", "how many tasks of this group (default 1)".into()),
         (
             "tasks.work",
             "table",
             format!(
-                "one of echo = BYTES (0 to {MAX_ECHO_BYTES}), spin_us, sleep_ms (0 to 2^64-1), alloc_mib (0 to 2^32-1), \
-                 large_bytes (0 to {MAX_RESULT_BYTES})"
+                "one of echo = BYTES (0 to {MAX_ECHO_BYTES}; {MAX_ECHO_TOTAL} in all), spin_us, sleep_ms (0 to 2^64-1), \
+                 alloc_mib (0 to 2^32-1), large_bytes (0 to {MAX_RESULT_BYTES})"
             ),
         ),
         ("tasks.fault.kind", "string", format!("{kinds} (a fault the task places itself; optional)")),
@@ -54,7 +57,17 @@ pub fn reference() -> String {
         ("[random].points", "strings", "fault points (as tasks.fault.at; default [\"mid-task\"])".into()),
         ("[storm].signal", "string", "sigkill | sigstop: a random worker, from outside ...".into()),
         ("[storm].every_ms", "integer", "... every this many ms from the pool's ready, at least 1".into()),
-        ("[expect].POOL", "string", format!("{verdicts}; POOL at least one of: {targets}")),
+        ("[expect].POOL", "string", format!("{verdicts}; POOL at least one of: {targets} custom (--target)")),
+        (
+            "[expect].call_ms",
+            "integer",
+            format!("every outcome within this of the pool's ready: 1 to {day} (optional)"),
+        ),
+        (
+            "[expect].errors_by_ms",
+            "integer",
+            format!("every error within this of the pool's ready: 1 to {day} (optional)"),
+        ),
         ("[peer].test", "string", "the peer's own test this reproduces (optional table)".into()),
         ("[peer].target", "string", "the peer's pool, one of [expect]".into()),
         ("[peer].raises", "string", "what the peer's test expects, in its words".into()),
@@ -68,6 +81,14 @@ pub fn reference() -> String {
     );
     for (field, ty, what) in rows {
         out += &format!("  {field:<width$}  {ty:<7}  {what}\n");
+    }
+    out += "\n  [target.NAME]: a target's own knobs (NAME in [expect]), each optional:\n";
+    for (target, knob, unit, what) in KNOBS {
+        let unit = match unit {
+            KnobUnit::Seconds => "seconds, more than 0",
+            KnobUnit::Count => "at least 1",
+        };
+        out += &format!("    [target.{target}].{knob} ({unit}): {what}\n");
     }
     out
 }
@@ -90,6 +111,8 @@ memory_limit_mib = 64
 task_timeout_ms = 100
 max_attempts = 2
 seed = 3
+chunksize = 2
+max_tasks = 2
 [[tasks]]
 count = 2
 work = { sleep_ms = 1 }
@@ -109,6 +132,10 @@ every_ms = 10
 [expect]
 supervised = "completed"
 py-ppe = "failed-loudly"
+call_ms = 5000
+errors_by_ms = 5000
+[target.supervised]
+window = 4
 [peer]
 test = "t"
 target = "py-ppe"
@@ -125,7 +152,7 @@ error = "pool-broken"
             for (key, value) in table {
                 out.push(key.clone());
                 match value {
-                    toml::Value::Table(t) if key != "expect" => keys(t, out),
+                    toml::Value::Table(t) if key != "expect" && key != "target" => keys(t, out),
                     toml::Value::Array(a) => a.iter().filter_map(toml::Value::as_table).for_each(|t| keys(t, out)),
                     _ => {}
                 }
@@ -139,6 +166,12 @@ error = "pool-broken"
         assert!(text.contains(&format!("1 to {MAX_WORKERS}")), "{text}");
         for (point, _) in FAULT_POINTS {
             assert!(text.contains(point), "{point} is not in the reference");
+        }
+        for key in ["call_ms", "errors_by_ms"] {
+            assert!(text.contains(&format!("[expect].{key}")), "{key} is not in the reference");
+        }
+        for (target, knob, ..) in KNOBS {
+            assert!(text.contains(&format!("[target.{target}].{knob}")), "{target}'s {knob} is not in the reference");
         }
     }
 }
