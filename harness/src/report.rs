@@ -631,20 +631,14 @@ impl Report {
             let style = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
             out += &paint(style, &format!("{} not {MISMATCH}", total - met - skipped));
         }
-        if skipped > 0 {
-            out += ", ";
-            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
-            out += &paint(style, &format!("{skipped} skipped (not a pass)"));
-        }
-        let _ = writeln!(
-            out,
-            " · {} · seed {} · OOM: {} · {}",
-            self.verdict_counts_text(", "),
-            self.seed,
-            self.oom_mechanism,
-            human_ms(self.elapsed_ms),
-        );
-        out
+        out += &skipped_text(skipped, "", paint);
+        out + &self.summary_tail()
+    }
+
+    /// The end of either summary line: the verdicts, seed, OOM mechanism, time.
+    fn summary_tail(&self) -> String {
+        let counts = self.verdict_counts_text(", ");
+        format!(" · {counts} · seed {} · OOM: {} · {}\n", self.seed, self.oom_mechanism, human_ms(self.elapsed_ms))
     }
 
     /// The summary line under `--repeat`: cells, not runs.
@@ -665,22 +659,18 @@ impl Report {
                 out += &paint(Style::new().fg_color(Some(colour.into())).bold(), &format!("{n} {what}"));
             }
         }
-        let skipped = self.skipped();
-        if skipped > 0 {
-            out += ", ";
-            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
-            out += &paint(style, &format!("{skipped} runs skipped (not a pass)"));
-        }
-        let _ = writeln!(
-            out,
-            " · {} · seed {} · OOM: {} · {}",
-            self.verdict_counts_text(", "),
-            self.seed,
-            self.oom_mechanism,
-            human_ms(self.elapsed_ms),
-        );
-        out
+        out += &skipped_text(self.skipped(), " runs", paint);
+        out + &self.summary_tail()
     }
+}
+
+/// `, N skipped (not a pass)` in yellow, or nothing when none was.
+fn skipped_text(skipped: usize, unit: &str, paint: &dyn Fn(Style, &str) -> String) -> String {
+    if skipped == 0 {
+        return String::new();
+    }
+    let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+    format!(", {}", paint(style, &format!("{skipped}{unit} skipped (not a pass)")))
 }
 
 /// The versions a report carries: poolchaos, the kernel, and (with

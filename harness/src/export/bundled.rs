@@ -17,16 +17,6 @@ use crate::protocol::OwnerPlan;
 use crate::scenario::Scenario;
 use crate::target::Target;
 
-/// The adapter's files, as the script writes them back out.
-const SOURCES: [(&str, &str); 6] = [
-    ("__init__.py", include_str!("../../../targets/python/poolchaos_targets/__init__.py")),
-    ("__main__.py", include_str!("../../../targets/python/poolchaos_targets/__main__.py")),
-    ("owner.py", include_str!("../../../targets/python/poolchaos_targets/owner.py")),
-    ("protocol.py", include_str!("../../../targets/python/poolchaos_targets/protocol.py")),
-    ("targets.py", include_str!("../../../targets/python/poolchaos_targets/targets.py")),
-    ("work.py", include_str!("../../../targets/python/poolchaos_targets/work.py")),
-];
-
 /// The driver: writes the adapter to a temp dir, runs the owner, prints the outcomes.
 const DRIVER: &str = r#"
 def main():
@@ -144,7 +134,7 @@ pub fn script(scenario: &Scenario, file: &str) -> anyhow::Result<String> {
     out += &format!("TARGET = {}\n", serde_json::to_string(&target.name())?);
     out += &format!("PLAN = json.loads({})\n", serde_json::to_string(&owner_plan)?);
     out += "SOURCES = {\n";
-    for (name, text) in SOURCES {
+    for (name, text) in crate::install::ADAPTER {
         out += &format!("    {}: {},\n", serde_json::to_string(name)?, serde_json::to_string(text)?);
     }
     out += "}\n";
