@@ -1,7 +1,7 @@
 //! The external rows of `poolchaos bench`: the Python targets, measured in
 //! the same run and the same matrix as our pools.
 //!
-//! Each batch is one sandboxed run through the [runner](crate::runner): the
+//! Each batch is one sandboxed run through the [runner](crate::run::runner): the
 //! target's owner starts its pool and runs a warm-up task; the harness says
 //! `go`; the owner times its call itself (a plan with `bench`: from the first
 //! submission to the last result in hand, its own reports held back until
@@ -20,12 +20,12 @@ use anyhow::bail;
 use benches::load::{Batch, Cost, External, ExternalBatch, Fate, Rate, Settled};
 use pools::{CallStyle, PoolKind, Task};
 
-use crate::checker;
-use crate::plan::{BenchRun, Plan};
+use crate::judge::checker;
+use crate::judge::verdict::Verdict;
 use crate::protocol::{ErrorKind, Event};
-use crate::runner::{self, RunContext};
+use crate::run::runner::{self, RunContext};
+use crate::scenario::plan::{BenchRun, Plan};
 use crate::target::Target;
-use crate::verdict::Verdict;
 
 /// How long an owner may take to start its pool and run the warm-up task.
 const START_UP: Duration = Duration::from_secs(60);

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use harness::runner::RunContext;
-use harness::session::Session;
-use harness::{plan, scenario, speed, suite};
+use harness::run::runner::RunContext;
+use harness::run::session::Session;
+use harness::{scenario, scenario::plan, speed, suite};
 use pools::{PoolKind, WorkerProgram};
 
 /// The exit status of a `run` whose only fault is that runs were skipped.
@@ -357,7 +357,7 @@ fn start_session() -> anyhow::Result<Arc<Session>> {
 /// its long help (built from the checks' own limits, so not a doc comment).
 fn cli() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
-    let command = Cli::command().mut_subcommand("scenario", |c| c.long_about(harness::scenario_help::reference()));
+    let command = Cli::command().mut_subcommand("scenario", |c| c.long_about(harness::scenario::help::reference()));
     Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
@@ -439,7 +439,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed} {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let tick = |r: &harness::verdict::RunRecord| {
+            let tick = |r: &harness::judge::verdict::RunRecord| {
                 bar.set_message(format!("{} / {}: {}", r.scenario, r.pool, r.verdict));
                 bar.inc(1);
             };
@@ -578,7 +578,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             };
             match (timeline, s) {
                 (Some(events), s) => {
-                    let svg = harness::timeline::write_beside(&events, s.as_ref(), seed)?;
+                    let svg = harness::report::timeline::write_beside(&events, s.as_ref(), seed)?;
                     println!("wrote {svg}");
                 }
                 (None, Some(s)) => print!("{}", plan::explain(&s, seed)),
@@ -673,7 +673,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let write = if bundled { harness::export::bundled::script } else { harness::export::python_script };
+            let write =
+                if bundled { harness::report::export::bundled::script } else { harness::report::export::python_script };
             let script = match write(&s, &path.display().to_string()) {
                 Ok(script) => script,
                 Err(e) => {
@@ -699,7 +700,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
         },
         Command::Scenario => {
-            print!("{}", harness::scenario_help::reference());
+            print!("{}", harness::scenario::help::reference());
             Ok(ExitCode::SUCCESS)
         }
         Command::Pools => {
@@ -708,7 +709,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Owner => Ok(ExitCode::from(harness::owner::main() as u8)),
+        Command::Owner => Ok(ExitCode::from(harness::run::owner::main() as u8)),
     }
 }
 

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::interrupt::{Interrupted, Interruption};
-use crate::plan::Plan;
+use crate::judge::verdict::{PeerCheck, RunRecord, Verdict};
 use crate::report::Report;
-use crate::runner::{self, RunContext};
+use crate::run::interrupt::{Interrupted, Interruption};
+use crate::run::runner::{self, RunContext};
 use crate::scenario::Scenario;
+use crate::scenario::plan::Plan;
 use crate::target::{PyVersion, StartMethod, Target};
-use crate::verdict::{PeerCheck, RunRecord, Verdict};
 
 /// Which targets a suite runs.
 #[derive(Debug, Clone, Default)]
@@ -115,9 +115,9 @@ pub fn run(
             }
             // A run not as expected gets its timeline beside its event log.
             if let (false, Some(events), Some(dir)) = (record.as_expected(), &record.events, &ctx.events_dir) {
-                let name = crate::timeline::path_for(events);
+                let name = crate::report::timeline::path_for(events);
                 let path = dir.join(Path::new(&name).file_name().unwrap_or_default());
-                let svg = crate::timeline::svg(&result.events, &crate::timeline::Context::of(&plan))?;
+                let svg = crate::report::timeline::svg(&result.events, &crate::report::timeline::Context::of(&plan))?;
                 std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
             }
             tick(&record);

@@ -1,6 +1,6 @@
 //! Targets: what a run drives. One of our Rust pools (run by `poolchaos
 //! owner`), or an external program that speaks the same owner protocol (see
-//! [`crate::events`] and `docs/targets.md`): the Python adapters under
+//! [`crate::run::events`] and `docs/targets.md`): the Python adapters under
 //! `targets/python/`, or any command given with `--target`.
 //!
 //! The harness treats both alike: same sandbox, nemesis, deadline, checker
@@ -263,7 +263,7 @@ pub fn python(root: &Path, version: Option<PyVersion>) -> PathBuf {
 /// make: multiprocessing's (`sem.mp-…`, kept under spawn and forkserver
 /// until its finalizer runs) and loky's (`sem.loky-…`). For the cleanup of
 /// what a dead harness left; a live run's semaphores are found by what its
-/// processes hold ([`crate::sandbox::RunSemaphores`]), whatever their names.
+/// processes hold ([`crate::run::sandbox::RunSemaphores`]), whatever their names.
 pub fn pool_semaphore(name: &str) -> bool {
     name.starts_with("sem.mp-") || name.starts_with("sem.loky-")
 }

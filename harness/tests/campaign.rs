@@ -9,8 +9,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use harness::campaign::shrink;
 use harness::campaign::{self, CampaignReport, Knobs, Settings};
-use harness::shrink;
 use harness::target::Target;
 use pools::PoolKind;
 use pools::supervised::PlantedBug;

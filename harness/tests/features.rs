@@ -12,9 +12,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use harness::events::Logged;
+use harness::judge::verdict::{RunRecord, Verdict};
 use harness::protocol::{ErrorKind, Event, OutcomeRecord};
-use harness::verdict::{RunRecord, Verdict};
+use harness::run::events::Logged;
 use harness::{scenario, suite};
 
 fn root() -> PathBuf {

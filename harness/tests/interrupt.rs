@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::interrupt::StopSignal;
+use harness::judge::verdict::Verdict;
 use harness::report::Report;
-use harness::verdict::Verdict;
+use harness::run::interrupt::StopSignal;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

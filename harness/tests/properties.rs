@@ -8,10 +8,10 @@
 mod common;
 
 use harness::campaign;
-use harness::oracle::Expectation;
-use harness::runner::RunContext;
+use harness::judge::oracle::Expectation;
+use harness::judge::verdict::Verdict;
+use harness::run::runner::RunContext;
 use harness::scenario::{Scenario, SelfFault, TaskGroup};
-use harness::verdict::Verdict;
 use pools::{CallStyle, FaultKind, FaultPoint, PoolKind, Workload};
 use proptest::prelude::*;
 

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use harness::judge::stability::Stability;
 use harness::report::Report;
-use harness::stability::Stability;
 
 const ONE_TASK: &str = r#"
 description = "one echo task"

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use harness::judge::verdict::{ExitRecord, FaultRecord, Leak, RunRecord, TaskCounts, Verdict};
 use harness::report::Report;
-use harness::verdict::{ExitRecord, FaultRecord, Leak, RunRecord, TaskCounts, Verdict};
 
 /// Snapshot settings: the files go to `reports/snapshots/`, named without the module.
 macro_rules! in_reports {
@@ -207,7 +207,7 @@ fn repeated_snapshots() {
 /// in JUnit a case per cell, an unstable one flaky where a repeat was as expected.
 #[test]
 fn a_repeated_report_counts_each_cell_and_tells_unstable_from_wrong() {
-    use harness::stability::Stability;
+    use harness::judge::stability::Stability;
     let report = repeated();
     let stability: Vec<(String, Stability)> = report.cells.iter().map(|c| (c.distribution(), c.stability)).collect();
     assert_eq!(
@@ -251,7 +251,7 @@ fn a_repeated_report_counts_each_cell_and_tells_unstable_from_wrong() {
 /// An interrupted report says so, in every form, and names what was cut short.
 #[test]
 fn an_interrupted_report_says_so_and_names_the_runs_cut_short() {
-    use harness::interrupt::{Interruption, StopSignal};
+    use harness::run::interrupt::{Interruption, StopSignal};
     let mut report = synthetic();
     report.interrupted =
         Some(Interruption { signal: StopSignal::Sigint, runs: vec!["kill-storm × py-ppe".into()], not_started: 4 });
@@ -437,10 +437,10 @@ fn write_all_writes_the_three_files() {
 /// "matches the peer's own expectation: N of M", and name each run that does not.
 #[test]
 fn the_report_ends_with_how_many_runs_match_the_peers_expectation() {
+    use harness::judge::verdict::PeerCheck;
     use harness::protocol::ErrorKind;
     use harness::scenario::Peer;
     use harness::target::Target;
-    use harness::verdict::PeerCheck;
     let peer = Peer {
         test: "ExecutorDeadlockTest.test_crash_at_task_unpickle".into(),
         target: Target::python("py-ppe"),

@@ -17,8 +17,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use harness::sandbox::{self, OomMechanism, Sandbox, SandboxOptions};
-use harness::session::Session;
+use harness::run::sandbox::{self, OomMechanism, Sandbox, SandboxOptions};
+use harness::run::session::Session;
 
 mod common;
 use common::host_mechanism;

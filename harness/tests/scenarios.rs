@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::plan::Plan;
-use harness::sandbox::OomMechanism;
+use harness::run::sandbox::OomMechanism;
+use harness::scenario::plan::Plan;
 use harness::target::Target;
-use harness::{oracle, scenario, suite};
+use harness::{judge::oracle, scenario, suite};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -275,7 +275,7 @@ fn is_zombie(pid: u32) -> bool {
 /// run; it meets an expectation of `not-applicable` and no other.
 #[test]
 fn what_our_pools_cannot_place_is_not_applicable_never_a_pass() {
-    use harness::verdict::Verdict;
+    use harness::judge::verdict::Verdict;
     let dir = tempfile::tempdir().expect("tempdir");
     let pools = ["naive", "seed-polling", "polling", "per-task", "supervised"];
     // (point, kind, style)
@@ -418,7 +418,7 @@ per-task = "failed-loudly"
         let mut cmd = poolchaos();
         cmd.args(["run", "--format", "json"]).arg(&file);
         if no_cgroup {
-            cmd.env(harness::sandbox::NO_CGROUP_ENV, "1");
+            cmd.env(harness::run::sandbox::NO_CGROUP_ENV, "1");
         }
         let out = cmd.output().expect("run poolchaos");
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -454,7 +454,7 @@ fn an_owner_the_oom_killer_took_is_owner_oom_not_lost() {
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).expect("report.json")).expect("json");
     assert_eq!(report.runs.len(), 2);
     for run in &report.runs {
-        assert_eq!(run.verdict, harness::verdict::Verdict::OwnerOom, "{}: {:?}", run.pool, run.diagnosis);
+        assert_eq!(run.verdict, harness::judge::verdict::Verdict::OwnerOom, "{}: {:?}", run.pool, run.diagnosis);
         assert!(run.oom_kills >= 1, "{}", run.pool);
         assert!(
             run.diagnosis.iter().any(|d| d.contains("the owner") && d.contains("kernel's OOM killer")),
@@ -483,7 +483,7 @@ fn a_worker_dead_before_its_start_line_is_named_in_the_diagnosis() {
         .expect("run poolchaos");
     let report: harness::report::Report = serde_json::from_slice(&out.stdout).expect("report json");
     let [run] = &report.runs[..] else { panic!("one run: {:?}", report.runs) };
-    assert_eq!(run.verdict, harness::verdict::Verdict::Hung, "{:?}", run.diagnosis);
+    assert_eq!(run.verdict, harness::judge::verdict::Verdict::Hung, "{:?}", run.diagnosis);
     let died = run.worker_exits.iter().find(|e| e.signal == Some(9)).expect("a worker SIGKILLed");
     let named = format!("worker {} died by sigkill at ", died.pid);
     assert!(

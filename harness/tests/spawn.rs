@@ -11,14 +11,14 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use harness::checker::Fate;
-use harness::events::Logged;
-use harness::plan::Plan;
+use harness::judge::checker::Fate;
+use harness::judge::verdict::Verdict;
 use harness::protocol::{ErrorKind, Event};
-use harness::runner::{self, RunResult};
+use harness::run::events::Logged;
+use harness::run::runner::{self, RunResult};
 use harness::scenario;
+use harness::scenario::plan::Plan;
 use harness::target::Target;
-use harness::verdict::Verdict;
 use pools::PoolKind;
 
 /// A scenario on `workers` workers (`map`): task 0 sleeps 1 s and SIGKILLs
@@ -179,7 +179,7 @@ fn without_a_pids_cgroup_the_run_is_skipped_saying_why() {
     let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
         .args(["run", "--format", "json", "--pools", "supervised"])
         .arg(&file)
-        .env(harness::sandbox::NO_CGROUP_ENV, "1")
+        .env(harness::run::sandbox::NO_CGROUP_ENV, "1")
         .output()
         .expect("run poolchaos");
     assert_eq!(out.status.code(), Some(3), "skipped is never a pass: {}", String::from_utf8_lossy(&out.stderr));

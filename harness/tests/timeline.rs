@@ -7,9 +7,9 @@
 
 use std::path::Path;
 
-use harness::timeline::{Context, read_events, svg};
+use harness::report::timeline::{Context, read_events, svg};
 
-fn fixture() -> Vec<harness::events::Logged> {
+fn fixture() -> Vec<harness::run::events::Logged> {
     read_events(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/timeline.events.jsonl")).expect("the fixture")
 }
 

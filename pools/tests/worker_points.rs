@@ -75,7 +75,7 @@ fn tasks(case: Case) -> Vec<Task> {
 
 fn start(variant: Variant, case: Case) -> Box<dyn Pool> {
     let mut config = pools::PoolConfig::new(2, common::program());
-    // What the owner does for a plan with a start fault (harness/src/owner.rs).
+    // What the owner does for a plan with a start fault (harness/src/run/owner.rs).
     if matches!(case.point, FaultPoint::Init | FaultPoint::Recycle) {
         let clean = if case.point == FaultPoint::Recycle { config.workers } else { 0 };
         let tokens = StartTokens::new(clean, case.times, case.kind).expect("start tokens");

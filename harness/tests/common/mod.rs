@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use harness::runner::RunContext;
-use harness::sandbox::OomMechanism;
-use harness::session::Session;
+use harness::run::runner::RunContext;
+use harness::run::sandbox::OomMechanism;
+use harness::run::session::Session;
 
 /// A fresh session and the context runs need.
 pub fn ctx() -> RunContext {

@@ -5,7 +5,7 @@ writes the plan, and follows the events and the trace. `kill()` tears the
 whole process group down and checks nothing is left, as the harness's leak
 check does; the named POSIX semaphores the run's processes held (recorded
 by inode while they live, as the harness does: see
-harness/src/sandbox/shm.rs) and left in /dev/shm are removed and reported.
+harness/src/run/sandbox/shm.rs) and left in /dev/shm are removed and reported.
 
 Also runnable by hand: `python3 targets/python/tests/driver.py NAME PLAN_JSON`
 prints every event and trace line with its time, until `finished` or 10 s.

@@ -8,7 +8,9 @@
 //! runs the indices `i` with `i % N == K - 1`, and `poolchaos merge` joins the
 //! shares' `report.json` files into one.
 //!
-//! [oracle]: crate::oracle
+//! [oracle]: crate::judge::oracle
+
+pub mod shrink;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,16 +20,15 @@ use std::time::{Duration, Instant};
 use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::{Deserialize, Serialize};
 
-use crate::checker::Judgement;
-use crate::events::Logged;
-use crate::oracle::{self, Expectation};
-use crate::plan::{Dice, Plan};
+use crate::judge::checker::Judgement;
+use crate::judge::oracle::{self, Expectation};
+use crate::judge::verdict::{RunRecord, Verdict};
 use crate::protocol::Signal;
-use crate::runner::{self, RunContext};
+use crate::run::events::Logged;
+use crate::run::runner::{self, RunContext};
+use crate::scenario::plan::{Dice, Plan};
 use crate::scenario::{Aim, Nemesis, Scenario, SelfFault, Storm, TaskGroup};
-use crate::shrink;
 use crate::target::Target;
-use crate::verdict::{RunRecord, Verdict};
 
 /// What a campaign's plans are made of. Rates are per task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,7 +297,7 @@ pub struct CampaignReport {
     pub partial: bool,
     /// What a SIGINT or SIGTERM cut short, if one did (`runs` holds what finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interrupted: Option<crate::interrupt::Interruption>,
+    pub interrupted: Option<crate::run::interrupt::Interruption>,
 }
 
 impl CampaignReport {
@@ -542,7 +543,7 @@ pub fn run(
             undetermined: p.undetermined,
             elapsed_ms: started.elapsed().as_millis() as u64,
             partial,
-            interrupted: ctx.session.stop().requested().map(|signal| crate::interrupt::Interruption {
+            interrupted: ctx.session.stop().requested().map(|signal| crate::run::interrupt::Interruption {
                 signal,
                 runs: p.cut.iter().map(|i| format!("run {i}")).collect(),
                 not_started: limit.map_or(0, |l| l.saturating_sub((p.runs.len() + p.cut.len()) as u64) as usize),
@@ -552,7 +553,7 @@ pub fn run(
     ctx.session.execute(settings.jobs, next, |index| {
         let scenario = generate(&settings.knobs, &settings.pool, settings.seed, index);
         let (record, expectation, finding) = match run_once(&scenario, &settings.pool, ctx, &format!("c{index}")) {
-            Err(e) if crate::interrupt::Interrupted::of(&e).is_some() => {
+            Err(e) if crate::run::interrupt::Interrupted::of(&e).is_some() => {
                 lock().cut.push(index);
                 return Ok(());
             }
@@ -689,7 +690,7 @@ fn report_finding(
     let reproducer = save_reproducer(&settings.failures_dir, &small, settings, index, &kind, &shrunk).ok();
     if let (Some(path), Some(events)) = (&reproducer, shown) {
         let plan = Plan::new(&small, settings.pool.clone(), small.seed.unwrap_or(0));
-        if let Ok(svg) = crate::timeline::svg(&events, &crate::timeline::Context::of(&plan)) {
+        if let Ok(svg) = crate::report::timeline::svg(&events, &crate::report::timeline::Context::of(&plan)) {
             let _ = std::fs::write(path.with_extension("timeline.svg"), svg);
         }
     }

@@ -8,7 +8,7 @@
 //! - the **host**: which sandbox backend this machine offers, probed once
 //!   (on cgroup v2 this moves the process into its own leaf, or asks
 //!   systemd for a scope, or makes a top-level cgroup; see
-//!   [`crate::sandbox::find`]);
+//!   [`crate::run::sandbox::find`]);
 //! - **stale cleanup**: what dead harnesses left, removed at the start
 //!   ([`Session::leftovers`]); the top-level cgroup it used, if any, removed
 //!   at the end (when no other harness still has runs in it);
@@ -17,9 +17,9 @@
 //!   sessions of one process never collide;
 //! - the **executor** that `run`, `campaign` and `matrix` share:
 //!   [`Session::execute`], a few items at a time on scoped threads;
-//! - the **stop flag** ([`crate::interrupt::Stop`]): once a SIGINT or SIGTERM
+//! - the **stop flag** ([`crate::run::interrupt::Stop`]): once a SIGINT or SIGTERM
 //!   asks for a stop, the executor hands out nothing more and every live run
-//!   tears its sandbox down (see [`crate::runner`]).
+//!   tears its sandbox down (see [`crate::run::runner`]).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 
 use rustix::process::WaitOptions;
 
-use crate::interrupt::Stop;
-use crate::sandbox::procfs::{V2Place, own_children, read_stat};
-use crate::sandbox::{
+use crate::run::interrupt::Stop;
+use crate::run::sandbox::procfs::{V2Place, own_children, read_stat};
+use crate::run::sandbox::{
     self, Host, Kind, Leftovers, Mechanism, PREFIX, Registry, Sandbox, SandboxError, SandboxOptions, lock,
 };
 

@@ -46,6 +46,9 @@
 //!
 //! Every mistake is reported with the file, line and column, and the field.
 
+pub mod help;
+pub mod plan;
+
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -54,11 +57,11 @@ use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::judge::verdict::Verdict;
 use crate::protocol::{
     self, ErrorKind, FAULT_KINDS, FAULT_POINTS, KNOBS, Knob, KnobUnit, Signal, call_style, fault_kind, fault_point,
 };
 use crate::target::Target;
-use crate::verdict::Verdict;
 
 /// The most tasks a scenario may run, in all.
 pub const MAX_TASKS: usize = 100_000;
@@ -1162,9 +1165,9 @@ call_ms = 3000
         let again = parse(Path::new("s.toml"), &s.to_toml(&[])).unwrap();
         assert_eq!((&again.options, &again.expect), (&s.options, &s.expect));
         // The plan of billiard carries its knobs; supervised's none.
-        let plan = crate::plan::Plan::new(&s, Target::python("py-billiard"), 1);
+        let plan = crate::scenario::plan::Plan::new(&s, Target::python("py-billiard"), 1);
         assert_eq!(plan.knobs.len(), 2);
-        let supervised = crate::plan::Plan::new(&s, Target::Pool(PoolKind::Supervised), 1);
+        let supervised = crate::scenario::plan::Plan::new(&s, Target::Pool(PoolKind::Supervised), 1);
         assert!(supervised.knobs.is_empty() && supervised.max_tasks == Some(2) && supervised.chunksize == Some(3));
     }
 

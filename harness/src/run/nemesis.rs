@@ -63,9 +63,9 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal as Sig};
 
-use crate::plan::{Dice, Plan};
 use crate::protocol::{Event, Signal};
 use crate::scenario::Aim;
+use crate::scenario::plan::{Dice, Plan};
 
 /// How long the idle-worker strike waits for a worker to sit in its read.
 pub const IDLE_WAIT: Duration = Duration::from_millis(500);

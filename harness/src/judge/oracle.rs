@@ -38,11 +38,11 @@ use std::fmt;
 
 use pools::{Fault, FaultKind, FaultPoint, PoolKind};
 
-use crate::events::Logged;
-use crate::plan::Plan;
+use crate::judge::verdict::Verdict;
 use crate::protocol::{Event, Signal};
+use crate::run::events::Logged;
+use crate::scenario::plan::Plan;
 use crate::target::Target;
-use crate::verdict::Verdict;
 
 /// What a pool does by design beyond its verdict: facts the checker holds
 /// it to, declared here per pool, not guessed from a run.

@@ -8,7 +8,7 @@
 //! `run`, `campaign` and `bench` report what finished, then exit 128 + the
 //! signal's number (130, 143). A second one exits at once (`_exit`, status
 //! 128 + its number); the next start removes what it left (see
-//! [`crate::sandbox::stale`]).
+//! [`crate::run::sandbox::stale`]).
 
 use std::fmt;
 use std::sync::Arc;

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 
 use plotters::prelude::*;
 
-use crate::events::Logged;
-use crate::owner::WARMUP_TAG;
 use crate::protocol::{ErrorKind, Event, OutcomeRecord};
+use crate::run::events::Logged;
+use crate::run::owner::WARMUP_TAG;
 
 const WIDTH: u32 = 1000;
 const LEFT: i32 = 190;
@@ -311,7 +311,7 @@ pub fn read_events(path: &std::path::Path) -> anyhow::Result<Vec<Logged>> {
 
 impl Context {
     /// The context of a run of `plan`: its name, deadline and self-placed faults.
-    pub fn of(plan: &crate::plan::Plan) -> Context {
+    pub fn of(plan: &crate::scenario::plan::Plan) -> Context {
         Context {
             title: format!("{} / {} (seed {})", plan.scenario, plan.pool.name(), plan.seed),
             deadline_ms: Some(plan.deadline.as_millis() as u64),
@@ -331,7 +331,7 @@ pub fn write_beside(
 ) -> anyhow::Result<String> {
     let logged = read_events(events)?;
     let mut context = match scenario.and_then(|s| s.expect.first().map(|(target, _)| (s, target))) {
-        Some((s, target)) => Context::of(&crate::plan::Plan::new(s, target.clone(), s.seed.unwrap_or(seed))),
+        Some((s, target)) => Context::of(&crate::scenario::plan::Plan::new(s, target.clone(), s.seed.unwrap_or(seed))),
         None => Context::default(),
     };
     let name = events.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());

@@ -37,13 +37,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pools::CallStyle;
 
-use crate::events::Logged;
-use crate::oracle;
-use crate::plan::Plan;
+use crate::judge::oracle;
+use crate::judge::verdict::{ExitRecord, Leak, RunRecord, TaskCounts, Verdict};
 use crate::protocol::{self, CallbackKind, ErrorKind, Event, OomMark, OutcomeRecord};
-use crate::sandbox::Mechanism;
+use crate::run::events::Logged;
+use crate::run::sandbox::Mechanism;
+use crate::scenario::plan::Plan;
 use crate::target::Target;
-use crate::verdict::{ExitRecord, Leak, RunRecord, TaskCounts, Verdict};
 
 /// What the runner saw besides the events.
 #[derive(Debug, Clone, Default)]

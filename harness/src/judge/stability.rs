@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::{RunRecord, Verdict};
+use crate::judge::verdict::{RunRecord, Verdict};
 
 /// How a cell held across its repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

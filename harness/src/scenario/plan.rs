@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::judge::verdict::FaultRecord;
 use crate::protocol::{self, Knob, OwnerPlan};
 use crate::scenario::{Aim, Nemesis, Scenario, Storm, TimeBounds};
 use crate::target::Target;
-use crate::verdict::FaultRecord;
 use pools::{CallStyle, Fault, Task, Workload};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;

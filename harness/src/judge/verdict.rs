@@ -150,7 +150,7 @@ pub struct RunRecord {
     pub oom_kills: u64,
     /// The sandbox's mechanism, and why the watchdog, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mechanism: Option<crate::sandbox::Mechanism>,
+    pub mechanism: Option<crate::run::sandbox::Mechanism>,
     /// What outlived the run: the verdict is `leaked`, unless the run hung
     /// and these are what the teardown's kill left.
     pub leaks: Vec<Leak>,

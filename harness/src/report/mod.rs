@@ -8,7 +8,10 @@
 //!
 //! Under `run --repeat N` (N > 1) a cell holds N runs: the table, the
 //! matrix and JUnit show its distribution of verdicts and whether it held
-//! ([`crate::stability`]); a single run's report reads as it always did.
+//! ([`crate::judge::stability`]); a single run's report reads as it always did.
+
+pub mod export;
+pub mod timeline;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -19,11 +22,11 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use serde::{Deserialize, Serialize};
 
-use crate::interrupt::Interruption;
-use crate::oracle;
-use crate::stability::{CellStats, Stability};
+use crate::judge::oracle;
+use crate::judge::stability::{CellStats, Stability};
+use crate::judge::verdict::{ExitRecord, RunRecord, Verdict};
+use crate::run::interrupt::Interruption;
 use crate::target::Target;
-use crate::verdict::{ExitRecord, RunRecord, Verdict};
 
 /// Everything one invocation of the harness found.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -96,7 +99,7 @@ impl Report {
     /// Where runs are held to a peer's own test: "matches the peer's own
     /// expectation: N of M", then a line per run that does not.
     pub fn peer_lines(&self) -> Vec<String> {
-        let checked: Vec<(&RunRecord, &crate::verdict::PeerCheck)> =
+        let checked: Vec<(&RunRecord, &crate::judge::verdict::PeerCheck)> =
             self.runs.iter().filter_map(|r| r.peer.as_ref().map(|p| (r, p))).collect();
         if checked.is_empty() {
             return Vec::new();
@@ -974,7 +977,7 @@ fn run_md(run: &RunRecord) -> String {
     if let Some(events) = &run.events {
         let _ = writeln!(md, "- **Event log:** [`{events}`]({})", events.replace(' ', "%20"));
         if !run.as_expected() {
-            let svg = crate::timeline::path_for(events);
+            let svg = crate::report::timeline::path_for(events);
             let _ = writeln!(md, "- **Timeline:** [`{svg}`]({})", svg.replace(' ', "%20"));
         }
     }

@@ -184,9 +184,9 @@ fn without_tasks(s: &Scenario, drop: &[usize]) -> Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::verdict::Verdict;
     use crate::protocol::Signal;
     use crate::scenario::{Nemesis, SelfFault, TaskGroup};
-    use crate::verdict::Verdict;
     use pools::{FaultKind, FaultPoint, PoolKind};
 
     fn scenario() -> Scenario {

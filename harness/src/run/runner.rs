@@ -25,12 +25,12 @@
 //! phase before draining makes the run hung.
 //!
 //! The runner knows no pool's insides: a worker is what the events call one
-//! (see [`crate::nemesis`]), and the run's semaphores are the `/dev/shm`
+//! (see [`crate::run::nemesis`]), and the run's semaphores are the `/dev/shm`
 //! files its processes held, recorded while they live (every
 //! [`SEMAPHORE_SCAN`], on every worker exit, before every strike and before
-//! the teardown's kill; see [`crate::sandbox::RunSemaphores`]).
+//! the teardown's kill; see [`crate::run::sandbox::RunSemaphores`]).
 //!
-//! A stop asked for (SIGINT, SIGTERM: [`crate::interrupt`]) ends every
+//! A stop asked for (SIGINT, SIGTERM: [`crate::run::interrupt`]) ends every
 //! phase but draining at once, as a deadline would, with the same teardown;
 //! the run is not judged: [`run`] returns [`Interrupted`].
 //!
@@ -48,15 +48,15 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal as Sig};
 
-use crate::checker::{self, Ending, Judgement};
-use crate::events::Logged;
-use crate::interrupt::Interrupted;
-use crate::nemesis::{self, Frozen, Nemesis, Signals};
-use crate::plan::Plan;
+use crate::judge::checker::{self, Ending, Judgement};
+use crate::judge::verdict::{Leak, RunRecord};
 use crate::protocol::{Event, OwnerPlan, Signal, parse_trace};
-use crate::sandbox::{Mechanism, RUN_PIDS_MAX, RunSemaphores, Sandbox};
-use crate::session::Session;
-use crate::verdict::{Leak, RunRecord};
+use crate::run::events::Logged;
+use crate::run::interrupt::Interrupted;
+use crate::run::nemesis::{self, Frozen, Nemesis, Signals};
+use crate::run::sandbox::{Mechanism, RUN_PIDS_MAX, RunSemaphores, Sandbox};
+use crate::run::session::Session;
+use crate::scenario::plan::Plan;
 
 /// How long the processes of a run that ended may take to go before they are leaks.
 pub const LEAK_GRACE: Duration = Duration::from_secs(1);
@@ -527,7 +527,7 @@ impl Log {
 }
 
 /// The nemesis's hand in a run: signals by pid, and the run's trace pipe
-/// read to its end while a victim is frozen (see [`crate::nemesis`]).
+/// read to its end while a victim is frozen (see [`crate::run::nemesis`]).
 struct TraceHand<'a> {
     trace: std::os::fd::BorrowedFd<'a>,
     buf: &'a mut LineBuf,

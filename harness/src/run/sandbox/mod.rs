@@ -14,7 +14,7 @@
 //! | `cgroup-v1` | `memory.limit_in_bytes` (+ `memsw`): the kernel's; `memory.oom_control` `oom_kill` | `freezer.state` FROZEN, SIGKILL each in `cgroup.procs`, THAWED | [`cgroup_v1`] |
 //! | `rss-watchdog` | a harness thread SIGKILLs a process over the limit: a **simulated** OOM | `killpg` + SIGKILL each member, until none | [`process_group`] |
 //!
-//! The host is probed once per [`Session`](crate::session::Session)
+//! The host is probed once per [`Session`](crate::run::session::Session)
 //! ([`Host::probe`], see [`find`]): cgroup v2 with the memory controller
 //! first, else v1 `memory`. The runs go below a cgroup found in this order:
 //! the one `POOLCHAOS_CGROUP` names, the harness's own (on v2 it moves
@@ -46,7 +46,7 @@
 //! "`cgroup.procs` is empty" (and, on v2, `cgroup.events` `populated 0`) and
 //! does not wait for anyone to reap. Reaping is the runner's (its owner) and
 //! the session's (orphaned workers that come back to the harness, a child
-//! subreaper: [`Session::reap_orphans`](crate::session::Session::reap_orphans),
+//! subreaper: [`Session::reap_orphans`](crate::run::session::Session::reap_orphans),
 //! which reaps only members of its live runs' process groups, never a child
 //! someone else waits for).
 //!
@@ -338,7 +338,7 @@ impl fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// Made by [`Session::sandbox`](crate::session::Session::sandbox): `name`
+    /// Made by [`Session::sandbox`](crate::run::session::Session::sandbox): `name`
     /// is unique in the process, `host` what the session probed.
     pub(crate) fn create(
         registry: &Arc<Registry>,

@@ -28,8 +28,8 @@ use std::fmt::Write as _;
 use anyhow::bail;
 use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 
-use crate::plan::Plan;
 use crate::protocol::{fault_kind_name, fault_point_name};
+use crate::scenario::plan::Plan;
 use crate::scenario::{Aim, Scenario};
 use crate::target::Target;
 
@@ -105,7 +105,7 @@ fn api(target: &str) -> Option<Api> {
 /// The minimal script of `scenario` against its Python target (the first
 /// one its `[expect]` names). `file` names the scenario in the script.
 pub fn python_script(scenario: &Scenario, file: &str) -> anyhow::Result<String> {
-    let python = |(t, v): &(Target, crate::verdict::Verdict)| match t {
+    let python = |(t, v): &(Target, crate::judge::verdict::Verdict)| match t {
         Target::Python(py) => Some((*py, *v)),
         _ => None,
     };

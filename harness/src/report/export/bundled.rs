@@ -12,9 +12,9 @@
 
 use anyhow::{Context, bail};
 
-use crate::plan::Plan;
 use crate::protocol::OwnerPlan;
 use crate::scenario::Scenario;
+use crate::scenario::plan::Plan;
 use crate::target::Target;
 
 /// The driver: writes the adapter to a temp dir, runs the owner, prints the outcomes.
