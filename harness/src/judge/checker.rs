@@ -150,7 +150,8 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     let leaked = !facts.ending.leaks.is_empty() && !facts.ending.deadline_passed;
     let holds = Holds::of(&facts, &counts, &findings, &broken, leaked, !late.is_empty());
     let verdict = decide(&holds);
-    let unsafe_findings = findings.len();
+    // The safety findings end here; the leak, if any, comes after them.
+    let safety_findings = findings.len();
     if leaked {
         let leaks: Vec<String> = facts.ending.leaks.iter().map(Leak::to_string).collect();
         findings.push(format!("leaked: {}", leaks.join("; ")));
@@ -158,12 +159,12 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     // The bounds decided the verdict only where nothing else made the run hung or worse.
     let late = if verdict == Verdict::Hung && !facts.ending.deadline_passed { late } else { Vec::new() };
     let mut diagnosis = late;
-    diagnosis.extend(nothing_ran_lines(&facts));
+    diagnosis.extend(nothing_ran_line(&facts));
     diagnosis.extend(protocol_lines(plan, broken));
     diagnosis.extend(owner_lines(&facts));
     if matches!(verdict, Verdict::Hung | Verdict::Lost | Verdict::OwnerOom) {
         diagnosis.extend(pending(plan, events, &facts.outcomes));
-        diagnosis.extend(findings[..unsafe_findings].iter().take(10).cloned());
+        diagnosis.extend(findings[..safety_findings].iter().take(10).cloned());
     }
     diagnosis.extend(oom_line(&facts.ending));
     Judgement { verdict, tasks, counts, errors, findings, diagnosis, worker_exits: facts.worker_exits }
@@ -474,7 +475,7 @@ fn decide(h: &Holds) -> Verdict {
 }
 
 /// Why nothing ran, if nothing did.
-fn nothing_ran_lines(f: &RunFacts) -> Option<String> {
+fn nothing_ran_line(f: &RunFacts) -> Option<String> {
     match (&f.not_applicable, &f.skipped) {
         (Some(reason), _) => Some(reason.clone()),
         (None, Some(reason)) => Some(format!("skipped: {reason}")),
