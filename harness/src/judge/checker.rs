@@ -26,8 +26,12 @@
 //! that worker ended, and each worker that died outside a task (before a
 //! `start` line: at `init`, `transport`, `decode`) and how.
 //!
-//! Several verdicts can hold at once (a hung run has tasks without outcome);
-//! the worst in [`Verdict`]'s order names the run. Three rules decide what is
+//! [`judge`] gathers the log's facts once, then applies the rules one by one
+//! (each a function); [`decide`] alone turns what they came to into the
+//! verdict. Several verdicts can hold at once (a hung run has tasks without
+//! outcome): a run in which nothing ran is `not-applicable` or `skipped`,
+//! whatever else holds; otherwise the worst that holds in [`Verdict`]'s order
+//! names the run. Three rules decide what is
 //! not counted: a skipped run ran nothing, and the plan killing the owner,
 //! or the OOM killer taking it unplanned (`owner-oom`), takes its pending
 //! tasks with it; what the deadline's teardown leaves behind is the
@@ -129,222 +133,395 @@ impl Judgement {
     }
 }
 
+/// Judges a run: gathers its facts from the log once ([`RunFacts`]), then
+/// applies the rules in turn. Each rule reads the facts and returns its
+/// findings (safety broken) or protocol breaks; [`Holds`] collects what they
+/// came to, and [`decide`] alone turns that into the verdict.
 pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
-    let n = plan.tasks.len();
-    let mut outcomes: Vec<Vec<&OutcomeRecord>> = vec![Vec::new(); n];
-    let mut duplicates = vec![0usize; n];
-    let mut worker_exits = Vec::new();
-    let mut owner_error = None;
-    let mut callbacks: BTreeMap<CallbackKind, usize> = BTreeMap::new();
-    // What the target did that the protocol does not allow.
-    let mut broken = Vec::new();
-    let (mut ready, mut finished) = (false, false);
-    for logged in events {
-        match &logged.event {
-            Event::Outcome { index, result } if *index < n => outcomes[*index].push(result),
-            Event::Duplicate { index } if *index < n => duplicates[*index] += 1,
+    let facts = RunFacts::gather(plan, events, ending);
+    // The rules, in the order their findings are reported.
+    let Tasks { fates: tasks, counts, errors, mut findings } = task_fates(&facts);
+    findings.extend(misnamed_raises(plan, &facts.outcomes));
+    findings.extend(unfinished(&facts, &counts));
+    findings.extend(attempts_and_workers(&facts));
+    let broken = protocol_breaks(&facts);
+    let late = late(plan, events);
+    // What outlived a run that ended by itself (a hung run's leftovers are the teardown's).
+    let leaked = !facts.ending.leaks.is_empty() && !facts.ending.deadline_passed;
+    let holds = Holds::of(&facts, &counts, &findings, &broken, leaked, !late.is_empty());
+    let verdict = decide(&holds);
+    // The safety findings end here; the leak, if any, comes after them.
+    let safety_findings = findings.len();
+    if leaked {
+        let leaks: Vec<String> = facts.ending.leaks.iter().map(Leak::to_string).collect();
+        findings.push(format!("leaked: {}", leaks.join("; ")));
+    }
+    // The bounds decided the verdict only where nothing else made the run hung or worse.
+    let late = if verdict == Verdict::Hung && !facts.ending.deadline_passed { late } else { Vec::new() };
+    let mut diagnosis = late;
+    diagnosis.extend(nothing_ran_line(&facts));
+    diagnosis.extend(protocol_lines(plan, broken));
+    diagnosis.extend(owner_lines(&facts));
+    if matches!(verdict, Verdict::Hung | Verdict::Lost | Verdict::OwnerOom) {
+        diagnosis.extend(pending(plan, events, &facts.outcomes));
+        diagnosis.extend(findings[..safety_findings].iter().take(10).cloned());
+    }
+    diagnosis.extend(oom_line(&facts.ending));
+    Judgement { verdict, tasks, counts, errors, findings, diagnosis, worker_exits: facts.worker_exits }
+}
+
+/// What the rules read: the plan, the event log gathered once (per task of
+/// the plan, and per kind of event), and the runner's ending.
+struct RunFacts<'a> {
+    plan: &'a Plan,
+    events: &'a [Logged],
+    /// The runner's ending, with an owner killed by a deadly fault the plan
+    /// places in the parent counted as killed by the plan.
+    ending: Ending,
+    /// Per task of the plan: its outcomes, and the duplicates the owner saw.
+    outcomes: Vec<Vec<&'a OutcomeRecord>>,
+    duplicates: Vec<usize>,
+    /// Per task of the plan: a fault touched it ([`touched`]).
+    touched: Vec<bool>,
+    worker_exits: Vec<ExitRecord>,
+    owner_error: Option<String>,
+    /// How the owner ended, if it did: its signal, its exit code.
+    owner_exit: Option<(Option<i32>, Option<i32>)>,
+    callbacks: BTreeMap<CallbackKind, usize>,
+    /// What the target did in its log that the protocol does not allow.
+    log_breaks: Vec<String>,
+    ready: bool,
+    finished: bool,
+    /// The processes the OOM killer (or the RSS watchdog) took.
+    oom: HashMap<u32, OomMark>,
+    /// The plan ends the pool by `terminate`.
+    terminates: bool,
+    design: oracle::Design,
+    /// Why nothing ran (a `skipped` or a `not-applicable` event), if nothing did.
+    skipped: Option<String>,
+    /// The plan's fault stage the target lacks (`not applicable: ...`), if any.
+    not_applicable: Option<String>,
+}
+
+impl<'a> RunFacts<'a> {
+    fn gather(plan: &'a Plan, events: &'a [Logged], ending: &Ending) -> Self {
+        let n = plan.tasks.len();
+        let mut f = RunFacts {
+            plan,
+            events,
+            ending: ending.clone(),
+            outcomes: vec![Vec::new(); n],
+            duplicates: vec![0; n],
+            touched: Vec::new(),
+            worker_exits: Vec::new(),
+            owner_error: None,
+            owner_exit: None,
+            callbacks: BTreeMap::new(),
+            log_breaks: Vec::new(),
+            ready: false,
+            finished: false,
+            oom: HashMap::new(),
+            terminates: plan.tasks.iter().filter_map(|t| t.fault).any(|f| f.point == pools::FaultPoint::Terminate),
+            design: oracle::design(&plan.pool),
+            skipped: None,
+            not_applicable: None,
+        };
+        for logged in events {
+            f.note(&logged.event);
+        }
+        f.touched = touched(plan, events, &f.outcomes);
+        // Nothing ran: judged like a skipped run, but a verdict of its own.
+        f.skipped = f.skipped.take().or(f.not_applicable.clone());
+        // A deadly fault the plan places in the parent (while it encodes a task,
+        // decodes a result, or runs a callback) kills the owner by plan too.
+        f.ending.owner_killed_by_plan |= f.owner_died() && plan.kills_owner();
+        f
+    }
+
+    /// Takes one event of the log into the facts.
+    fn note(&mut self, event: &'a Event) {
+        let n = self.outcomes.len();
+        match event {
+            Event::Outcome { index, result } if *index < n => self.outcomes[*index].push(result),
+            Event::Duplicate { index } if *index < n => self.duplicates[*index] += 1,
             Event::Outcome { index, .. } | Event::Duplicate { index } => {
-                broken.push(format!("it reported an outcome for task {index}; the plan's tasks are 0..{n}"));
+                self.log_breaks.push(format!("it reported an outcome for task {index}; the plan's tasks are 0..{n}"));
             }
             Event::Malformed { line, error } => {
-                broken.push(format!("it wrote a line that is not an event ({error}): {line:?}"));
+                self.log_breaks.push(format!("it wrote a line that is not an event ({error}): {line:?}"));
             }
-            Event::Ready { .. } => ready = true,
-            Event::Finished => finished = true,
+            Event::Ready { .. } => self.ready = true,
+            Event::Finished => self.finished = true,
             Event::WorkerExit { pid, signal, code } => {
-                worker_exits.push(ExitRecord { pid: *pid, signal: *signal, code: *code });
+                self.worker_exits.push(ExitRecord { pid: *pid, signal: *signal, code: *code });
             }
-            Event::Callback { kind } => *callbacks.entry(*kind).or_default() += 1,
-            Event::OwnerError { message } => owner_error = Some(message.clone()),
+            Event::Callback { kind } => *self.callbacks.entry(*kind).or_default() += 1,
+            Event::OwnerError { message } => self.owner_error = Some(message.clone()),
+            Event::OomKill { pid, simulated } => {
+                self.oom.insert(*pid, if *simulated { OomMark::Simulated } else { OomMark::Kernel });
+            }
+            Event::Skipped { reason } if self.skipped.is_none() => self.skipped = Some(reason.clone()),
+            Event::NotApplicable { point, reason } if self.not_applicable.is_none() => {
+                self.not_applicable = Some(format!("not applicable: `{point}`: {reason}"));
+            }
+            Event::OwnerExit { signal, code } if self.owner_exit.is_none() => self.owner_exit = Some((*signal, *code)),
             _ => {}
         }
     }
-    let oom: HashMap<u32, OomMark> = events
-        .iter()
-        .filter_map(|l| match l.event {
-            Event::OomKill { pid, simulated } => {
-                Some((pid, if simulated { OomMark::Simulated } else { OomMark::Kernel }))
-            }
-            _ => None,
-        })
-        .collect();
-    let touched = touched(plan, events, &outcomes);
-    let terminates = plan.tasks.iter().filter_map(|t| t.fault).any(|f| f.point == pools::FaultPoint::Terminate);
-    let design = oracle::design(&plan.pool);
-    let mut tasks = Vec::with_capacity(n);
-    let mut counts = TaskCounts { total: n, ..TaskCounts::default() };
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    let mut findings = Vec::new();
-    for (index, (got, &extra)) in outcomes.iter().zip(&duplicates).enumerate() {
+
+    /// The owner died: by a signal or a non-zero exit code.
+    fn owner_died(&self) -> bool {
+        matches!(self.owner_exit, Some((Some(_), _)) | Some((None, Some(1..))))
+    }
+
+    /// The owner died, and not by the plan.
+    fn owner_crashed(&self) -> bool {
+        self.owner_died() && !self.ending.owner_killed_by_plan
+    }
+
+    /// The plan (or the OOM killer, unplanned) took the owner, and its pending tasks with it.
+    fn owner_taken(&self) -> bool {
+        self.ending.owner_killed_by_plan || self.ending.owner_oom
+    }
+}
+
+/// What [`task_fates`] found: each task's fate, the counts, the error names
+/// and the safety findings.
+struct Tasks {
+    fates: Vec<TaskFate>,
+    counts: TaskCounts,
+    errors: BTreeMap<String, usize>,
+    findings: Vec<String>,
+}
+
+/// Rule: each task gets exactly one outcome, its own result or an error
+/// ([`failure_findings`]).
+fn task_fates(f: &RunFacts) -> Tasks {
+    let n = f.plan.tasks.len();
+    let mut t = Tasks {
+        fates: Vec::with_capacity(n),
+        counts: TaskCounts { total: n, ..TaskCounts::default() },
+        errors: BTreeMap::new(),
+        findings: Vec::new(),
+    };
+    for (index, (got, &extra)) in f.outcomes.iter().zip(&f.duplicates).enumerate() {
         let fate = match got.as_slice() {
             _ if extra > 0 => Fate::Duplicated,
             [] => Fate::Pending,
             [OutcomeRecord::Ok] => Fate::Ok,
             [OutcomeRecord::Wrong] => Fate::Wrong,
             [error @ OutcomeRecord::Error { kind, .. }] => {
-                let oom = error.pid().and_then(|pid| oom.get(&pid).copied());
+                let oom = error.pid().and_then(|pid| f.oom.get(&pid).copied());
                 Fate::Failed(*kind, error.error_name(oom).unwrap_or_default())
             }
             _ => Fate::Duplicated,
         };
         match &fate {
-            Fate::Ok => counts.ok += 1,
-            Fate::Pending => counts.lost += 1,
+            Fate::Ok => t.counts.ok += 1,
+            Fate::Pending => t.counts.lost += 1,
             Fate::Wrong => {
-                counts.wrong += 1;
-                findings.push(format!("task {index} got a result that is not its own"));
+                t.counts.wrong += 1;
+                t.findings.push(format!("task {index} got a result that is not its own"));
             }
             Fate::Duplicated => {
-                counts.duplicated += 1;
-                findings.push(format!("task {index} got {} outcomes", got.len().max(1) + extra));
+                t.counts.duplicated += 1;
+                t.findings.push(format!("task {index} got {} outcomes", got.len().max(1) + extra));
             }
             Fate::Failed(kind, name) => {
-                counts.failed += 1;
-                *errors.entry(name.clone()).or_default() += 1;
-                let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
-                let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
-                // A plan that ends the pool by `terminate` fails what is pending so.
-                let by_plan = *kind == ErrorKind::Terminated && terminates;
-                if (!kind.names_a_fault() && !by_plan) || (no_exit && plan.parent_faults().next().is_none()) {
-                    findings.push(format!("task {index} failed with error {name}, which names no fault"));
-                }
-                if !touched[index] && !by_plan {
-                    counts.bystanders += 1;
-                    if !design.fails_bystanders {
-                        findings.push(format!("task {index} failed with error {name}, but no fault touched it"));
-                    }
-                }
+                t.counts.failed += 1;
+                *t.errors.entry(name.clone()).or_default() += 1;
+                t.findings.extend(failure_findings(f, index, *kind, name, &mut t.counts));
             }
         }
-        tasks.push(TaskFate { fate, touched: touched[index] });
+        t.fates.push(TaskFate { fate, touched: f.touched[index] });
     }
-    findings.extend(misnamed_raises(plan, &outcomes));
-    let skipped = events.iter().find_map(|l| match &l.event {
-        Event::Skipped { reason } => Some(reason.clone()),
-        _ => None,
-    });
-    let not_applicable = events.iter().find_map(|l| match &l.event {
-        Event::NotApplicable { point, reason } => Some(format!("not applicable: `{point}`: {reason}")),
-        _ => None,
-    });
-    // Nothing ran: judged like a skipped run, but a verdict of its own.
-    let skipped = skipped.or(not_applicable.clone());
-    let owner_exit = events.iter().find_map(|l| match l.event {
-        Event::OwnerExit { signal, code } => Some((signal, code)),
-        _ => None,
-    });
-    // A deadly fault the plan places in the parent (while it encodes a task,
-    // decodes a result, or runs a callback) kills the owner by plan too.
-    let died = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..))));
-    let ending =
-        &Ending { owner_killed_by_plan: ending.owner_killed_by_plan || (died && plan.kills_owner()), ..ending.clone() };
-    if let Some((signal, code)) = owner_exit
-        && skipped.is_none()
-        && !ending.owner_killed_by_plan
-        && !ending.owner_oom
+    t
+}
+
+/// Rule: a failed task's error names its fault, and a fault touched the
+/// task (a failed task no fault touched is a bystander, counted; a finding
+/// unless the pool fails bystanders by design). A plan that ends the pool
+/// by `terminate` fails what is pending as `terminated`.
+fn failure_findings(f: &RunFacts, index: usize, kind: ErrorKind, name: &str, counts: &mut TaskCounts) -> Vec<String> {
+    let mut findings = Vec::new();
+    let [OutcomeRecord::Error { signal, code, .. }] = f.outcomes[index].as_slice() else { unreachable!() };
+    let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
+    let by_plan = kind == ErrorKind::Terminated && f.terminates;
+    if (!kind.names_a_fault() && !by_plan) || (no_exit && f.plan.parent_faults().next().is_none()) {
+        findings.push(format!("task {index} failed with error {name}, which names no fault"));
+    }
+    if !f.touched[index] && !by_plan {
+        counts.bystanders += 1;
+        if !f.design.fails_bystanders {
+            findings.push(format!("task {index} failed with error {name}, but no fault touched it"));
+        }
+    }
+    findings
+}
+
+/// Rule: a run that neither hung nor lost its owner (to the plan, or to
+/// the OOM killer: either takes the pending tasks with it) left no task
+/// without an outcome; and where the pool reports callbacks, they match the
+/// outcomes (a job a `terminate` leaves pending, CPython's, never calls back).
+fn unfinished(f: &RunFacts, counts: &TaskCounts) -> Vec<String> {
+    if f.ending.deadline_passed || f.owner_taken() || f.skipped.is_some() {
+        return Vec::new();
+    }
+    let mut findings = Vec::new();
+    if counts.lost > 0 {
+        findings.push(format!("{} task(s) got no outcome, and the run did not hang", counts.lost));
+    }
+    if f.finished && f.design.callbacks && !f.terminates {
+        findings.extend(callback_findings(f.plan.style, counts, &f.callbacks));
+    }
+    findings
+}
+
+/// Rules: attempts within `max_attempts` ([`attempt_findings`]), and a hung
+/// pool that replaces its dead workers not short of them
+/// ([`short_of_workers`]); not where the plan took the owner.
+fn attempts_and_workers(f: &RunFacts) -> Vec<String> {
+    if f.skipped.is_some() || f.ending.owner_killed_by_plan {
+        return Vec::new();
+    }
+    let mut findings = attempt_findings(f.plan, f.events, &f.outcomes);
+    findings.extend(short_of_workers(f.plan, f.events, &f.outcomes, &f.ending));
+    findings
+}
+
+/// Rule: the target kept the owner protocol: its log's lines are events for
+/// the plan's tasks ([`RunFacts::note`]), and an owner that ended by itself
+/// reported `ready` first and, exiting 0, `finished`.
+fn protocol_breaks(f: &RunFacts) -> Vec<String> {
+    let mut broken = f.log_breaks.clone();
+    if let Some((signal, code)) = f.owner_exit
+        && f.skipped.is_none()
+        && !f.owner_taken()
     {
         let how = exit_text(signal, code);
-        if !ready {
+        if !f.ready {
             broken.push(format!("it {how} before it reported `ready`: it never started its pool"));
-        } else if code == Some(0) && !finished {
+        } else if code == Some(0) && !f.finished {
             broken.push(format!("it {how} without reporting `finished`"));
         }
     }
-    // An owner the OOM killer took, took its pending tasks with it: `owner-oom`, not lost tasks.
-    if !ending.deadline_passed && !ending.owner_killed_by_plan && !ending.owner_oom && skipped.is_none() {
-        if counts.lost > 0 {
-            findings.push(format!("{} task(s) got no outcome, and the run did not hang", counts.lost));
+    broken
+}
+
+/// What the rules came to: each field is the condition of one verdict.
+#[derive(Debug, Default, Clone, Copy)]
+struct Holds {
+    /// The target lacks the plan's fault stage (a `not-applicable` event): nothing ran.
+    not_applicable: bool,
+    /// The target could not run here (a `skipped` event): nothing ran.
+    skipped: bool,
+    /// The target broke the owner protocol ([`protocol_breaks`]).
+    target_error: bool,
+    /// What outlived a run that ended by itself.
+    leaked: bool,
+    /// The deadline passed, or an outcome missed the scenario's time bounds ([`late`]).
+    hung: bool,
+    /// A safety finding, the owner's own error, or a task without an outcome
+    /// where the owner was not taken (by the plan or the OOM killer).
+    lost: bool,
+    /// The OOM killer took the owner, which the plan did not kill.
+    owner_oom: bool,
+    /// The plan killed the owner.
+    owner_killed: bool,
+    /// A task failed, and the plan did not kill the owner.
+    failed_loudly: bool,
+}
+
+impl Holds {
+    fn of(f: &RunFacts, counts: &TaskCounts, findings: &[String], broken: &[String], leaked: bool, late: bool) -> Self {
+        let e = &f.ending;
+        let by_plan = e.owner_killed_by_plan;
+        Holds {
+            not_applicable: f.not_applicable.is_some(),
+            skipped: f.skipped.is_some(),
+            target_error: !broken.is_empty(),
+            leaked,
+            hung: e.deadline_passed || late,
+            lost: !by_plan && (!findings.is_empty() || f.owner_error.is_some() || (counts.lost > 0 && !e.owner_oom)),
+            owner_oom: e.owner_oom && !by_plan,
+            owner_killed: by_plan,
+            failed_loudly: !by_plan && counts.failed > 0,
         }
-        // A job a `terminate` leaves pending (CPython's) never calls back.
-        if finished && design.callbacks && !terminates {
-            findings.extend(callback_findings(plan.style, &counts, &callbacks));
-        }
     }
-    if skipped.is_none() && !ending.owner_killed_by_plan {
-        findings.extend(attempt_findings(plan, events, &outcomes));
-        findings.extend(short_of_workers(plan, events, &outcomes, ending));
+}
+
+/// The verdict, decided here and nowhere else. A run in which nothing ran is
+/// `not-applicable` (the target lacks the plan's fault stage) or else
+/// `skipped`, whatever else holds. Otherwise the run gets the worst verdict
+/// that holds in [`Verdict`]'s order: `target-error` > `leaked` > `hung` >
+/// `lost` > `owner-oom` > `owner-killed` > `failed-loudly` > `completed`.
+fn decide(h: &Holds) -> Verdict {
+    if h.not_applicable {
+        return Verdict::NotApplicable;
     }
-    // What outlived a run that ended by itself (a hung run's leftovers are the teardown's).
-    let leaked = !ending.leaks.is_empty() && !ending.deadline_passed;
-    let mut verdict = verdict(&counts, &findings, leaked, &broken, skipped.is_some(), owner_error.is_some(), ending);
-    if leaked {
-        let leaks: Vec<String> = ending.leaks.iter().map(Leak::to_string).collect();
-        findings.push(format!("leaked: {}", leaks.join("; ")));
+    if h.skipped {
+        return Verdict::Skipped;
     }
-    let mut diagnosis = Vec::new();
-    let late = late(plan, events);
-    if !late.is_empty() && (Verdict::Completed..Verdict::Hung).contains(&verdict) {
-        verdict = Verdict::Hung;
-        diagnosis.extend(late);
+    let candidates = [
+        (h.target_error, Verdict::TargetError),
+        (h.leaked, Verdict::Leaked),
+        (h.hung, Verdict::Hung),
+        (h.lost, Verdict::Lost),
+        (h.owner_oom, Verdict::OwnerOom),
+        (h.owner_killed, Verdict::OwnerKilled),
+        (h.failed_loudly, Verdict::FailedLoudly),
+    ];
+    candidates.into_iter().filter(|(holds, _)| *holds).map(|(_, v)| v).max().unwrap_or(Verdict::Completed)
+}
+
+/// Why nothing ran, if nothing did.
+fn nothing_ran_line(f: &RunFacts) -> Option<String> {
+    match (&f.not_applicable, &f.skipped) {
+        (Some(reason), _) => Some(reason.clone()),
+        (None, Some(reason)) => Some(format!("skipped: {reason}")),
+        (None, None) => None,
     }
-    if let Some(reason) = not_applicable {
-        verdict = Verdict::NotApplicable;
-        diagnosis.push(reason);
-    } else if let Some(reason) = skipped {
-        diagnosis.push(format!("skipped: {reason}"));
-    }
+}
+
+/// The protocol breaks (the first five), each naming the target.
+fn protocol_lines(plan: &Plan, mut broken: Vec<String>) -> Vec<String> {
     broken.truncate(5);
     let target = match &plan.pool {
         Target::Command(words) => format!("`{}`", words.join(" ")),
         other => other.name(),
     };
-    diagnosis.extend(broken.into_iter().map(|b| format!("target {target} broke the owner protocol: {b}")));
-    let crashed = matches!(owner_exit, Some((Some(_), _)) | Some((None, Some(1..)))) && !ending.owner_killed_by_plan;
-    if let Some(message) = &owner_error {
-        diagnosis.push(format!("the owner failed: {message}"));
-    } else if ending.owner_oom && !ending.owner_killed_by_plan {
-        diagnosis.push(owner_oom_text(plan, events, ending));
-    } else if crashed && let Some((signal, code)) = owner_exit {
-        diagnosis.push(format!("the owner ended early: it {}", exit_text(signal, code)));
+    broken.into_iter().map(|b| format!("target {target} broke the owner protocol: {b}")).collect()
+}
+
+/// How the owner failed, if not by the plan: its own error, the OOM killer,
+/// or an early death; then the end of its stderr.
+fn owner_lines(f: &RunFacts) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(message) = &f.owner_error {
+        lines.push(format!("the owner failed: {message}"));
+    } else if f.ending.owner_oom && !f.ending.owner_killed_by_plan {
+        lines.push(owner_oom_text(f.plan, f.events, &f.ending));
+    } else if f.owner_crashed()
+        && let Some((signal, code)) = f.owner_exit
+    {
+        lines.push(format!("the owner ended early: it {}", exit_text(signal, code)));
     }
-    if (owner_error.is_some() || crashed) && !ending.stderr_tail.is_empty() {
-        diagnosis.push(format!("its stderr ended with: {}", ending.stderr_tail));
+    if (f.owner_error.is_some() || f.owner_crashed()) && !f.ending.stderr_tail.is_empty() {
+        lines.push(format!("its stderr ended with: {}", f.ending.stderr_tail));
     }
-    if matches!(verdict, Verdict::Hung | Verdict::Lost | Verdict::OwnerOom) {
-        diagnosis.extend(pending(plan, events, &outcomes));
-        diagnosis.extend(findings.iter().take(findings.len() - usize::from(leaked)).take(10).cloned());
-    }
+    lines
+}
+
+/// The OOM kills the run counted, and whose they were.
+fn oom_line(ending: &Ending) -> Option<String> {
     match &ending.mechanism {
-        _ if ending.oom_kills == 0 => {}
-        Some(m) if m.simulated_oom() => diagnosis.push(format!(
+        _ if ending.oom_kills == 0 => None,
+        Some(m) if m.simulated_oom() => Some(format!(
             "the RSS watchdog SIGKILLed {} process(es) over the memory limit: a simulated OOM, not the kernel's ({m})",
             ending.oom_kills
         )),
-        _ => diagnosis.push(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills)),
+        _ => Some(format!("the run's memory cgroup counted {} OOM kill(s)", ending.oom_kills)),
     }
-    Judgement { verdict, tasks, counts, errors, findings, diagnosis, worker_exits }
-}
-
-/// The verdict: the worst of those that hold, in [`Verdict`]'s order.
-fn verdict(
-    counts: &TaskCounts,
-    findings: &[String],
-    leaked: bool,
-    broken: &[String],
-    skipped: bool,
-    owner_error: bool,
-    ending: &Ending,
-) -> Verdict {
-    if skipped {
-        // Nothing ran: there is nothing else to judge.
-        return Verdict::Skipped;
-    }
-    let unsafe_tasks = !findings.is_empty();
-    let holds = [
-        (!broken.is_empty(), Verdict::TargetError),
-        (ending.deadline_passed, Verdict::Hung),
-        (leaked, Verdict::Leaked),
-        (ending.owner_killed_by_plan, Verdict::OwnerKilled),
-        (ending.owner_oom && !ending.owner_killed_by_plan, Verdict::OwnerOom),
-        // The plan (or the OOM killer) took the owner, and its pending tasks with it: they are not lost.
-        (
-            !ending.owner_killed_by_plan && (unsafe_tasks || owner_error || (counts.lost > 0 && !ending.owner_oom)),
-            Verdict::Lost,
-        ),
-        (!ending.owner_killed_by_plan && counts.failed > 0, Verdict::FailedLoudly),
-        (true, Verdict::Completed),
-    ];
-    holds.into_iter().filter(|(holds, _)| *holds).map(|(_, v)| v).max().unwrap_or(Verdict::Completed)
 }
 
 /// The tasks a fault touched: those that carry one or allocate past the
@@ -685,5 +862,47 @@ fn exit_text(signal: Option<i32>, code: Option<i32>) -> String {
         (Some(sig), _) => format!("was killed by {}", protocol::signal_name(sig)),
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "ended".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing ran overrides whatever else holds; otherwise the worst that
+    /// holds names the run, in [`Verdict`]'s order.
+    #[test]
+    fn the_verdict_is_the_worst_that_holds_unless_nothing_ran() {
+        let all = Holds {
+            not_applicable: false,
+            skipped: false,
+            target_error: true,
+            leaked: true,
+            hung: true,
+            lost: true,
+            owner_oom: true,
+            owner_killed: true,
+            failed_loudly: true,
+        };
+        assert_eq!(decide(&Holds { not_applicable: true, skipped: true, ..all }), Verdict::NotApplicable);
+        assert_eq!(decide(&Holds { skipped: true, ..all }), Verdict::Skipped);
+        // Taking the worst away, one at a time, leaves the next worst.
+        type TakeAway = fn(&mut Holds);
+        let clear: [(Verdict, TakeAway); 7] = [
+            (Verdict::TargetError, |h| h.target_error = false),
+            (Verdict::Leaked, |h| h.leaked = false),
+            (Verdict::Hung, |h| h.hung = false),
+            (Verdict::Lost, |h| h.lost = false),
+            (Verdict::OwnerOom, |h| h.owner_oom = false),
+            (Verdict::OwnerKilled, |h| h.owner_killed = false),
+            (Verdict::FailedLoudly, |h| h.failed_loudly = false),
+        ];
+        let mut holds = all;
+        for (worst, take_away) in clear {
+            assert_eq!(decide(&holds), worst);
+            take_away(&mut holds);
+        }
+        assert_eq!(decide(&holds), Verdict::Completed);
+        assert_eq!(decide(&Holds::default()), Verdict::Completed);
     }
 }

@@ -187,6 +187,18 @@ struct Facts {
     after_result_stalls: usize,
 }
 
+impl Facts {
+    /// A task's own fault kills its worker, or a SIGKILL from outside landed mid-task.
+    fn died(&self) -> bool {
+        !self.deadly.is_empty() || !self.struck.is_empty()
+    }
+
+    /// A task's own fault stalls its worker, or a SIGSTOP from outside landed mid-task.
+    fn stalled(&self) -> bool {
+        !self.stalls.is_empty() || !self.stopped.is_empty()
+    }
+}
+
 fn facts(plan: &Plan) -> Facts {
     let mut f = Facts { limited: plan.limits_spawns(), ..Facts::default() };
     for (i, task) in plan.tasks.iter().enumerate() {
@@ -493,14 +505,10 @@ fn ours_inside(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
     f.stalls.retain(inside);
     f.raises.retain(inside);
     let f = &f;
-    let died = !f.deadly.is_empty() || !f.struck.is_empty();
-    let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
-    // A raising callback in per-task and supervised is caught: its task's outcome stands.
-    let in_callback = |i: usize| plan.tasks[i].fault.is_some_and(|f| f.point == FaultPoint::Callback);
-    let raises = f.raises.iter().filter(|&&(i, _)| !in_callback(i)).count();
+    let raises = f.raises.iter().filter(|&&(i, _)| !in_callback(plan, i)).count();
     match pool {
         PoolKind::Naive | PoolKind::SeedPolling => {
-            if died || stalled {
+            if f.died() || f.stalled() {
                 v(Verdict::Hung, "a worker died or stalled mid-task")
             } else if f.idle_strikes > 0 {
                 or_else(
@@ -513,73 +521,81 @@ fn ours_inside(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
             }
         }
         PoolKind::Polling => {
-            if died || f.idle_strikes > 0 {
+            if f.died() || f.idle_strikes > 0 {
                 v(Verdict::FailedLoudly, "a worker died with results pending")
-            } else if stalled {
+            } else if f.stalled() {
                 v(Verdict::Hung, "a task stalled and polling has no deadline")
             } else {
                 plain(raises)
             }
         }
-        PoolKind::PerTask => {
-            if stalled && plan.task_timeout.is_none() {
-                v(Verdict::Hung, "a task stalled and there is no deadline")
-            } else if f.limited && plan.tasks.len() > plan.workers {
-                v(Verdict::FailedLoudly, "forks are refused: the tasks past the spares get no process (spawn-failed)")
-            } else if died || stalled {
-                v(Verdict::FailedLoudly, "a task's process died or was killed at its deadline")
-            } else if f.idle_strikes > 0 {
-                or_else(
-                    Verdict::FailedLoudly,
-                    "a process was struck after its task: before or after its result",
-                    plain(raises),
-                )
-            } else {
-                plain(raises)
-            }
-        }
-        PoolKind::Supervised | PoolKind::Planted(_) => {
-            if stalled && plan.task_timeout.is_none() {
-                return v(Verdict::Hung, "a task stalled and there is no deadline");
-            }
-            let max = plan.max_attempts;
-            let poison = f.deadly.iter().chain(&f.stalls).any(|&(_, times)| times >= max);
-            // Strikes from outside are charged like deaths: an attempt its own
-            // deadly or stalling fault ends anyway costs nothing more; a strike
-            // on a later attempt does, and too many exhaust the task.
-            let mut strikes: Vec<(u64, u32)> = f.struck_attempts.clone();
-            strikes.sort_unstable();
-            strikes.dedup();
-            let struck_below = |tag: u64, below: u32| strikes.iter().filter(|&&(t, a)| t == tag && a < below).count();
-            let exhausted = strikes.chunk_by(|a, b| a.0 == b.0).any(|run| {
-                // Its own fault, unless it fires outside its run (judged apart).
-                let own = plan.tasks.iter().position(|t| t.tag == run[0].0);
-                let own = own.filter(|i| !f.outside.contains(i)).and_then(|i| plan.tasks[i].fault);
-                let own =
-                    own.filter(|f| f.kind.kills_worker() || matches!(f.kind, FaultKind::Hang | FaultKind::SigStop));
-                let times = own.map_or(0, |f| f.times);
-                let later = run.iter().filter(|&&(_, attempt)| attempt >= times).count() as u32;
-                times.saturating_add(later) >= max
-            });
-            // A raising task struck mid-task before its error fired is retried, and the
-            // retry raises only if the fault fires on that attempt too: it fails
-            // unless every attempt the fault fires on was struck.
-            let raises = f
-                .raises
-                .iter()
-                .filter(|&&(i, times)| !in_callback(i) && (struck_below(plan.tasks[i].tag, times) as u32) < times)
-                .count();
-            // Under the `spawn` limit no death is replaced: N workers and the standby, then none.
-            let killing = f.deadly.iter().chain(plan.task_timeout.map_or(&[][..], |_| &f.stalls[..]));
-            let deaths: u64 = killing.map(|&(_, times)| u64::from(times.min(max))).sum::<u64>() + strikes.len() as u64;
-            if poison || exhausted {
-                v(Verdict::FailedLoudly, "a task is poison or ran out of attempts")
-            } else if f.limited && deaths > plan.workers as u64 {
-                v(Verdict::FailedLoudly, "forks are refused and every worker and the standby died (spawn-failed)")
-            } else {
-                plain(raises)
-            }
-        }
+        PoolKind::PerTask => per_task_inside(plan, f, raises),
+        PoolKind::Supervised | PoolKind::Planted(_) => supervised_inside(plan, f),
+    }
+}
+
+/// A raising callback in per-task and supervised is caught: its task's outcome stands.
+fn in_callback(plan: &Plan, i: usize) -> bool {
+    plan.tasks[i].fault.is_some_and(|f| f.point == FaultPoint::Callback)
+}
+
+/// [`ours_inside`] for per-task: `raises` is the count of raising tasks (callbacks' taken out).
+fn per_task_inside(plan: &Plan, f: &Facts, raises: usize) -> Expectation {
+    let stalled = f.stalled();
+    if stalled && plan.task_timeout.is_none() {
+        v(Verdict::Hung, "a task stalled and there is no deadline")
+    } else if f.limited && plan.tasks.len() > plan.workers {
+        v(Verdict::FailedLoudly, "forks are refused: the tasks past the spares get no process (spawn-failed)")
+    } else if f.died() || stalled {
+        v(Verdict::FailedLoudly, "a task's process died or was killed at its deadline")
+    } else if f.idle_strikes > 0 {
+        or_else(Verdict::FailedLoudly, "a process was struck after its task: before or after its result", plain(raises))
+    } else {
+        plain(raises)
+    }
+}
+
+/// [`ours_inside`] for supervised (and the planted bugs on it): deaths and
+/// strikes are charged against each task's `max_attempts`.
+fn supervised_inside(plan: &Plan, f: &Facts) -> Expectation {
+    if f.stalled() && plan.task_timeout.is_none() {
+        return v(Verdict::Hung, "a task stalled and there is no deadline");
+    }
+    let max = plan.max_attempts;
+    let poison = f.deadly.iter().chain(&f.stalls).any(|&(_, times)| times >= max);
+    // Strikes from outside are charged like deaths: an attempt its own
+    // deadly or stalling fault ends anyway costs nothing more; a strike
+    // on a later attempt does, and too many exhaust the task.
+    let mut strikes: Vec<(u64, u32)> = f.struck_attempts.clone();
+    strikes.sort_unstable();
+    strikes.dedup();
+    let struck_below = |tag: u64, below: u32| strikes.iter().filter(|&&(t, a)| t == tag && a < below).count();
+    let exhausted = strikes.chunk_by(|a, b| a.0 == b.0).any(|run| {
+        // Its own fault, unless it fires outside its run (judged apart).
+        let own = plan.tasks.iter().position(|t| t.tag == run[0].0);
+        let own = own.filter(|i| !f.outside.contains(i)).and_then(|i| plan.tasks[i].fault);
+        let own = own.filter(|f| f.kind.kills_worker() || matches!(f.kind, FaultKind::Hang | FaultKind::SigStop));
+        let times = own.map_or(0, |f| f.times);
+        let later = run.iter().filter(|&&(_, attempt)| attempt >= times).count() as u32;
+        times.saturating_add(later) >= max
+    });
+    // A raising task struck mid-task before its error fired is retried, and the
+    // retry raises only if the fault fires on that attempt too: it fails
+    // unless every attempt the fault fires on was struck.
+    let raises = f
+        .raises
+        .iter()
+        .filter(|&&(i, times)| !in_callback(plan, i) && (struck_below(plan.tasks[i].tag, times) as u32) < times)
+        .count();
+    // Under the `spawn` limit no death is replaced: N workers and the standby, then none.
+    let killing = f.deadly.iter().chain(plan.task_timeout.map_or(&[][..], |_| &f.stalls[..]));
+    let deaths: u64 = killing.map(|&(_, times)| u64::from(times.min(max))).sum::<u64>() + strikes.len() as u64;
+    if poison || exhausted {
+        v(Verdict::FailedLoudly, "a task is poison or ran out of attempts")
+    } else if f.limited && deaths > plan.workers as u64 {
+        v(Verdict::FailedLoudly, "forks are refused and every worker and the standby died (spawn-failed)")
+    } else {
+        plain(raises)
     }
 }
 
@@ -587,44 +603,16 @@ fn ours_inside(pool: PoolKind, plan: &Plan, f: &Facts) -> Expectation {
 /// finding numbers there). A campaign's plan has a task timeout, so pools
 /// that have one use it.
 fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
-    let died = !f.deadly.is_empty() || !f.struck.is_empty();
-    let stalled = !f.stalls.is_empty() || !f.stopped.is_empty();
-    let raises = f.raises.len();
-    // Under the `spawn` limit (docs/targets.md, "A refused fork").
-    match name {
-        "py-process-per-task" if f.limited => {
-            return v(Verdict::FailedLoudly, "forks are refused: no task gets a process (spawn-failed)");
-        }
-        "py-loky" if f.limited && (died || f.idle_strikes > 0) => {
-            return v(
-                Verdict::Hung,
-                "a worker died and forks are refused: killing the broken executor's workers forks `pgrep`, \
-                 its manager thread dies of it, and the owner waits for a surviving worker at exit (docs/targets.md, \"A refused fork\")",
-            );
-        }
-        "py-billiard" if f.limited && died => {
-            return v(
-                Verdict::Leaked,
-                "a worker died and forks are refused: billiard's Supervisor thread crashes on the refused \
-                 replacement and calls os._exit(1), leaving its temp dir (docs/targets.md, \"A refused fork\")",
-            );
-        }
-        "py-pebble" if f.limited && died => {
-            return or_else(
-                Verdict::FailedLoudly,
-                "a worker died and forks are refused: pebble breaks at its next look (0.1 s), failing what is \
-                 pending then as pool-broken",
-                plain(f.raises.len()),
-            );
-        }
-        _ => {}
+    if let Some(expectation) = python_refused_fork(name, f) {
+        return expectation;
     }
+    let raises = f.raises.len();
     match name {
         // multiprocessing.Pool's map: chunks, each run in order until a task raises.
         "py-pool-map" | "py-pool-map-async" | "py-seed-polling" => pool_map(plan, f),
         // multiprocessing.Pool: a lost task is never failed, and there is no task timeout.
         "py-pool-apply" | "py-pool-apply-async" => {
-            if died || stalled {
+            if f.died() || f.stalled() {
                 v(Verdict::Hung, "a worker died or stalled mid-task: Pool never fails the task")
             } else if f.idle_strikes > 0 {
                 or_else(
@@ -636,104 +624,139 @@ fn python(name: &str, plan: &Plan, f: &Facts) -> Expectation {
                 plain(raises)
             }
         }
-        // ProcessPoolExecutor and loky break whole at any death, and have no task timeout.
-        "py-ppe" | "py-loky" => {
-            if f.deadly_points.contains(&FaultPoint::WriteResult) {
-                one(
-                    &[Verdict::FailedLoudly, Verdict::Hung],
-                    "a worker died writing its result: the executor waits on the torn frame (finding 12), \
-                     unless another death broke it first",
-                )
-            } else if name == "py-ppe" && died && (f.stalls_stop || !f.stopped.is_empty()) {
-                // Which comes first is a race: a worker stopped before the executor breaks
-                // ignores its SIGTERM and join() waits for it forever; stopped after, it fails loudly.
-                one(
-                    &[Verdict::FailedLoudly, Verdict::Hung],
-                    "a death and a stop: stopped before the break, the worker hangs join() (finding 11)",
-                )
-            } else if died || f.idle_strikes > 0 {
-                v(
-                    Verdict::FailedLoudly,
-                    "a worker died: the executor breaks (BrokenProcessPool for every pending task)",
-                )
-            } else if stalled {
-                v(Verdict::Hung, "a task stalled and the executor has no task timeout")
-            } else {
-                plain(raises)
-            }
-        }
-        "py-pebble" => {
-            let dies_sending = f.deadly_points.contains(&FaultPoint::WriteResult);
-            if dies_sending {
-                one(
-                    &[Verdict::FailedLoudly, Verdict::Hung],
-                    "a worker died sending its result: it holds the channel's lock, which hangs the pool if \
-                     another result is still to be sent; if none is, its task fails alone (finding 4)",
-                )
-            } else if !f.stopped.is_empty() || f.stalls_stop {
-                one(
-                    &[Verdict::FailedLoudly, Verdict::Hung],
-                    "a stopped worker stalls the pool 3 s (finding 6): within the deadline or not",
-                )
-            } else if stalled && plan.task_timeout.is_none() {
-                v(Verdict::Hung, "a task stalled and there is no task timeout")
-            } else if f.exits_zero && plan.task_timeout.is_none() {
-                v(Verdict::Hung, "a worker exited 0 mid-task: pebble never fails its task (finding 3)")
-            } else if died || stalled || f.exits_zero {
-                v(
-                    Verdict::FailedLoudly,
-                    "a killed task fails alone (ProcessExpired), a stalled or exit(0) one at its timeout",
-                )
-            } else if f.idle_strikes > 0 {
-                or_else(
-                    Verdict::FailedLoudly,
-                    "a worker was struck between tasks: a task sent to it just then fails (ProcessExpired)",
-                    or_else(Verdict::Hung, "or it held the channel's lock (finding 4)", plain(raises)),
-                )
-            } else {
-                plain(raises)
-            }
-        }
-        "py-billiard" => {
-            if f.deadly_points.contains(&FaultPoint::Decode) && plan.deadline < BILLIARD_LOST_WORKER {
-                // Found by the seed 11 campaign (a `sigkill` at `decode` alone, 3 of 3 replays).
-                v(
-                    Verdict::Hung,
-                    "a worker died unpickling its task, before it acknowledged it: billiard's time limit \
-                     counts from the acknowledgement, so nothing fails that task within the deadline",
-                )
-            } else if f.deadly_points.contains(&FaultPoint::WriteResult) {
-                one(
-                    &[Verdict::FailedLoudly, Verdict::Hung],
-                    "a worker died writing its result: the result handler waits on the torn frame (finding 12), \
-                     unless the time limit fails the task first",
-                )
-            } else if f.idle_strikes > 0 {
-                // Finding 2 is the idle worker blocked in its read: the lock holder. Any
-                // worker struck between tasks may be that one, or merely wait for the lock.
-                let rest = python(name, plan, &Facts { idle_strikes: 0, ..f.clone() });
-                or_else(Verdict::Hung, "a worker was struck between tasks: it may have held the lock (finding 2)", rest)
-            } else if (died || stalled) && plan.task_timeout.is_none() {
-                one(
-                    &[Verdict::FailedLoudly, Verdict::Hung],
-                    "without a time limit a lost task fails after the 10 s lost-worker timeout (finding 9)",
-                )
-            } else if died || stalled {
-                v(Verdict::FailedLoudly, "the time limit fails a lost or stalled task as timed-out (finding 9)")
-            } else {
-                plain(raises)
-            }
-        }
+        "py-ppe" | "py-loky" => executor(name, f),
+        "py-pebble" => pebble(plan, f),
+        "py-billiard" => billiard(plan, f),
         "py-process-per-task" => {
-            if stalled && plan.task_timeout.is_none() {
+            if f.stalled() && plan.task_timeout.is_none() {
                 v(Verdict::Hung, "a task stalled and there is no deadline")
-            } else if died || stalled {
+            } else if f.died() || f.stalled() {
                 v(Verdict::FailedLoudly, "a task's process died or was killed at its deadline")
             } else {
                 plain(raises)
             }
         }
         _ => Expectation::Undetermined(format!("no oracle for {name}")),
+    }
+}
+
+/// The Python targets under the `spawn` limit (docs/targets.md, "A refused
+/// fork"), where it decides; `None` where the target's own oracle does.
+fn python_refused_fork(name: &str, f: &Facts) -> Option<Expectation> {
+    if !f.limited {
+        return None;
+    }
+    let died = f.died();
+    Some(match name {
+        "py-process-per-task" => v(Verdict::FailedLoudly, "forks are refused: no task gets a process (spawn-failed)"),
+        "py-loky" if died || f.idle_strikes > 0 => v(
+            Verdict::Hung,
+            "a worker died and forks are refused: killing the broken executor's workers forks `pgrep`, \
+             its manager thread dies of it, and the owner waits for a surviving worker at exit (docs/targets.md, \"A refused fork\")",
+        ),
+        "py-billiard" if died => v(
+            Verdict::Leaked,
+            "a worker died and forks are refused: billiard's Supervisor thread crashes on the refused \
+             replacement and calls os._exit(1), leaving its temp dir (docs/targets.md, \"A refused fork\")",
+        ),
+        "py-pebble" if died => or_else(
+            Verdict::FailedLoudly,
+            "a worker died and forks are refused: pebble breaks at its next look (0.1 s), failing what is \
+             pending then as pool-broken",
+            plain(f.raises.len()),
+        ),
+        _ => return None,
+    })
+}
+
+/// ProcessPoolExecutor and loky: they break whole at any death, and have no task timeout.
+fn executor(name: &str, f: &Facts) -> Expectation {
+    let died = f.died();
+    if f.deadly_points.contains(&FaultPoint::WriteResult) {
+        one(
+            &[Verdict::FailedLoudly, Verdict::Hung],
+            "a worker died writing its result: the executor waits on the torn frame (finding 12), \
+             unless another death broke it first",
+        )
+    } else if name == "py-ppe" && died && (f.stalls_stop || !f.stopped.is_empty()) {
+        // Which comes first is a race: a worker stopped before the executor breaks
+        // ignores its SIGTERM and join() waits for it forever; stopped after, it fails loudly.
+        one(
+            &[Verdict::FailedLoudly, Verdict::Hung],
+            "a death and a stop: stopped before the break, the worker hangs join() (finding 11)",
+        )
+    } else if died || f.idle_strikes > 0 {
+        v(Verdict::FailedLoudly, "a worker died: the executor breaks (BrokenProcessPool for every pending task)")
+    } else if f.stalled() {
+        v(Verdict::Hung, "a task stalled and the executor has no task timeout")
+    } else {
+        plain(f.raises.len())
+    }
+}
+
+/// pebble: a task fails alone (ProcessExpired, or at its timeout), but its
+/// channel's lock can hang the pool (findings 3, 4 and 6).
+fn pebble(plan: &Plan, f: &Facts) -> Expectation {
+    let (died, stalled) = (f.died(), f.stalled());
+    if f.deadly_points.contains(&FaultPoint::WriteResult) {
+        one(
+            &[Verdict::FailedLoudly, Verdict::Hung],
+            "a worker died sending its result: it holds the channel's lock, which hangs the pool if \
+             another result is still to be sent; if none is, its task fails alone (finding 4)",
+        )
+    } else if !f.stopped.is_empty() || f.stalls_stop {
+        one(
+            &[Verdict::FailedLoudly, Verdict::Hung],
+            "a stopped worker stalls the pool 3 s (finding 6): within the deadline or not",
+        )
+    } else if stalled && plan.task_timeout.is_none() {
+        v(Verdict::Hung, "a task stalled and there is no task timeout")
+    } else if f.exits_zero && plan.task_timeout.is_none() {
+        v(Verdict::Hung, "a worker exited 0 mid-task: pebble never fails its task (finding 3)")
+    } else if died || stalled || f.exits_zero {
+        v(Verdict::FailedLoudly, "a killed task fails alone (ProcessExpired), a stalled or exit(0) one at its timeout")
+    } else if f.idle_strikes > 0 {
+        or_else(
+            Verdict::FailedLoudly,
+            "a worker was struck between tasks: a task sent to it just then fails (ProcessExpired)",
+            or_else(Verdict::Hung, "or it held the channel's lock (finding 4)", plain(f.raises.len())),
+        )
+    } else {
+        plain(f.raises.len())
+    }
+}
+
+/// billiard: its time limit fails a lost or stalled task, counted from the
+/// task's acknowledgement (findings 2, 9 and 12).
+fn billiard(plan: &Plan, f: &Facts) -> Expectation {
+    let (died, stalled) = (f.died(), f.stalled());
+    if f.deadly_points.contains(&FaultPoint::Decode) && plan.deadline < BILLIARD_LOST_WORKER {
+        // Found by the seed 11 campaign (a `sigkill` at `decode` alone, 3 of 3 replays).
+        v(
+            Verdict::Hung,
+            "a worker died unpickling its task, before it acknowledged it: billiard's time limit \
+             counts from the acknowledgement, so nothing fails that task within the deadline",
+        )
+    } else if f.deadly_points.contains(&FaultPoint::WriteResult) {
+        one(
+            &[Verdict::FailedLoudly, Verdict::Hung],
+            "a worker died writing its result: the result handler waits on the torn frame (finding 12), \
+             unless the time limit fails the task first",
+        )
+    } else if f.idle_strikes > 0 {
+        // Finding 2 is the idle worker blocked in its read: the lock holder. Any
+        // worker struck between tasks may be that one, or merely wait for the lock.
+        let rest = billiard(plan, &Facts { idle_strikes: 0, ..f.clone() });
+        or_else(Verdict::Hung, "a worker was struck between tasks: it may have held the lock (finding 2)", rest)
+    } else if (died || stalled) && plan.task_timeout.is_none() {
+        one(
+            &[Verdict::FailedLoudly, Verdict::Hung],
+            "without a time limit a lost task fails after the 10 s lost-worker timeout (finding 9)",
+        )
+    } else if died || stalled {
+        v(Verdict::FailedLoudly, "the time limit fails a lost or stalled task as timed-out (finding 9)")
+    } else {
+        plain(f.raises.len())
     }
 }
 

@@ -303,63 +303,68 @@ impl Run {
                     w.ending.deadline_passed = true;
                     Phase::Done
                 }
-                Phase::WarmedUp { deadline } => {
-                    // The pool sits still: the nemesis strikes its idle worker, then the batch goes.
-                    if w.nemesis.strikes_idle() {
-                        self.semaphores.record(&sandbox.processes());
-                        for strike in w.nemesis.strike_idle(|| sandbox.processes()) {
-                            w.log.push(strike.event());
-                        }
-                        // Give the pool's reaper a moment to see the death before the batch.
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    // The `spawn` point: from here on the kernel refuses every fork in the run.
-                    if plan.limits_spawns() {
-                        match sandbox.limit_pids(0) {
-                            Ok(()) => w.log.push(Event::PidsLimited { max: 0 }),
-                            Err(e) => {
-                                w.log.push(Event::Skipped { reason: format!("cannot limit the run's forks: {e}") })
-                            }
-                        }
-                    }
-                    if let Some(stdin) = &mut self.stdin {
-                        let _ = writeln!(stdin, "go").and_then(|_| stdin.flush());
-                    }
-                    match plan.bench {
-                        Some(bench) => {
-                            let go = Instant::now();
-                            let stall = bench.stall.map(|limit| (limit, go));
-                            Phase::Running { deadline: deadline.min(go + bench.deadline), stall }
-                        }
-                        None => Phase::Running { deadline, stall: None },
-                    }
-                }
+                Phase::WarmedUp { deadline } => self.go(deadline, plan, sandbox, &mut w),
                 Phase::Starting { deadline } | Phase::Running { deadline, .. } => {
                     self.step(phase, deadline, plan, sandbox, &mut w)
                 }
-                Phase::Draining { until } => {
-                    let left = sandbox.processes();
-                    if left.is_empty() || Instant::now() >= until {
-                        for pid in left {
-                            let what = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                                .map(|c| c.replace('\0', " ").trim().to_string())
-                                .unwrap_or_default();
-                            w.log.push(Event::Leak { pid, what: what.clone() });
-                            w.ending.leaks.push(Leak::Process { pid, what });
-                        }
-                        Phase::Done
-                    } else {
-                        self.semaphores.record(&left);
-                        std::thread::sleep(Duration::from_millis(20));
-                        session.reap_orphans();
-                        phase
-                    }
-                }
+                Phase::Draining { until } => self.drain(until, sandbox, session, &mut w),
             };
         }
         let tail = &w.io.stderr_tail[w.io.stderr_tail.len().saturating_sub(2048)..];
         w.ending.stderr_tail = String::from_utf8_lossy(tail).trim().to_string();
         (w.log.events, w.ending)
+    }
+
+    /// The warmed-up pool sits still: the nemesis strikes its idle worker,
+    /// the `spawn` point's limit goes on, then the batch goes.
+    fn go(&mut self, deadline: Instant, plan: &Plan, sandbox: &Sandbox, w: &mut Watch) -> Phase {
+        if w.nemesis.strikes_idle() {
+            self.semaphores.record(&sandbox.processes());
+            for strike in w.nemesis.strike_idle(|| sandbox.processes()) {
+                w.log.push(strike.event());
+            }
+            // Give the pool's reaper a moment to see the death before the batch.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The `spawn` point: from here on the kernel refuses every fork in the run.
+        if plan.limits_spawns() {
+            match sandbox.limit_pids(0) {
+                Ok(()) => w.log.push(Event::PidsLimited { max: 0 }),
+                Err(e) => w.log.push(Event::Skipped { reason: format!("cannot limit the run's forks: {e}") }),
+            }
+        }
+        if let Some(stdin) = &mut self.stdin {
+            let _ = writeln!(stdin, "go").and_then(|_| stdin.flush());
+        }
+        match plan.bench {
+            Some(bench) => {
+                let go = Instant::now();
+                let stall = bench.stall.map(|limit| (limit, go));
+                Phase::Running { deadline: deadline.min(go + bench.deadline), stall }
+            }
+            None => Phase::Running { deadline, stall: None },
+        }
+    }
+
+    /// The owner exited: waits for what is left of the run to go, until
+    /// `until`; what is still there then is a leak.
+    fn drain(&mut self, until: Instant, sandbox: &Sandbox, session: &Session, w: &mut Watch) -> Phase {
+        let left = sandbox.processes();
+        if left.is_empty() || Instant::now() >= until {
+            for pid in left {
+                let what = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .map(|c| c.replace('\0', " ").trim().to_string())
+                    .unwrap_or_default();
+                w.log.push(Event::Leak { pid, what: what.clone() });
+                w.ending.leaks.push(Leak::Process { pid, what });
+            }
+            Phase::Done
+        } else {
+            self.semaphores.record(&left);
+            std::thread::sleep(Duration::from_millis(20));
+            session.reap_orphans();
+            Phase::Draining { until }
+        }
     }
 
     /// One wait of the starting or running phase, at most until its
