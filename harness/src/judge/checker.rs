@@ -39,7 +39,7 @@ use pools::CallStyle;
 
 use crate::judge::oracle;
 use crate::judge::verdict::{ExitRecord, Leak, RunRecord, TaskCounts, Verdict};
-use crate::protocol::{self, CallbackKind, ErrorKind, Event, OomMark, OutcomeRecord};
+use crate::protocol::{self, CallbackKind, ErrorKind, ErrorName, Event, OomMark, OutcomeRecord};
 use crate::run::events::Logged;
 use crate::run::sandbox::Mechanism;
 use crate::scenario::plan::Plan;
@@ -70,8 +70,8 @@ pub struct Ending {
 pub enum Fate {
     /// Exactly one outcome, its correct result.
     Ok,
-    /// Exactly one outcome, an error: its kind and its name in reports (`worker-lost(sigkill)`).
-    Failed(ErrorKind, String),
+    /// Exactly one outcome, an error: its name in reports (`worker-lost(sigkill)`) and kind.
+    Failed(ErrorName),
     /// No outcome.
     Pending,
     /// More than one outcome.
@@ -96,7 +96,7 @@ pub struct Judgement {
     pub tasks: Vec<TaskFate>,
     pub counts: TaskCounts,
     /// Error names (`worker-lost(sigkill, oom)`, `timed-out`, ...) and how many tasks got each.
-    pub errors: BTreeMap<String, usize>,
+    pub errors: BTreeMap<ErrorName, usize>,
     /// The safety invariants the run broke, in words (empty: none).
     pub findings: Vec<String>,
     pub diagnosis: Vec<String>,
@@ -108,8 +108,8 @@ impl Judgement {
     pub fn record(&self, plan: &Plan, ending: &Ending) -> RunRecord {
         RunRecord {
             scenario: plan.scenario.clone(),
-            pool: plan.pool.to_string(),
-            style: plan.style.name().to_string(),
+            pool: plan.pool.clone(),
+            style: plan.style,
             verdict: self.verdict,
             expected: None,
             tasks: self.counts.clone(),
@@ -173,7 +173,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     let design = oracle::design(&plan.pool);
     let mut tasks = Vec::with_capacity(n);
     let mut counts = TaskCounts { total: n, ..TaskCounts::default() };
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut errors: BTreeMap<ErrorName, usize> = BTreeMap::new();
     let mut findings = Vec::new();
     for (index, (got, &extra)) in outcomes.iter().zip(&duplicates).enumerate() {
         let fate = match got.as_slice() {
@@ -181,9 +181,9 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
             [] => Fate::Pending,
             [OutcomeRecord::Ok] => Fate::Ok,
             [OutcomeRecord::Wrong] => Fate::Wrong,
-            [error @ OutcomeRecord::Error { kind, .. }] => {
-                let oom = error.pid().and_then(|pid| oom.get(&pid).copied());
-                Fate::Failed(*kind, error.error_name(oom).unwrap_or_default())
+            [OutcomeRecord::Error { kind, pid, signal, code, .. }] => {
+                let oom = pid.and_then(|pid| oom.get(&pid).copied());
+                Fate::Failed(ErrorName::new(*kind, *signal, *code, oom))
             }
             _ => Fate::Duplicated,
         };
@@ -198,9 +198,10 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
                 counts.duplicated += 1;
                 findings.push(format!("task {index} got {} outcomes", got.len().max(1) + extra));
             }
-            Fate::Failed(kind, name) => {
+            Fate::Failed(name) => {
+                let kind = &name.kind;
                 counts.failed += 1;
-                *errors.entry(name.clone()).or_default() += 1;
+                *errors.entry(*name).or_default() += 1;
                 let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
                 let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
                 // A plan that ends the pool by `terminate` fails what is pending so.

@@ -7,7 +7,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::ErrorKind;
+use pools::CallStyle;
+
+use crate::protocol::{ErrorKind, ErrorName};
+use crate::target::Target;
 
 /// What a run came to. Ordered by how bad it is: when a run shows several,
 /// the worst names it.
@@ -136,13 +139,16 @@ pub struct ExitRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub scenario: String,
-    pub pool: String,
-    pub style: String,
+    /// Written by its name (`supervised`, `py-pool-map@3.13/spawn`, `custom`).
+    #[serde(with = "crate::protocol::target_name")]
+    pub pool: Target,
+    #[serde(with = "crate::protocol::style_name")]
+    pub style: CallStyle,
     pub verdict: Verdict,
     pub expected: Option<Verdict>,
     pub tasks: TaskCounts,
-    /// Error kinds (`worker-lost(sigkill)`, `timed-out`, ...) and how many tasks got each.
-    pub errors: BTreeMap<String, usize>,
+    /// Errors by name (`worker-lost(sigkill)`, `timed-out`, ...) and how many tasks got each.
+    pub errors: BTreeMap<ErrorName, usize>,
     pub faults: Vec<FaultRecord>,
     pub worker_exits: Vec<ExitRecord>,
     /// OOM kills the run's memory cgroup counted (or, under the RSS
@@ -189,8 +195,7 @@ pub struct PeerCheck {
 impl PeerCheck {
     /// The check of `run` against `peer`'s expectation.
     pub fn of(peer: &crate::scenario::Peer, run: &RunRecord) -> PeerCheck {
-        let kind_of = |name: &String| name.split('(').next().unwrap_or_default().to_string();
-        let error_met = peer.error.is_none_or(|k| run.errors.keys().any(|name| kind_of(name) == k.name()));
+        let error_met = peer.error.is_none_or(|kind| run.errors.keys().any(|name| name.kind == kind));
         PeerCheck {
             test: peer.test.clone(),
             raises: peer.raises.clone(),
