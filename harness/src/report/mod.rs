@@ -145,6 +145,31 @@ impl Report {
     /// `report.md`: what was run and with what, the outcome matrix, the runs
     /// that did not go as expected, then a section per run.
     pub fn markdown(&self) -> String {
+        let mut md = self.header_md();
+        md += &self.matrix_md();
+        md += "## Not as expected\n\n";
+        md += &self.not_as_expected_md();
+        // A section per run.
+        md += "## Runs\n";
+        for scenario in self.scenarios() {
+            let _ = writeln!(md, "\n### {scenario}");
+            for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
+                md += "\n";
+                md += &run_md(run);
+            }
+        }
+        let peers = self.peer_lines();
+        if !peers.is_empty() {
+            md += "\n## The peers' own expectations\n\n```\n";
+            md += &peers.join("\n");
+            md += "\n```\n";
+        }
+        md
+    }
+
+    /// The top of `report.md`: how many runs (or cells) were as expected,
+    /// the seed, the OOM mechanism, the time, the versions.
+    fn header_md(&self) -> String {
         let mut md = String::new();
         let skipped = self.skipped();
         let expected = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
@@ -181,18 +206,18 @@ impl Report {
             md += "\n";
         }
         let _ = writeln!(md, "Run again with `--seed {}` to replay the same plans.\n", self.seed);
+        md
+    }
 
-        // The matrix.
-        md += "## Outcome matrix\n\n";
+    /// The outcome matrix of `report.md`, each cell linking to its run.
+    fn matrix_md(&self) -> String {
+        let mut md = String::from("## Outcome matrix\n\n");
         md += "Which pool survives which fault: a row per scenario, a column per pool. \
                🟢 completed · 🟡 failed loudly or owner killed · 🔴 hung, lost or leaked · \
                **✗** not the verdict the scenario expects. Each cell links to its run.\n\n";
         let pools = self.pools();
-        let _ = writeln!(
-            md,
-            "| scenario | style | {} |",
-            pools.iter().map(|p| cell_md(&p.name())).collect::<Vec<_>>().join(" | ")
-        );
+        let names: Vec<String> = pools.iter().map(|p| cell_md(&p.name())).collect();
+        let _ = writeln!(md, "| scenario | style | {} |", names.join(" | "));
         let _ = writeln!(md, "|---|---|{}", "---|".repeat(pools.len()));
         for scenario in self.scenarios() {
             let mut row = format!("| {} | {} |", cell_md(scenario), cell_md(&self.style_of(scenario)));
@@ -218,45 +243,31 @@ impl Report {
             md += "\n";
         }
         let _ = writeln!(md, "\nVerdicts: {}.\n", self.verdict_counts_text(" · "));
-
-        // The findings.
-        let mismatches: Vec<&RunRecord> = self.runs.iter().filter(|r| !r.as_expected()).collect();
-        md += "## Not as expected\n\n";
-        if self.repeated() {
-            md += &self.cells_not_held_md();
-        } else if mismatches.is_empty() {
-            md += "Every run came to the verdict its scenario expects.\n\n";
-        } else {
-            for run in &mismatches {
-                let _ = writeln!(
-                    md,
-                    "- [{} × {}]({}): **{}**, expected {}",
-                    run.scenario,
-                    run.pool,
-                    anchor_link(run),
-                    run.verdict,
-                    expected_name(run),
-                );
-            }
-            md += "\n";
-        }
-
-        // A section per run.
-        md += "## Runs\n";
-        for scenario in self.scenarios() {
-            let _ = writeln!(md, "\n### {scenario}");
-            for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
-                md += "\n";
-                md += &run_md(run);
-            }
-        }
-        let peers = self.peer_lines();
-        if !peers.is_empty() {
-            md += "\n## The peers' own expectations\n\n```\n";
-            md += &peers.join("\n");
-            md += "\n```\n";
-        }
         md
+    }
+
+    /// The runs (under `--repeat`, the cells) not as expected, for `report.md`.
+    fn not_as_expected_md(&self) -> String {
+        if self.repeated() {
+            return self.cells_not_held_md();
+        }
+        let mismatches: Vec<&RunRecord> = self.runs.iter().filter(|r| !r.as_expected()).collect();
+        if mismatches.is_empty() {
+            return "Every run came to the verdict its scenario expects.\n\n".into();
+        }
+        let mut md = String::new();
+        for run in &mismatches {
+            let _ = writeln!(
+                md,
+                "- [{} × {}]({}): **{}**, expected {}",
+                run.scenario,
+                run.pool,
+                anchor_link(run),
+                run.verdict,
+                expected_name(run),
+            );
+        }
+        md + "\n"
     }
 
     /// The cells that did not hold, for `report.md` under `--repeat`.
@@ -504,15 +515,38 @@ impl Report {
         let paint = |style: Style, text: &str| {
             if colour { format!("{style}{text}{style:#}") } else { text.to_string() }
         };
-        let bold = Style::new().bold();
-        let pools = self.pools();
-        let scenarios = self.scenarios();
+        let mut out = self.grid(&paint);
+        // The summary line.
+        out += "\n";
+        if self.repeated() {
+            out += &self.repeated_summary(&paint);
+        } else {
+            out += &self.summary(&paint);
+        }
+        if let Some(interrupted) = &self.interrupted {
+            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+            let _ = writeln!(out, "{}", paint(style, &interrupted.to_string()));
+        }
+        if !self.versions.is_empty() {
+            let versions: Vec<String> = self.versions.iter().map(|(name, v)| format!("{name} {v}")).collect();
+            let _ = writeln!(out, "{}", paint(Style::new().dimmed(), &format!("versions: {}", versions.join(" · "))));
+        }
+        out += &self.diagnoses(&paint);
+        let peers = self.peer_lines();
+        if !peers.is_empty() {
+            out += "\n";
+            for line in peers {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        out
+    }
 
-        // Cells as (text, style) pieces; widths from the plain text.
-        let header: Vec<String> =
-            ["scenario", "style"].into_iter().map(String::from).chain(pools.iter().map(|p| p.name())).collect();
-        let mut rows: Vec<Vec<(String, Style)>> = Vec::new();
-        for scenario in &scenarios {
+    /// The table's rows of cells, as (text, style) pieces: a row per scenario.
+    fn table_rows(&self) -> Vec<Vec<(String, Style)>> {
+        let pools = self.pools();
+        let mut rows = Vec::new();
+        for scenario in self.scenarios() {
             let mut row = vec![(scenario.to_string(), Style::new()), (self.style_of(scenario), Style::new().dimmed())];
             for pool in &pools {
                 let runs = self.cell(scenario, pool);
@@ -536,13 +570,20 @@ impl Report {
             }
             rows.push(row);
         }
+        rows
+    }
+
+    /// The table itself: the header, a rule, the rows, in columns as wide as their plain text.
+    fn grid(&self, paint: &dyn Fn(Style, &str) -> String) -> String {
+        let header: Vec<String> =
+            ["scenario", "style"].into_iter().map(String::from).chain(self.pools().iter().map(|p| p.name())).collect();
+        let rows = self.table_rows();
         let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
         for row in &rows {
             for (i, (text, _)) in row.iter().enumerate() {
                 widths[i] = widths[i].max(width(text));
             }
         }
-
         let mut out = String::new();
         let last = widths.len() - 1;
         let pad = |out: &mut String, i: usize, text_width: usize| {
@@ -551,7 +592,7 @@ impl Report {
             }
         };
         for (i, h) in header.iter().enumerate() {
-            out += &paint(bold, h);
+            out += &paint(Style::new().bold(), h);
             pad(&mut out, i, width(h));
         }
         out += "\n";
@@ -567,24 +608,13 @@ impl Report {
             }
             out += "\n";
         }
+        out
+    }
 
-        // The summary line.
-        out += "\n";
-        if self.repeated() {
-            out += &self.repeated_summary(&paint);
-        } else {
-            out += &self.summary(&paint);
-        }
-        if let Some(interrupted) = &self.interrupted {
-            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
-            let _ = writeln!(out, "{}", paint(style, &interrupted.to_string()));
-        }
-        if !self.versions.is_empty() {
-            let versions: Vec<String> = self.versions.iter().map(|(name, v)| format!("{name} {v}")).collect();
-            let _ = writeln!(out, "{}", paint(Style::new().dimmed(), &format!("versions: {}", versions.join(" · "))));
-        }
-
-        // The diagnosis of every run that needs a look (under --repeat, of each cell's first run of each verdict).
+    /// The diagnosis of every run that needs a look (under `--repeat`, of
+    /// each cell's first run of each verdict).
+    fn diagnoses(&self, paint: &dyn Fn(Style, &str) -> String) -> String {
+        let mut out = String::new();
         let mut shown: BTreeSet<(&str, &Target, Verdict)> = BTreeSet::new();
         for run in self.ordered_runs() {
             if run.as_expected() && run.verdict != Verdict::Hung {
@@ -611,13 +641,6 @@ impl Report {
             if let Some(events) = &run.events {
                 out += &paint(Style::new().dimmed(), &format!("  events: {events}"));
                 out += "\n";
-            }
-        }
-        let peers = self.peer_lines();
-        if !peers.is_empty() {
-            out += "\n";
-            for line in peers {
-                let _ = writeln!(out, "{line}");
             }
         }
         out
