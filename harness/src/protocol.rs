@@ -513,6 +513,89 @@ impl OomMark {
     }
 }
 
+/// What a run came to. Ordered by how bad it is: when a run shows several,
+/// the worst names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The target could not run here (a package is missing); never a pass.
+    Skipped,
+    /// The plan places a fault at a stage the target does not have (or its
+    /// call style lacks): nothing ran. As expected only where the scenario
+    /// says so.
+    NotApplicable,
+    /// Every task has exactly one outcome, its correct result.
+    Completed,
+    /// Every task has exactly one outcome; the errors name the fault.
+    FailedLoudly,
+    /// The plan killed the pool's owner, and nothing of the run outlived it.
+    OwnerKilled,
+    /// The kernel's OOM killer (or the RSS watchdog, simulated) killed the
+    /// pool's owner, which the plan did not kill: it held more than the
+    /// run's memory limit (results gathered in the parent), and its pending
+    /// tasks went with it. A failure of the pool's memory use, not a lost
+    /// task; a task that got a wrong or second outcome still makes it `lost`.
+    OwnerOom,
+    /// The run finished, but a task has no outcome, two, or a wrong result.
+    Lost,
+    /// The deadline passed with tasks pending.
+    Hung,
+    /// A process, cgroup or temp file of the run outlived it.
+    Leaked,
+    /// The target broke the owner protocol (a line that is not an event, an
+    /// outcome for a task not in the plan) or did not start (it exited before
+    /// `ready`, or exited 0 without `finished`): the run says nothing about
+    /// the pool. Never as expected.
+    TargetError,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 10] = [
+        Verdict::Skipped,
+        Verdict::NotApplicable,
+        Verdict::Completed,
+        Verdict::FailedLoudly,
+        Verdict::OwnerKilled,
+        Verdict::OwnerOom,
+        Verdict::Lost,
+        Verdict::Hung,
+        Verdict::Leaked,
+        Verdict::TargetError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Skipped => "skipped",
+            Verdict::NotApplicable => "not-applicable",
+            Verdict::Completed => "completed",
+            Verdict::FailedLoudly => "failed-loudly",
+            Verdict::OwnerKilled => "owner-killed",
+            Verdict::OwnerOom => "owner-oom",
+            Verdict::Lost => "lost",
+            Verdict::Hung => "hung",
+            Verdict::Leaked => "leaked",
+            Verdict::TargetError => "target-error",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verdict::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Verdict::ALL.iter().map(|v| v.name()).collect();
+            format!("unknown verdict {s:?} (known: {})", names.join(", "))
+        })
+    }
+}
+
 /// An error as reports name it: its kind and how the worker it names ended.
 /// Written `worker-lost(sigkill)`, `worker-lost(sigkill, oom)`,
 /// `pool-broken(exit 0)`, `task`: so in `report.json`, which reads back.

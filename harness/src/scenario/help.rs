@@ -3,7 +3,7 @@
 //! that [`crate::scenario`] checks against, so the two cannot drift apart.
 //! `poolchaos help scenario` (and `poolchaos scenario`) print it.
 
-use crate::judge::verdict::Verdict;
+use crate::protocol::Verdict;
 use crate::protocol::{FAULT_KINDS, FAULT_POINTS};
 use crate::protocol::{KNOBS, KnobUnit};
 use crate::scenario::{MAX_ECHO_BYTES, MAX_ECHO_TOTAL, MAX_MS, MAX_RESULT_BYTES, MAX_TASKS, MAX_WORKERS};
