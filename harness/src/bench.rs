@@ -261,11 +261,11 @@ impl External for Bench<'_> {
                 checker::Fate::Wrong => Fate::Wrong,
                 checker::Fate::Pending => Fate::Failed("no outcome".into()),
                 checker::Fate::Duplicated => bail!("{label}: task {index} got two outcomes"),
-                checker::Fate::Failed(ErrorKind::WorkerLost | ErrorKind::TimedOut, _) => Fate::Lost,
-                checker::Fate::Failed(ErrorKind::PoolBroken, _) => Fate::Broken,
-                checker::Fate::Failed(ErrorKind::Task | ErrorKind::Terminated | ErrorKind::SpawnFailed, name) => {
-                    Fate::Failed(name.clone())
-                }
+                checker::Fate::Failed(name) => match name.kind {
+                    ErrorKind::WorkerLost | ErrorKind::TimedOut => Fate::Lost,
+                    ErrorKind::PoolBroken => Fate::Broken,
+                    ErrorKind::Task | ErrorKind::Terminated | ErrorKind::SpawnFailed => Fate::Failed(name.to_string()),
+                },
             });
         }
         let settled = Settled::tally(label, &plan.tasks, fates)?;

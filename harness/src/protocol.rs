@@ -113,35 +113,47 @@ impl fmt::Display for Signal {
     }
 }
 
+/// The signals a worker's death is named by, and their names.
+const SIGNALS: [(i32, &str); 22] = [
+    (1, "sighup"),
+    (2, "sigint"),
+    (3, "sigquit"),
+    (4, "sigill"),
+    (5, "sigtrap"),
+    (6, "sigabrt"),
+    (7, "sigbus"),
+    (8, "sigfpe"),
+    (9, "sigkill"),
+    (10, "sigusr1"),
+    (11, "sigsegv"),
+    (12, "sigusr2"),
+    (13, "sigpipe"),
+    (14, "sigalrm"),
+    (15, "sigterm"),
+    (17, "sigchld"),
+    (18, "sigcont"),
+    (19, "sigstop"),
+    (20, "sigtstp"),
+    (24, "sigxcpu"),
+    (25, "sigxfsz"),
+    (31, "sigsys"),
+];
+
 /// The name of a signal a process ended by, spelled as [`Signal`] spells
 /// the ones the nemesis sends: `sigkill`, or `signal 42`.
 pub fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        1 => "sighup",
-        2 => "sigint",
-        3 => "sigquit",
-        4 => "sigill",
-        5 => "sigtrap",
-        6 => "sigabrt",
-        7 => "sigbus",
-        8 => "sigfpe",
-        9 => "sigkill",
-        10 => "sigusr1",
-        11 => "sigsegv",
-        12 => "sigusr2",
-        13 => "sigpipe",
-        14 => "sigalrm",
-        15 => "sigterm",
-        17 => "sigchld",
-        18 => "sigcont",
-        19 => "sigstop",
-        20 => "sigtstp",
-        24 => "sigxcpu",
-        25 => "sigxfsz",
-        31 => "sigsys",
-        _ => return format!("signal {signal}"),
-    };
-    name.to_string()
+    match SIGNALS.iter().find(|(n, _)| *n == signal) {
+        Some((_, name)) => name.to_string(),
+        None => format!("signal {signal}"),
+    }
+}
+
+/// The signal [`signal_name`] names.
+pub fn signal_number(name: &str) -> Option<i32> {
+    match name.strip_prefix("signal ") {
+        Some(number) => number.parse().ok(),
+        None => SIGNALS.iter().find(|(_, n)| *n == name).map(|(signal, _)| *signal),
+    }
 }
 
 /// The fault kinds of scenario files, by name.
@@ -229,7 +241,7 @@ pub const OWNER_EVENTS: [&str; 11] = [
 ];
 
 /// Serde for a [`CallStyle`] as its name.
-mod style_name {
+pub(crate) mod style_name {
     use pools::CallStyle;
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -245,7 +257,7 @@ mod style_name {
 
 /// Serde for a [`Target`] as its name (`supervised`, `py-pool-map@3.13/spawn`;
 /// a user's command is `custom`, and its words are not the plan's business).
-mod target_name {
+pub(crate) mod target_name {
     use crate::target::Target;
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -481,34 +493,10 @@ impl OutcomeRecord {
             }
         }
     }
-
-    /// The error as reports name it: `worker-lost(sigkill)`, `pool-broken(exit 0)`,
-    /// `task`; with `oom`, the mark of an OOM kill of its worker:
-    /// `worker-lost(sigkill, oom)`, or `worker-lost(sigkill, simulated-oom)`.
-    pub fn error_name(&self, oom: Option<OomMark>) -> Option<String> {
-        let OutcomeRecord::Error { kind, signal, code, .. } = self else { return None };
-        let mark = match (signal, oom) {
-            (Some(_), Some(mark)) => format!(", {}", mark.name()),
-            _ => String::new(),
-        };
-        Some(match (signal, code) {
-            (Some(sig), _) => format!("{kind}({}{mark})", signal_name(*sig)),
-            (None, Some(code)) => format!("{kind}(exit {code})"),
-            (None, None) => kind.to_string(),
-        })
-    }
-
-    /// The pid of the worker the error names, if it names one.
-    pub fn pid(&self) -> Option<u32> {
-        match self {
-            OutcomeRecord::Error { pid, .. } => *pid,
-            _ => None,
-        }
-    }
 }
 
 /// Whose OOM kill a worker's death was ([`Event::OomKill`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OomMark {
     /// The kernel's OOM killer (the run's memory cgroup counted it).
     Kernel,
@@ -522,6 +510,191 @@ impl OomMark {
             OomMark::Kernel => "oom",
             OomMark::Simulated => "simulated-oom",
         }
+    }
+}
+
+/// What a run came to. Ordered by how bad it is: when a run shows several,
+/// the worst names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The target could not run here (a package is missing); never a pass.
+    Skipped,
+    /// The plan places a fault at a stage the target does not have (or its
+    /// call style lacks): nothing ran. As expected only where the scenario
+    /// says so.
+    NotApplicable,
+    /// Every task has exactly one outcome, its correct result.
+    Completed,
+    /// Every task has exactly one outcome; the errors name the fault.
+    FailedLoudly,
+    /// The plan killed the pool's owner, and nothing of the run outlived it.
+    OwnerKilled,
+    /// The kernel's OOM killer (or the RSS watchdog, simulated) killed the
+    /// pool's owner, which the plan did not kill: it held more than the
+    /// run's memory limit (results gathered in the parent), and its pending
+    /// tasks went with it. A failure of the pool's memory use, not a lost
+    /// task; a task that got a wrong or second outcome still makes it `lost`.
+    OwnerOom,
+    /// The run finished, but a task has no outcome, two, or a wrong result.
+    Lost,
+    /// The deadline passed with tasks pending.
+    Hung,
+    /// A process, cgroup or temp file of the run outlived it.
+    Leaked,
+    /// The target broke the owner protocol (a line that is not an event, an
+    /// outcome for a task not in the plan) or did not start (it exited before
+    /// `ready`, or exited 0 without `finished`): the run says nothing about
+    /// the pool. Never as expected.
+    TargetError,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 10] = [
+        Verdict::Skipped,
+        Verdict::NotApplicable,
+        Verdict::Completed,
+        Verdict::FailedLoudly,
+        Verdict::OwnerKilled,
+        Verdict::OwnerOom,
+        Verdict::Lost,
+        Verdict::Hung,
+        Verdict::Leaked,
+        Verdict::TargetError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Skipped => "skipped",
+            Verdict::NotApplicable => "not-applicable",
+            Verdict::Completed => "completed",
+            Verdict::FailedLoudly => "failed-loudly",
+            Verdict::OwnerKilled => "owner-killed",
+            Verdict::OwnerOom => "owner-oom",
+            Verdict::Lost => "lost",
+            Verdict::Hung => "hung",
+            Verdict::Leaked => "leaked",
+            Verdict::TargetError => "target-error",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verdict::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Verdict::ALL.iter().map(|v| v.name()).collect();
+            format!("unknown verdict {s:?} (known: {})", names.join(", "))
+        })
+    }
+}
+
+/// An error as reports name it: its kind and how the worker it names ended.
+/// Written `worker-lost(sigkill)`, `worker-lost(sigkill, oom)`,
+/// `pool-broken(exit 0)`, `task`: so in `report.json`, which reads back.
+/// Errors sort as those names do, so reports list them in the same order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorName {
+    pub kind: ErrorKind,
+    /// How the worker ended, where the error says.
+    pub exit: Option<WorkerEnd>,
+}
+
+/// How the worker an error names ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkerEnd {
+    /// By a signal; `oom`: the kill was an OOM kill (the kernel's or the RSS watchdog's).
+    Signal { signal: i32, oom: Option<OomMark> },
+    /// By an exit code.
+    Exit(i32),
+}
+
+impl ErrorName {
+    /// The name of an error of `kind` whose worker ended by `signal` or
+    /// `code` (if the error says); `oom` marks a signal an OOM kill.
+    pub fn new(kind: ErrorKind, signal: Option<i32>, code: Option<i32>, oom: Option<OomMark>) -> ErrorName {
+        let exit = match (signal, code) {
+            (Some(signal), _) => Some(WorkerEnd::Signal { signal, oom }),
+            (None, Some(code)) => Some(WorkerEnd::Exit(code)),
+            (None, None) => None,
+        };
+        ErrorName { kind, exit }
+    }
+}
+
+impl fmt::Display for ErrorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.kind;
+        match self.exit {
+            None => write!(f, "{kind}"),
+            Some(WorkerEnd::Exit(code)) => write!(f, "{kind}(exit {code})"),
+            Some(WorkerEnd::Signal { signal, oom: None }) => write!(f, "{kind}({})", signal_name(signal)),
+            Some(WorkerEnd::Signal { signal, oom: Some(mark) }) => {
+                write!(f, "{kind}({}, {})", signal_name(signal), mark.name())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ErrorName {
+    type Err = String;
+
+    /// Reads back what [`fmt::Display`] writes (a `report.json` read by `campaign merge`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not an error name like worker-lost(sigkill)");
+        let (kind, exit) = match s.strip_suffix(')').and_then(|s| s.split_once('(')) {
+            Some((kind, exit)) => (kind, Some(exit)),
+            None => (s, None),
+        };
+        let kind = ErrorKind::ALL.into_iter().find(|k| k.name() == kind).ok_or_else(bad)?;
+        let exit = match exit {
+            None => None,
+            Some(exit) => Some(match exit.strip_prefix("exit ") {
+                Some(code) => WorkerEnd::Exit(code.parse().map_err(|_| bad())?),
+                None => {
+                    let (signal, oom) = match exit.split_once(", ") {
+                        Some((signal, mark)) => {
+                            let mark = [OomMark::Kernel, OomMark::Simulated].into_iter().find(|m| m.name() == mark);
+                            (signal, Some(mark.ok_or_else(bad)?))
+                        }
+                        None => (exit, None),
+                    };
+                    WorkerEnd::Signal { signal: signal_number(signal).ok_or_else(bad)?, oom }
+                }
+            }),
+        };
+        Ok(ErrorName { kind, exit })
+    }
+}
+
+impl Ord for ErrorName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.to_string().cmp(&other.to_string())
+    }
+}
+
+impl PartialOrd for ErrorName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Serialize for ErrorName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -584,16 +757,45 @@ mod tests {
         for kind in ErrorKind::ALL {
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
         }
-        let error = OutcomeRecord::Error {
-            kind: ErrorKind::WorkerLost,
-            pid: Some(1),
-            signal: Some(9),
-            code: None,
-            attempts: Some(1),
-            message: String::new(),
-        };
-        assert_eq!(error.error_name(None).as_deref(), Some("worker-lost(sigkill)"));
-        assert_eq!(error.error_name(Some(OomMark::Kernel)).as_deref(), Some("worker-lost(sigkill, oom)"));
-        assert_eq!(error.error_name(Some(OomMark::Simulated)).as_deref(), Some("worker-lost(sigkill, simulated-oom)"));
+        let name = |oom| ErrorName::new(ErrorKind::WorkerLost, Some(9), None, oom).to_string();
+        assert_eq!(name(None), "worker-lost(sigkill)");
+        assert_eq!(name(Some(OomMark::Kernel)), "worker-lost(sigkill, oom)");
+        assert_eq!(name(Some(OomMark::Simulated)), "worker-lost(sigkill, simulated-oom)");
+        assert_eq!(
+            ErrorName::new(ErrorKind::PoolBroken, None, Some(0), Some(OomMark::Kernel)).to_string(),
+            "pool-broken(exit 0)"
+        );
+    }
+
+    #[test]
+    fn error_names_read_back_and_sort_as_written() {
+        let names = [
+            "pool-broken(exit 0)",
+            "pool-broken(sigsegv)",
+            "task",
+            "timed-out",
+            "worker-lost(exit 1)",
+            "worker-lost(sigkill)",
+            "worker-lost(sigkill, oom)",
+            "worker-lost(sigkill, simulated-oom)",
+            "worker-lost(signal 42)",
+        ];
+        let parsed: Vec<ErrorName> = names.iter().map(|n| n.parse().unwrap()).collect();
+        assert_eq!(parsed.iter().map(ErrorName::to_string).collect::<Vec<_>>(), names);
+        let mut sorted = parsed.clone();
+        sorted.sort();
+        assert_eq!(sorted, parsed, "sorted as the names sort");
+        assert_eq!(
+            parsed[6],
+            ErrorName {
+                kind: ErrorKind::WorkerLost,
+                exit: Some(WorkerEnd::Signal { signal: 9, oom: Some(OomMark::Kernel) })
+            }
+        );
+        let json = serde_json::to_string(&std::collections::BTreeMap::from([(parsed[1], 2)])).unwrap();
+        assert_eq!(json, r#"{"pool-broken(sigsegv)":2}"#);
+        for bad in ["worker-lost(sigkil)", "lost(sigkill)", "task(exit x)", "worker-lost(sigkill, om)", "task("] {
+            assert!(bad.parse::<ErrorName>().is_err(), "{bad}");
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use harness::judge::verdict::{RunRecord, Verdict};
 use harness::protocol::{ErrorKind, Event, OutcomeRecord};
 use harness::run::events::Logged;
+use harness::target::Target;
 use harness::{scenario, suite};
 
 fn root() -> PathBuf {
@@ -108,7 +109,7 @@ fn a_memory_error_is_the_tasks_own_error() {
 fn a_base_exception_kills_a_pool_worker_and_is_an_executors_task_error() {
     let runs = run("base-exception");
     for (run, events) in &runs {
-        match run.pool.as_str() {
+        match run.pool.name().as_str() {
             "py-pool-apply-async" => {
                 assert!(!events.iter().any(|l| matches!(l.event, Event::Outcome { index: 0, .. })));
                 assert!(run.diagnosis[0].contains("exited with code 1"), "{:?}", run.diagnosis);
@@ -173,7 +174,7 @@ fn max_tasks_replaces_a_worker_after_its_tasks() {
 #[test]
 fn a_pools_own_knobs_reach_it() {
     for (run, events) in run("knobs") {
-        if run.pool == "py-billiard" {
+        if run.pool == Target::python("py-billiard") {
             let OutcomeRecord::Error { kind, .. } = outcome(&events, 0) else { panic!("task 0 failed") };
             assert_eq!(*kind, ErrorKind::WorkerLost);
         }

@@ -248,9 +248,9 @@ fn sigint_mid_matrix_reports_what_finished_and_leaves_nothing() {
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json written"))
             .expect("report.json parses");
-    let finished: Vec<(&str, &str, Verdict)> =
-        report.runs.iter().map(|r| (r.scenario.as_str(), r.pool.as_str(), r.verdict)).collect();
-    assert_eq!(finished, [("a-quick", "supervised", Verdict::Completed)], "only the finished run is judged");
+    let finished: Vec<(&str, String, Verdict)> =
+        report.runs.iter().map(|r| (r.scenario.as_str(), r.pool.name(), r.verdict)).collect();
+    assert_eq!(finished, [("a-quick", "supervised".into(), Verdict::Completed)], "only the finished run is judged");
     let interrupted = report.interrupted.expect("marked interrupted");
     assert_eq!(interrupted.signal, StopSignal::Sigint);
     let mut cut = interrupted.runs.clone();

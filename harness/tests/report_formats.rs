@@ -33,8 +33,8 @@ fn exit(pid: u32, signal: Option<i32>, code: Option<i32>) -> ExitRecord {
 fn run(scenario: &str, pool: &str, style: &str, verdict: Verdict, expected: Option<Verdict>) -> RunRecord {
     RunRecord {
         scenario: scenario.into(),
-        pool: pool.into(),
-        style: style.into(),
+        pool: pool.parse().unwrap(),
+        style: harness::protocol::call_style(style).unwrap(),
         verdict,
         expected,
         tasks: tasks(4, 4, 0, 0),
@@ -76,7 +76,7 @@ fn synthetic() -> Report {
 
     let mut r = run(kill, "polling", "map", FailedLoudly, Some(FailedLoudly));
     r.tasks = tasks(4, 3, 1, 0);
-    r.errors = BTreeMap::from([("worker-lost(sigkill)".into(), 1)]);
+    r.errors = BTreeMap::from([("worker-lost(sigkill)".parse().unwrap(), 1)]);
     r.faults = fault("sigkill", "task 1 mid-task");
     r.worker_exits = vec![exit(4251, Some(9), None), exit(4250, None, Some(0)), exit(4252, None, Some(0))];
     r.elapsed_ms = 131;
@@ -100,7 +100,7 @@ fn synthetic() -> Report {
 
     let mut r = run(oom, "polling", "map-async", FailedLoudly, Some(FailedLoudly));
     r.tasks = tasks(16, 15, 1, 0);
-    r.errors = BTreeMap::from([("worker-lost(sigkill)".into(), 1)]);
+    r.errors = BTreeMap::from([("worker-lost(sigkill)".parse().unwrap(), 1)]);
     r.faults = fault("oom", "task 5 mid-task");
     r.worker_exits = vec![exit(5011, Some(9), None)];
     r.oom_kills = 1;
@@ -450,14 +450,14 @@ fn the_report_ends_with_how_many_runs_match_the_peers_expectation() {
     };
     let mut report = synthetic();
     let mut met = run("crash-at-unpickle", "py-ppe", "apply", Verdict::FailedLoudly, Some(Verdict::FailedLoudly));
-    met.errors = BTreeMap::from([("pool-broken(sigsegv)".into(), 1)]);
+    met.errors = BTreeMap::from([("pool-broken(sigsegv)".parse().unwrap(), 1)]);
     met.peer = Some(PeerCheck::of(&peer, &met));
     let mut wrong_kind = met.clone();
-    wrong_kind.pool = "py-ppe@3.13/spawn".into();
-    wrong_kind.errors = BTreeMap::from([("task".into(), 1)]);
+    wrong_kind.pool = "py-ppe@3.13/spawn".parse().unwrap();
+    wrong_kind.errors = BTreeMap::from([("task".parse().unwrap(), 1)]);
     wrong_kind.peer = Some(PeerCheck::of(&peer, &wrong_kind));
     let mut hung = met.clone();
-    hung.pool = "py-ppe@3.12/fork".into();
+    hung.pool = "py-ppe@3.12/fork".parse().unwrap();
     hung.verdict = Verdict::Hung;
     hung.peer = Some(PeerCheck::of(&peer, &hung));
     assert_eq!([&met, &wrong_kind, &hung].map(|r| r.peer.as_ref().is_some_and(|p| p.matched)), [true, false, false]);

@@ -38,7 +38,7 @@ fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
     assert_ne!(host, OomMechanism::RssWatchdog, "these need cgroups: a real kernel OOM kill");
     assert_eq!(report.oom_mechanism, host.name(), "a real kernel OOM kill, through the run's memory cgroup");
     for pool in ["naive", "per-task", "supervised"] {
-        let oom = report.runs.iter().find(|r| r.scenario == "oom-big-batch" && r.pool == pool).expect("oom run");
+        let oom = report.runs.iter().find(|r| r.scenario == "oom-big-batch" && r.pool.name() == pool).expect("oom run");
         assert!(oom.oom_kills >= 1, "{pool}: the OOM scenario's cgroup counted an oom_kill");
         assert_eq!(oom.mechanism.as_ref().map(|m| m.kind), Some(host));
     }
@@ -78,7 +78,7 @@ fn a_pool_that_fails_a_bystander_is_a_mismatch_and_a_snapshot_diff() {
     for run in &mut report.runs {
         assert!(!run.as_expected(), "{} x {}: {} ({:?})", run.scenario, run.pool, run.verdict, run.diagnosis);
         assert!(run.findings.iter().any(|f| f.contains("no fault touched it")), "{:?}", run.findings);
-        run.pool = supervised.name();
+        run.pool = supervised.clone();
     }
     let snapshot = std::fs::read_to_string(root().join("reports/snapshots/scenarios-matrix.snap")).expect("snapshot");
     for line in report.canonical().lines().skip(1) {
@@ -356,9 +356,11 @@ fn the_parent_and_lifecycle_points_of_our_pools_run_as_designed() {
         assert!(run.as_expected(), "{what}: {} where {:?} was expected", run.verdict, run.expected);
         assert!(run.findings.is_empty() && run.leaks.is_empty(), "{what}");
         let t = &run.tasks;
-        let errors: Vec<(&str, usize)> = run.errors.iter().map(|(k, &n)| (k.as_str(), n)).collect();
-        let ours = matches!(run.pool.as_str(), "per-task" | "supervised");
-        match (run.scenario.as_str(), run.pool.as_str()) {
+        let names: Vec<(String, usize)> = run.errors.iter().map(|(k, &n)| (k.to_string(), n)).collect();
+        let errors: Vec<(&str, usize)> = names.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        let pool = run.pool.name();
+        let ours = matches!(pool.as_str(), "per-task" | "supervised");
+        match (run.scenario.as_str(), pool.as_str()) {
             ("encode-error", _) => assert_eq!(((t.ok, t.failed), errors), ((3, 1), vec![("task", 1)]), "{what}"),
             ("decode-result-error", _) if ours => {
                 assert_eq!(((t.ok, t.failed), errors), ((3, 1), vec![("task", 1)]), "{what}")
@@ -428,7 +430,9 @@ per-task = "failed-loudly"
             (format!("worker-lost(sigkill, {mark})"), 1),
             ("worker-lost(sigkill)".to_string(), 1),
         ]);
-        assert_eq!(run.errors, want, "{:?}", run.diagnosis);
+        let got: std::collections::BTreeMap<String, usize> =
+            run.errors.iter().map(|(k, &n)| (k.to_string(), n)).collect();
+        assert_eq!(got, want, "{:?}", run.diagnosis);
         let mechanism = run.mechanism.as_ref().map(|m| m.kind);
         assert_eq!(mechanism, Some(if no_cgroup { OomMechanism::RssWatchdog } else { host }));
     }

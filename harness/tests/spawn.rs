@@ -58,7 +58,7 @@ fn fates(result: &RunResult) -> Vec<String> {
         .map(|t| match &t.fate {
             Fate::Ok => "ok".to_string(),
             Fate::Pending => "pending".to_string(),
-            Fate::Failed(_, name) => name.clone(),
+            Fate::Failed(name) => name.to_string(),
             other => format!("{other:?}"),
         })
         .collect()

@@ -518,9 +518,12 @@ pub fn run(
         written: None,
         cut: Vec::new(),
     });
-    let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
-    let enough =
-        || settings.max_findings.is_some_and(|m| lock().findings.iter().filter(|f| f.same_as.is_none()).count() >= m);
+    let campaign = Campaign { settings, ctx, progress, started };
+    let enough = || {
+        settings
+            .max_findings
+            .is_some_and(|m| campaign.lock().findings.iter().filter(|f| f.same_as.is_none()).count() >= m)
+    };
     let next = || -> Option<u64> {
         if enough() || limit.is_some_and(|l| taken >= l) || settings.duration.is_some_and(|d| started.elapsed() >= d) {
             return None;
@@ -528,7 +531,110 @@ pub fn run(
         taken += 1;
         indices.next()
     };
-    let report = |p: &Progress, partial: bool| {
+    ctx.session.execute(settings.jobs, next, |index| campaign.one_run(index, tick))?;
+    let p = campaign.lock();
+    let done = limit.is_none_or(|l| p.runs.len() as u64 >= l);
+    let report =
+        campaign.report(&p, (!done && settings.duration.is_none()) || ctx.session.stop().requested().is_some());
+    if let Some(dir) = &settings.out {
+        write_report(dir, &report)?;
+    }
+    Ok(report)
+}
+
+/// A campaign as it runs: what its runs share.
+struct Campaign<'a> {
+    settings: &'a Settings,
+    ctx: &'a RunContext,
+    progress: Mutex<Progress>,
+    started: Instant,
+}
+
+impl Campaign<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `index`: its plan run and judged, recorded, and its finding if any;
+    /// `report.json` rewritten at most once a second.
+    fn one_run(&self, index: u64, tick: &(dyn Fn(&CampaignRun) + Sync)) -> anyhow::Result<()> {
+        let settings = self.settings;
+        let scenario = generate(&settings.knobs, &settings.pool, settings.seed, index);
+        let (record, expectation, finding) = match run_once(&scenario, &settings.pool, self.ctx, &format!("c{index}")) {
+            Err(e) if crate::run::interrupt::Interrupted::of(&e).is_some() => {
+                self.lock().cut.push(index);
+                return Ok(());
+            }
+            result => result?,
+        };
+        let run = CampaignRun { index, verdict: record.verdict, expected: expectation.to_string(), record };
+        tick(&run);
+        {
+            let mut p = self.lock();
+            p.undetermined += usize::from(matches!(expectation, Expectation::Undetermined(_)));
+            p.runs.push(run);
+        }
+        if let Some(kind) = finding {
+            self.add_finding(&scenario, index, kind);
+        }
+        if let Some(dir) = &settings.out {
+            let mut p = self.lock();
+            if p.written.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                // Best effort while running: the final write reports its error.
+                let _ = write_report(dir, &self.report(&p, true));
+                p.written = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// The finding of run `index`: the first of a signature is shrunk; a repeat only names it.
+    fn add_finding(&self, scenario: &Scenario, index: u64, kind: FindingKind) {
+        let settings = self.settings;
+        let signature = kind.signature();
+        let first = {
+            let mut p = self.lock();
+            // The first of the signature, never a repeat of it (a first one is
+            // re-pushed once shrunk, after the repeats found meanwhile).
+            let first = p.findings.iter().find(|f| f.signature == signature && f.same_as.is_none()).map(|f| f.run);
+            if first.is_none() {
+                // Claimed at once, so a concurrent repeat does not shrink it too.
+                p.findings.push(Finding {
+                    run: index,
+                    seed: settings.seed,
+                    kind: kind.clone(),
+                    signature: signature.clone(),
+                    same_as: None,
+                    faults_before: shrink::fault_count(scenario),
+                    faults_after: shrink::fault_count(scenario),
+                    replays_failed: None,
+                    reproducer: None,
+                });
+            }
+            first
+        };
+        let finding = match first {
+            Some(run) => Finding {
+                run: index,
+                seed: settings.seed,
+                signature,
+                same_as: Some(run),
+                faults_before: shrink::fault_count(scenario),
+                faults_after: shrink::fault_count(scenario),
+                replays_failed: None,
+                reproducer: None,
+                kind,
+            },
+            None => report_finding(settings, self.ctx, scenario, index, kind),
+        };
+        let mut p = self.lock();
+        p.findings.retain(|f| f.run != index);
+        p.findings.push(finding);
+    }
+
+    /// The campaign's report from what it has so far.
+    fn report(&self, p: &Progress, partial: bool) -> CampaignReport {
+        let settings = self.settings;
         let mut runs = p.runs.clone();
         runs.sort_by_key(|r| r.index);
         let mut findings = p.findings.clone();
@@ -541,90 +647,17 @@ pub fn run(
             runs,
             findings,
             undetermined: p.undetermined,
-            elapsed_ms: started.elapsed().as_millis() as u64,
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
             partial,
-            interrupted: ctx.session.stop().requested().map(|signal| crate::run::interrupt::Interruption {
+            interrupted: self.ctx.session.stop().requested().map(|signal| crate::run::interrupt::Interruption {
                 signal,
                 runs: p.cut.iter().map(|i| format!("run {i}")).collect(),
-                not_started: limit.map_or(0, |l| l.saturating_sub((p.runs.len() + p.cut.len()) as u64) as usize),
+                not_started: settings
+                    .runs
+                    .map_or(0, |l| l.saturating_sub((p.runs.len() + p.cut.len()) as u64) as usize),
             }),
         }
-    };
-    ctx.session.execute(settings.jobs, next, |index| {
-        let scenario = generate(&settings.knobs, &settings.pool, settings.seed, index);
-        let (record, expectation, finding) = match run_once(&scenario, &settings.pool, ctx, &format!("c{index}")) {
-            Err(e) if crate::run::interrupt::Interrupted::of(&e).is_some() => {
-                lock().cut.push(index);
-                return Ok(());
-            }
-            result => result?,
-        };
-        let run = CampaignRun { index, verdict: record.verdict, expected: expectation.to_string(), record };
-        tick(&run);
-        {
-            let mut p = lock();
-            p.undetermined += usize::from(matches!(expectation, Expectation::Undetermined(_)));
-            p.runs.push(run);
-        }
-        if let Some(kind) = finding {
-            // The first of a signature is shrunk; a repeat only names it.
-            let signature = kind.signature();
-            let first = {
-                let mut p = lock();
-                // The first of the signature, never a repeat of it (a first one is
-                // re-pushed once shrunk, after the repeats found meanwhile).
-                let first = p.findings.iter().find(|f| f.signature == signature && f.same_as.is_none()).map(|f| f.run);
-                if first.is_none() {
-                    // Claimed at once, so a concurrent repeat does not shrink it too.
-                    p.findings.push(Finding {
-                        run: index,
-                        seed: settings.seed,
-                        kind: kind.clone(),
-                        signature: signature.clone(),
-                        same_as: None,
-                        faults_before: shrink::fault_count(&scenario),
-                        faults_after: shrink::fault_count(&scenario),
-                        replays_failed: None,
-                        reproducer: None,
-                    });
-                }
-                first
-            };
-            let finding = match first {
-                Some(run) => Finding {
-                    run: index,
-                    seed: settings.seed,
-                    signature,
-                    same_as: Some(run),
-                    faults_before: shrink::fault_count(&scenario),
-                    faults_after: shrink::fault_count(&scenario),
-                    replays_failed: None,
-                    reproducer: None,
-                    kind,
-                },
-                None => report_finding(settings, ctx, &scenario, index, kind),
-            };
-            let mut p = lock();
-            p.findings.retain(|f| f.run != index);
-            p.findings.push(finding);
-        }
-        if let Some(dir) = &settings.out {
-            let mut p = lock();
-            if p.written.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                // Best effort while running: the final write reports its error.
-                let _ = write_report(dir, &report(&p, true));
-                p.written = Some(Instant::now());
-            }
-        }
-        Ok(())
-    })?;
-    let p = progress.into_inner().unwrap_or_else(|e| e.into_inner());
-    let done = limit.is_none_or(|l| p.runs.len() as u64 >= l);
-    let report = report(&p, (!done && settings.duration.is_none()) || ctx.session.stop().requested().is_some());
-    if let Some(dir) = &settings.out {
-        write_report(dir, &report)?;
     }
-    Ok(report)
 }
 
 /// Writes `report.json` into `dir` whole (a temp file renamed over it), so a

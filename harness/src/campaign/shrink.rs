@@ -34,60 +34,94 @@ pub fn fault_count(s: &Scenario) -> usize {
 /// `still_fails` holds in each of [`CONFIRM`] runs.
 pub fn shrink(failing: &Scenario, deadline: Instant, still_fails: &dyn Fn(&Scenario) -> bool) -> Scenario {
     let mut best = explode(failing);
-    let budget = std::cell::Cell::new(BUDGET);
-    let attempt = |candidate: Scenario, best: &mut Scenario| {
-        if budget.get() == 0 || Instant::now() >= deadline {
-            budget.set(0);
+    let attempts = Attempts { left: std::cell::Cell::new(BUDGET), deadline, still_fails };
+    drop_faults(&mut best, &attempts);
+    drop_bystanders(&mut best, &attempts);
+    // Cheaper work where nobody needs the time.
+    for i in 0..best.tasks.len() {
+        let targeted = best.nemesis.iter().any(|n| n.target == Aim::Task(i));
+        if !targeted && matches!(best.tasks[i].work, Workload::Spin { .. } | Workload::Sleep { .. }) {
+            let mut c = best.clone();
+            c.tasks[i].work = Workload::Echo(vec![b'x']);
+            attempts.attempt(c, &mut best);
+        }
+    }
+    best
+}
+
+/// The shrinker's tries of candidates, within its budget of runs and time.
+struct Attempts<'a> {
+    /// Candidates left to try ([`BUDGET`] at first).
+    left: std::cell::Cell<usize>,
+    deadline: Instant,
+    still_fails: &'a dyn Fn(&Scenario) -> bool,
+}
+
+impl Attempts<'_> {
+    /// Tries `candidate`: it becomes `best` if it fails in each of [`CONFIRM`] runs.
+    fn attempt(&self, candidate: Scenario, best: &mut Scenario) -> bool {
+        if self.spent() || Instant::now() >= self.deadline {
+            self.left.set(0);
             return false;
         }
-        budget.set(budget.get() - 1);
-        let ok = (0..CONFIRM).all(|_| still_fails(&candidate));
+        self.left.set(self.left.get() - 1);
+        let ok = (0..CONFIRM).all(|_| (self.still_fails)(&candidate));
         if ok {
             *best = candidate;
         }
         ok
-    };
-    // The faults (storm, strikes, self-placed faults, OOM tasks). A candidate
-    // that still fails costs its runs in full (a hang: its deadline, twice),
-    // one that does not is usually quick, so the boldest cuts go first: each
-    // fault alone, then halves dropped, down to one at a time.
-    let all = units(&best);
+    }
+
+    fn spent(&self) -> bool {
+        self.left.get() == 0
+    }
+}
+
+/// Drops the faults (storm, strikes, self-placed faults, OOM tasks). A
+/// candidate that still fails costs its runs in full (a hang: its deadline,
+/// twice), one that does not is usually quick, so the boldest cuts go first:
+/// each fault alone, then halves dropped, down to one at a time.
+fn drop_faults(best: &mut Scenario, attempts: &Attempts) {
+    let all = units(best);
     if all.len() > 1 {
         for keep in 0..all.len() {
             let drop: Vec<Unit> = all.iter().enumerate().filter(|&(i, _)| i != keep).map(|(_, u)| *u).collect();
-            if attempt(without_units(&best, &drop), &mut best) {
+            if attempts.attempt(without_units(best, &drop), best) {
                 break;
             }
         }
     }
-    let mut chunk = units(&best).len().div_ceil(2).max(1);
+    let mut chunk = units(best).len().div_ceil(2).max(1);
     loop {
-        let all = units(&best);
+        let all = units(best);
         let mut removed_any = false;
         for piece in all.chunks(chunk) {
-            if attempt(without_units(&best, piece), &mut best) {
+            if attempts.attempt(without_units(best, piece), best) {
                 removed_any = true;
                 break;
             }
         }
-        if budget.get() == 0 || (!removed_any && chunk == 1) {
+        if attempts.spent() || (!removed_any && chunk == 1) {
             break;
         }
         if !removed_any {
             chunk = chunk.div_ceil(2);
         }
     }
-    // Fault-free tasks nobody strikes, in halving chunks.
+}
+
+/// Drops fault-free tasks nobody strikes, in halving chunks.
+fn drop_bystanders(best: &mut Scenario, attempts: &Attempts) {
     let mut chunk = best.tasks.len().div_ceil(2).max(1);
     loop {
-        let removable: Vec<usize> = (0..best.tasks.len()).filter(|&i| is_bystander(&best, i)).collect();
+        let removable: Vec<usize> = (0..best.tasks.len()).filter(|&i| is_bystander(best, i)).collect();
         let mut removed_any = false;
         for piece in removable.chunks(chunk).rev() {
-            let c = without_tasks(&best, piece);
+            let c = without_tasks(best, piece);
             if c.tasks.is_empty() {
                 continue;
             }
-            if attempt(c, &mut best) {
+            if attempts.attempt(c, best) {
                 removed_any = true;
                 break;
             }
@@ -98,20 +132,10 @@ pub fn shrink(failing: &Scenario, deadline: Instant, still_fails: &dyn Fn(&Scena
             }
             chunk = chunk.div_ceil(2);
         }
-        if budget.get() == 0 {
+        if attempts.spent() {
             break;
         }
     }
-    // Cheaper work where nobody needs the time.
-    for i in 0..best.tasks.len() {
-        let targeted = best.nemesis.iter().any(|n| n.target == Aim::Task(i));
-        if !targeted && matches!(best.tasks[i].work, Workload::Spin { .. } | Workload::Sleep { .. }) {
-            let mut c = best.clone();
-            c.tasks[i].work = Workload::Echo(vec![b'x']);
-            attempt(c, &mut best);
-        }
-    }
-    best
 }
 
 /// One fault of a scenario, as the shrinker drops them.

@@ -43,7 +43,7 @@ use pools::CallStyle;
 
 use crate::judge::oracle;
 use crate::judge::verdict::{ExitRecord, Leak, RunRecord, TaskCounts, Verdict};
-use crate::protocol::{self, CallbackKind, ErrorKind, Event, OomMark, OutcomeRecord};
+use crate::protocol::{self, CallbackKind, ErrorKind, ErrorName, Event, OomMark, OutcomeRecord};
 use crate::run::events::Logged;
 use crate::run::sandbox::Mechanism;
 use crate::scenario::plan::Plan;
@@ -74,8 +74,8 @@ pub struct Ending {
 pub enum Fate {
     /// Exactly one outcome, its correct result.
     Ok,
-    /// Exactly one outcome, an error: its kind and its name in reports (`worker-lost(sigkill)`).
-    Failed(ErrorKind, String),
+    /// Exactly one outcome, an error: its name in reports (`worker-lost(sigkill)`) and kind.
+    Failed(ErrorName),
     /// No outcome.
     Pending,
     /// More than one outcome.
@@ -100,7 +100,7 @@ pub struct Judgement {
     pub tasks: Vec<TaskFate>,
     pub counts: TaskCounts,
     /// Error names (`worker-lost(sigkill, oom)`, `timed-out`, ...) and how many tasks got each.
-    pub errors: BTreeMap<String, usize>,
+    pub errors: BTreeMap<ErrorName, usize>,
     /// The safety invariants the run broke, in words (empty: none).
     pub findings: Vec<String>,
     pub diagnosis: Vec<String>,
@@ -112,8 +112,8 @@ impl Judgement {
     pub fn record(&self, plan: &Plan, ending: &Ending) -> RunRecord {
         RunRecord {
             scenario: plan.scenario.clone(),
-            pool: plan.pool.to_string(),
-            style: plan.style.name().to_string(),
+            pool: plan.pool.clone(),
+            style: plan.style,
             verdict: self.verdict,
             expected: None,
             tasks: self.counts.clone(),
@@ -290,7 +290,7 @@ impl<'a> RunFacts<'a> {
 struct Tasks {
     fates: Vec<TaskFate>,
     counts: TaskCounts,
-    errors: BTreeMap<String, usize>,
+    errors: BTreeMap<ErrorName, usize>,
     findings: Vec<String>,
 }
 
@@ -310,9 +310,9 @@ fn task_fates(f: &RunFacts) -> Tasks {
             [] => Fate::Pending,
             [OutcomeRecord::Ok] => Fate::Ok,
             [OutcomeRecord::Wrong] => Fate::Wrong,
-            [error @ OutcomeRecord::Error { kind, .. }] => {
-                let oom = error.pid().and_then(|pid| f.oom.get(&pid).copied());
-                Fate::Failed(*kind, error.error_name(oom).unwrap_or_default())
+            [OutcomeRecord::Error { kind, pid, signal, code, .. }] => {
+                let oom = pid.and_then(|pid| f.oom.get(&pid).copied());
+                Fate::Failed(ErrorName::new(*kind, *signal, *code, oom))
             }
             _ => Fate::Duplicated,
         };
@@ -327,10 +327,10 @@ fn task_fates(f: &RunFacts) -> Tasks {
                 t.counts.duplicated += 1;
                 t.findings.push(format!("task {index} got {} outcomes", got.len().max(1) + extra));
             }
-            Fate::Failed(kind, name) => {
+            Fate::Failed(name) => {
                 t.counts.failed += 1;
-                *t.errors.entry(name.clone()).or_default() += 1;
-                t.findings.extend(failure_findings(f, index, *kind, name, &mut t.counts));
+                *t.errors.entry(*name).or_default() += 1;
+                t.findings.extend(failure_findings(f, index, name, &mut t.counts));
             }
         }
         t.fates.push(TaskFate { fate, touched: f.touched[index] });
@@ -342,7 +342,8 @@ fn task_fates(f: &RunFacts) -> Tasks {
 /// task (a failed task no fault touched is a bystander, counted; a finding
 /// unless the pool fails bystanders by design). A plan that ends the pool
 /// by `terminate` fails what is pending as `terminated`.
-fn failure_findings(f: &RunFacts, index: usize, kind: ErrorKind, name: &str, counts: &mut TaskCounts) -> Vec<String> {
+fn failure_findings(f: &RunFacts, index: usize, name: &ErrorName, counts: &mut TaskCounts) -> Vec<String> {
+    let kind = name.kind;
     let mut findings = Vec::new();
     let [OutcomeRecord::Error { signal, code, .. }] = f.outcomes[index].as_slice() else { unreachable!() };
     let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();

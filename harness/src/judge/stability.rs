@@ -14,6 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::judge::verdict::{RunRecord, Verdict};
+use crate::target::Target;
 
 /// How a cell held across its repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +42,8 @@ impl fmt::Display for Stability {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellStats {
     pub scenario: String,
-    pub pool: String,
+    #[serde(with = "crate::protocol::target_name")]
+    pub pool: Target,
     pub expected: Option<Verdict>,
     /// How many repeats came to each verdict.
     pub verdicts: BTreeMap<Verdict, u32>,
@@ -50,8 +52,10 @@ pub struct CellStats {
 }
 
 impl CellStats {
-    /// The stats of one cell's runs (all of the same scenario and pool, at least one).
-    pub fn of(runs: &[&RunRecord]) -> CellStats {
+    /// The stats of one cell's runs (all of the same scenario and pool);
+    /// `None` for a cell that has none.
+    pub fn of(runs: &[&RunRecord]) -> Option<CellStats> {
+        let first = runs.first()?;
         let mut verdicts: BTreeMap<Verdict, u32> = BTreeMap::new();
         for run in runs {
             *verdicts.entry(run.verdict).or_default() += 1;
@@ -63,14 +67,14 @@ impl CellStats {
         } else {
             Stability::Wrong
         };
-        CellStats {
-            scenario: runs.first().map(|r| r.scenario.clone()).unwrap_or_default(),
-            pool: runs.first().map(|r| r.pool.clone()).unwrap_or_default(),
-            expected: runs.first().and_then(|r| r.expected),
+        Some(CellStats {
+            scenario: first.scenario.clone(),
+            pool: first.pool.clone(),
+            expected: first.expected,
             verdicts,
             runs: runs.len() as u32,
             stability,
-        }
+        })
     }
 
     /// `hung 5/5`; `failed-loudly 3/5, completed 2/5` (the most frequent first).

@@ -1,96 +1,19 @@
-//! Verdicts, and the record of one (scenario, pool) run that every report is
-//! made from.
+//! The record of one (scenario, pool) run that every report is made from,
+//! and what it holds. [`Verdict`] is the protocol's (scenario files name
+//! verdicts) and [`FaultRecord`] the plan's: both are re-exported here, and
+//! live below `scenario` so that it does not import this module.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::ErrorKind;
+use pools::CallStyle;
 
-/// What a run came to. Ordered by how bad it is: when a run shows several,
-/// the worst names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// The target could not run here (a package is missing); never a pass.
-    Skipped,
-    /// The plan places a fault at a stage the target does not have (or its
-    /// call style lacks): nothing ran. As expected only where the scenario
-    /// says so.
-    NotApplicable,
-    /// Every task has exactly one outcome, its correct result.
-    Completed,
-    /// Every task has exactly one outcome; the errors name the fault.
-    FailedLoudly,
-    /// The plan killed the pool's owner, and nothing of the run outlived it.
-    OwnerKilled,
-    /// The kernel's OOM killer (or the RSS watchdog, simulated) killed the
-    /// pool's owner, which the plan did not kill: it held more than the
-    /// run's memory limit (results gathered in the parent), and its pending
-    /// tasks went with it. A failure of the pool's memory use, not a lost
-    /// task; a task that got a wrong or second outcome still makes it `lost`.
-    OwnerOom,
-    /// The run finished, but a task has no outcome, two, or a wrong result.
-    Lost,
-    /// The deadline passed with tasks pending.
-    Hung,
-    /// A process, cgroup or temp file of the run outlived it.
-    Leaked,
-    /// The target broke the owner protocol (a line that is not an event, an
-    /// outcome for a task not in the plan) or did not start (it exited before
-    /// `ready`, or exited 0 without `finished`): the run says nothing about
-    /// the pool. Never as expected.
-    TargetError,
-}
-
-impl Verdict {
-    pub const ALL: [Verdict; 10] = [
-        Verdict::Skipped,
-        Verdict::NotApplicable,
-        Verdict::Completed,
-        Verdict::FailedLoudly,
-        Verdict::OwnerKilled,
-        Verdict::OwnerOom,
-        Verdict::Lost,
-        Verdict::Hung,
-        Verdict::Leaked,
-        Verdict::TargetError,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::Skipped => "skipped",
-            Verdict::NotApplicable => "not-applicable",
-            Verdict::Completed => "completed",
-            Verdict::FailedLoudly => "failed-loudly",
-            Verdict::OwnerKilled => "owner-killed",
-            Verdict::OwnerOom => "owner-oom",
-            Verdict::Lost => "lost",
-            Verdict::Hung => "hung",
-            Verdict::Leaked => "leaked",
-            Verdict::TargetError => "target-error",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Verdict {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Verdict::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Verdict::ALL.iter().map(|v| v.name()).collect();
-            format!("unknown verdict {s:?} (known: {})", names.join(", "))
-        })
-    }
-}
+pub use crate::protocol::Verdict;
+use crate::protocol::{ErrorKind, ErrorName};
+pub use crate::scenario::plan::FaultRecord;
+use crate::target::Target;
 
 /// How the tasks of a run ended, counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,18 +35,6 @@ pub struct TaskCounts {
     pub bystanders: usize,
 }
 
-/// A fault the run injected, as planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultRecord {
-    /// `sigkill`, `oom`, `hang`, ... (named by `protocol`).
-    pub kind: String,
-    /// Where: `task 3 mid-task`, `worker of task 0 after 300 ms`, `owner`, ...
-    pub at: String,
-    /// A kill storm's: which of its strikes hit what is timing, not behaviour.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub storm: bool,
-}
-
 /// A worker process that ended during the run, as its pool reaped it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
@@ -136,13 +47,16 @@ pub struct ExitRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub scenario: String,
-    pub pool: String,
-    pub style: String,
+    /// Written by its name (`supervised`, `py-pool-map@3.13/spawn`, `custom`).
+    #[serde(with = "crate::protocol::target_name")]
+    pub pool: Target,
+    #[serde(with = "crate::protocol::style_name")]
+    pub style: CallStyle,
     pub verdict: Verdict,
     pub expected: Option<Verdict>,
     pub tasks: TaskCounts,
-    /// Error kinds (`worker-lost(sigkill)`, `timed-out`, ...) and how many tasks got each.
-    pub errors: BTreeMap<String, usize>,
+    /// Errors by name (`worker-lost(sigkill)`, `timed-out`, ...) and how many tasks got each.
+    pub errors: BTreeMap<ErrorName, usize>,
     pub faults: Vec<FaultRecord>,
     pub worker_exits: Vec<ExitRecord>,
     /// OOM kills the run's memory cgroup counted (or, under the RSS
@@ -189,8 +103,7 @@ pub struct PeerCheck {
 impl PeerCheck {
     /// The check of `run` against `peer`'s expectation.
     pub fn of(peer: &crate::scenario::Peer, run: &RunRecord) -> PeerCheck {
-        let kind_of = |name: &String| name.split('(').next().unwrap_or_default().to_string();
-        let error_met = peer.error.is_none_or(|k| run.errors.keys().any(|name| kind_of(name) == k.name()));
+        let error_met = peer.error.is_none_or(|kind| run.errors.keys().any(|name| name.kind == kind));
         PeerCheck {
             test: peer.test.clone(),
             raises: peer.raises.clone(),

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::judge::oracle;
 use crate::judge::stability::{CellStats, Stability};
 use crate::judge::verdict::{ExitRecord, RunRecord, Verdict};
+use crate::protocol::ErrorName;
 use crate::run::interrupt::Interruption;
 use crate::target::Target;
 
@@ -79,7 +80,7 @@ impl Report {
         let pools = self.pools();
         let scenarios = self.scenarios();
         let cells = scenarios.iter().flat_map(|s| pools.iter().map(move |p| self.cell(s, p)));
-        cells.filter(|runs| !runs.is_empty()).map(|runs| CellStats::of(&runs)).collect()
+        cells.filter_map(|runs| CellStats::of(&runs)).collect()
     }
 
     /// How many cells came to one verdict that is not the expected one.
@@ -108,7 +109,7 @@ impl Report {
         let mut lines = vec![format!("matches the peer's own expectation: {met} of {}", checked.len())];
         for (run, peer) in checked.iter().filter(|(_, p)| !p.matched) {
             let error = peer.error.map(|k| format!(" with {k}")).unwrap_or_default();
-            let got: Vec<&str> = run.errors.keys().map(String::as_str).collect();
+            let got: Vec<String> = run.errors.keys().map(ErrorName::to_string).collect();
             lines.push(format!(
                 "  {} × {}: the peer's {} expects {} ({}{error}); got {} {:?}",
                 run.scenario, run.pool, peer.test, peer.raises, peer.verdict, run.verdict, got
@@ -144,6 +145,31 @@ impl Report {
     /// `report.md`: what was run and with what, the outcome matrix, the runs
     /// that did not go as expected, then a section per run.
     pub fn markdown(&self) -> String {
+        let mut md = self.header_md();
+        md += &self.matrix_md();
+        md += "## Not as expected\n\n";
+        md += &self.not_as_expected_md();
+        // A section per run.
+        md += "## Runs\n";
+        for scenario in self.scenarios() {
+            let _ = writeln!(md, "\n### {scenario}");
+            for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
+                md += "\n";
+                md += &run_md(run);
+            }
+        }
+        let peers = self.peer_lines();
+        if !peers.is_empty() {
+            md += "\n## The peers' own expectations\n\n```\n";
+            md += &peers.join("\n");
+            md += "\n```\n";
+        }
+        md
+    }
+
+    /// The top of `report.md`: how many runs (or cells) were as expected,
+    /// the seed, the OOM mechanism, the time, the versions.
+    fn header_md(&self) -> String {
         let mut md = String::new();
         let skipped = self.skipped();
         let expected = self.runs.iter().filter(|r| r.as_expected()).count() - skipped;
@@ -180,29 +206,31 @@ impl Report {
             md += "\n";
         }
         let _ = writeln!(md, "Run again with `--seed {}` to replay the same plans.\n", self.seed);
+        md
+    }
 
-        // The matrix.
-        md += "## Outcome matrix\n\n";
+    /// The outcome matrix of `report.md`, each cell linking to its run.
+    fn matrix_md(&self) -> String {
+        let mut md = String::from("## Outcome matrix\n\n");
         md += "Which pool survives which fault: a row per scenario, a column per pool. \
                🟢 completed · 🟡 failed loudly or owner killed · 🔴 hung, lost or leaked · \
                **✗** not the verdict the scenario expects. Each cell links to its run.\n\n";
         let pools = self.pools();
-        let _ =
-            writeln!(md, "| scenario | style | {} |", pools.iter().map(|p| cell_md(p)).collect::<Vec<_>>().join(" | "));
+        let names: Vec<String> = pools.iter().map(|p| cell_md(&p.name())).collect();
+        let _ = writeln!(md, "| scenario | style | {} |", names.join(" | "));
         let _ = writeln!(md, "|---|---|{}", "---|".repeat(pools.len()));
         for scenario in self.scenarios() {
             let mut row = format!("| {} | {} |", cell_md(scenario), cell_md(&self.style_of(scenario)));
             for pool in &pools {
                 let runs = self.cell(scenario, pool);
-                let text = if runs.is_empty() {
-                    "·".to_string()
-                } else if self.repeated() {
-                    let stats = CellStats::of(&runs);
+                let text = if let Some(stats) = CellStats::of(&runs).filter(|_| self.repeated()) {
                     let text = match stats.stability {
                         Stability::Stable => stats.text(MISMATCH),
                         _ => format!("**{}**", stats.text(MISMATCH)),
                     };
                     format!("[{} {text}]({})", verdict_dot(stats.worst()), anchor_link(runs[0]))
+                } else if runs.is_empty() {
+                    "·".to_string()
                 } else {
                     runs.iter()
                         .map(|r| format!("[{}]({})", verdict_md(r), anchor_link(r)))
@@ -215,45 +243,31 @@ impl Report {
             md += "\n";
         }
         let _ = writeln!(md, "\nVerdicts: {}.\n", self.verdict_counts_text(" · "));
-
-        // The findings.
-        let mismatches: Vec<&RunRecord> = self.runs.iter().filter(|r| !r.as_expected()).collect();
-        md += "## Not as expected\n\n";
-        if self.repeated() {
-            md += &self.cells_not_held_md();
-        } else if mismatches.is_empty() {
-            md += "Every run came to the verdict its scenario expects.\n\n";
-        } else {
-            for run in &mismatches {
-                let _ = writeln!(
-                    md,
-                    "- [{} × {}]({}): **{}**, expected {}",
-                    run.scenario,
-                    run.pool,
-                    anchor_link(run),
-                    run.verdict,
-                    expected_name(run),
-                );
-            }
-            md += "\n";
-        }
-
-        // A section per run.
-        md += "## Runs\n";
-        for scenario in self.scenarios() {
-            let _ = writeln!(md, "\n### {scenario}");
-            for run in self.ordered_runs().into_iter().filter(|r| r.scenario == scenario) {
-                md += "\n";
-                md += &run_md(run);
-            }
-        }
-        let peers = self.peer_lines();
-        if !peers.is_empty() {
-            md += "\n## The peers' own expectations\n\n```\n";
-            md += &peers.join("\n");
-            md += "\n```\n";
-        }
         md
+    }
+
+    /// The runs (under `--repeat`, the cells) not as expected, for `report.md`.
+    fn not_as_expected_md(&self) -> String {
+        if self.repeated() {
+            return self.cells_not_held_md();
+        }
+        let mismatches: Vec<&RunRecord> = self.runs.iter().filter(|r| !r.as_expected()).collect();
+        if mismatches.is_empty() {
+            return "Every run came to the verdict its scenario expects.\n\n".into();
+        }
+        let mut md = String::new();
+        for run in &mismatches {
+            let _ = writeln!(
+                md,
+                "- [{} × {}]({}): **{}**, expected {}",
+                run.scenario,
+                run.pool,
+                anchor_link(run),
+                run.verdict,
+                expected_name(run),
+            );
+        }
+        md + "\n"
     }
 
     /// The cells that did not hold, for `report.md` under `--repeat`.
@@ -419,14 +433,14 @@ impl Report {
         let mut out =
             String::from("# scenario × pool: verdict (expectation) | tasks: outcomes by kind | fault kinds\n");
         let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
-        runs.sort_by(|a, b| (&a.scenario, &a.pool).cmp(&(&b.scenario, &b.pool)));
+        runs.sort_by_cached_key(|r| (r.scenario.clone(), r.pool.name()));
         for run in runs {
             let verdict = match run.expected {
                 None => format!("{} (no expectation)", run.verdict),
                 Some(e) if e == run.verdict => format!("{} (as expected)", run.verdict),
                 Some(e) => format!("{} (expected {e}) {MISMATCH}", run.verdict),
             };
-            let breaks_whole = run.pool.parse::<Target>().is_ok_and(|t| oracle::design(&t).fails_bystanders);
+            let breaks_whole = oracle::design(&run.pool).fails_bystanders;
             let storm = run.faults.iter().any(|f| f.storm);
             let tasks = if run.verdict == Verdict::NotApplicable {
                 format!("tasks {} | not run", run.tasks.total)
@@ -434,12 +448,12 @@ impl Report {
                 // The errors delivered before the deadline, a storm's victims: timing, not behaviour.
                 format!("tasks {} | errors: -", run.tasks.total)
             } else if breaks_whole {
-                let kinds: Vec<&str> = run.errors.keys().map(String::as_str).collect();
-                format!("tasks {} | errors: {}", run.tasks.total, list_or_dash(&kinds))
+                let names: Vec<String> = run.errors.keys().map(ErrorName::to_string).collect();
+                format!("tasks {} | errors: {}", run.tasks.total, list_or_dash(&names))
             } else {
                 format!("tasks {}: {}", run.tasks.total, outcome_counts(run))
             };
-            let mut faults: Vec<&str> = run.faults.iter().map(|f| f.kind.as_str()).collect();
+            let mut faults: Vec<&String> = run.faults.iter().map(|f| &f.kind).collect();
             faults.sort();
             faults.dedup();
             let _ = writeln!(
@@ -461,12 +475,12 @@ impl Report {
     }
 
     /// Pools in the order of first appearance.
-    fn pools(&self) -> Vec<&str> {
-        first_appearance(self.runs.iter().map(|r| r.pool.as_str()))
+    fn pools(&self) -> Vec<&Target> {
+        first_appearance(self.runs.iter().map(|r| &r.pool))
     }
 
-    fn cell(&self, scenario: &str, pool: &str) -> Vec<&RunRecord> {
-        self.runs.iter().filter(|r| r.scenario == scenario && r.pool == pool).collect()
+    fn cell(&self, scenario: &str, pool: &Target) -> Vec<&RunRecord> {
+        self.runs.iter().filter(|r| r.scenario == scenario && &r.pool == pool).collect()
     }
 
     /// The runs in table order: by scenario, then by pool.
@@ -483,7 +497,7 @@ impl Report {
 
     /// The call style(s) of a scenario's runs.
     fn style_of(&self, scenario: &str) -> String {
-        first_appearance(self.runs.iter().filter(|r| r.scenario == scenario).map(|r| r.style.as_str())).join(", ")
+        first_appearance(self.runs.iter().filter(|r| r.scenario == scenario).map(|r| r.style.name())).join(", ")
     }
 
     fn verdict_counts_text(&self, sep: &str) -> String {
@@ -501,23 +515,45 @@ impl Report {
         let paint = |style: Style, text: &str| {
             if colour { format!("{style}{text}{style:#}") } else { text.to_string() }
         };
-        let bold = Style::new().bold();
-        let pools = self.pools();
-        let scenarios = self.scenarios();
+        let mut out = self.grid(&paint);
+        // The summary line.
+        out += "\n";
+        if self.repeated() {
+            out += &self.repeated_summary(&paint);
+        } else {
+            out += &self.summary(&paint);
+        }
+        if let Some(interrupted) = &self.interrupted {
+            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+            let _ = writeln!(out, "{}", paint(style, &interrupted.to_string()));
+        }
+        if !self.versions.is_empty() {
+            let versions: Vec<String> = self.versions.iter().map(|(name, v)| format!("{name} {v}")).collect();
+            let _ = writeln!(out, "{}", paint(Style::new().dimmed(), &format!("versions: {}", versions.join(" · "))));
+        }
+        out += &self.diagnoses(&paint);
+        let peers = self.peer_lines();
+        if !peers.is_empty() {
+            out += "\n";
+            for line in peers {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        out
+    }
 
-        // Cells as (text, style) pieces; widths from the plain text.
-        let header: Vec<String> =
-            ["scenario", "style"].into_iter().map(String::from).chain(pools.iter().map(|p| p.to_string())).collect();
-        let mut rows: Vec<Vec<(String, Style)>> = Vec::new();
-        for scenario in &scenarios {
+    /// The table's rows of cells, as (text, style) pieces: a row per scenario.
+    fn table_rows(&self) -> Vec<Vec<(String, Style)>> {
+        let pools = self.pools();
+        let mut rows = Vec::new();
+        for scenario in self.scenarios() {
             let mut row = vec![(scenario.to_string(), Style::new()), (self.style_of(scenario), Style::new().dimmed())];
             for pool in &pools {
                 let runs = self.cell(scenario, pool);
-                if runs.is_empty() {
+                let Some(stats) = CellStats::of(&runs) else {
                     row.push(("·".to_string(), Style::new().dimmed()));
                     continue;
-                }
-                let stats = CellStats::of(&runs);
+                };
                 let text = if self.repeated() {
                     stats.text(MISMATCH)
                 } else {
@@ -534,13 +570,20 @@ impl Report {
             }
             rows.push(row);
         }
+        rows
+    }
+
+    /// The table itself: the header, a rule, the rows, in columns as wide as their plain text.
+    fn grid(&self, paint: &dyn Fn(Style, &str) -> String) -> String {
+        let header: Vec<String> =
+            ["scenario", "style"].into_iter().map(String::from).chain(self.pools().iter().map(|p| p.name())).collect();
+        let rows = self.table_rows();
         let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
         for row in &rows {
             for (i, (text, _)) in row.iter().enumerate() {
                 widths[i] = widths[i].max(width(text));
             }
         }
-
         let mut out = String::new();
         let last = widths.len() - 1;
         let pad = |out: &mut String, i: usize, text_width: usize| {
@@ -549,7 +592,7 @@ impl Report {
             }
         };
         for (i, h) in header.iter().enumerate() {
-            out += &paint(bold, h);
+            out += &paint(Style::new().bold(), h);
             pad(&mut out, i, width(h));
         }
         out += "\n";
@@ -565,25 +608,14 @@ impl Report {
             }
             out += "\n";
         }
+        out
+    }
 
-        // The summary line.
-        out += "\n";
-        if self.repeated() {
-            out += &self.repeated_summary(&paint);
-        } else {
-            out += &self.summary(&paint);
-        }
-        if let Some(interrupted) = &self.interrupted {
-            let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
-            let _ = writeln!(out, "{}", paint(style, &interrupted.to_string()));
-        }
-        if !self.versions.is_empty() {
-            let versions: Vec<String> = self.versions.iter().map(|(name, v)| format!("{name} {v}")).collect();
-            let _ = writeln!(out, "{}", paint(Style::new().dimmed(), &format!("versions: {}", versions.join(" · "))));
-        }
-
-        // The diagnosis of every run that needs a look (under --repeat, of each cell's first run of each verdict).
-        let mut shown: BTreeSet<(&str, &str, Verdict)> = BTreeSet::new();
+    /// The diagnosis of every run that needs a look (under `--repeat`, of
+    /// each cell's first run of each verdict).
+    fn diagnoses(&self, paint: &dyn Fn(Style, &str) -> String) -> String {
+        let mut out = String::new();
+        let mut shown: BTreeSet<(&str, &Target, Verdict)> = BTreeSet::new();
         for run in self.ordered_runs() {
             if run.as_expected() && run.verdict != Verdict::Hung {
                 continue;
@@ -609,13 +641,6 @@ impl Report {
             if let Some(events) = &run.events {
                 out += &paint(Style::new().dimmed(), &format!("  events: {events}"));
                 out += "\n";
-            }
-        }
-        let peers = self.peer_lines();
-        if !peers.is_empty() {
-            out += "\n";
-            for line in peers {
-                let _ = writeln!(out, "{line}");
             }
         }
         out
@@ -721,7 +746,7 @@ fn python_versions(root: &Path) -> Option<BTreeMap<String, String>> {
 }
 
 /// Distinct items, in the order of first appearance.
-fn first_appearance<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+fn first_appearance<'a, T: Ord + ?Sized>(items: impl Iterator<Item = &'a T>) -> Vec<&'a T> {
     let mut seen = BTreeSet::new();
     items.filter(|item| seen.insert(*item)).collect()
 }
@@ -802,7 +827,7 @@ fn anchor(run: &RunRecord) -> String {
             .collect()
     };
     let repeat = run.repeat.map(|r| format!("--{r}")).unwrap_or_default();
-    format!("{}--{}{repeat}", slug(&run.scenario), slug(&run.pool))
+    format!("{}--{}{repeat}", slug(&run.scenario), slug(&run.pool.name()))
 }
 
 fn anchor_link(run: &RunRecord) -> String {
@@ -814,7 +839,8 @@ fn cell_md(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
-fn list_or_dash(items: &[&str]) -> String {
+fn list_or_dash(items: &[impl AsRef<str>]) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
     if items.is_empty() { "-".to_string() } else { items.join(", ") }
 }
 
@@ -893,7 +919,7 @@ fn exits_text(exits: &[ExitRecord]) -> String {
 /// A run in plain text (for JUnit): verdict, expectation, counts, diagnosis.
 fn run_text(run: &RunRecord) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "scenario: {} (style {})", run.scenario, run.style);
+    let _ = writeln!(text, "scenario: {} (style {})", run.scenario, run.style.name());
     let _ = writeln!(text, "pool: {}", run.pool);
     let _ = writeln!(text, "verdict: {}, expected {}", run.verdict, expected_name(run));
     let _ = writeln!(text, "tasks: {}", tasks_text(run));
@@ -940,7 +966,7 @@ fn run_md(run: &RunRecord) -> String {
         Some(e) => format!("{e} — **not met**"),
     };
     let _ = writeln!(md, "- **Expected:** {expectation}");
-    let _ = writeln!(md, "- **Call style:** `{}`", run.style);
+    let _ = writeln!(md, "- **Call style:** `{}`", run.style.name());
     let _ = writeln!(md, "- **Tasks:** {}", tasks_text(run));
     if run.faults.is_empty() {
         md += "- **Faults:** none\n";

@@ -57,7 +57,7 @@ use pools::{CallStyle, FaultKind, FaultPoint, Workload};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::judge::verdict::Verdict;
+use crate::protocol::Verdict;
 use crate::protocol::{
     self, ErrorKind, FAULT_KINDS, FAULT_POINTS, KNOBS, Knob, KnobUnit, Signal, call_style, fault_kind, fault_point,
 };

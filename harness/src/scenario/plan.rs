@@ -8,13 +8,25 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::judge::verdict::FaultRecord;
 use crate::protocol::{self, Knob, OwnerPlan};
 use crate::scenario::{Aim, Nemesis, Scenario, Storm, TimeBounds};
 use crate::target::Target;
 use pools::{CallStyle, Fault, Task, Workload};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+
+/// A fault the run injected, as planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// `sigkill`, `oom`, `hang`, ... (named by `protocol`).
+    pub kind: String,
+    /// Where: `task 3 mid-task`, `worker of task 0 after 300 ms`, `owner`, ...
+    pub at: String,
+    /// A kill storm's: which of its strikes hit what is timing, not behaviour.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub storm: bool,
+}
 
 /// One run, fully decided.
 #[derive(Debug, Clone)]
