@@ -199,6 +199,8 @@ impl<'a> Bench<'a> {
             max_tasks: None,
             knobs: Default::default(),
             bounds: Default::default(),
+            cancel: Vec::new(),
+            join_timeout_ms: None,
         }
     }
 }
@@ -263,9 +265,10 @@ impl External for Bench<'_> {
                 checker::Fate::Duplicated => bail!("{label}: task {index} got two outcomes"),
                 checker::Fate::Failed(ErrorKind::WorkerLost | ErrorKind::TimedOut, _) => Fate::Lost,
                 checker::Fate::Failed(ErrorKind::PoolBroken, _) => Fate::Broken,
-                checker::Fate::Failed(ErrorKind::Task | ErrorKind::Terminated | ErrorKind::SpawnFailed, name) => {
-                    Fate::Failed(name.clone())
-                }
+                checker::Fate::Failed(
+                    ErrorKind::Task | ErrorKind::Terminated | ErrorKind::SpawnFailed | ErrorKind::Cancelled,
+                    name,
+                ) => Fate::Failed(name.clone()),
             });
         }
         let settled = Settled::tally(label, &plan.tasks, fates)?;

@@ -203,8 +203,8 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
                 *errors.entry(name.clone()).or_default() += 1;
                 let [OutcomeRecord::Error { signal, code, .. }] = got.as_slice() else { unreachable!() };
                 let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
-                // A plan that ends the pool by `terminate` fails what is pending so.
-                let by_plan = *kind == ErrorKind::Terminated && terminates;
+                // A plan that ends the pool by `terminate` fails what is pending so, and one that cancels a task, it.
+                let by_plan = (*kind == ErrorKind::Terminated && terminates) || cancelled_by_plan(plan, index, *kind);
                 if (!kind.names_a_fault() && !by_plan) || (no_exit && plan.parent_faults().next().is_none()) {
                     findings.push(format!("task {index} failed with error {name}, which names no fault"));
                 }
@@ -272,7 +272,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
         findings.push(format!("leaked: {}", leaks.join("; ")));
     }
     let mut diagnosis = Vec::new();
-    let late = late(plan, events);
+    let late = [late(plan, events), join_timed_out(plan, events)].concat();
     if !late.is_empty() && (Verdict::Completed..Verdict::Hung).contains(&verdict) {
         verdict = Verdict::Hung;
         diagnosis.extend(late);
@@ -677,6 +677,43 @@ fn late(plan: &Plan, events: &[Logged]) -> Vec<String> {
     }
     lines.truncate(10);
     lines
+}
+
+/// Whether task `index` failed as `cancelled` and the plan cancels it
+/// (`[[cancel]]`). A task the plan cancels may also have its outcome: the
+/// race of a cancel with the task's start is the pool's to settle (a
+/// `concurrent.futures` future that has started cannot be cancelled; pebble
+/// stops a running task, killing its worker). A `cancelled` task the plan
+/// does not cancel names no fault.
+fn cancelled_by_plan(plan: &Plan, index: usize, kind: ErrorKind) -> bool {
+    kind == ErrorKind::Cancelled && plan.cancel.iter().any(|c| c.task == index)
+}
+
+/// The pool's `join`, bounded by the plan's `join_timeout_ms`, timed out: a
+/// liveness bound of the scenario's own that the pool missed, which makes
+/// the run `hung` as the time bounds do (the pool's hang made visible by its
+/// own timeout, not the harness's deadline). Names the tasks that had
+/// started and not finished when it did (from the trace).
+fn join_timed_out(plan: &Plan, events: &[Logged]) -> Vec<String> {
+    let Some(at) = events.iter().position(|l| matches!(l.event, Event::JoinTimedOut { .. })) else {
+        return Vec::new();
+    };
+    let (Event::JoinTimedOut { timeout_ms }, t_ms) = (&events[at].event, events[at].t_ms) else { return Vec::new() };
+    let mut running: Vec<u64> = Vec::new();
+    for l in &events[..at] {
+        match l.event {
+            Event::TaskStarted { tag, .. } if (tag as usize) < plan.tasks.len() => running.push(tag),
+            Event::TaskDone { tag, .. } => running.retain(|t| *t != tag),
+            _ => {}
+        }
+    }
+    running.sort_unstable();
+    running.dedup();
+    let running = match running.as_slice() {
+        [] => "no task was running".to_string(),
+        tags => format!("task(s) {} still running", tags.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+    };
+    vec![format!("the pool's join timed out at {t_ms} ms: past join_timeout_ms = {timeout_ms}, with {running}")]
 }
 
 /// `exited with code 1`, `was killed by SIGKILL`.

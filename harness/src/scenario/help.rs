@@ -28,6 +28,11 @@ pub fn reference() -> String {
         ("seed", "integer", "the plan's seed, over --seed (optional)".into()),
         ("chunksize", "integer", "map's chunksize, at least 1, where the target's map takes one (optional)".into()),
         ("max_tasks", "integer", "tasks a worker runs before it is replaced, at least 1 (optional: no limit)".into()),
+        (
+            "join_timeout_ms",
+            "integer",
+            format!("end the pool by close and a join bounded by this, 1 to {day}; past it the run is hung (optional)"),
+        ),
         ("[[tasks]]", "table", format!("a group of tasks, tagged in file order; {MAX_TASKS} tasks at most in all")),
         ("tasks.count", "integer", "how many tasks of this group (default 1)".into()),
         (
@@ -52,6 +57,12 @@ pub fn reference() -> String {
             "integer",
             format!("0 to {day}: into the task, or after the pool is ready (default 0)"),
         ),
+        (
+            "[[cancel]].task",
+            "integer",
+            "a task (N, an existing one, once) cancelled through its handle: style = \"apply-async\" only".into(),
+        ),
+        ("[[cancel]].after_ms", "integer", format!("0 to {day}: after the last task is submitted (default 0)")),
         ("[random].rate", "float", "0 to 1: each task's chance of a self-placed fault".into()),
         ("[random].kinds", "strings", "fault kinds, at least one (as tasks.fault.kind)".into()),
         ("[random].points", "strings", "fault points (as tasks.fault.at; default [\"mid-task\"])".into()),
@@ -105,7 +116,7 @@ mod tests {
         let file = r#"
 description = "all the fields"
 workers = 2
-style = "map"
+style = "apply-async"
 deadline_ms = 1000
 memory_limit_mib = 64
 task_timeout_ms = 100
@@ -113,6 +124,7 @@ max_attempts = 2
 seed = 3
 chunksize = 2
 max_tasks = 2
+join_timeout_ms = 500
 [[tasks]]
 count = 2
 work = { sleep_ms = 1 }
@@ -122,6 +134,9 @@ signal = "sigkill"
 target = "task"
 task = 0
 after_ms = 0
+[[cancel]]
+task = 1
+after_ms = 10
 [random]
 rate = 0.5
 kinds = ["error"]
