@@ -24,7 +24,11 @@
 //! Liveness is the deadline: a run whose owner did not finish by then is hung,
 //! and the diagnosis names each pending task, the worker it was on and how
 //! that worker ended, and each worker that died outside a task (before a
-//! `start` line: at `init`, `transport`, `decode`) and how.
+//! `start` line: at `init`, `transport`, `decode`) and how. A run that
+//! missed a bound of the scenario's own is hung too: an outcome past a time
+//! bound of `[expect]`, or the pool's join past `join_timeout_ms` (the pool's
+//! hang made visible by its own timeout). A `cancelled` task is the plan's
+//! only where the plan cancels it.
 //!
 //! Several verdicts can hold at once (a hung run has tasks without outcome);
 //! the worst in [`Verdict`]'s order names the run. Three rules decide what is
@@ -713,7 +717,9 @@ fn join_timed_out(plan: &Plan, events: &[Logged]) -> Vec<String> {
         [] => "no task was running".to_string(),
         tags => format!("task(s) {} still running", tags.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
     };
-    vec![format!("the pool's join timed out at {t_ms} ms: past join_timeout_ms = {timeout_ms}, with {running}")]
+    vec![format!(
+        "the pool's join timed out {t_ms} ms into the run: past join_timeout_ms = {timeout_ms}, with {running}"
+    )]
 }
 
 /// `exited with code 1`, `was killed by SIGKILL`.

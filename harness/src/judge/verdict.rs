@@ -34,7 +34,9 @@ pub enum Verdict {
     OwnerOom,
     /// The run finished, but a task has no outcome, two, or a wrong result.
     Lost,
-    /// The deadline passed with tasks pending.
+    /// The deadline passed with tasks pending, or the run missed a liveness
+    /// bound of the scenario's own (a time bound of `[expect]`, a join past
+    /// `join_timeout_ms`).
     Hung,
     /// A process, cgroup or temp file of the run outlived it.
     Leaked,

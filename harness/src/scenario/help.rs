@@ -9,15 +9,38 @@ use crate::protocol::{KNOBS, KnobUnit};
 use crate::scenario::{MAX_ECHO_BYTES, MAX_ECHO_TOTAL, MAX_MS, MAX_RESULT_BYTES, MAX_TASKS, MAX_WORKERS};
 use crate::target::Target;
 
+/// A row of the reference: the field, its type, what it takes.
+type Row = (&'static str, &'static str, String);
+
 /// The reference, as `poolchaos help scenario` prints it.
 pub fn reference() -> String {
+    let rows: Vec<Row> = run_rows().into_iter().chain(table_rows()).collect();
+    let width = rows.iter().map(|(f, ..)| f.len()).max().unwrap_or(0);
+    let mut out = String::from(
+        "A scenario is a TOML file (scenarios/*.toml; README.md, \"Writing a scenario\", has an example).\n\
+         Every field, what it takes and its range; a mistake stops everything, naming file, line and field:\n\n",
+    );
+    for (field, ty, what) in rows {
+        out += &format!("  {field:<width$}  {ty:<7}  {what}\n");
+    }
+    out += "\n  [target.NAME]: a target's own knobs (NAME in [expect]), each optional:\n";
+    for (target, knob, unit, what) in KNOBS {
+        let unit = match unit {
+            KnobUnit::Seconds => "seconds, more than 0",
+            KnobUnit::Count => "at least 1",
+        };
+        out += &format!("    [target.{target}].{knob} ({unit}): {what}\n");
+    }
+    out
+}
+
+/// The run's own fields and its tasks'.
+fn run_rows() -> Vec<Row> {
     let names = |t: &[(&str, _)]| t.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" | ");
     let kinds = names(&FAULT_KINDS.map(|(n, _)| (n, ())));
     let points = names(&FAULT_POINTS.map(|(n, _)| (n, ())));
-    let verdicts = Verdict::ALL.map(|v| v.name()).join(" | ");
-    let targets = Target::all().iter().map(Target::name).collect::<Vec<_>>().join(" ");
     let day = MAX_MS;
-    let rows = [
+    vec![
         ("description", "string", "what the scenario does, in a sentence (required)".to_string()),
         ("workers", "integer", format!("the pool's worker count, 1 to {MAX_WORKERS} (required)")),
         ("style", "string", "map | apply | apply-async | map-async (default map)".into()),
@@ -46,6 +69,15 @@ pub fn reference() -> String {
         ("tasks.fault.kind", "string", format!("{kinds} (a fault the task places itself; optional)")),
         ("tasks.fault.at", "string", format!("{points} (default mid-task)")),
         ("tasks.fault.times", "integer", "attempts (or worker starts) it fires on, at least 1, or \"always\"".into()),
+    ]
+}
+
+/// The tables': strikes, cancels, random faults, storms, expectations, the peer.
+fn table_rows() -> Vec<Row> {
+    let verdicts = Verdict::ALL.map(|v| v.name()).join(" | ");
+    let targets = Target::all().iter().map(Target::name).collect::<Vec<_>>().join(" ");
+    let day = MAX_MS;
+    vec![
         ("[[nemesis]].signal", "string", "sigkill | sigstop (a strike from outside)".into()),
         (
             "[[nemesis]].target",
@@ -84,24 +116,7 @@ pub fn reference() -> String {
         ("[peer].raises", "string", "what the peer's test expects, in its words".into()),
         ("[peer].verdict", "string", "that as our verdict".into()),
         ("[peer].error", "string", "and error kind (optional)".into()),
-    ];
-    let width = rows.iter().map(|(f, ..)| f.len()).max().unwrap_or(0);
-    let mut out = String::from(
-        "A scenario is a TOML file (scenarios/*.toml; README.md, \"Writing a scenario\", has an example).\n\
-         Every field, what it takes and its range; a mistake stops everything, naming file, line and field:\n\n",
-    );
-    for (field, ty, what) in rows {
-        out += &format!("  {field:<width$}  {ty:<7}  {what}\n");
-    }
-    out += "\n  [target.NAME]: a target's own knobs (NAME in [expect]), each optional:\n";
-    for (target, knob, unit, what) in KNOBS {
-        let unit = match unit {
-            KnobUnit::Seconds => "seconds, more than 0",
-            KnobUnit::Count => "at least 1",
-        };
-        out += &format!("    [target.{target}].{knob} ({unit}): {what}\n");
-    }
-    out
+    ]
 }
 
 #[cfg(test)]
