@@ -822,6 +822,8 @@ class Pebble(Executor):
         import pebble
 
         self.pool = pebble.ProcessPool(max_workers=self.workers, context=self.context, **self.pool_kwargs())
+        #: Closed and joined already (with the tasks in flight, under a join timeout).
+        self.ended = False
         # The `timeout` knob: schedule's and map's timeout, in place of the plan's task timeout.
         self.timeout = self.plan["knobs"].get("timeout", self.timeout)
 
@@ -883,7 +885,7 @@ class Pebble(Executor):
         """close() and join(); with the plan's `join_timeout_ms`, a
         join(timeout) first (`join-timed-out` past it), then a join without
         a bound (the run's deadline is the harness's). Once."""
-        if getattr(self, "ended", False):
+        if self.ended:
             return
         self.ended = True
         self.pool.close()
