@@ -199,6 +199,8 @@ impl<'a> Bench<'a> {
             max_tasks: None,
             knobs: Default::default(),
             bounds: Default::default(),
+            cancel: Vec::new(),
+            join_timeout_ms: None,
         }
     }
 }
@@ -264,7 +266,9 @@ impl External for Bench<'_> {
                 checker::Fate::Failed(name) => match name.kind {
                     ErrorKind::WorkerLost | ErrorKind::TimedOut => Fate::Lost,
                     ErrorKind::PoolBroken => Fate::Broken,
-                    ErrorKind::Task | ErrorKind::Terminated | ErrorKind::SpawnFailed => Fate::Failed(name.to_string()),
+                    ErrorKind::Task | ErrorKind::Terminated | ErrorKind::SpawnFailed | ErrorKind::Cancelled => {
+                        Fate::Failed(name.to_string())
+                    }
                 },
             });
         }

@@ -13,7 +13,8 @@
 //! - **Owner to harness** (the owner's stdout): [`Event`]s: `ready`,
 //!   `warmed-up`, `outcome` (one per task, as the call style delivers them),
 //!   `callback`, `worker-exit` (from whoever reaps the worker), `timed` (a
-//!   benchmark's plan only), `finished`.
+//!   benchmark's plan only), `join-timed-out` (a plan with `join_timeout_ms`),
+//!   `finished`.
 //! - **Workers to harness**, bypassing the owner: a trace pipe whose write end
 //!   the owner passes to every worker (env `POOLCHAOS_TRACE_FD`); each task
 //!   start is a line `start <tag> <attempt> <pid>`, logged as `task-started`,
@@ -50,16 +51,20 @@ pub enum ErrorKind {
     Terminated,
     /// No process could be started to run it (the kernel refused the fork).
     SpawnFailed,
+    /// The caller cancelled it (a scenario's `[[cancel]]`) and the pool
+    /// agreed: it never ran, or the pool stopped it mid-task.
+    Cancelled,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Task,
         ErrorKind::WorkerLost,
         ErrorKind::TimedOut,
         ErrorKind::PoolBroken,
         ErrorKind::Terminated,
         ErrorKind::SpawnFailed,
+        ErrorKind::Cancelled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,12 +75,15 @@ impl ErrorKind {
             ErrorKind::PoolBroken => "pool-broken",
             ErrorKind::Terminated => "terminated",
             ErrorKind::SpawnFailed => "spawn-failed",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 
-    /// Whether an error of this kind names a fault (a `Terminated` task names none).
+    /// Whether an error of this kind names a fault (a `Terminated` task
+    /// names none, nor does a `Cancelled` one: the plan may end or cancel
+    /// tasks, and the checker holds those to the plan).
     pub fn names_a_fault(self) -> bool {
-        self != ErrorKind::Terminated
+        !matches!(self, ErrorKind::Terminated | ErrorKind::Cancelled)
     }
 
     /// Whether the error says how a worker ended (a signal or an exit code).
@@ -226,7 +234,7 @@ pub fn call_style(name: &str) -> Option<CallStyle> {
 }
 
 /// The events an owner may write (the rest of [`Event`] are the harness's own).
-pub const OWNER_EVENTS: [&str; 11] = [
+pub const OWNER_EVENTS: [&str; 12] = [
     "ready",
     "warmed-up",
     "outcome",
@@ -238,6 +246,7 @@ pub const OWNER_EVENTS: [&str; 11] = [
     "skipped",
     "not-applicable",
     "owner-error",
+    "join-timed-out",
 ];
 
 /// Serde for a [`CallStyle`] as its name.
@@ -297,7 +306,22 @@ pub struct OwnerPlan {
     /// The target's own knobs (a scenario's `[target.NAME]`), by [`KNOBS`]' names.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub knobs: BTreeMap<String, Knob>,
+    /// The tasks to cancel after submission (a scenario's `[[cancel]]`), by `after_ms`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel: Vec<Cancel>,
+    /// End the pool by `close` then a `join` bounded by this; past it, `join-timed-out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_timeout_ms: Option<u64>,
     pub tasks: Vec<Task>,
+}
+
+/// A task the owner cancels through its handle (`apply_async`'s, or a
+/// future's `cancel()`), `after_ms` after it submitted the last task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    /// The task's index in the plan.
+    pub task: usize,
+    pub after_ms: u64,
 }
 
 /// How a knob's value reads.
@@ -402,6 +426,9 @@ pub enum Event {
     NotApplicable { point: String, reason: String },
     /// The owner could not do what it was asked.
     OwnerError { message: String },
+    /// The pool's `join`, bounded by the plan's `join_timeout_ms`, timed out
+    /// (the owner then joined it without a bound).
+    JoinTimedOut { timeout_ms: u64 },
     /// The owner wrote a line on stdout that is not an event (logged by the harness).
     Malformed { line: String, error: String },
     /// The nemesis sent `signal` to `pid`.
@@ -538,7 +565,9 @@ pub enum Verdict {
     OwnerOom,
     /// The run finished, but a task has no outcome, two, or a wrong result.
     Lost,
-    /// The deadline passed with tasks pending.
+    /// The deadline passed with tasks pending, or the run missed a liveness
+    /// bound of the scenario's own (a time bound of `[expect]`, a join past
+    /// `join_timeout_ms`).
     Hung,
     /// A process, cgroup or temp file of the run outlived it.
     Leaked,
@@ -727,6 +756,7 @@ mod tests {
             Event::Skipped { reason: String::new() },
             Event::NotApplicable { point: String::new(), reason: String::new() },
             Event::OwnerError { message: String::new() },
+            Event::JoinTimedOut { timeout_ms: 1 },
         ];
         let names: Vec<String> =
             events.iter().map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string()).collect();

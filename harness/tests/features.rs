@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use harness::judge::verdict::{RunRecord, Verdict};
-use harness::protocol::{ErrorKind, Event, OutcomeRecord};
+use harness::protocol::{ErrorKind, ErrorName, Event, OutcomeRecord};
 use harness::run::events::Logged;
 use harness::target::Target;
 use harness::{scenario, suite};
@@ -194,5 +194,94 @@ fn a_run_past_its_own_time_bound_is_hung() {
 fn an_argument_larger_than_a_pipe_comes_back_whole() {
     for (run, _) in run("large-argument") {
         assert_eq!(run.tasks.ok, 6, "{}", run.pool);
+    }
+}
+
+fn cancelled(events: &[Logged], index: usize) -> bool {
+    matches!(outcome(events, index), OutcomeRecord::Error { kind: ErrorKind::Cancelled, .. })
+}
+
+/// One worker: task 4, still queued, is cancelled at once, and task 0,
+/// asleep for 2 s, 500 ms later. pebble stops the running task 0 too (its
+/// worker killed, a new one runs the rest). A concurrent.futures future is
+/// running, and cannot be cancelled, once its executor queued it to a worker,
+/// which it does as it is submitted: task 0 gets its result, unless (the
+/// race) the executor's thread had not yet queued it 500 ms on.
+#[test]
+fn a_task_is_cancelled_where_the_pool_can_cancel_it_and_the_pool_carries_on() {
+    for (run, events) in run("cancel") {
+        if run.verdict == Verdict::NotApplicable {
+            assert!(run.diagnosis[0].starts_with("not applicable: `cancel`"), "{:?}", run.diagnosis);
+            continue;
+        }
+        assert!(cancelled(&events, 4), "{}: task 4 was queued: {:?}", run.pool, outcome(&events, 4));
+        for i in 1..4 {
+            assert_eq!(outcome(&events, i), &OutcomeRecord::Ok, "{}: task {i}", run.pool);
+        }
+        match run.pool.name().as_str() {
+            "py-pebble" => assert!(cancelled(&events, 0), "pebble stops a running task: {:?}", outcome(&events, 0)),
+            pool => assert!(
+                cancelled(&events, 0) || outcome(&events, 0) == &OutcomeRecord::Ok,
+                "{pool}: task 0 ran or was cancelled: {:?}",
+                outcome(&events, 0)
+            ),
+        }
+    }
+}
+
+/// The checker takes `cancelled` exactly for the tasks the plan cancels:
+/// the same outcomes, judged against a plan that cancels only task 4, make
+/// task 0's `cancelled` a finding (`lost`).
+#[test]
+fn the_checker_takes_cancelled_only_for_the_tasks_the_plan_cancels() {
+    use harness::judge::checker::{Ending, judge};
+    let path = root().join("scenarios/features/cancel.toml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let cancelled = |n: usize| OutcomeRecord::Error {
+        kind: ErrorKind::Cancelled,
+        pid: None,
+        signal: None,
+        code: None,
+        attempts: None,
+        message: format!("CancelledError ({n})"),
+    };
+    let mut events = vec![Logged { t_ms: 0, event: Event::Ready { pid: 1 } }];
+    for (index, result) in [(0, cancelled(0)), (1, OutcomeRecord::Ok), (2, OutcomeRecord::Ok)] {
+        events.push(Logged { t_ms: 1, event: Event::Outcome { index, result } });
+    }
+    events.push(Logged { t_ms: 1, event: Event::Outcome { index: 3, result: OutcomeRecord::Ok } });
+    events.push(Logged { t_ms: 1, event: Event::Outcome { index: 4, result: cancelled(4) } });
+    events.push(Logged { t_ms: 2, event: Event::Finished });
+    let judged = |text: &str| {
+        let scenario = scenario::parse(&path, text).expect("parses");
+        let plan = harness::scenario::plan::Plan::new(&scenario, "py-ppe".parse().expect("a target"), 1);
+        judge(&plan, &events, &Ending::default())
+    };
+    let both = judged(&text);
+    let cancelled = ErrorName::new(ErrorKind::Cancelled, None, None, None);
+    assert_eq!((both.verdict, both.findings.len(), both.errors.get(&cancelled)), (Verdict::FailedLoudly, 0, Some(&2)));
+    let one = judged(&text.replacen("[[cancel]]\ntask = 0\nafter_ms = 500\n", "", 1));
+    assert_eq!(one.verdict, Verdict::Lost);
+    assert_eq!(one.findings, ["task 0 failed with error cancelled, which names no fault"]);
+}
+
+/// The join, bounded by 300 ms, times out with task 0 asleep: `hung`, by
+/// the pool's own timeout and not the deadline (the owner joined again
+/// without a bound, and every task got its result).
+#[test]
+fn a_join_past_its_timeout_is_hung_and_within_it_completes() {
+    for (run, events) in run("join-timeout") {
+        if run.verdict == Verdict::NotApplicable {
+            assert!(run.diagnosis[0].starts_with("not applicable: `join_timeout_ms`"), "{:?}", run.diagnosis);
+            continue;
+        }
+        assert!(events.iter().any(|l| l.event == Event::JoinTimedOut { timeout_ms: 300 }), "{}", run.pool);
+        assert!(!events.iter().any(|l| l.event == Event::Deadline), "{}", run.pool);
+        assert!(events.iter().any(|l| l.event == Event::Finished), "{}", run.pool);
+        assert_eq!(run.tasks.ok, 4, "{}", run.pool);
+        assert!(run.diagnosis[0].contains("past join_timeout_ms = 300"), "{:?}", run.diagnosis);
+    }
+    for (run, events) in run("join-in-time") {
+        assert!(!events.iter().any(|l| matches!(l.event, Event::JoinTimedOut { .. })), "{}", run.pool);
     }
 }

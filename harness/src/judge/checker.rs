@@ -24,7 +24,11 @@
 //! Liveness is the deadline: a run whose owner did not finish by then is hung,
 //! and the diagnosis names each pending task, the worker it was on and how
 //! that worker ended, and each worker that died outside a task (before a
-//! `start` line: at `init`, `transport`, `decode`) and how.
+//! `start` line: at `init`, `transport`, `decode`) and how. A run that
+//! missed a bound of the scenario's own is hung too: an outcome past a time
+//! bound of `[expect]`, or the pool's join past `join_timeout_ms` (the pool's
+//! hang made visible by its own timeout). A `cancelled` task is the plan's
+//! only where the plan cancels it.
 //!
 //! [`judge`] gathers the log's facts once, then applies the rules one by one
 //! (each a function); [`decide`] alone turns what they came to into the
@@ -145,7 +149,7 @@ pub fn judge(plan: &Plan, events: &[Logged], ending: &Ending) -> Judgement {
     findings.extend(unfinished(&facts, &counts));
     findings.extend(attempts_and_workers(&facts));
     let broken = protocol_breaks(&facts);
-    let late = late(plan, events);
+    let late = [late(plan, events), join_timed_out(plan, events)].concat();
     // What outlived a run that ended by itself (a hung run's leftovers are the teardown's).
     let leaked = !facts.ending.leaks.is_empty() && !facts.ending.deadline_passed;
     let holds = Holds::of(&facts, &counts, &findings, &broken, leaked, !late.is_empty());
@@ -341,13 +345,15 @@ fn task_fates(f: &RunFacts) -> Tasks {
 /// Rule: a failed task's error names its fault, and a fault touched the
 /// task (a failed task no fault touched is a bystander, counted; a finding
 /// unless the pool fails bystanders by design). A plan that ends the pool
-/// by `terminate` fails what is pending as `terminated`.
+/// by `terminate` fails what is pending as `terminated`; one that cancels a
+/// task may fail it as `cancelled`.
 fn failure_findings(f: &RunFacts, index: usize, name: &ErrorName, counts: &mut TaskCounts) -> Vec<String> {
     let kind = name.kind;
     let mut findings = Vec::new();
     let [OutcomeRecord::Error { signal, code, .. }] = f.outcomes[index].as_slice() else { unreachable!() };
     let no_exit = kind.names_an_exit() && signal.is_none() && code.is_none();
-    let by_plan = kind == ErrorKind::Terminated && f.terminates;
+    // A plan that ends the pool by `terminate` fails what is pending so, and one that cancels a task, it.
+    let by_plan = (kind == ErrorKind::Terminated && f.terminates) || cancelled_by_plan(f.plan, index, kind);
     if (!kind.names_a_fault() && !by_plan) || (no_exit && f.plan.parent_faults().next().is_none()) {
         findings.push(format!("task {index} failed with error {name}, which names no fault"));
     }
@@ -855,6 +861,45 @@ fn late(plan: &Plan, events: &[Logged]) -> Vec<String> {
     }
     lines.truncate(10);
     lines
+}
+
+/// Whether task `index` failed as `cancelled` and the plan cancels it
+/// (`[[cancel]]`). A task the plan cancels may also have its outcome: the
+/// race of a cancel with the task's start is the pool's to settle (a
+/// `concurrent.futures` future that has started cannot be cancelled; pebble
+/// stops a running task, killing its worker). A `cancelled` task the plan
+/// does not cancel names no fault.
+fn cancelled_by_plan(plan: &Plan, index: usize, kind: ErrorKind) -> bool {
+    kind == ErrorKind::Cancelled && plan.cancel.iter().any(|c| c.task == index)
+}
+
+/// The pool's `join`, bounded by the plan's `join_timeout_ms`, timed out: a
+/// liveness bound of the scenario's own that the pool missed, which makes
+/// the run `hung` as the time bounds do (the pool's hang made visible by its
+/// own timeout, not the harness's deadline). Names the tasks that had
+/// started and not finished when it did (from the trace).
+fn join_timed_out(plan: &Plan, events: &[Logged]) -> Vec<String> {
+    let Some(at) = events.iter().position(|l| matches!(l.event, Event::JoinTimedOut { .. })) else {
+        return Vec::new();
+    };
+    let (Event::JoinTimedOut { timeout_ms }, t_ms) = (&events[at].event, events[at].t_ms) else { return Vec::new() };
+    let mut running: Vec<u64> = Vec::new();
+    for l in &events[..at] {
+        match l.event {
+            Event::TaskStarted { tag, .. } if (tag as usize) < plan.tasks.len() => running.push(tag),
+            Event::TaskDone { tag, .. } => running.retain(|t| *t != tag),
+            _ => {}
+        }
+    }
+    running.sort_unstable();
+    running.dedup();
+    let running = match running.as_slice() {
+        [] => "no task was running".to_string(),
+        tags => format!("task(s) {} still running", tags.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+    };
+    vec![format!(
+        "the pool's join timed out {t_ms} ms into the run: past join_timeout_ms = {timeout_ms}, with {running}"
+    )]
 }
 
 /// `exited with code 1`, `was killed by SIGKILL`.

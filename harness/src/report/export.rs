@@ -16,7 +16,8 @@
 //! it kills the pool's workers and exits.
 //!
 //! What has no such small form (a start or recycle fault, a lifecycle stage,
-//! a callback, strikes at random workers, storms, the run's memory limit) is
+//! a callback, strikes at random workers, storms, the run's memory limit, a
+//! cancel, a join timeout) is
 //! refused, naming it; `--bundled` ([`bundled`]) writes the adapter-carrying
 //! script, which places every self-placed fault.
 
@@ -189,6 +190,9 @@ fn placed(plan: &Plan) -> Result<Vec<(usize, Placed)>, String> {
     }
     if plan.chunksize.is_some_and(|c| c > 1) || plan.max_tasks.is_some() || !plan.knobs.is_empty() {
         return Err("the pool's options (chunksize, max_tasks, [target.NAME] knobs)".into());
+    }
+    if !plan.cancel.is_empty() || plan.join_timeout_ms.is_some() {
+        return Err("a cancel or a join timeout".into());
     }
     faults.sort_by_key(|(i, _)| *i);
     Ok(faults)

@@ -104,6 +104,15 @@ fn no_chunks(plan: &OwnerPlan) -> Option<(String, String)> {
     plan.chunksize.filter(|&n| n > 1).map(|_| ("chunksize".to_string(), why.to_string()))
 }
 
+/// Cancelling a task is not applicable: our pools' [`pools::AsyncResult`]
+/// has no cancel (a job, once submitted, is every pool's to run to its
+/// outcome; a cancel would have each of them take a task back from its
+/// queue or stop the worker running it).
+fn no_cancel(plan: &OwnerPlan) -> Option<(String, String)> {
+    let why = "our pools' jobs have no cancel: a submitted task runs to its outcome";
+    (!plan.cancel.is_empty()).then(|| ("cancel".to_string(), why.to_string()))
+}
+
 /// A pool's own knobs (`[target.NAME]`; the scenario checked each against
 /// `protocol::KNOBS` for this pool).
 fn apply_knobs(config: &mut PoolConfig, knobs: &BTreeMap<String, Knob>) -> anyhow::Result<()> {
@@ -164,6 +173,8 @@ pub fn main() -> i32 {
     }
 }
 
+/// The owner's life, phase by phase: the plan, the pool, the warm-up, the
+/// call, the pool's end, and what the jobs refused.
 fn run(emitter: &Emitter) -> anyhow::Result<()> {
     let mut stdin = std::io::stdin().lock();
     let mut line = String::new();
@@ -172,12 +183,41 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     let crate::target::Target::Pool(kind) = plan.pool else {
         anyhow::bail!("{} is not one of our pools: `poolchaos owner` runs only those", plan.pool)
     };
-    let style = plan.style;
-    if let Some((point, reason)) = not_applicable(style, &plan.tasks).or_else(|| no_chunks(&plan)) {
+    let missing = not_applicable(plan.style, &plan.tasks).or_else(|| no_chunks(&plan)).or_else(|| no_cancel(&plan));
+    if let Some((point, reason)) = missing {
         emitter.emit(&Event::NotApplicable { point, reason });
         return Ok(());
     }
+    let pool = start_pool(kind, &plan, emitter)?;
+    if plan.warmup {
+        warm_up(&*pool, emitter, &mut stdin)?;
+    }
+    if plan.bench {
+        emitter.hold();
+    }
+    let mut call = Call::new(&*pool, &plan, emitter);
+    let took = call.run(&plan.tasks)?;
+    if plan.bench {
+        emitter.emit(&Event::Timed { us: took.as_micros() as u64 });
+        emitter.release();
+    }
+    if !call.ended {
+        close_and_join(&*pool, plan.join_timeout_ms, emitter)?;
+    }
+    // A second outcome for a task is refused by its job, and reported here.
+    for (first, job) in &call.jobs {
+        for slot in job.job().duplicate_slots() {
+            emitter.emit(&Event::Duplicate { index: first + slot });
+        }
+    }
+    emitter.emit(&Event::Finished);
+    Ok(())
+}
 
+/// Starts the plan's pool with its worker program (the trace pipe, the
+/// exits reported as events, the start faults' tokens) and its settings,
+/// and reports `ready`.
+fn start_pool(kind: pools::PoolKind, plan: &OwnerPlan, emitter: &Emitter) -> anyhow::Result<Box<dyn pools::Pool>> {
     let mut program = WorkerProgram::beside_current_exe().context("finding the worker binary")?;
     if let Ok(fd) = std::env::var(pools::process::TRACE_FD_ENV) {
         let fd: i32 = fd.parse().context("bad trace fd")?;
@@ -207,138 +247,175 @@ fn run(emitter: &Emitter) -> anyhow::Result<()> {
     apply_knobs(&mut config, &plan.knobs)?;
     let pool = pools::build(kind, &config).context("starting the pool")?;
     emitter.emit(&Event::Ready { pid: std::process::id() });
+    Ok(pool)
+}
 
-    if plan.warmup {
-        let warm = Task::echo(WARMUP_TAG, b"warm-up".to_vec());
-        match pool.apply(warm.clone())? {
-            Ok(bytes) if warm.check(&bytes) => {}
-            other => bail!("warm-up task failed: {other:?}"),
+/// Runs the warm-up task, waits for the pool to be whole, reports
+/// `warmed-up` and waits for the harness's `go`.
+fn warm_up(pool: &dyn pools::Pool, emitter: &Emitter, stdin: &mut impl BufRead) -> anyhow::Result<()> {
+    let warm = Task::echo(WARMUP_TAG, b"warm-up".to_vec());
+    match pool.apply(warm.clone())? {
+        Ok(bytes) if warm.check(&bytes) => {}
+        other => bail!("warm-up task failed: {other:?}"),
+    }
+    // Whole (spares, standby) before the harness may limit the run's forks.
+    let settling = Instant::now() + SETTLE_WAIT;
+    while !pool.is_settled() && Instant::now() < settling {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    emitter.emit(&Event::WarmedUp);
+    let mut line = String::new();
+    stdin.read_line(&mut line).context("waiting for go")?;
+    Ok(())
+}
+
+/// Ends the pool by `close()` and `join()`; with a timeout, a join bounded
+/// by it first: past it, `join-timed-out`, then a join without a bound
+/// (the run's deadline is the harness's).
+fn close_and_join(pool: &dyn pools::Pool, timeout_ms: Option<u64>, emitter: &Emitter) -> anyhow::Result<()> {
+    pool.close();
+    if let Some(ms) = timeout_ms {
+        match pool.join_timeout(Some(Duration::from_millis(ms))) {
+            Err(pools::PoolError::TimedOut { .. }) => emitter.emit(&Event::JoinTimedOut { timeout_ms: ms }),
+            other => return Ok(other?),
         }
-        // Whole (spares, standby) before the harness may limit the run's forks.
-        let settling = Instant::now() + SETTLE_WAIT;
-        while !pool.is_settled() && Instant::now() < settling {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        emitter.emit(&Event::WarmedUp);
-        line.clear();
-        stdin.read_line(&mut line).context("waiting for go")?;
+    }
+    Ok(pool.join()?)
+}
+
+/// The plan's call, in its style: the pool, where the events go, how the
+/// pool is ended early (a lifecycle stage, or a bounded join), and every
+/// job with the index of its first task, to look for duplicates at the end.
+struct Call<'a> {
+    pool: &'a dyn pools::Pool,
+    emitter: &'a Emitter,
+    style: CallStyle,
+    /// The stage at which the owner ends the pool under a dying worker, if any.
+    stage: Option<FaultPoint>,
+    join_timeout_ms: Option<u64>,
+    /// The pool was ended before the results were collected.
+    ended: bool,
+    jobs: Vec<(usize, pools::AsyncResult)>,
+}
+
+impl<'a> Call<'a> {
+    fn new(pool: &'a dyn pools::Pool, plan: &OwnerPlan, emitter: &'a Emitter) -> Self {
+        let stage = plan
+            .tasks
+            .iter()
+            .filter_map(|t| t.fault)
+            .map(|f| f.point)
+            .find(|p| matches!(p, FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join));
+        let (style, join_timeout_ms) = (plan.style, plan.join_timeout_ms);
+        Call { pool, emitter, style, stage, join_timeout_ms, ended: false, jobs: Vec::new() }
     }
 
-    // Task `index`'s outcome is `outcomes[at]`, or the one error a refused call got.
-    let outcome = |index: usize, task: &Task, outcomes: &[pools::Outcome], at: usize| {
-        if let Some(outcome) = outcomes.get(at).or(outcomes.first().filter(|o| o.is_err())) {
-            emitter.emit(&Event::Outcome { index, result: OutcomeRecord::from_outcome(task, outcome) });
-        }
-    };
-    // The callbacks of a call over `tasks`: each reports itself, then fires
-    // the `callback` fault of the first of them that has one (a panic for
-    // `error` and `panic`: the callback raises).
-    let callbacks = |tasks: &[Task]| {
-        let (ok, err) = (emitter.clone(), emitter.clone());
-        let fault = tasks.iter().filter_map(|t| t.fault).find(|f| f.point == FaultPoint::Callback).map(|f| f.kind);
-        let fire = move || {
-            if let Some(Err(message)) = fault.map(pools::worker::fire_fault) {
-                panic!("callback: {message}");
+    /// Runs the tasks and reports each outcome. Returns how long the call
+    /// took to have every result in hand (a benchmark's time).
+    fn run(&mut self, tasks: &[Task]) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        match self.style {
+            // `map` and `apply` are `submit` and a wait, as in the Pool trait.
+            CallStyle::Map | CallStyle::MapAsync => {
+                let cb = match self.style {
+                    CallStyle::Map => Callbacks::default(),
+                    _ => callbacks(self.emitter, tasks),
+                };
+                let handle = self.pool.submit(tasks.to_vec(), cb);
+                self.end_early()?;
+                let outcomes = self.settle(0, handle)?;
+                let took = started.elapsed();
+                for (i, task) in tasks.iter().enumerate() {
+                    self.outcome(i, task, &outcomes, i);
+                }
+                return Ok(took);
             }
-        };
-        Callbacks {
-            on_result: Some(Box::new(move |_| {
-                ok.emit(&Event::Callback { kind: CallbackKind::Result });
-                fire();
-            })),
-            on_error: Some(Box::new(move |_| {
-                err.emit(&Event::Callback { kind: CallbackKind::Error });
-                fire();
-            })),
+            CallStyle::Apply => {
+                for (i, task) in tasks.iter().enumerate() {
+                    let one = self.settle(i, self.pool.submit(vec![task.clone()], Callbacks::default()))?;
+                    self.outcome(i, task, &one, 0);
+                }
+            }
+            CallStyle::ApplyAsync => {
+                let handles: Vec<_> = tasks
+                    .iter()
+                    .map(|t| self.pool.submit(vec![t.clone()], callbacks(self.emitter, std::slice::from_ref(t))))
+                    .collect();
+                self.end_early()?;
+                for (i, handle) in handles.into_iter().enumerate() {
+                    let one = self.settle(i, handle)?;
+                    self.outcome(i, &tasks[i], &one, 0);
+                }
+            }
         }
-    };
-    let tasks = plan.tasks;
-    // The stage at which the owner ends the pool under a dying worker, if any.
-    let stage = tasks
-        .iter()
-        .filter_map(|t| t.fault)
-        .map(|f| f.point)
-        .find(|p| matches!(p, FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join));
-    let terminated = stage == Some(FaultPoint::Terminate);
-    if plan.bench {
-        emitter.hold();
+        Ok(started.elapsed())
     }
-    let mut started = Instant::now();
-    // When the call had every result in hand, if that was before they were reported.
-    let mut returned = None;
-    // A call refused because the pool broke (polling, after a worker died)
-    // fails every task of that call, loudly, with the error that broke it.
-    let refused = |e: pools::PoolError| -> anyhow::Result<Vec<pools::Outcome>> {
-        match e {
-            pools::PoolError::Broken(error) => Ok(vec![Err(error)]),
-            other => Err(other.into()),
+
+    /// Ends the pool before the results are collected: at the plan's
+    /// lifecycle stage, or (an asynchronous call) by close and a join
+    /// bounded by the plan's `join_timeout_ms`, with the tasks in flight.
+    fn end_early(&mut self) -> anyhow::Result<()> {
+        if let Some(stage) = self.stage {
+            end_pool(self.pool, stage)?;
+            self.ended = true;
+        } else if self.join_timeout_ms.is_some() && matches!(self.style, CallStyle::ApplyAsync | CallStyle::MapAsync) {
+            close_and_join(self.pool, self.join_timeout_ms, self.emitter)?;
+            self.ended = true;
         }
-    };
-    // Every job with the index of its first task, to look for duplicates at the end.
-    let mut jobs: Vec<(usize, pools::AsyncResult)> = Vec::new();
-    let mut settle = |first: usize, handle: Result<pools::AsyncResult, pools::PoolError>| {
-        let outcomes = match handle {
+        Ok(())
+    }
+
+    /// The outcomes of a submitted job, waited for. A call refused because
+    /// the pool broke (polling, after a worker died) fails every task of
+    /// that call, loudly, with the error that broke it.
+    fn settle(
+        &mut self,
+        first: usize,
+        handle: Result<pools::AsyncResult, pools::PoolError>,
+    ) -> anyhow::Result<Vec<pools::Outcome>> {
+        Ok(match handle {
             // Terminated with its tasks pending: CPython's pool never settles
             // them (the caller would wait for ever), so they are reported so.
-            Ok(handle) if terminated && !handle.ready() => vec![Err(pools::TaskError::Terminated)],
+            Ok(handle) if self.stage == Some(FaultPoint::Terminate) && !handle.ready() => {
+                vec![Err(pools::TaskError::Terminated)]
+            }
             Ok(handle) => {
                 let outcomes = handle.wait(None).unwrap_or_default();
-                jobs.push((first, handle));
+                self.jobs.push((first, handle));
                 outcomes
             }
-            Err(e) => refused(e)?,
-        };
-        anyhow::Ok(outcomes)
+            Err(pools::PoolError::Broken(error)) => vec![Err(error)],
+            Err(other) => return Err(other.into()),
+        })
+    }
+
+    /// Task `index`'s outcome is `outcomes[at]`, or the one error a refused call got.
+    fn outcome(&self, index: usize, task: &Task, outcomes: &[pools::Outcome], at: usize) {
+        if let Some(outcome) = outcomes.get(at).or(outcomes.first().filter(|o| o.is_err())) {
+            self.emitter.emit(&Event::Outcome { index, result: OutcomeRecord::from_outcome(task, outcome) });
+        }
+    }
+}
+
+/// The callbacks of a call over `tasks`: each reports itself, then fires
+/// the `callback` fault of the first of them that has one (a panic for
+/// `error` and `panic`: the callback raises).
+fn callbacks(emitter: &Emitter, tasks: &[Task]) -> Callbacks {
+    let (ok, err) = (emitter.clone(), emitter.clone());
+    let fault = tasks.iter().filter_map(|t| t.fault).find(|f| f.point == FaultPoint::Callback).map(|f| f.kind);
+    let fire = move || {
+        if let Some(Err(message)) = fault.map(pools::worker::fire_fault) {
+            panic!("callback: {message}");
+        }
     };
-    match style {
-        // `map` and `apply` are `submit` and a wait, as in the Pool trait.
-        CallStyle::Map | CallStyle::MapAsync => {
-            let cb = if style == CallStyle::Map { Callbacks::default() } else { callbacks(&tasks) };
-            let batch = tasks.clone();
-            started = Instant::now();
-            let handle = pool.submit(batch, cb);
-            if let Some(stage) = stage {
-                end_pool(&*pool, stage)?;
-            }
-            let outcomes = settle(0, handle)?;
-            returned = Some(started.elapsed());
-            for (i, task) in tasks.iter().enumerate() {
-                outcome(i, task, &outcomes, i);
-            }
-        }
-        CallStyle::Apply => {
-            for (i, task) in tasks.iter().enumerate() {
-                let one = settle(i, pool.submit(vec![task.clone()], Callbacks::default()))?;
-                outcome(i, task, &one, 0);
-            }
-        }
-        CallStyle::ApplyAsync => {
-            let handles: Vec<_> =
-                tasks.iter().map(|t| pool.submit(vec![t.clone()], callbacks(std::slice::from_ref(t)))).collect();
-            if let Some(stage) = stage {
-                end_pool(&*pool, stage)?;
-            }
-            for (i, handle) in handles.into_iter().enumerate() {
-                let one = settle(i, handle)?;
-                outcome(i, &tasks[i], &one, 0);
-            }
-        }
+    Callbacks {
+        on_result: Some(Box::new(move |_| {
+            ok.emit(&Event::Callback { kind: CallbackKind::Result });
+            fire();
+        })),
+        on_error: Some(Box::new(move |_| {
+            err.emit(&Event::Callback { kind: CallbackKind::Error });
+            fire();
+        })),
     }
-    if plan.bench {
-        let took = returned.unwrap_or_else(|| started.elapsed());
-        emitter.emit(&Event::Timed { us: took.as_micros() as u64 });
-        emitter.release();
-    }
-    if stage.is_none() {
-        pool.close();
-        pool.join()?;
-    }
-    // A second outcome for a task is refused by its job, and reported here.
-    for (first, job) in &jobs {
-        for slot in job.job().duplicate_slots() {
-            emitter.emit(&Event::Duplicate { index: first + slot });
-        }
-    }
-    emitter.emit(&Event::Finished);
-    Ok(())
 }

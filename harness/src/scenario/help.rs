@@ -9,9 +9,12 @@ use crate::protocol::{KNOBS, KnobUnit};
 use crate::scenario::{MAX_ECHO_BYTES, MAX_ECHO_TOTAL, MAX_MS, MAX_RESULT_BYTES, MAX_TASKS, MAX_WORKERS};
 use crate::target::Target;
 
+/// A row of the reference: the field, its type, what it takes.
+type Row = (&'static str, &'static str, String);
+
 /// The reference, as `poolchaos help scenario` prints it.
 pub fn reference() -> String {
-    let rows = fields();
+    let rows: Vec<Row> = run_rows().into_iter().chain(table_rows()).collect();
     let width = rows.iter().map(|(f, ..)| f.len()).max().unwrap_or(0);
     let mut out = String::from(
         "A scenario is a TOML file (scenarios/*.toml; README.md, \"Writing a scenario\", has an example).\n\
@@ -31,13 +34,13 @@ pub fn reference() -> String {
     out
 }
 
-/// Every field of a scenario file: its name, its type, and what it takes.
-fn fields() -> Vec<(&'static str, &'static str, String)> {
+/// The run's own fields and its tasks'.
+fn run_rows() -> Vec<Row> {
     let names = |t: &[(&str, _)]| t.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" | ");
     let kinds = names(&FAULT_KINDS.map(|(n, _)| (n, ())));
     let points = names(&FAULT_POINTS.map(|(n, _)| (n, ())));
     let day = MAX_MS;
-    let mut rows = vec![
+    vec![
         ("description", "string", "what the scenario does, in a sentence (required)".to_string()),
         ("workers", "integer", format!("the pool's worker count, 1 to {MAX_WORKERS} (required)")),
         ("style", "string", "map | apply | apply-async | map-async (default map)".into()),
@@ -48,6 +51,11 @@ fn fields() -> Vec<(&'static str, &'static str, String)> {
         ("seed", "integer", "the plan's seed, over --seed (optional)".into()),
         ("chunksize", "integer", "map's chunksize, at least 1, where the target's map takes one (optional)".into()),
         ("max_tasks", "integer", "tasks a worker runs before it is replaced, at least 1 (optional: no limit)".into()),
+        (
+            "join_timeout_ms",
+            "integer",
+            format!("end the pool by close and a join bounded by this, 1 to {day}; past it the run is hung (optional)"),
+        ),
         ("[[tasks]]", "table", format!("a group of tasks, tagged in file order; {MAX_TASKS} tasks at most in all")),
         ("tasks.count", "integer", "how many tasks of this group (default 1)".into()),
         (
@@ -61,14 +69,11 @@ fn fields() -> Vec<(&'static str, &'static str, String)> {
         ("tasks.fault.kind", "string", format!("{kinds} (a fault the task places itself; optional)")),
         ("tasks.fault.at", "string", format!("{points} (default mid-task)")),
         ("tasks.fault.times", "integer", "attempts (or worker starts) it fires on, at least 1, or \"always\"".into()),
-    ];
-    rows.extend(table_fields());
-    rows
+    ]
 }
 
-/// The fields of the tables after `[[tasks]]`: strikes, random faults, a
-/// storm, the expectations, a peer's test.
-fn table_fields() -> Vec<(&'static str, &'static str, String)> {
+/// The tables': strikes, cancels, random faults, storms, expectations, the peer.
+fn table_rows() -> Vec<Row> {
     let verdicts = Verdict::ALL.map(|v| v.name()).join(" | ");
     let targets = Target::all().iter().map(Target::name).collect::<Vec<_>>().join(" ");
     let day = MAX_MS;
@@ -84,6 +89,12 @@ fn table_fields() -> Vec<(&'static str, &'static str, String)> {
             "integer",
             format!("0 to {day}: into the task, or after the pool is ready (default 0)"),
         ),
+        (
+            "[[cancel]].task",
+            "integer",
+            "a task (N, an existing one, once) cancelled through its handle: style = \"apply-async\" only".into(),
+        ),
+        ("[[cancel]].after_ms", "integer", format!("0 to {day}: after the last task is submitted (default 0)")),
         ("[random].rate", "float", "0 to 1: each task's chance of a self-placed fault".into()),
         ("[random].kinds", "strings", "fault kinds, at least one (as tasks.fault.kind)".into()),
         ("[random].points", "strings", "fault points (as tasks.fault.at; default [\"mid-task\"])".into()),
@@ -120,7 +131,7 @@ mod tests {
         let file = r#"
 description = "all the fields"
 workers = 2
-style = "map"
+style = "apply-async"
 deadline_ms = 1000
 memory_limit_mib = 64
 task_timeout_ms = 100
@@ -128,6 +139,7 @@ max_attempts = 2
 seed = 3
 chunksize = 2
 max_tasks = 2
+join_timeout_ms = 500
 [[tasks]]
 count = 2
 work = { sleep_ms = 1 }
@@ -137,6 +149,9 @@ signal = "sigkill"
 target = "task"
 task = 0
 after_ms = 0
+[[cancel]]
+task = 1
+after_ms = 10
 [random]
 rate = 0.5
 kinds = ["error"]

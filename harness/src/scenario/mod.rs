@@ -15,6 +15,7 @@
 //! max_attempts = 3              # supervised's attempts per task (optional)
 //! chunksize = 4                 # map's chunksize, where the target's map takes one (optional)
 //! max_tasks = 2                 # tasks per worker before it is replaced (optional)
+//! join_timeout_ms = 2000        # close, then a join bounded by this (optional)
 //!
 //! [[tasks]]                     # a group of tasks, tagged in file order
 //! count = 1
@@ -30,6 +31,10 @@
 //! [random]                      # self-placed faults at random, from the seed
 //! rate = 0.03
 //! kinds = ["sigkill"]
+//!
+//! [[cancel]]                    # a task cancelled after_ms after the last submit (apply-async)
+//! task = 0
+//! after_ms = 500
 //!
 //! [storm]                       # a random worker every_ms from ready, from outside
 //! signal = "sigkill"
@@ -59,7 +64,8 @@ use toml::Spanned;
 
 use crate::protocol::Verdict;
 use crate::protocol::{
-    self, ErrorKind, FAULT_KINDS, FAULT_POINTS, KNOBS, Knob, KnobUnit, Signal, call_style, fault_kind, fault_point,
+    self, Cancel, ErrorKind, FAULT_KINDS, FAULT_POINTS, KNOBS, Knob, KnobUnit, Signal, call_style, fault_kind,
+    fault_point,
 };
 use crate::target::Target;
 
@@ -106,8 +112,8 @@ pub struct Scenario {
 }
 
 /// What the pools' own tests set besides tasks and faults: the call's
-/// chunksize, the tasks per worker, each target's own knobs, and the time
-/// bounds of `[expect]`. A target without one of these reports the run
+/// chunksize, the tasks per worker, each target's own knobs, the time
+/// bounds of `[expect]`, tasks to cancel, and a join's timeout. A target without one of these reports the run
 /// `not-applicable`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Options {
@@ -118,6 +124,10 @@ pub struct Options {
     /// `[target.NAME]`: a target's own knobs (by its base name), as [`protocol::KNOBS`] lists them.
     pub knobs: BTreeMap<Target, BTreeMap<String, Knob>>,
     pub bounds: TimeBounds,
+    /// `[[cancel]]`: tasks the owner cancels after submitting them (`apply-async` only).
+    pub cancel: Vec<Cancel>,
+    /// The pool is ended by `close` and a `join` bounded by this; past it the run is hung.
+    pub join_timeout_ms: Option<u64>,
 }
 
 /// Time bounds in `[expect]`, judged from the event log's times, counted
@@ -250,6 +260,8 @@ impl Scenario {
             expect: self.written_expect(),
             chunksize: self.options.chunksize,
             max_tasks: self.options.max_tasks,
+            cancel: self.options.cancel.iter().map(|c| WrittenCancel { task: c.task, after_ms: c.after_ms }).collect(),
+            join_timeout_ms: self.options.join_timeout_ms,
             target: self.options.knobs.iter().map(|(t, knobs)| (t.name(), knobs.clone())).collect(),
             peer: self.peer.as_ref().map(|p| WrittenPeer {
                 test: &p.test,
@@ -319,6 +331,10 @@ struct Written<'a> {
     chunksize: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tasks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cancel: Vec<WrittenCancel>,
     expect: BTreeMap<String, WrittenExpect>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer: Option<WrittenPeer<'a>>,
@@ -395,6 +411,12 @@ impl From<&Nemesis> for WrittenNemesis {
         };
         WrittenNemesis { signal: n.signal, target, task, after_ms: n.after_ms }
     }
+}
+
+#[derive(Serialize)]
+struct WrittenCancel {
+    task: usize,
+    after_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -510,6 +532,9 @@ struct Raw {
     storm: Option<RawStorm>,
     chunksize: Option<Spanned<usize>>,
     max_tasks: Option<Spanned<u32>>,
+    #[serde(default)]
+    cancel: Vec<RawCancel>,
+    join_timeout_ms: Option<Spanned<u64>>,
     /// Pools' verdicts, and the time bounds (numbers).
     expect: Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
     peer: Option<RawPeer>,
@@ -594,6 +619,14 @@ struct RawRandom {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCancel {
+    task: Spanned<usize>,
+    #[serde(default = "zero")]
+    after_ms: Spanned<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawStorm {
     signal: Signal,
     every_ms: Spanned<u64>,
@@ -607,20 +640,60 @@ fn known<T>(table: &[(&str, T)]) -> String {
 type ErrorAt<'a> = dyn Fn(Option<Range<usize>>, &str, String) -> ScenarioError + 'a;
 
 impl Raw {
+    /// The file, checked section by section, in the order its errors are reported.
     fn check(self, name: String, path: &Path, error: &ErrorAt<'_>) -> Result<Scenario, ScenarioError> {
+        let (style, max_attempts) = self.check_run(error)?;
+        let (tasks, total) = check_tasks(self.tasks, error)?;
+        let nemesis = check_nemesis(self.nemesis, total, error)?;
+        let random = self.random.map(|r| r.check(error)).transpose()?;
+        let storm = match self.storm {
+            Some(s) if *s.every_ms.get_ref() == 0 => {
+                return Err(error(Some(s.every_ms.span()), "storm.every_ms", "must be more than 0".into()));
+            }
+            Some(s) => Some(Storm { signal: s.signal, every_ms: *s.every_ms.get_ref() }),
+            None => None,
+        };
+        let (expect, bounds) = check_expect(self.expect, error)?;
+        let options = Options {
+            chunksize: at_least_one("chunksize", self.chunksize, error)?,
+            max_tasks: at_least_one("max_tasks", self.max_tasks, error)?,
+            knobs: check_knobs(self.target, &expect, error)?,
+            bounds,
+            cancel: check_cancels(self.cancel, total, style, error)?,
+            join_timeout_ms: check_join_timeout(self.join_timeout_ms, error)?,
+        };
+        let peer = self.peer.map(|p| p.check(&expect, error)).transpose()?;
+        Ok(Scenario {
+            name,
+            path: path.to_owned(),
+            description: self.description,
+            workers: *self.workers.get_ref(),
+            style,
+            deadline_ms: *self.deadline_ms.get_ref(),
+            memory_limit_mib: self.memory_limit_mib.map(|m| *m.get_ref()),
+            task_timeout_ms: self.task_timeout_ms.map(|t| *t.get_ref()),
+            max_attempts,
+            seed: self.seed,
+            tasks,
+            nemesis,
+            random,
+            storm,
+            expect,
+            peer,
+            options,
+        })
+    }
+
+    /// The run's own fields: workers, deadline, style, memory limit, task
+    /// timeout; the call style and the attempts per task.
+    fn check_run(&self, error: &ErrorAt<'_>) -> Result<(CallStyle, u32), ScenarioError> {
         let at = |s: Range<usize>| if s.is_empty() { None } else { Some(s) };
         if !(1..=MAX_WORKERS).contains(self.workers.get_ref()) {
             return Err(error(Some(self.workers.span()), "workers", format!("must be 1 to {MAX_WORKERS}")));
         }
-        let ms = |field: &str, value: &Spanned<u64>| {
-            if *value.get_ref() > MAX_MS {
-                return Err(error(Some(value.span()), field, format!("at most {MAX_MS} ms (a day)")));
-            }
-            Ok(())
-        };
-        ms("deadline_ms", &self.deadline_ms)?;
+        check_ms("deadline_ms", &self.deadline_ms, error)?;
         if let Some(t) = &self.task_timeout_ms {
-            ms("task_timeout_ms", t)?;
+            check_ms("task_timeout_ms", t, error)?;
         }
         let style = call_style(self.style.get_ref()).ok_or_else(|| {
             error(
@@ -657,174 +730,205 @@ impl Raw {
             Some(m) => *m.get_ref(),
             None => 3,
         };
-        let tasks_span = self.tasks.span();
-        let mut tasks = Vec::new();
-        let mut total: usize = 0;
-        let mut echoes: u64 = 0;
-        for (i, group) in self.tasks.into_inner().into_iter().enumerate() {
-            total = total.saturating_add(*group.count.get_ref());
-            if total > MAX_TASKS {
+        Ok((style, max_attempts))
+    }
+}
+
+/// A delay or timeout of at most a day.
+fn check_ms(field: &str, value: &Spanned<u64>, error: &ErrorAt<'_>) -> Result<(), ScenarioError> {
+    if *value.get_ref() > MAX_MS {
+        return Err(error(Some(value.span()), field, format!("at most {MAX_MS} ms (a day)")));
+    }
+    Ok(())
+}
+
+/// `[[tasks]]`: each group checked, at most [`MAX_TASKS`] tasks and
+/// [`MAX_ECHO_TOTAL`] echo bytes in all, at least one task. Returns the
+/// groups and the task count.
+fn check_tasks(raw: Spanned<Vec<RawGroup>>, error: &ErrorAt<'_>) -> Result<(Vec<TaskGroup>, usize), ScenarioError> {
+    let tasks_span = raw.span();
+    let mut tasks = Vec::new();
+    let mut total: usize = 0;
+    let mut echoes: u64 = 0;
+    for (i, group) in raw.into_inner().into_iter().enumerate() {
+        total = total.saturating_add(*group.count.get_ref());
+        if total > MAX_TASKS {
+            return Err(error(
+                Some(group.count.span()),
+                &format!("tasks[{i}].count"),
+                format!("the scenario would run {total} or more tasks; at most {MAX_TASKS}"),
+            ));
+        }
+        let span = group.work.span();
+        let group = group.check(i, error)?;
+        if let Workload::Echo(bytes) = &group.work {
+            echoes = echoes.saturating_add(group.count as u64 * bytes.len() as u64);
+            if echoes > MAX_ECHO_TOTAL {
+                let message =
+                    format!("the scenario's echoes would carry {echoes} bytes in all; at most {MAX_ECHO_TOTAL}");
+                return Err(error(Some(span), &format!("tasks[{i}].work"), message));
+            }
+        }
+        tasks.push(group);
+    }
+    if total == 0 {
+        return Err(error(Some(tasks_span), "tasks", "a scenario needs at least one task".into()));
+    }
+    Ok((tasks, total))
+}
+
+/// `[[nemesis]]`: each strike's target (a task of the `total`) and delay.
+fn check_nemesis(raw: Vec<RawNemesis>, total: usize, error: &ErrorAt<'_>) -> Result<Vec<Nemesis>, ScenarioError> {
+    let mut nemesis = Vec::new();
+    for (i, raw) in raw.into_iter().enumerate() {
+        let field = format!("nemesis[{i}].target");
+        let target = match (raw.target.get_ref().as_str(), &raw.task) {
+            ("task", Some(task)) if *task.get_ref() < total => Aim::Task(*task.get_ref()),
+            ("task", Some(task)) => {
                 return Err(error(
-                    Some(group.count.span()),
-                    &format!("tasks[{i}].count"),
-                    format!("the scenario would run {total} or more tasks; at most {MAX_TASKS}"),
+                    Some(task.span()),
+                    &format!("nemesis[{i}].task"),
+                    format!("task {} does not exist (the scenario has {total} tasks)", task.get_ref()),
                 ));
             }
-            let span = group.work.span();
-            let group = group.check(i, error)?;
-            if let Workload::Echo(bytes) = &group.work {
-                echoes = echoes.saturating_add(group.count as u64 * bytes.len() as u64);
-                if echoes > MAX_ECHO_TOTAL {
-                    let message =
-                        format!("the scenario's echoes would carry {echoes} bytes in all; at most {MAX_ECHO_TOTAL}");
-                    return Err(error(Some(span), &format!("tasks[{i}].work"), message));
-                }
+            ("task", None) => {
+                return Err(error(Some(raw.target.span()), &field, "target \"task\" needs `task = N`".into()));
             }
-            tasks.push(group);
+            ("idle-worker", _) => Aim::IdleWorker,
+            ("random-worker", _) => Aim::RandomWorker,
+            ("owner", _) => Aim::Owner,
+            (other, _) => {
+                return Err(error(
+                    Some(raw.target.span()),
+                    &field,
+                    format!("unknown target {other:?} (known: task, idle-worker, random-worker, owner)"),
+                ));
+            }
+        };
+        check_ms(&format!("nemesis[{i}].after_ms"), &raw.after_ms, error)?;
+        nemesis.push(Nemesis { signal: raw.signal, target, after_ms: *raw.after_ms.get_ref() });
+    }
+    Ok(nemesis)
+}
+
+impl RawRandom {
+    /// `[random]`: a rate in 0..=1, fault kinds that fire at more than one
+    /// point, and the points (mid-task if none).
+    fn check(self, error: &ErrorAt<'_>) -> Result<RandomFaults, ScenarioError> {
+        let r = self;
+        if !(0.0..=1.0).contains(r.rate.get_ref()) {
+            return Err(error(Some(r.rate.span()), "random.rate", "must be between 0 and 1".into()));
         }
-        if total == 0 {
-            return Err(error(Some(tasks_span), "tasks", "a scenario needs at least one task".into()));
+        let kinds = r
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let field = format!("random.kinds[{i}]");
+                let kind = fault_kind(k.get_ref()).ok_or_else(|| {
+                    let message = format!("unknown fault kind {:?} (known: {})", k.get_ref(), known(&FAULT_KINDS));
+                    error(Some(k.span()), &field, message)
+                })?;
+                if matches!(kind, FaultKind::Unpicklable | FaultKind::ReturnException) {
+                    let message = format!("{} fires at one point only: place it on a task", k.get_ref());
+                    return Err(error(Some(k.span()), &field, message));
+                }
+                Ok(kind)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if kinds.is_empty() {
+            return Err(error(Some(r.rate.span()), "random.kinds", "name at least one fault kind".into()));
         }
-        let mut nemesis = Vec::new();
-        for (i, raw) in self.nemesis.into_iter().enumerate() {
-            let field = format!("nemesis[{i}].target");
-            let target = match (raw.target.get_ref().as_str(), &raw.task) {
-                ("task", Some(task)) if *task.get_ref() < total => Aim::Task(*task.get_ref()),
-                ("task", Some(task)) => {
-                    return Err(error(
-                        Some(task.span()),
-                        &format!("nemesis[{i}].task"),
-                        format!("task {} does not exist (the scenario has {total} tasks)", task.get_ref()),
-                    ));
-                }
-                ("task", None) => {
-                    return Err(error(Some(raw.target.span()), &field, "target \"task\" needs `task = N`".into()));
-                }
-                ("idle-worker", _) => Aim::IdleWorker,
-                ("random-worker", _) => Aim::RandomWorker,
-                ("owner", _) => Aim::Owner,
-                (other, _) => {
-                    return Err(error(
-                        Some(raw.target.span()),
-                        &field,
-                        format!("unknown target {other:?} (known: task, idle-worker, random-worker, owner)"),
-                    ));
-                }
-            };
-            ms(&format!("nemesis[{i}].after_ms"), &raw.after_ms)?;
-            nemesis.push(Nemesis { signal: raw.signal, target, after_ms: *raw.after_ms.get_ref() });
+        let mut points = r
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                fault_point(p.get_ref()).ok_or_else(|| {
+                    error(
+                        Some(p.span()),
+                        &format!("random.points[{i}]"),
+                        format!("unknown point {:?} (known: {})", p.get_ref(), known(&FAULT_POINTS)),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if points.is_empty() {
+            points.push(FaultPoint::MidTask);
         }
-        let random = match self.random {
+        Ok(RandomFaults { rate: *r.rate.get_ref(), kinds, points })
+    }
+}
+
+impl RawPeer {
+    /// `[peer]`: its target runs (it is in `[expect]`), its verdict and error kind are ours.
+    fn check(self, expect: &[(Target, Verdict)], error: &ErrorAt<'_>) -> Result<Peer, ScenarioError> {
+        let p = self;
+        let target: Target =
+            p.target.get_ref().parse().map_err(|e: String| error(Some(p.target.span()), "peer.target", e))?;
+        if !expect.iter().any(|(t, _)| *t == target) {
+            return Err(error(
+                Some(p.target.span()),
+                "peer.target",
+                format!("{target} is not in [expect]: the peer's pool must run"),
+            ));
+        }
+        let verdict: Verdict =
+            p.verdict.get_ref().parse().map_err(|e: String| error(Some(p.verdict.span()), "peer.verdict", e))?;
+        let error_kind = match &p.error {
             None => None,
-            Some(r) => {
-                if !(0.0..=1.0).contains(r.rate.get_ref()) {
-                    return Err(error(Some(r.rate.span()), "random.rate", "must be between 0 and 1".into()));
-                }
-                let kinds = r
-                    .kinds
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| {
-                        let field = format!("random.kinds[{i}]");
-                        let kind = fault_kind(k.get_ref()).ok_or_else(|| {
-                            let message =
-                                format!("unknown fault kind {:?} (known: {})", k.get_ref(), known(&FAULT_KINDS));
-                            error(Some(k.span()), &field, message)
-                        })?;
-                        if matches!(kind, FaultKind::Unpicklable | FaultKind::ReturnException) {
-                            let message = format!("{} fires at one point only: place it on a task", k.get_ref());
-                            return Err(error(Some(k.span()), &field, message));
-                        }
-                        Ok(kind)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                if kinds.is_empty() {
-                    return Err(error(Some(r.rate.span()), "random.kinds", "name at least one fault kind".into()));
-                }
-                let mut points = r
-                    .points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        fault_point(p.get_ref()).ok_or_else(|| {
-                            error(
-                                Some(p.span()),
-                                &format!("random.points[{i}]"),
-                                format!("unknown point {:?} (known: {})", p.get_ref(), known(&FAULT_POINTS)),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                if points.is_empty() {
-                    points.push(FaultPoint::MidTask);
-                }
-                Some(RandomFaults { rate: *r.rate.get_ref(), kinds, points })
-            }
+            Some(k) => Some(ErrorKind::ALL.into_iter().find(|e| e.name() == k.get_ref()).ok_or_else(|| {
+                let known: Vec<_> = ErrorKind::ALL.iter().map(|e| e.name()).collect();
+                error(
+                    Some(k.span()),
+                    "peer.error",
+                    format!("unknown error kind {:?} (known: {})", k.get_ref(), known.join(", ")),
+                )
+            })?),
         };
-        let storm = match self.storm {
-            Some(s) if *s.every_ms.get_ref() == 0 => {
-                return Err(error(Some(s.every_ms.span()), "storm.every_ms", "must be more than 0".into()));
-            }
-            Some(s) => Some(Storm { signal: s.signal, every_ms: *s.every_ms.get_ref() }),
-            None => None,
-        };
-        let (expect, bounds) = check_expect(self.expect, error)?;
-        let options = Options {
-            chunksize: at_least_one("chunksize", self.chunksize, error)?,
-            max_tasks: at_least_one("max_tasks", self.max_tasks, error)?,
-            knobs: check_knobs(self.target, &expect, error)?,
-            bounds,
-        };
-        let peer = match self.peer {
-            None => None,
-            Some(p) => {
-                let target: Target =
-                    p.target.get_ref().parse().map_err(|e: String| error(Some(p.target.span()), "peer.target", e))?;
-                if !expect.iter().any(|(t, _)| *t == target) {
-                    return Err(error(
-                        Some(p.target.span()),
-                        "peer.target",
-                        format!("{target} is not in [expect]: the peer's pool must run"),
-                    ));
-                }
-                let verdict: Verdict = p
-                    .verdict
-                    .get_ref()
-                    .parse()
-                    .map_err(|e: String| error(Some(p.verdict.span()), "peer.verdict", e))?;
-                let error_kind = match &p.error {
-                    None => None,
-                    Some(k) => Some(ErrorKind::ALL.into_iter().find(|e| e.name() == k.get_ref()).ok_or_else(|| {
-                        let known: Vec<_> = ErrorKind::ALL.iter().map(|e| e.name()).collect();
-                        error(
-                            Some(k.span()),
-                            "peer.error",
-                            format!("unknown error kind {:?} (known: {})", k.get_ref(), known.join(", ")),
-                        )
-                    })?),
-                };
-                Some(Peer { test: p.test, target, raises: p.raises, verdict, error: error_kind })
-            }
-        };
-        Ok(Scenario {
-            name,
-            path: path.to_owned(),
-            description: self.description,
-            workers: *self.workers.get_ref(),
-            style,
-            deadline_ms: *self.deadline_ms.get_ref(),
-            memory_limit_mib: self.memory_limit_mib.map(|m| *m.get_ref()),
-            task_timeout_ms: self.task_timeout_ms.map(|t| *t.get_ref()),
-            max_attempts,
-            seed: self.seed,
-            tasks,
-            nemesis,
-            random,
-            storm,
-            expect,
-            peer,
-            options,
-        })
+        Ok(Peer { test: p.test, target, raises: p.raises, verdict, error: error_kind })
+    }
+}
+
+/// `[[cancel]]`: each names a task of the `total` once, with a delay of at
+/// most a day; a task is cancelled through its own handle, which only an
+/// `apply-async` call gives.
+fn check_cancels(
+    raw: Vec<RawCancel>,
+    total: usize,
+    style: CallStyle,
+    error: &ErrorAt<'_>,
+) -> Result<Vec<Cancel>, ScenarioError> {
+    let mut cancel: Vec<Cancel> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let (task, field) = (*c.task.get_ref(), format!("cancel[{i}].task"));
+        if style != CallStyle::ApplyAsync {
+            let message = format!(
+                "a task is cancelled through its own handle: needs style = \"apply-async\", not {:?}",
+                style.name()
+            );
+            return Err(error(Some(c.task.span()), &field, message));
+        }
+        if task >= total {
+            let message = format!("task {task} does not exist (the scenario has {total} tasks)");
+            return Err(error(Some(c.task.span()), &field, message));
+        }
+        if cancel.iter().any(|c| c.task == task) {
+            return Err(error(Some(c.task.span()), &field, format!("task {task} is cancelled once already")));
+        }
+        check_ms(&format!("cancel[{i}].after_ms"), &c.after_ms, error)?;
+        cancel.push(Cancel { task, after_ms: *c.after_ms.get_ref() });
+    }
+    Ok(cancel)
+}
+
+/// `join_timeout_ms`: 1 ms to a day.
+fn check_join_timeout(raw: Option<Spanned<u64>>, error: &ErrorAt<'_>) -> Result<Option<u64>, ScenarioError> {
+    match raw {
+        Some(t) if !(1..=MAX_MS).contains(t.get_ref()) => {
+            Err(error(Some(t.span()), "join_timeout_ms", format!("must be 1 to {MAX_MS} (ms)")))
+        }
+        t => Ok(t.map(|t| *t.get_ref())),
     }
 }
 
@@ -1215,6 +1319,58 @@ call_ms = 3000
         assert_eq!(
             err(&GOOD.replace("[expect]", "[random]\nrate = 0.1\nkinds = [\"return-exception\"]\n\n[expect]")),
             "s.toml:21:10: random.kinds[0]: return-exception fires at one point only: place it on a task"
+        );
+    }
+
+    const CANCEL: &str = r#"description = "c"
+workers = 1
+style = "apply-async"
+deadline_ms = 5000
+join_timeout_ms = 300
+
+[[tasks]]
+count = 3
+work = { sleep_ms = 10 }
+
+[[cancel]]
+task = 2
+
+[[cancel]]
+task = 0
+after_ms = 50
+
+[expect]
+py-pebble = "failed-loudly"
+"#;
+
+    #[test]
+    fn cancels_and_a_join_timeout_read_as_written_and_reach_the_owners_plan() {
+        let s = parse(Path::new("s.toml"), CANCEL).unwrap();
+        let cancel = [Cancel { task: 2, after_ms: 0 }, Cancel { task: 0, after_ms: 50 }];
+        assert_eq!((s.options.cancel.as_slice(), s.options.join_timeout_ms), (&cancel[..], Some(300)));
+        let again = parse(Path::new("s.toml"), &s.to_toml(&[])).unwrap();
+        assert_eq!(again.options, s.options);
+        let plan = crate::scenario::plan::Plan::new(&s, Target::python("py-pebble"), 1);
+        let owner = serde_json::to_value(protocol::OwnerPlan::from(&plan)).unwrap();
+        assert_eq!(owner["cancel"], serde_json::json!([{ "task": 2, "after_ms": 0 }, { "task": 0, "after_ms": 50 }]));
+        assert_eq!(owner["join_timeout_ms"], 300);
+        let bad = |from: &str, to: &str| err(&CANCEL.replace(from, to));
+        assert_eq!(
+            bad("style = \"apply-async\"", "style = \"map\""),
+            "s.toml:12:8: cancel[0].task: a task is cancelled through its own handle: needs style = \"apply-async\", not \"map\""
+        );
+        assert_eq!(
+            bad("task = 2", "task = 3"),
+            "s.toml:12:8: cancel[0].task: task 3 does not exist (the scenario has 3 tasks)"
+        );
+        assert_eq!(bad("task = 0", "task = 2"), "s.toml:15:8: cancel[1].task: task 2 is cancelled once already");
+        assert_eq!(
+            bad("after_ms = 50", "after_ms = 99999999999"),
+            "s.toml:16:12: cancel[1].after_ms: at most 86400000 ms (a day)"
+        );
+        assert_eq!(
+            bad("join_timeout_ms = 300", "join_timeout_ms = 0"),
+            "s.toml:5:19: join_timeout_ms: must be 1 to 86400000 (ms)"
         );
     }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::protocol::{self, Knob, OwnerPlan};
+use crate::protocol::{self, Cancel, Knob, OwnerPlan};
 use crate::scenario::{Aim, Nemesis, Scenario, Storm, TimeBounds};
 use crate::target::Target;
 use pools::{CallStyle, Fault, Task, Workload};
@@ -56,6 +56,10 @@ pub struct Plan {
     pub knobs: BTreeMap<String, Knob>,
     /// The scenario's time bounds.
     pub bounds: TimeBounds,
+    /// The tasks the owner cancels after submitting them.
+    pub cancel: Vec<Cancel>,
+    /// The pool's `join` is bounded by this (ms); past it the run is hung.
+    pub join_timeout_ms: Option<u64>,
 }
 
 /// What a benchmark's run asks beyond a scenario's: whether the workers
@@ -135,6 +139,8 @@ impl Plan {
             max_tasks: scenario.options.max_tasks,
             knobs,
             bounds: scenario.options.bounds,
+            cancel: scenario.options.cancel.clone(),
+            join_timeout_ms: scenario.options.join_timeout_ms,
         };
         // The idle worker is struck, and forks are limited, once the pool is warm.
         plan.warmup = scenario.nemesis.iter().any(|n| n.target == Aim::IdleWorker) || plan.limits_spawns();
@@ -272,6 +278,12 @@ fn explain_options(options: &crate::scenario::Options) -> String {
     for (name, ms) in bounds.iter().filter_map(|(n, ms)| Some((n, (*ms)?))) {
         out += &format!("  Time bound {name}: {ms} ms after the pool is ready, or the run is hung.\n");
     }
+    for c in &options.cancel {
+        out += &format!("  Task {} is cancelled {} ms after the last task is submitted.\n", c.task, c.after_ms);
+    }
+    if let Some(ms) = options.join_timeout_ms {
+        out += &format!("  The pool is closed and joined with a timeout of {ms} ms; past it the run is hung.\n");
+    }
     out
 }
 
@@ -288,6 +300,8 @@ impl From<&Plan> for OwnerPlan {
             chunksize: plan.chunksize,
             max_tasks: plan.max_tasks,
             knobs: plan.knobs.clone(),
+            cancel: plan.cancel.clone(),
+            join_timeout_ms: plan.join_timeout_ms,
             tasks: plan.tasks.clone(),
         }
     }

@@ -61,7 +61,7 @@ FAULT_POINTS = (
     "recycle",
     "spawn",
 )
-ERROR_KINDS = ("task", "worker-lost", "timed-out", "pool-broken", "terminated", "spawn-failed")
+ERROR_KINDS = ("task", "worker-lost", "timed-out", "pool-broken", "terminated", "spawn-failed", "cancelled")
 # What an owner may write on stdout, and the callbacks it reports. The Rust
 # side (harness/src/protocol.rs) spells the same names; a test compares them.
 EVENTS = (
@@ -76,6 +76,7 @@ EVENTS = (
     "skipped",
     "not-applicable",
     "owner-error",
+    "join-timed-out",
 )
 CALLBACKS = ("result", "error")
 
@@ -149,9 +150,28 @@ def check_plan(plan):
     knobs = plan.setdefault("knobs", {})
     if not isinstance(knobs, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in knobs.values()):
         raise PlanError(f"knobs must map names to positive numbers, not {knobs!r}")
+    check_cancel(plan)
+    timeout = plan.setdefault("join_timeout_ms", None)
+    if timeout is not None and (not isinstance(timeout, int) or timeout < 1):
+        raise PlanError(f"join_timeout_ms must be a positive integer, not {timeout!r}")
     if plan["bench"] and not plan["warmup"]:
         raise PlanError("a bench plan needs warmup: its call is timed on a started, warmed-up pool")
     return plan
+
+
+def check_cancel(plan):
+    """`cancel`: the tasks to cancel after submission, each `{"task": index, "after_ms": n}`."""
+    cancel = plan.setdefault("cancel", [])
+    n = len(plan["tasks"])
+    for c in cancel if isinstance(cancel, list) else [cancel]:
+        if not (
+            isinstance(c, dict)
+            and isinstance(c.get("task"), int)
+            and 0 <= c["task"] < n
+            and isinstance(c.get("after_ms"), int)
+            and c["after_ms"] >= 0
+        ):
+            raise PlanError(f"cancel: each is {{task: 0..{n}, after_ms: ms}}, not {c!r}")
 
 
 def check_task(task, where):
@@ -239,6 +259,9 @@ class Emitter:
     def not_applicable(self, point, reason):
         """The plan places a fault at a stage this target does not have: nothing runs."""
         self.emit("not-applicable", point=point, reason=reason)
+
+    def join_timed_out(self, timeout_ms):
+        self.emit("join-timed-out", timeout_ms=timeout_ms)
 
     def owner_error(self, message):
         self.emit("owner-error", message=message)

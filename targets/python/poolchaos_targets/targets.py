@@ -108,6 +108,8 @@ class Target:
         # perf_counter_ns() when a whole-batch call returned, before its
         # results were reported (for a benchmark's timing); None: at the end.
         self.returned = None
+        #: The tasks the plan cancels whose cancel the pool accepted.
+        self.cancelled = set()
 
     # -- fault points
     #: Whether the pool can be terminated (its workers killed) by the caller.
@@ -138,6 +140,11 @@ class Target:
         found = missing_stage(self.plan, {p: why for p, why in missing.items() if why is not None})
         return found or self.missing_option()
 
+    #: Why the target's handle of a task cannot cancel it (None: it can).
+    no_cancel = "its handle of a task has no cancel"
+    #: Why the target's join takes no timeout (None: it takes one).
+    no_join_timeout = "its join takes no timeout"
+
     #: The styles whose call takes a chunksize.
     chunk_styles = ()
     #: The pool's own knobs a plan may set (harness/src/protocol.rs KNOBS).
@@ -156,7 +163,22 @@ class Target:
         for knob in self.plan["knobs"]:
             if knob not in self.knobs:
                 return knob, f"{self.name} has no knob {knob!r}"
+        if self.plan["cancel"] and (self.no_cancel or style != "apply-async"):
+            return "cancel", f"{self.name}: {self.no_cancel or f'a `{style}` call gives no handle per task'}"
+        if self.plan["join_timeout_ms"] is not None and self.no_join_timeout:
+            return "join_timeout_ms", f"{self.name}: {self.no_join_timeout}"
         return None
+
+    def cancel_planned(self, handles):
+        """Cancels the plan's tasks through their handles, each `after_ms`
+        after the last submit, and notes those the pool cancelled (a
+        future's `cancel()` is False once it runs, or has its result)."""
+        start = time.monotonic()
+        for c in sorted(self.plan["cancel"], key=lambda c: c["after_ms"]):
+            time.sleep(max(0.0, start + c["after_ms"] / 1000 - time.monotonic()))
+            handle = handles[c["task"]]
+            if not isinstance(handle, BaseException) and handle.cancel():
+                self.cancelled.add(c["task"])
 
     def pool_kwargs(self):
         """The initializer (when the plan needs it) and the limit of tasks
@@ -278,6 +300,8 @@ class MpPool(Target):
         return self.context.Pool(processes=self.workers, **self.pool_kwargs())
 
     chunk_styles = ("map", "map-async")
+    no_cancel = "multiprocessing.pool.AsyncResult has no cancel"
+    no_join_timeout = "multiprocessing.Pool.join() takes no timeout"
 
     def recycle_kwargs(self, n=1):
         return {"maxtasksperchild": n}
@@ -611,6 +635,9 @@ class Executor(Target):
         return self.pool.submit(run_task, task)
 
     chunk_styles = ("map",)
+    # concurrent.futures: Future.cancel(), which only a future not yet running accepts.
+    no_cancel = None
+    no_join_timeout = "shutdown(wait=True) takes no timeout"
 
     def map(self):
         chunks = {"chunksize": self.plan["chunksize"]} if self.plan["chunksize"] else {}
@@ -652,8 +679,11 @@ class Executor(Target):
                 continue
             f.add_done_callback(lambda f, i=i: self.done(f, i))
             futures.append(f)
+        self.cancel_planned(futures)
         if self.lifecycle is not None:
             self.end_pool()
+        elif self.plan["join_timeout_ms"] is not None:
+            self.close()  # with the tasks in flight: the join is bounded
         for i, f in enumerate(futures):
             if isinstance(f, BaseException):
                 self.fail(i, self.classify(f))
@@ -663,6 +693,9 @@ class Executor(Target):
                 continue
             try:
                 value = f.result()
+            except concurrent.futures.CancelledError as e:
+                # Cancelled by the plan, or (pebble's stop) by the pool's end.
+                self.fail(i, error("cancelled", _text(e)) if i in self.cancelled else self.classify(e, f))
             except CAUGHT as e:
                 self.fail(i, self.classify(e, f))
             else:
@@ -789,10 +822,14 @@ class Pebble(Executor):
         import pebble
 
         self.pool = pebble.ProcessPool(max_workers=self.workers, context=self.context, **self.pool_kwargs())
+        #: Closed and joined already (with the tasks in flight, under a join timeout).
+        self.ended = False
         # The `timeout` knob: schedule's and map's timeout, in place of the plan's task timeout.
         self.timeout = self.plan["knobs"].get("timeout", self.timeout)
 
     knobs = ("timeout",)
+    # pebble: ProcessFuture.cancel() stops a running task too (its worker is killed and replaced).
+    no_join_timeout = None
 
     def recycle_kwargs(self, n=1):
         return {"max_tasks": n}
@@ -845,7 +882,20 @@ class Pebble(Executor):
         return super().classify(exc)
 
     def close(self):
+        """close() and join(); with the plan's `join_timeout_ms`, a
+        join(timeout) first (`join-timed-out` past it), then a join without
+        a bound (the run's deadline is the harness's). Once."""
+        if self.ended:
+            return
+        self.ended = True
         self.pool.close()
+        timeout = self.plan["join_timeout_ms"]
+        if timeout is not None:
+            try:
+                self.pool.join(timeout / 1000)
+                return
+            except TimeoutError:
+                self.emitter.join_timed_out(timeout)
         self.pool.join()
 
 
@@ -869,6 +919,8 @@ class Billiard(MpPool):
         return context.Pool(processes=self.workers, **{**limit, **self.pool_kwargs(), **self.plan["knobs"]})
 
     knobs = ("lost_worker_timeout", "soft_timeout", "timeout", "max_memory_per_child")
+    no_cancel = "billiard's AsyncResult has no cancel (Celery revokes a job by terminate_job(pid), killing its worker)"
+    no_join_timeout = "billiard's Pool.join() takes no timeout"
 
     def classify(self, exc, handle=None):
         from billiard.einfo import ExceptionWithTraceback

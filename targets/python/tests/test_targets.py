@@ -200,6 +200,9 @@ class ProtocolUnits(unittest.TestCase):
             (dict(good, chunksize=0), "chunksize"),
             (dict(good, max_tasks=0), "max_tasks"),
             (dict(good, knobs={"timeout": -1}), "knobs"),
+            (dict(good, cancel=[{"task": 1, "after_ms": 0}]), "cancel"),
+            (dict(good, cancel=[{"task": 0, "after_ms": -1}]), "cancel"),
+            (dict(good, join_timeout_ms=0), "join_timeout_ms"),
             (dict(good, bench=True), "warmup"),
             ([], "object"),
         ]:
