@@ -8,6 +8,8 @@
 //! owner's binary plus one of the worker binary per worker, one after the
 //! other (the fork server and the standby, which supervised forks, cost less
 //! than an exec: leaving them out keeps the floor low, so the ratio honest).
+//! Each round is one run and then its floor, so a machine's load weighs on
+//! both alike; the medians of the rounds are kept.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,23 +36,22 @@ pub trait Harness {
 /// How much of each to run.
 #[derive(Debug, Clone, Copy)]
 pub struct FixedSizes {
-    /// One-echo runs (the median is kept).
-    pub runs: usize,
-    /// Spawn-exec-waits of each binary per floor round (best of 3 rounds kept).
-    pub spawns: u32,
+    /// Rounds of one run and its floor (the medians are kept).
+    pub rounds: usize,
     /// Runs of the campaign.
     pub campaign_runs: u64,
 }
 
 impl FixedSizes {
-    pub const QUICK: FixedSizes = FixedSizes { runs: 30, spawns: 50, campaign_runs: 60 };
-    pub const SMOKE: FixedSizes = FixedSizes { runs: 2, spawns: 2, campaign_runs: 2 };
+    pub const QUICK: FixedSizes = FixedSizes { rounds: 30, campaign_runs: 60 };
+    pub const SMOKE: FixedSizes = FixedSizes { rounds: 2, campaign_runs: 2 };
 }
 
 /// Campaigns run this many at once here, as `poolchaos campaign`'s default.
 pub const CAMPAIGN_JOBS: usize = 2;
 
-/// What was measured.
+/// What was measured: medians over rounds of one run, then the floor's
+/// spawns, back to back, so that a load that comes and goes weighs on both.
 #[derive(Debug, Clone, Default)]
 pub struct FixedCost {
     /// The median one-echo run, and every run's time.
@@ -60,14 +61,14 @@ pub struct FixedCost {
     pub owner_exec: Duration,
     /// One spawn-exec-wait of the worker binary.
     pub worker_exec: Duration,
-    /// The floor: the owner's exec and one worker's per worker.
+    /// The floor: the owner's exec and one worker's per worker, in a row.
     pub floor: Duration,
     /// The campaign: runs, and its wall time.
     pub campaign: (u64, Duration),
 }
 
 impl FixedCost {
-    /// The median run as a multiple of the floor.
+    /// The median run as a multiple of the median floor.
     pub fn ratio(&self) -> f64 {
         self.run.as_secs_f64() / self.floor.as_secs_f64().max(1e-12)
     }
@@ -78,41 +79,47 @@ impl FixedCost {
     }
 }
 
-/// Measures a run's fixed cost and its floor, then the campaign.
+/// Measures a run's fixed cost beside its floor, round by round, then the campaign.
 pub fn measure(harness: &dyn Harness, worker: &Path, workers: usize, sizes: FixedSizes) -> anyhow::Result<FixedCost> {
     let (owner, args) = harness.owner_exit_at_once();
-    let (mut owner_exec, mut worker_exec) = (Duration::MAX, Duration::MAX);
-    for _ in 0..3 {
-        owner_exec = owner_exec.min(spawn_exec_wait(owner, &args, sizes.spawns)?);
-        worker_exec = worker_exec.min(floor::spawn_exec_wait(worker, sizes.spawns)? / sizes.spawns.max(1));
-    }
-    // A first run pays for cold caches; it is not counted.
+    // A first round pays for cold caches; it is not counted.
     harness.one_echo_run(workers)?;
-    let mut runs = Vec::with_capacity(sizes.runs);
-    for _ in 0..sizes.runs.max(1) {
+    spawn_exec_wait(owner, &args)?;
+    let (mut runs, mut owners, mut worker_execs, mut floors) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..sizes.rounds.max(1) {
         runs.push(harness.one_echo_run(workers)?);
+        let owner_exec = spawn_exec_wait(owner, &args)?;
+        let mut worker_exec = Duration::ZERO;
+        for _ in 0..workers {
+            worker_exec += floor::spawn_exec_wait(worker, 1)?;
+        }
+        owners.push(owner_exec);
+        worker_execs.push(worker_exec / workers.max(1) as u32);
+        floors.push(owner_exec + worker_exec);
     }
-    let mut sorted = runs.clone();
-    sorted.sort();
     let started = Instant::now();
     harness.campaign(sizes.campaign_runs, CAMPAIGN_JOBS)?;
     let campaign = (sizes.campaign_runs, started.elapsed());
     Ok(FixedCost {
-        run: sorted[sorted.len() / 2],
+        run: median(&runs),
+        owner_exec: median(&owners),
+        worker_exec: median(&worker_execs),
+        floor: median(&floors),
         runs,
-        owner_exec,
-        worker_exec,
-        floor: owner_exec + worker_exec * workers as u32,
         campaign,
     })
 }
 
-/// One spawn-exec-wait of `program args`: the mean of `n` in a row.
-fn spawn_exec_wait(program: &Path, args: &[String], n: u32) -> anyhow::Result<Duration> {
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+/// One spawn-exec-wait of `program args`.
+fn spawn_exec_wait(program: &Path, args: &[String]) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    for _ in 0..n.max(1) {
-        let status = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::null()).status()?;
-        ensure!(status.success(), "{} exited with {status}", program.display());
-    }
-    Ok(started.elapsed() / n.max(1))
+    let status = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::null()).status()?;
+    ensure!(status.success(), "{} exited with {status}", program.display());
+    Ok(started.elapsed())
 }
