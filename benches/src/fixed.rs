@@ -6,8 +6,8 @@
 //! The harness does the runs ([`Harness`]: this crate cannot start one); this
 //! module times them and measures the floor: one spawn-exec-wait of the
 //! owner's binary plus one of the worker binary per worker, one after the
-//! other (the fork server and the standby, which supervised forks, cost less
-//! than an exec: leaving them out keeps the floor low, so the ratio honest).
+//! other, as #23 names it (supervised itself execs the owner and its fork
+//! server, and forks its workers and a standby from the latter).
 //! Each round is one run and then its floor, so a machine's load weighs on
 //! both alike; the medians of the rounds are kept.
 
