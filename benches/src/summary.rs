@@ -597,8 +597,9 @@ impl Summary {
              harness's runner, from making the sandbox to the judged record (the owner's start, the pool's start, \
              teardown, judgement), beside the floor of the processes it starts: one spawn + exec + exit + wait of \
              the owner's binary (`poolchaos --version`) and one of the worker binary per worker, one after the \
-             other, measured right after each run (medians of the rounds). A campaign's runs per second follow: its plans carry real work (40 tasks, a few of them \
-             sleeps of up to 20 ms, and faults), so it is bounded by more than the fixed cost.\n",
+             other, measured right after each run (medians of the rounds). A campaign's runs per second \
+             follow: its plans carry real work (40 tasks, a few of them sleeps of up to 20 ms, and faults), so \
+             it is bounded by more than the fixed cost.\n",
             self.workers
         );
         let _ = writeln!(md, "| what | figure |\n|---|---:|");
