@@ -18,12 +18,16 @@
 //!   in this process, and on external targets (the Python pools) through an
 //!   [`External`](load::External) that the harness provides;
 //! - [`latency`] measures fault-detection latency and per-task's cost per task;
+//! - [`fixed`] times a harness run of one echo task beside the floor of the
+//!   processes it starts, and a campaign's runs per second (the harness
+//!   does the runs, through a [`Harness`](fixed::Harness) it provides);
 //! - [`summary`] holds the run's figures and writes `summary.md` and the targets;
 //! - [`plot`] draws `throughput.svg`.
 //!
 //! Nothing here asserts on speed: a run fails only if a pool gets a result
 //! wrong, delivers one twice, or fails a task its fault cannot explain.
 
+pub mod fixed;
 pub mod floor;
 pub mod latency;
 pub mod load;
@@ -48,13 +52,14 @@ pub fn run(
     mode: Mode,
     pools: &[PoolKind],
     externals: &[&dyn load::External],
+    harness: Option<&dyn fixed::Harness>,
     progress: &mut dyn FnMut(&str) -> anyhow::Result<()>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let load_start = summary::load_average();
-    let (floor_sizes, load_sizes, samples, per_task_n) = match mode {
-        Mode::Quick => (floor::FloorSizes::QUICK, load::LoadSizes::QUICK, 30, 500),
-        Mode::Smoke => (floor::FloorSizes::SMOKE, load::LoadSizes::SMOKE, 3, 20),
+    let (floor_sizes, load_sizes, fixed_sizes, samples, per_task_n) = match mode {
+        Mode::Quick => (floor::FloorSizes::QUICK, load::LoadSizes::QUICK, fixed::FixedSizes::QUICK, 30, 500),
+        Mode::Smoke => (floor::FloorSizes::SMOKE, load::LoadSizes::SMOKE, fixed::FixedSizes::SMOKE, 3, 20),
     };
     progress("the floor")?;
     let floor = floor::measure(&program.path, floor_sizes).context("measuring the floor")?;
@@ -91,6 +96,13 @@ pub fn run(
     } else {
         latency::PerTaskCost::default()
     };
+    let fixed = match harness {
+        Some(harness) => {
+            progress("a run's fixed cost, beside its floor; a campaign's runs per second")?;
+            Some(fixed::measure(harness, &program.path, WORKERS, fixed_sizes).context("a run's fixed cost")?)
+        }
+        None => None,
+    };
     Ok(Summary {
         mode,
         workers: WORKERS,
@@ -100,6 +112,7 @@ pub fn run(
         detection,
         poll_interval: load::config(program, WORKERS).poll_interval,
         per_task,
+        fixed,
         elapsed: started.elapsed(),
         load: (load_start, summary::load_average()),
     })

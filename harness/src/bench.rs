@@ -12,14 +12,18 @@
 //! One row is our `supervised` pool driven the same way (`poolchaos owner`):
 //! beside its in-process row it shows what this way of measuring does to a
 //! figure.
+//!
+//! [`Fixed`] gives the benches a run's fixed cost: runs of one echo task
+//! through the same runner, and a campaign's runs per second.
 
 use std::cell::Cell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use benches::load::{Batch, Cost, External, ExternalBatch, Fate, Rate, Settled};
 use pools::{CallStyle, PoolKind, Task};
 
+use crate::campaign;
 use crate::judge::checker;
 use crate::judge::verdict::Verdict;
 use crate::protocol::{ErrorKind, Event};
@@ -274,5 +278,78 @@ impl External for Bench<'_> {
         }
         let settled = Settled::tally(label, &plan.tasks, fates)?;
         Ok(ExternalBatch::Ran(Batch { tasks: n, elapsed, settled: Some(settled) }))
+    }
+}
+
+/// What `poolchaos bench` needs of the harness for a run's fixed cost
+/// ([`benches::fixed`]): one-echo runs and a campaign, through the same
+/// runner as every run.
+pub struct Fixed<'a> {
+    ctx: &'a RunContext,
+    runs: Cell<u64>,
+}
+
+impl<'a> Fixed<'a> {
+    pub fn new(ctx: &'a RunContext) -> Fixed<'a> {
+        Fixed { ctx, runs: Cell::new(0) }
+    }
+}
+
+impl benches::fixed::Harness for Fixed<'_> {
+    fn owner_exit_at_once(&self) -> (&std::path::Path, Vec<String>) {
+        (&self.ctx.exe, vec!["--version".into()])
+    }
+
+    fn one_echo_run(&self, workers: usize) -> anyhow::Result<Duration> {
+        let plan = Plan {
+            scenario: "bench: one echo task".into(),
+            pool: Target::Pool(PoolKind::Supervised),
+            seed: 0,
+            workers,
+            style: CallStyle::Map,
+            deadline: Duration::from_secs(30),
+            memory_limit_mib: None,
+            task_timeout: None,
+            max_attempts: pools::PoolConfig::ATTEMPTS,
+            tasks: vec![Task::echo(0, *b"fixed")],
+            nemesis: Vec::new(),
+            storm: None,
+            warmup: false,
+            bench: None,
+            chunksize: None,
+            max_tasks: None,
+            knobs: Default::default(),
+            bounds: Default::default(),
+            cancel: Vec::new(),
+            join_timeout_ms: None,
+        };
+        self.runs.set(self.runs.get() + 1);
+        let started = Instant::now();
+        let result = runner::run(&plan, self.ctx, &format!("fixed{}", self.runs.get()))?;
+        let elapsed = started.elapsed();
+        let record = &result.record;
+        if record.verdict != Verdict::Completed {
+            bail!("a run of one echo task was {}: {}", record.verdict, record.diagnosis.join("; "));
+        }
+        Ok(elapsed)
+    }
+
+    fn campaign(&self, runs: u64, jobs: usize) -> anyhow::Result<Duration> {
+        let failures = tempfile::tempdir()?;
+        let pool = Target::Pool(PoolKind::Supervised);
+        let mut settings = campaign::Settings::new(pool, 7, campaign::Knobs::default(), failures.path().into());
+        settings.runs = Some(runs);
+        settings.jobs = jobs;
+        settings.shrink = false;
+        let started = Instant::now();
+        let report = campaign::run(&settings, self.ctx, &|_| {})?;
+        let elapsed = started.elapsed();
+        if let Some(stop) = &report.interrupted {
+            bail!("the campaign was interrupted: {stop:?}");
+        }
+        if report.runs.len() as u64 != runs {
+            bail!("the campaign ran {} runs of {runs}", report.runs.len());
+        }
+        Ok(elapsed)
     }
 }

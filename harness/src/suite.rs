@@ -89,6 +89,7 @@ pub fn run(
     tick: &(dyn Fn(&RunRecord) + Sync),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let python = crate::report::PythonProbe::start(&ctx.root);
     let repeat = repeat.max(1);
     let pairs = pairs(scenarios, selection);
     let work: Vec<(u32, &(&Scenario, Target))> = (1..=repeat).flat_map(|r| pairs.iter().map(move |p| (r, p))).collect();
@@ -135,7 +136,7 @@ pub fn run(
     let mut report = Report {
         seed,
         oom_mechanism: mechanisms(&runs),
-        versions: crate::report::versions(&ctx.root, interrupted.is_none()),
+        versions: crate::report::versions(python, interrupted.is_none()),
         runs,
         elapsed_ms: started.elapsed().as_millis() as u64,
         repeat,

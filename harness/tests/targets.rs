@@ -132,6 +132,22 @@ fn every_bench_row_runs_a_timed_batch_without_faults() {
 }
 
 #[test]
+fn a_runs_fixed_cost_is_measured_through_the_runner_beside_its_floor() {
+    let ctx = common::ctx();
+    let fixed = harness::bench::Fixed::new(&ctx);
+    let worker = benches::worker().expect("the worker binary");
+    let cost = benches::fixed::measure(&fixed, &worker.path, 2, benches::fixed::FixedSizes::SMOKE)
+        .expect("one-echo runs complete and the campaign runs");
+    assert_eq!(cost.runs.len(), 2);
+    assert!(cost.runs.iter().all(|r| !r.is_zero()), "{cost:?}");
+    // The floor is the owner's spawn-exec-wait and one worker's per worker.
+    assert!(!cost.owner_exec.is_zero() && !cost.worker_exec.is_zero(), "{cost:?}");
+    assert!(cost.floor >= cost.owner_exec && cost.ratio() > 0.0, "{cost:?}");
+    assert_eq!(cost.campaign.0, 2);
+    assert!(cost.campaign_per_s() > 0.0, "{cost:?}");
+}
+
+#[test]
 fn bench_refuses_a_pattern_that_names_no_row() {
     let out = Command::new(env!("CARGO_BIN_EXE_poolchaos"))
         .args(["bench", "--smoke", "--pools", "supervised,py-nope*"])

@@ -62,7 +62,10 @@ pub fn bench(smoke: bool, out: Option<PathBuf>, patterns: &[String]) -> anyhow::
     let externals: Vec<&dyn benches::load::External> = rows.iter().map(|r| r as _).collect();
     let started = Instant::now();
     let stop = ctx.session.stop();
-    let summary = benches::run(&program, mode, &pools, &externals, &mut |what| {
+    // A run's fixed cost is supervised's, measured with it.
+    let fixed = harness::bench::Fixed::new(&ctx);
+    let fixed = pools.contains(&PoolKind::Supervised).then_some(&fixed as &dyn benches::fixed::Harness);
+    let summary = benches::run(&program, mode, &pools, &externals, fixed, &mut |what| {
         stop.check()?;
         eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
         Ok(())

@@ -701,48 +701,70 @@ fn skipped_text(skipped: usize, unit: &str, paint: &dyn Fn(Style, &str) -> Strin
     format!(", {}", paint(style, &format!("{skipped}{unit} skipped (not a pass)")))
 }
 
-/// The versions a report carries: poolchaos, the kernel, and (with
-/// `python`: an interrupted harness does not wait for an interpreter) the
-/// Python, loky, pebble and billiard the adapters run with (`missing` for a
-/// package the project's Python cannot import; no Python entries if it
-/// cannot run).
-pub fn versions(root: &Path, python: bool) -> BTreeMap<String, String> {
+/// The versions a report carries: poolchaos, the kernel, and what the
+/// probe says of the Python, loky, pebble and billiard the adapters run
+/// with (`missing` for a package the project's Python cannot import; no
+/// Python entries if it cannot run, or was not waited for).
+pub fn versions(python: PythonProbe, wait: bool) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("poolchaos".into(), env!("CARGO_PKG_VERSION").into());
     if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         v.insert("kernel".into(), kernel.trim().into());
     }
-    if python {
-        v.extend(python_versions(root).unwrap_or_default());
-    }
+    v.extend(python.finish(wait).unwrap_or_default());
     v
 }
 
-fn python_versions(root: &Path) -> Option<BTreeMap<String, String>> {
-    const SCRIPT: &str = "import sys, json, importlib.metadata as m\n\
-        v = {'python': sys.version.split()[0]}\n\
-        for p in ('loky', 'pebble', 'billiard'):\n    \
-            try: v[p] = m.version(p)\n    \
-            except Exception: v[p] = 'missing'\n\
-        print(json.dumps(v))";
-    let mut child = std::process::Command::new(crate::target::python(root, None))
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    // A few lines of output fit in the pipe: wait for the exit, with a deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while child.try_wait().ok()?.is_none() {
-        if std::time::Instant::now() > deadline {
+/// The project's Python asked for its versions, started before the runs so
+/// that its interpreter's start (about 100 ms) is not added to them; killed
+/// and reaped when dropped unanswered.
+pub struct PythonProbe {
+    child: Option<std::process::Child>,
+}
+
+impl PythonProbe {
+    pub fn start(root: &Path) -> PythonProbe {
+        const SCRIPT: &str = "import sys, json, importlib.metadata as m\n\
+            v = {'python': sys.version.split()[0]}\n\
+            for p in ('loky', 'pebble', 'billiard'):\n    \
+                try: v[p] = m.version(p)\n    \
+                except Exception: v[p] = 'missing'\n\
+            print(json.dumps(v))";
+        let child = std::process::Command::new(crate::target::python(root, None))
+            .args(["-c", SCRIPT])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok();
+        PythonProbe { child }
+    }
+
+    /// Its answer, waited for (at most 20 s) if `wait`: an interrupted
+    /// harness does not wait for an interpreter.
+    fn finish(mut self, wait: bool) -> Option<BTreeMap<String, String>> {
+        let mut child = self.child.take()?;
+        // A few lines of output fit in the pipe: wait for the exit, with a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while wait && matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if !matches!(child.try_wait(), Ok(Some(_))) {
             let _ = child.kill();
             let _ = child.wait();
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        serde_json::from_reader(child.stdout.take()?).ok()
     }
-    serde_json::from_reader(child.stdout.take()?).ok()
+}
+
+impl Drop for PythonProbe {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Distinct items, in the order of first appearance.

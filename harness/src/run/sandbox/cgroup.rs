@@ -274,7 +274,7 @@ pub(crate) fn rmdir_tree(dir: &Path, deadline: Instant) -> Result<(), SandboxErr
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(POLL * 5);
+                std::thread::sleep(POLL);
             }
             Err(e) => return Err(SandboxError::io("remove cgroup", dir, e)),
         }
