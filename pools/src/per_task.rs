@@ -39,7 +39,7 @@
 //! - **deaths at start**: a spare that died before it took its task (the
 //!   `init` and `recycle` points fire as a process starts) charges nothing,
 //!   its task (if it had one) going back to the queue; after
-//!   [`START_DEATHS`](crate::supervised::START_DEATHS) of them in a row
+//!   [`START_DEATHS`](crate::pool::START_DEATHS) of them in a row
 //!   with no task settled in between, no process can start: every queued
 //!   task fails as `PoolBroken` naming the last one and how it ended, and
 //!   starts pause, so a worker that always dies at start is no endless
@@ -59,11 +59,11 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
+use crate::fault;
 use crate::fork_server::{ForkServer, Forked, Note};
 use crate::outcome::{Exit, Outcome, TaskError};
-use crate::pool::{PoolConfig, PoolError, PoolKind};
+use crate::pool::{PoolConfig, PoolError, PoolKind, START_DEATHS};
 use crate::process::{self, Child, Spawn, WorkerProgram};
-use crate::supervised::START_DEATHS;
 use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
 
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
@@ -330,9 +330,9 @@ impl Run {
         let answer = self.answer.get_or_insert_with(|| {
             let first = self.results.next_frame().ok().flatten()?;
             // A result that fires its fault as it is decoded fails its task alone.
-            match wire::decode_result(first) {
+            match fault::decode_result(first) {
                 Ok(FromWorker::Done { id, result }) if id == self.entry.id() => Some(result),
-                Err(wire::DecodeError::Fired { id, message }) if id == self.entry.id() => Some(Err(message)),
+                Err(fault::DecodeError::Fired { id, message }) if id == self.entry.id() => Some(Err(message)),
                 _ => None,
             }
         });
@@ -469,7 +469,7 @@ impl Supervisor {
             let Some(entry) = self.queue.pop_front() else { break };
             // A task that fails to encode (its `encode` fault) fails alone;
             // its spare waits for the next one.
-            if let Err(message) = wire::fire_encode(&entry.task, 0) {
+            if let Err(message) = fault::fire_encode(&entry.task, 0) {
                 entry.deliver(Err(TaskError::Task { message }));
                 if let Some(spare) = spare {
                     self.spares.push_front(spare);

@@ -80,8 +80,10 @@
 //!   worker's window; it leaves a window only through its result or its
 //!   worker's death. Retries go to the front of the queue (or straight into
 //!   the standby's window).
-//! - **Planted bugs** ([`crate::planted`]) change what happens only through
-//!   the supervisor's [`Hooks`].
+//! - **Planted bugs** (the `planted` module, above this one) change what
+//!   happens only through the supervisor's [`Hooks`]; the correct pool is
+//!   built with [`Faithful`], whose hooks are the defaults, so its code
+//!   path never leaves this module.
 //!
 //! Known cost: a worker flushes results when its input runs dry, every
 //! 32 KiB, after any task that took 200 µs or more, or 200 µs after the
@@ -101,11 +103,11 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
-use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
+use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox, deliver_all};
+use crate::fault;
 use crate::fork_server::{ForkServer, Forked, Note, START_PATIENCE, is_gone};
 use crate::outcome::{Exit, Outcome, TaskError};
-use crate::planted::{Faithful, Hooks};
-use crate::pool::{PoolConfig, PoolError, PoolKind};
+use crate::pool::{PoolConfig, PoolError, PoolKind, START_DEATHS};
 use crate::process::{self, MAX_TASKS_ENV, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV, now_ns};
 use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
@@ -120,8 +122,6 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed spawn before the next try.
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
-/// Workers dead as they started, in a row, after which the queued tasks fail.
-pub const START_DEATHS: u32 = 5;
 /// Most exits kept for workers forked and not taken yet.
 const UNCLAIMED: usize = 64;
 /// Most scoreboards of dead workers kept for the next ones.
@@ -129,17 +129,15 @@ const SPARE_BOARDS: usize = 4;
 
 /// Starts a supervised pool. Fails if the first workers cannot be spawned.
 pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
-    start_with(config, None)
+    start_with(config, PoolKind::Supervised, Faithful)
 }
 
-pub use crate::planted::PlantedBug;
-
-/// A supervised pool, with a planted bug if `bug` says so.
-pub fn start_with(config: &PoolConfig, bug: Option<PlantedBug>) -> Result<ActorPool, PoolError> {
+/// A supervised pool named `kind` whose supervisor calls `hooks` (a
+/// planted bug's, or [`Faithful`]).
+pub(crate) fn start_with<H: Hooks>(config: &PoolConfig, kind: PoolKind, hooks: H) -> Result<ActorPool, PoolError> {
     let settings = Settings::from(config);
-    let hooks = bug.map_or_else(|| Box::new(Faithful) as Box<dyn Hooks>, PlantedBug::hooks);
     let (ready_tx, ready_rx) = mpsc::channel();
-    let pool = ActorPool::start(bug.map_or(PoolKind::Supervised, PoolKind::Planted), move |mailbox| {
+    let pool = ActorPool::start(kind, move |mailbox| {
         let mut supervisor = Supervisor::new(settings, hooks, mailbox);
         let ready = supervisor.start_workers();
         let failed = ready.is_err();
@@ -152,6 +150,48 @@ pub fn start_with(config: &PoolConfig, bug: Option<PlantedBug>) -> Result<ActorP
     ready_rx.recv().map_err(|_| PoolError::Spawn(io::Error::other("supervisor thread died")))??;
     Ok(pool)
 }
+
+/// Where a planted bug can change what the supervisor does (a result
+/// lands, a task fails for good, a worker dies, a deadline passes, a task
+/// is charged an attempt, a worker dies at start); every default is the
+/// correct behaviour. The bugs implement it in `planted`, above this module.
+pub(crate) trait Hooks: Send + 'static {
+    /// Workers returned these outcomes (results or the tasks' own errors),
+    /// in order: lands them, and leaves `landed` empty.
+    fn deliver(&mut self, landed: &mut Vec<(Entry, Outcome)>) {
+        deliver_all(landed);
+    }
+
+    /// `entry` fails for good because of a fault: out of attempts after
+    /// deaths, or past its deadline.
+    fn fail(&mut self, entry: Entry, error: TaskError) {
+        entry.deliver(Err(error));
+    }
+
+    /// Whether a dead worker's tasks are settled (charged, retried, requeued).
+    fn settles_deaths(&self) -> bool {
+        true
+    }
+
+    /// Whether per-task deadlines are enforced.
+    fn enforces_deadlines(&self) -> bool {
+        true
+    }
+
+    /// How many attempts a task whose worker dies under it gets, of `max_attempts`.
+    fn attempts(&self, max_attempts: u32) -> u32 {
+        max_attempts
+    }
+
+    /// Whether a worker that died as it started is replaced.
+    fn replaces_start_deaths(&self) -> bool {
+        true
+    }
+}
+
+/// The correct pool: every hook its default.
+pub(crate) struct Faithful;
+impl Hooks for Faithful {}
 
 struct Settings {
     workers: usize,
@@ -278,14 +318,11 @@ impl Worker {
     /// Sends `entry`; a task that fails to encode (its `encode` fault) is
     /// handed back with its error instead, for the supervisor to fail alone.
     fn send(&mut self, entry: Entry, now_ns: u64) -> Result<(), (Entry, TaskError)> {
-        if let Err(message) = wire::fire_encode(&entry.task, entry.attempts) {
+        if let Err(message) = fault::fire_encode(&entry.task, entry.attempts) {
             return Err((entry, TaskError::Task { message }));
         }
         let id = entry.id();
-        crate::worker::encode_frame(
-            &ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task },
-            &mut self.out,
-        );
+        wire::encode_frame(&ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task }, &mut self.out);
         self.sent += 1;
         self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
         Ok(())
@@ -336,7 +373,7 @@ impl Worker {
 
     /// Reads every result that has arrived and lands it. Marks the worker
     /// gone on EOF or on anything it should not have said.
-    fn read_results(&mut self, hooks: &mut dyn Hooks) {
+    fn read_results(&mut self, hooks: &mut impl Hooks) {
         let mut results = std::mem::take(&mut self.results);
         loop {
             match results.read_from(&self.from, 64 << 10) {
@@ -375,8 +412,8 @@ impl Worker {
     /// fails its task alone with that error: the frame was whole, the
     /// worker is fine.
     fn land(&mut self, frame: &[u8], now: u64) -> bool {
-        let decoded = match wire::decode_result(frame) {
-            Err(wire::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
+        let decoded = match fault::decode_result(frame) {
+            Err(fault::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
             other => other,
         };
         match decoded {
@@ -400,9 +437,9 @@ impl Worker {
     }
 }
 
-struct Supervisor {
+struct Supervisor<H> {
     s: Settings,
-    hooks: Box<dyn Hooks>,
+    hooks: H,
     mailbox: Arc<Mailbox>,
     lifecycle: Lifecycle,
     queue: VecDeque<Entry>,
@@ -427,8 +464,8 @@ struct Supervisor {
     spare_boards: Vec<Scoreboard>,
 }
 
-impl Supervisor {
-    fn new(s: Settings, hooks: Box<dyn Hooks>, mailbox: Arc<Mailbox>) -> Self {
+impl<H: Hooks> Supervisor<H> {
+    fn new(s: Settings, hooks: H, mailbox: Arc<Mailbox>) -> Self {
         Supervisor {
             s,
             hooks,
@@ -726,7 +763,7 @@ impl Supervisor {
         for (worker, &(results, _)) in self.workers.iter_mut().zip(&ready) {
             if results {
                 let held = worker.inflight.len();
-                worker.read_results(&mut *self.hooks);
+                worker.read_results(&mut self.hooks);
                 if worker.inflight.len() < held {
                     self.start_deaths = 0;
                 }
