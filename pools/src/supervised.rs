@@ -225,7 +225,7 @@ struct InFlight {
 }
 
 /// Why a worker takes no more tasks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Retiring {
     /// It said it is over its memory ceiling and will exit.
     Recycling,
@@ -233,11 +233,27 @@ enum Retiring {
     TimedOut { after: Duration },
 }
 
+/// Where a worker is in its life. Each change is one method of [`Worker`]:
+/// [`Worker::retire`], [`Worker::lose`], [`Worker::close`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Life {
+    /// Takes tasks.
+    Working,
+    /// Takes no more tasks; what it holds is still its own.
+    Retiring(Retiring),
+    /// Its results pipe closed, its task pipe broke, or it said something
+    /// not ours: it has been killed, and is buried once its pidfd says it
+    /// is dead. Keeps why it was retiring, if it was.
+    Gone(Option<Retiring>),
+    /// Its task pipe is closed (a graceful shutdown): it exits on EOF.
+    Closed,
+}
+
 struct Worker {
     /// Forked by the pool's fork server: its exit status comes from there.
     child: Forked,
     board: Scoreboard,
-    /// The task pipe; `None` once closed for a graceful shutdown.
+    /// The task pipe; `None` once closed ([`Life::Closed`]).
     to: Option<OwnedFd>,
     from: OwnedFd,
     sent: u64,
@@ -250,10 +266,7 @@ struct Worker {
     last_result_ns: u64,
     /// Moving average of one task's service time, in ns (0 = unknown yet).
     service_ns: f64,
-    retiring: Option<Retiring>,
-    /// The results pipe closed, or something on it was not ours: it has
-    /// been killed, and is buried once its pidfd says it is dead.
-    gone: bool,
+    life: Life,
 }
 
 /// A worker asked of the fork server and not forked yet: our ends of its
@@ -294,15 +307,51 @@ impl Unborn {
             landed: Vec::new(),
             last_result_ns: now_ns(),
             service_ns: 0.0,
-            retiring: None,
-            gone: false,
+            life: Life::Working,
         }
     }
 }
 
 impl Worker {
     fn accepts_work(&self) -> bool {
-        self.to.is_some() && self.retiring.is_none() && !self.gone
+        self.life == Life::Working
+    }
+
+    fn is_gone(&self) -> bool {
+        matches!(self.life, Life::Gone(_))
+    }
+
+    /// Why it retired, if it did (gone since or not).
+    fn retired(&self) -> Option<Retiring> {
+        match self.life {
+            Life::Retiring(why) | Life::Gone(Some(why)) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// It takes no more tasks, for `why` (a later reason replaces an
+    /// earlier one; a gone worker keeps it for its burial).
+    fn retire(&mut self, why: Retiring) {
+        self.life = match self.life {
+            Life::Working | Life::Retiring(_) => Life::Retiring(why),
+            Life::Gone(_) => Life::Gone(Some(why)),
+            Life::Closed => Life::Closed,
+        };
+    }
+
+    /// It is lost to us (see [`Life::Gone`]); the caller kills it.
+    fn lose(&mut self) {
+        self.life = match self.life {
+            Life::Working | Life::Closed => Life::Gone(None),
+            Life::Retiring(why) => Life::Gone(Some(why)),
+            gone @ Life::Gone(_) => gone,
+        };
+    }
+
+    /// Closes its task pipe, for a graceful shutdown.
+    fn close(&mut self) {
+        self.to = None;
+        self.life = Life::Closed;
     }
 
     /// How many tasks it may hold: enough to cover a round trip, few enough
@@ -338,7 +387,7 @@ impl Worker {
                 Err(rustix::io::Errno::INTR) => continue,
                 // EPIPE: it is dying; its pidfd will say so.
                 Err(_) => {
-                    self.gone = true;
+                    self.lose();
                     let _ = self.child.signal(Signal::KILL);
                     return;
                 }
@@ -351,7 +400,7 @@ impl Worker {
     /// Frames are waiting and the worker can take them (a gone worker's
     /// task pipe reports an error at every poll).
     fn wants_write(&self) -> bool {
-        self.to.is_some() && !self.gone && self.written < self.out.len()
+        matches!(self.life, Life::Working | Life::Retiring(_)) && self.written < self.out.len()
     }
 
     /// When (CLOCK_MONOTONIC ns) it must have made progress: its running
@@ -360,7 +409,7 @@ impl Worker {
     fn deadline_ns(&self, timeout: Option<Duration>) -> Option<u64> {
         let timeout = timeout?.as_nanos() as u64;
         let front = self.inflight.front()?;
-        if self.retiring.is_some() {
+        if self.retired().is_some() {
             return None;
         }
         let score = self.board.read();
@@ -378,7 +427,7 @@ impl Worker {
         loop {
             match results.read_from(&self.from, 64 << 10) {
                 Ok(0) => {
-                    self.gone = true;
+                    self.lose();
                     break;
                 }
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
@@ -393,7 +442,7 @@ impl Worker {
                 Ok(None) => break,
                 // Not ours, or not what it owes us.
                 Ok(Some(_)) | Err(_) => {
-                    self.gone = true;
+                    self.lose();
                     break;
                 }
             }
@@ -401,7 +450,7 @@ impl Worker {
         self.results = results;
         // One lock of the job for what this read brought.
         hooks.deliver(&mut self.landed);
-        if self.gone {
+        if self.is_gone() {
             // Kill it so its death, and what it held, are handled like any other.
             let _ = self.child.signal(Signal::KILL);
         }
@@ -429,12 +478,20 @@ impl Worker {
                 true
             }
             Ok(FromWorker::Recycling { .. }) => {
-                self.retiring = Some(Retiring::Recycling);
+                self.retire(Retiring::Recycling);
                 true
             }
             Ok(FromWorker::Sentinel) | Err(_) => false,
         }
     }
+}
+
+/// What turned ready while the supervisor slept.
+struct Ready {
+    /// Per worker: its results pipe, its pidfd.
+    workers: Vec<(bool, bool)>,
+    standby_died: bool,
+    server_spoke: bool,
 }
 
 struct Supervisor<H> {
@@ -698,9 +755,10 @@ impl<H: Hooks> Supervisor<H> {
         }
     }
 
-    /// Sleeps until mail, a result, a death, a forked worker or the nearest
-    /// deadline; handles them.
-    fn wait_and_handle(&mut self) -> io::Result<()> {
+    /// How long the loop may sleep: until the nearest deadline, the end of
+    /// a spawn pause, or the fork server's answer's due time; not at all if
+    /// the server's messages are waiting, read while waiting for something else.
+    fn sleep_for(&self) -> Option<Duration> {
         let now = now_ns();
         let mut timeout = self
             .workers
@@ -721,41 +779,52 @@ impl<H: Hooks> Supervisor<H> {
         if self.server.as_ref().is_some_and(ForkServer::has_notes) {
             timeout = Some(Duration::ZERO);
         }
-        let (ready, standby_died, server_spoke): (Vec<(bool, bool)>, bool, bool) = {
-            let wake = self.mailbox.wake_fd();
-            let pidfds: Vec<_> = self.workers.iter().map(|w| w.child.pidfd()).collect();
-            let mut fds = Vec::with_capacity(3 + 3 * self.workers.len());
-            fds.push(PollFd::new(&wake, PollFlags::IN));
-            for (w, pidfd) in self.workers.iter().zip(&pidfds) {
-                // A gone worker's pipe reports HUP whatever we ask of it, for
-                // as long as the worker takes to finish dying (its pidfd turns
-                // readable only then): polled, it would spin this loop, and
-                // take a core from the dying worker. Only its pidfd matters now.
-                let results = if w.gone { *pidfd } else { w.from.as_fd() };
-                fds.push(PollFd::from_borrowed_fd(results, if w.gone { PollFlags::empty() } else { PollFlags::IN }));
-                fds.push(PollFd::new(pidfd, PollFlags::IN));
-            }
-            let standby = self.standby.as_ref().map(|w| w.child.pidfd());
-            if let Some(pidfd) = &standby {
-                fds.push(PollFd::new(pidfd, PollFlags::IN));
-            }
-            let server = self.server.as_ref().map(ForkServer::fd);
-            if let Some(fd) = &server {
-                fds.push(PollFd::new(fd, PollFlags::IN));
-            }
-            for to in self.workers.iter().filter(|w| w.wants_write()).filter_map(|w| w.to.as_ref()) {
-                fds.push(PollFd::new(to, PollFlags::OUT));
-            }
-            process::poll(&mut fds, timeout)?;
-            self.woken = !fds[0].revents().is_empty();
-            let ready = (0..self.workers.len())
-                .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
-                .collect();
-            let at = 1 + 2 * self.workers.len();
-            let standby_died = standby.is_some() && !fds[at].revents().is_empty();
-            let at = at + usize::from(standby.is_some());
-            (ready, standby_died, server.is_some() && !fds[at].revents().is_empty())
-        };
+        timeout
+    }
+
+    /// Sleeps until mail, a result, a death, a forked worker or `timeout`;
+    /// says what turned ready.
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> io::Result<Ready> {
+        let wake = self.mailbox.wake_fd();
+        let pidfds: Vec<_> = self.workers.iter().map(|w| w.child.pidfd()).collect();
+        let mut fds = Vec::with_capacity(3 + 3 * self.workers.len());
+        fds.push(PollFd::new(&wake, PollFlags::IN));
+        for (w, pidfd) in self.workers.iter().zip(&pidfds) {
+            // A gone worker's pipe reports HUP whatever we ask of it, for
+            // as long as the worker takes to finish dying (its pidfd turns
+            // readable only then): polled, it would spin this loop, and
+            // take a core from the dying worker. Only its pidfd matters now.
+            let gone = w.is_gone();
+            let results = if gone { *pidfd } else { w.from.as_fd() };
+            fds.push(PollFd::from_borrowed_fd(results, if gone { PollFlags::empty() } else { PollFlags::IN }));
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+        }
+        let standby = self.standby.as_ref().map(|w| w.child.pidfd());
+        if let Some(pidfd) = &standby {
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+        }
+        let server = self.server.as_ref().map(ForkServer::fd);
+        if let Some(fd) = &server {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
+        for to in self.workers.iter().filter(|w| w.wants_write()).filter_map(|w| w.to.as_ref()) {
+            fds.push(PollFd::new(to, PollFlags::OUT));
+        }
+        process::poll(&mut fds, timeout)?;
+        self.woken = !fds[0].revents().is_empty();
+        let ready = (0..self.workers.len())
+            .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
+            .collect();
+        let at = 1 + 2 * self.workers.len();
+        let standby_died = standby.is_some() && !fds[at].revents().is_empty();
+        let at = at + usize::from(standby.is_some());
+        Ok(Ready { workers: ready, standby_died, server_spoke: server.is_some() && !fds[at].revents().is_empty() })
+    }
+
+    /// Sleeps until mail, a result, a death, a forked worker or the nearest
+    /// deadline; handles them.
+    fn wait_and_handle(&mut self) -> io::Result<()> {
+        let Ready { workers: ready, standby_died, server_spoke } = self.wait_ready(self.sleep_for())?;
         // The server's socket is read only when it spoke (or when messages
         // read while waiting for something else are kept): a read that finds
         // nothing is a syscall per loop, twice, for nothing.
@@ -811,7 +880,7 @@ impl<H: Hooks> Supervisor<H> {
             let Some(deadline) = worker.deadline_ns(timeout) else { continue };
             if now >= deadline {
                 let late = Duration::from_nanos(now - deadline);
-                worker.retiring = Some(Retiring::TimedOut { after: timeout.unwrap_or_default() + late });
+                worker.retire(Retiring::TimedOut { after: timeout.unwrap_or_default() + late });
                 let _ = worker.child.signal(Signal::KILL);
             }
         }
@@ -825,6 +894,7 @@ impl<H: Hooks> Supervisor<H> {
         // It has exited: its scoreboard says its last word.
         let score = worker.board.read();
         let culprit = score.running();
+        let retired = worker.retired();
         self.keep_board(worker.board);
         if !self.hooks.settles_deaths() {
             self.publish_pids();
@@ -872,7 +942,7 @@ impl<H: Hooks> Supervisor<H> {
         self.publish_pids();
         if let Some(entry) = failed {
             let (pid, attempts) = (worker.child.pid(), entry.attempts);
-            let error = match worker.retiring {
+            let error = match retired {
                 Some(Retiring::TimedOut { after }) => TaskError::TimedOut { pid, after, attempts },
                 // The one wait on a death: the error names how it ended.
                 _ => TaskError::WorkerLost { pid, exit: self.reap(&mut worker.child, EXIT_GRACE), attempts },
@@ -940,7 +1010,7 @@ impl<H: Hooks> Supervisor<H> {
         workers.extend(self.standby.take());
         for worker in &mut workers {
             if graceful {
-                worker.to = None;
+                worker.close();
             } else {
                 let _ = worker.child.signal(Signal::KILL);
             }

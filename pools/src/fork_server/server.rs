@@ -49,23 +49,7 @@ fn serve_until_eof(children: &mut Vec<(u32, OwnedFd)>, child: impl Fn() -> i32) 
             let exited: Vec<usize> = (0..children.len()).filter(|&i| !fds[1 + i].revents().is_empty()).collect();
             (!fds[0].revents().is_empty(), exited)
         };
-        // Reap from the back so indexes stay valid.
-        for &i in exited.iter().rev() {
-            let status = rustix::process::waitid(
-                WaitId::PidFd(children[i].1.as_fd()),
-                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-            )?;
-            let Some(status) = status else { continue };
-            let (pid, _) = children.swap_remove(i);
-            let (kind, value) = match status.terminating_signal() {
-                Some(signal) => (1u8, signal),
-                None => (0u8, status.exit_status().unwrap_or(0)),
-            };
-            let mut message = [EXITED, 0, 0, 0, 0, kind, 0, 0, 0, 0];
-            message[1..5].copy_from_slice(&pid.to_le_bytes());
-            message[6..10].copy_from_slice(&value.to_le_bytes());
-            send(control, &message, None)?;
-        }
+        report_exits(control, children, &exited)?;
         if !request {
             continue;
         }
@@ -100,49 +84,85 @@ fn serve_until_eof(children: &mut Vec<(u32, OwnedFd)>, child: impl Fn() -> i32) 
         if request[0] != SPAWN || fds.len() != 2 + names.len() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed SPAWN"));
         }
-        let held: Vec<i32> = children.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
-        let extra: Vec<(&[u8], i32)> = names.iter().copied().zip(fds[2..].iter().map(|fd| fd.as_raw_fd())).collect();
-        crate::fault::take_start_token_ahead();
-        // SAFETY: this process is single-threaded (the worker binary starts
-        // no thread), so the child may run any code; it never returns here.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // SAFETY: in the child; these are our copies of the fds.
-            unsafe { become_worker(me, fds[0].as_raw_fd(), fds[1].as_raw_fd(), &extra, &held, &child) }
-        }
-        drop(fds);
-        if pid < 0 {
-            let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN);
-            let mut message = [FAILED, 0, 0, 0, 0];
-            message[1..5].copy_from_slice(&errno.to_le_bytes());
-            send(control, &message, None)?;
-            continue;
-        }
-        let pid = pid as u32;
-        // Opened before we could reap it: the pid cannot have been recycled.
-        let opened = Pid::from_raw(pid as i32)
-            .ok_or(rustix::io::Errno::SRCH)
-            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()));
-        let pidfd = match opened {
-            Ok(fd) => fd,
-            Err(e) => {
-                let mut status = 0;
-                // SAFETY: kills and reaps the child we just forked.
-                unsafe {
-                    libc::kill(pid as i32, libc::SIGKILL);
-                    libc::waitpid(pid as i32, &mut status, 0);
-                }
-                let mut message = [FAILED, 0, 0, 0, 0];
-                message[1..5].copy_from_slice(&e.raw_os_error().to_le_bytes());
-                send(control, &message, None)?;
-                continue;
-            }
-        };
-        let mut message = [SPAWNED, 0, 0, 0, 0];
-        message[1..5].copy_from_slice(&pid.to_le_bytes());
-        send(control, &message, Some(pidfd.as_fd()))?;
-        children.push((pid, pidfd));
+        fork_child(control, me, children, fds, &names, &child)?;
     }
+}
+
+/// Reaps the children whose pidfds turned readable (at `exited`, in
+/// `children`), and tells the pool how each ended.
+fn report_exits(control: BorrowedFd<'_>, children: &mut Vec<(u32, OwnedFd)>, exited: &[usize]) -> io::Result<()> {
+    // Reap from the back so indexes stay valid.
+    for &i in exited.iter().rev() {
+        let status = rustix::process::waitid(
+            WaitId::PidFd(children[i].1.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        )?;
+        let Some(status) = status else { continue };
+        let (pid, _) = children.swap_remove(i);
+        let (kind, value) = match status.terminating_signal() {
+            Some(signal) => (1u8, signal),
+            None => (0u8, status.exit_status().unwrap_or(0)),
+        };
+        let mut message = [EXITED, 0, 0, 0, 0, kind, 0, 0, 0, 0];
+        message[1..5].copy_from_slice(&pid.to_le_bytes());
+        message[6..10].copy_from_slice(&value.to_le_bytes());
+        send(control, &message, None)?;
+    }
+    Ok(())
+}
+
+/// Forks a child on the pipes `fds` holds (its stdin, its stdout, then the
+/// extra fds `names` names) and tells the pool its pid and pidfd, or why
+/// the fork failed.
+fn fork_child(
+    control: BorrowedFd<'_>,
+    me: Pid,
+    children: &mut Vec<(u32, OwnedFd)>,
+    fds: Vec<OwnedFd>,
+    names: &[&[u8]],
+    child: &impl Fn() -> i32,
+) -> io::Result<()> {
+    let held: Vec<i32> = children.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    let extra: Vec<(&[u8], i32)> = names.iter().copied().zip(fds[2..].iter().map(|fd| fd.as_raw_fd())).collect();
+    crate::fault::take_start_token_ahead();
+    // SAFETY: this process is single-threaded (the worker binary starts
+    // no thread), so the child may run any code; it never returns here.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child; these are our copies of the fds.
+        unsafe { become_worker(me, fds[0].as_raw_fd(), fds[1].as_raw_fd(), &extra, &held, child) }
+    }
+    drop(fds);
+    if pid < 0 {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN);
+        let mut message = [FAILED, 0, 0, 0, 0];
+        message[1..5].copy_from_slice(&errno.to_le_bytes());
+        return send(control, &message, None);
+    }
+    let pid = pid as u32;
+    // Opened before we could reap it: the pid cannot have been recycled.
+    let opened = Pid::from_raw(pid as i32)
+        .ok_or(rustix::io::Errno::SRCH)
+        .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()));
+    let pidfd = match opened {
+        Ok(fd) => fd,
+        Err(e) => {
+            let mut status = 0;
+            // SAFETY: kills and reaps the child we just forked.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+                libc::waitpid(pid as i32, &mut status, 0);
+            }
+            let mut message = [FAILED, 0, 0, 0, 0];
+            message[1..5].copy_from_slice(&e.raw_os_error().to_le_bytes());
+            return send(control, &message, None);
+        }
+    };
+    let mut message = [SPAWNED, 0, 0, 0, 0];
+    message[1..5].copy_from_slice(&pid.to_le_bytes());
+    send(control, &message, Some(pidfd.as_fd()))?;
+    children.push((pid, pidfd));
+    Ok(())
 }
 
 /// In a freshly forked child: makes the given pipes fds 0 and 1, names the
