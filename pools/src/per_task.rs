@@ -39,7 +39,7 @@
 //! - **deaths at start**: a spare that died before it took its task (the
 //!   `init` and `recycle` points fire as a process starts) charges nothing,
 //!   its task (if it had one) going back to the queue; after
-//!   [`START_DEATHS`](crate::pool::START_DEATHS) of them in a row
+//!   [`START_DEATHS`] of them in a row
 //!   with no task settled in between, no process can start: every queued
 //!   task fails as `PoolBroken` naming the last one and how it ended, and
 //!   starts pause, so a worker that always dies at start is no endless
