@@ -22,10 +22,11 @@ const FLOORS: &[&[&str]] = &[
     &["outcome", "task", "scoreboard", "floor"],
     &["wire"],
     &["fault"],
+    // The pool's side of a batch: below the worker runtime and the processes.
+    &["job"],
     &["process"],
     &["fork_server"],
     &["worker"],
-    &["job"],
     &["pool"],
     &["actor", "shared_queue"],
     &["naive", "seed_polling", "polling", "per_task", "supervised"],
