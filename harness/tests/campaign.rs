@@ -13,7 +13,7 @@ use harness::campaign::shrink;
 use harness::campaign::{self, CampaignReport, Knobs, Settings};
 use harness::target::Target;
 use pools::PoolKind;
-use pools::supervised::PlantedBug;
+use pools::pool::PlantedBug;
 
 fn small() -> Knobs {
     Knobs { tasks: 8, kill_rate: 0.1, stall_rate: 0.02, outside_rate: 0.03, error_rate: 0.02, ..Knobs::default() }

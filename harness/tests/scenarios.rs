@@ -61,7 +61,7 @@ fn the_outcome_matrix_of_the_scenarios_is_as_snapshotted() {
 #[test]
 fn a_pool_that_fails_a_bystander_is_a_mismatch_and_a_snapshot_diff() {
     use pools::PoolKind;
-    use pools::supervised::PlantedBug;
+    use pools::pool::PlantedBug;
     let supervised = harness::target::Target::Pool(PoolKind::Supervised);
     let planted = harness::target::Target::Pool(PoolKind::Planted(PlantedBug::FailBystander));
     let dir = tempfile::tempdir().expect("tempdir");

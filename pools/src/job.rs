@@ -210,7 +210,7 @@ impl Job {
         };
         let mut state = self.lock();
         if let Some(panic) = panic {
-            let message = crate::worker::panic_message(panic);
+            let message = crate::fault::panic_message(panic);
             eprintln!("poolchaos: a callback of job {} failed ({message}); its outcomes stand", self.id);
             state.callback_panic = Some(message);
         }

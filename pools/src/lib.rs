@@ -22,6 +22,7 @@
 //! test can place a SIGKILL exactly where it wants one.
 
 mod actor;
+pub mod fault;
 pub mod job;
 pub mod naive;
 pub mod outcome;
@@ -46,10 +47,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use actor::ActorPool;
+pub use fault::set_stage;
 pub use job::{AsyncResult, Callbacks};
 pub use outcome::{Exit, Outcome, TaskError};
 pub use pool::{Pool, PoolConfig, PoolError, PoolKind};
-pub use process::{WorkerProgram, set_stage};
+pub use process::WorkerProgram;
 pub use registry::build;
 pub use task::{Fault, FaultKind, FaultPoint, Task, Workload};
 

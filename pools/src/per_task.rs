@@ -39,7 +39,7 @@
 //! - **deaths at start**: a spare that died before it took its task (the
 //!   `init` and `recycle` points fire as a process starts) charges nothing,
 //!   its task (if it had one) going back to the queue; after
-//!   [`START_DEATHS`](crate::supervised::START_DEATHS) of them in a row
+//!   [`START_DEATHS`] of them in a row
 //!   with no task settled in between, no process can start: every queued
 //!   task fails as `PoolBroken` naming the last one and how it ended, and
 //!   starts pause, so a worker that always dies at start is no endless
@@ -59,11 +59,11 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
+use crate::fault;
 use crate::fork_server::{ForkServer, Forked, Note};
 use crate::outcome::{Exit, Outcome, TaskError};
-use crate::pool::{PoolConfig, PoolError, PoolKind};
+use crate::pool::{PoolConfig, PoolError, PoolKind, START_DEATHS};
 use crate::process::{self, Child, Spawn, WorkerProgram};
-use crate::supervised::START_DEATHS;
 use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
 
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
@@ -188,13 +188,26 @@ struct Run {
     /// The results pipe reached EOF: all it will ever say is in `results`.
     eof: bool,
     started: Instant,
+    /// How long it had run when we killed it at its deadline
+    /// ([`Run::enforce_deadline`]).
     timed_out: Option<Duration>,
-    /// How it ended, once known (for a forked process, once its server says).
-    exit: Option<Exit>,
-    /// It has exited (its pidfd turned readable), whether or not we know how.
-    exited: bool,
-    /// A forked process whose server died: nobody will say how it ended.
-    orphan: bool,
+    life: Life,
+}
+
+/// Where a task's process is in its life, as this thread knows it. Each
+/// change is one method of [`Run`]: [`Run::exited`], [`Run::orphan`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Life {
+    /// Alive, as far as we know.
+    Running,
+    /// A forked process whose server died: nobody will say how it ends
+    /// (its PDEATHSIG kills it); its pidfd says when.
+    Orphaned,
+    /// It has exited (its pidfd turned readable); its server has not said
+    /// how yet.
+    Exited,
+    /// It has exited, and we know how.
+    Ended(Exit),
 }
 
 /// Our ends of a task process's pipes, both non-blocking.
@@ -261,9 +274,7 @@ impl Run {
             eof: false,
             started: Instant::now(),
             timed_out: None,
-            exit: None,
-            exited: false,
-            orphan: false,
+            life: Life::Running,
         };
         run.write_task();
         Ok(run)
@@ -290,25 +301,76 @@ impl Run {
 
     /// Learns whether it has exited (reaping it if it is ours); never blocks.
     fn check_exit(&mut self) {
+        if self.has_exited() {
+            return;
+        }
         match &mut self.proc {
-            _ if self.exited => {}
             Proc::Exec(child) => {
-                self.exit = child.try_wait().ok().flatten();
-                self.exited = self.exit.is_some();
+                if let Some(exit) = child.try_wait().ok().flatten() {
+                    self.exited(Some(exit));
+                }
             }
             // A pidfd turns readable when its process exits, whoever its parent is.
-            Proc::Forked(forked) => self.exited = forked.has_exited(),
+            Proc::Forked(forked) => {
+                if forked.has_exited() {
+                    self.exited(None);
+                }
+            }
         }
-        if self.exited && self.orphan && self.exit.is_none() {
+    }
+
+    /// It has exited, ending as `how` if we know.
+    fn exited(&mut self, how: Option<Exit>) {
+        self.life = match (self.life, how) {
+            (_, Some(exit)) => Life::Ended(exit),
             // Its server died first, and its PDEATHSIG is what killed it.
-            self.exit = Some(Exit::Signal(libc::SIGKILL));
+            (Life::Orphaned, None) => Life::Ended(Exit::Signal(libc::SIGKILL)),
+            (Life::Ended(exit), None) => Life::Ended(exit),
+            (Life::Running | Life::Exited, None) => Life::Exited,
+        };
+    }
+
+    /// Its fork server died: a forked process nobody has said the end of
+    /// will never be told of.
+    fn orphan(&mut self) {
+        if !matches!(self.proc, Proc::Forked(_)) {
+            return;
+        }
+        self.life = match self.life {
+            Life::Running => Life::Orphaned,
+            Life::Exited => Life::Ended(Exit::Signal(libc::SIGKILL)),
+            known => known,
+        };
+    }
+
+    /// Kills it if it is still running at `now`, past its deadline.
+    fn enforce_deadline(&mut self, timeout: Option<Duration>, now: Instant) {
+        if let Some(deadline) = timeout.map(|t| self.started + t)
+            && self.timed_out.is_none()
+            && !self.has_exited()
+            && now >= deadline
+        {
+            self.timed_out = Some(now - self.started);
+            self.proc.kill();
+        }
+    }
+
+    fn has_exited(&self) -> bool {
+        matches!(self.life, Life::Exited | Life::Ended(_))
+    }
+
+    /// How it ended, if it has and we know.
+    fn exit(&self) -> Option<Exit> {
+        match self.life {
+            Life::Ended(exit) => Some(exit),
+            _ => None,
         }
     }
 
     /// The pidfd to poll until it has exited.
     fn watched_pidfd(&self) -> Option<BorrowedFd<'_>> {
         match &self.proc {
-            _ if self.exited => None,
+            _ if self.has_exited() => None,
             Proc::Exec(child) => Some(child.pidfd()),
             Proc::Forked(forked) => Some(forked.pidfd.as_fd()),
         }
@@ -319,7 +381,7 @@ impl Run {
     /// deadline, or we know how it ended. A forked process that left no
     /// result waits for its server to say how it ended.
     fn settled(&mut self) -> Option<Settled> {
-        if !self.exited {
+        if !self.has_exited() {
             return None;
         }
         if !self.eof {
@@ -330,13 +392,13 @@ impl Run {
         let answer = self.answer.get_or_insert_with(|| {
             let first = self.results.next_frame().ok().flatten()?;
             // A result that fires its fault as it is decoded fails its task alone.
-            match wire::decode_result(first) {
+            match fault::decode_result(first) {
                 Ok(FromWorker::Done { id, result }) if id == self.entry.id() => Some(result),
-                Err(wire::DecodeError::Fired { id, message }) if id == self.entry.id() => Some(Err(message)),
+                Err(fault::DecodeError::Fired { id, message }) if id == self.entry.id() => Some(Err(message)),
                 _ => None,
             }
         });
-        let outcome = match (answer.take(), self.timed_out, self.exit) {
+        let outcome = match (answer.take(), self.timed_out, self.exit()) {
             (Some(result), _, _) => result.map_err(|message| TaskError::Task { message }),
             // A spare that died before it took its task (killed idle, or
             // with its server): the task never ran, and goes back.
@@ -469,7 +531,7 @@ impl Supervisor {
             let Some(entry) = self.queue.pop_front() else { break };
             // A task that fails to encode (its `encode` fault) fails alone;
             // its spare waits for the next one.
-            if let Err(message) = wire::fire_encode(&entry.task, 0) {
+            if let Err(message) = fault::fire_encode(&entry.task, 0) {
                 entry.deliver(Err(TaskError::Task { message }));
                 if let Some(spare) = spare {
                     self.spares.push_front(spare);
@@ -552,7 +614,7 @@ impl Supervisor {
                 });
                 // The results pipe: a result larger than a pipe buffer must be
                 // drained while its process is still writing it.
-                let from_at = (!run.exited && !run.eof).then(|| {
+                let from_at = (!run.has_exited() && !run.eof).then(|| {
                     fds.push(PollFd::new(&run.from, PollFlags::IN));
                     fds.len() - 1
                 });
@@ -576,18 +638,19 @@ impl Supervisor {
             if from_ready {
                 run.read_results();
             }
-            if pid_ready || run.orphan {
+            if pid_ready || run.life == Life::Orphaned {
                 run.check_exit();
             }
-            if let Some(deadline) = self.timeout.map(|t| run.started + t)
-                && run.timed_out.is_none()
-                && !run.exited
-                && now >= deadline
-            {
-                run.timed_out = Some(now - run.started);
-                run.proc.kill();
-            }
+            run.enforce_deadline(self.timeout, now);
         }
+        self.settle();
+        self.publish_pids();
+        Ok(())
+    }
+
+    /// Delivers the outcome of every run that settled, and puts back the
+    /// task of every process that died before it took it.
+    fn settle(&mut self) {
         for i in (0..self.running.len()).rev() {
             match self.running[i].settled() {
                 Some(Settled::Outcome(outcome)) => {
@@ -596,20 +659,19 @@ impl Supervisor {
                 }
                 Some(Settled::Untaken) => {
                     let run = self.running.swap_remove(i);
+                    let exit = run.exit();
                     self.queue.push_front(run.entry);
-                    match (run.proc, run.exit) {
-                        (Proc::Forked(forked), Some(exit)) => {
+                    match (exit, run.proc) {
+                        (Some(exit), Proc::Forked(forked)) => {
                             self.died_starting(TaskError::PoolBroken { pid: forked.pid, exit })
                         }
-                        (Proc::Forked(forked), None) => self.dying.push(forked),
-                        (Proc::Exec(_), _) => {}
+                        (None, Proc::Forked(forked)) => self.dying.push(forked),
+                        (_, Proc::Exec(_)) => {}
                     }
                 }
                 None => {}
             }
         }
-        self.publish_pids();
-        Ok(())
     }
 
     /// Takes what the fork server reported: exits of our children, or its
@@ -641,8 +703,7 @@ impl Supervisor {
                 Note::Exited { pid, exit } => {
                     // (The server tells the program's exit sink itself.)
                     if let Some(run) = self.running.iter_mut().find(|r| r.proc.pid() == pid) {
-                        run.exit = Some(exit);
-                        run.exited = true;
+                        run.exited(Some(exit));
                     } else if let Some(at) = self.dying.iter().position(|f| f.pid == pid) {
                         self.dying.swap_remove(at);
                         died_starting.push(TaskError::PoolBroken { pid, exit });
@@ -662,9 +723,7 @@ impl Supervisor {
             self.dying.clear();
             // Its children die with it; nobody will report their exits.
             for run in &mut self.running {
-                if matches!(run.proc, Proc::Forked(_)) && run.exit.is_none() {
-                    run.orphan = true;
-                }
+                run.orphan();
             }
             // Reap it; the next task starts a new one.
             if let Some(server) = self.server.take() {
@@ -701,7 +760,10 @@ impl Supervisor {
             run.proc.kill();
         }
         let deadline = Instant::now() + KILL_GRACE;
-        while self.running.iter().any(|r| matches!(r.proc, Proc::Forked(_)) && r.exit.is_none() && !r.orphan)
+        while self
+            .running
+            .iter()
+            .any(|r| matches!(r.proc, Proc::Forked(_)) && matches!(r.life, Life::Running | Life::Exited))
             && self.server.is_some()
             && Instant::now() < deadline
         {

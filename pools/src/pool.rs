@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::job::{AsyncResult, Callbacks};
 use crate::outcome::{Outcome, TaskError};
-use crate::planted::PlantedBug;
 use crate::process::WorkerProgram;
 use crate::task::Task;
 
@@ -121,6 +120,57 @@ pub enum PoolKind {
     #[doc(hidden)]
     Planted(PlantedBug),
 }
+
+/// A bug planted on purpose in `supervised`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PlantedBug {
+    /// The result of a task that was retried after a death is dropped.
+    DropRetriedResult,
+    /// The result of a task that was retried after a death is delivered twice.
+    DuplicateRetriedResult,
+    /// A dead worker's in-flight tasks are forgotten.
+    IgnoreDeath,
+    /// Per-task deadlines are not enforced.
+    NoDeadline,
+    /// A task that fails because of a fault (its own error, or `WorkerLost`
+    /// after its attempts) takes a healthy task of its job down with it:
+    /// the next result of that job to arrive is replaced by a copy of the
+    /// error.
+    FailBystander,
+    /// A task that kills its worker gets one attempt more than `max_attempts`.
+    ExtraAttempt,
+    /// A worker that dies at start is never replaced: the pool runs one
+    /// worker short, and hangs once every worker died so.
+    NoStartReplacement,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 7] = [
+        PlantedBug::DropRetriedResult,
+        PlantedBug::DuplicateRetriedResult,
+        PlantedBug::IgnoreDeath,
+        PlantedBug::NoDeadline,
+        PlantedBug::FailBystander,
+        PlantedBug::ExtraAttempt,
+        PlantedBug::NoStartReplacement,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::DropRetriedResult => "supervised-bug-drop-retried",
+            PlantedBug::DuplicateRetriedResult => "supervised-bug-duplicate-retried",
+            PlantedBug::IgnoreDeath => "supervised-bug-ignore-death",
+            PlantedBug::NoDeadline => "supervised-bug-no-deadline",
+            PlantedBug::FailBystander => "supervised-bug-fail-bystander",
+            PlantedBug::ExtraAttempt => "supervised-bug-extra-attempt",
+            PlantedBug::NoStartReplacement => "supervised-bug-no-start-replacement",
+        }
+    }
+}
+
+/// Workers dead as they started, in a row, after which a pool that forks
+/// its workers (supervised, per-task) fails its queue.
+pub const START_DEATHS: u32 = 5;
 
 /// Settings for any pool; each pool reads the ones that apply to it.
 #[derive(Debug, Clone)]

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitIdOptions};
 
+use crate::fault::{OWNER_PID_ENV, StartTokens};
 use crate::outcome::Exit;
-use crate::task::FaultPoint;
 
 /// Environment variable naming the fd a worker writes trace lines to.
 pub const TRACE_FD_ENV: &str = "POOLCHAOS_TRACE_FD";
@@ -28,116 +28,9 @@ pub const LOCK_FDS_ENV: &str = "POOLCHAOS_LOCK_FDS";
 pub const OOM_SCORE_ADJ_ENV: &str = "POOLCHAOS_OOM_SCORE_ADJ";
 /// Environment variable with the RSS ceiling (KiB) above which a worker recycles itself.
 pub const RSS_CEILING_ENV: &str = "POOLCHAOS_RSS_CEILING_KIB";
-/// Environment variable with the pid of the pool's owner (the process that
-/// spawned the worker, or its fork server): a worker that dies at a
-/// lifecycle stage (`close`, `terminate`, `join`) reads the owner's stage
-/// from its threads' names (see [`set_stage`]). Spelled as the Python
-/// adapter spells it (`work.py`).
-pub const OWNER_PID_ENV: &str = "POOLCHAOS_OWNER_PID";
-/// How long a worker waits for the owner to enter its fault's stage before
-/// it fires anyway (as `_wait_for_stage` in `work.py`).
-pub const STAGE_WAIT: Duration = Duration::from_secs(60);
-
-/// The thread name that marks `point` (at most 15 bytes), as the Python
-/// adapter's `set_stage` writes it.
-fn stage_name(point: FaultPoint) -> &'static str {
-    match point {
-        FaultPoint::Close => "pc:close",
-        FaultPoint::Terminate => "pc:terminate",
-        FaultPoint::Join => "pc:join",
-        _ => "pc:running",
-    }
-}
-
-/// The owner marks the lifecycle stage it is entering (`close`,
-/// `terminate`, `join`) in the calling thread's name (`PR_SET_NAME`), which
-/// a worker waiting to die at that stage reads from
-/// `/proc/<owner>/task/*/comm`: no file, nothing left behind.
-pub fn set_stage(point: FaultPoint) {
-    if let Ok(name) = std::ffi::CString::new(stage_name(point)) {
-        // Only a name: a failure leaves the worker to fire at its deadline.
-        let _ = rustix::thread::set_name(&name);
-    }
-}
-
-/// Waits (at most [`STAGE_WAIT`]) until a thread of the owner
-/// ([`OWNER_PID_ENV`]) names the stage `point`; returns at once when there
-/// is no owner to read or it is gone.
-pub(crate) fn wait_for_stage(point: FaultPoint) {
-    let Some(owner) = std::env::var_os(OWNER_PID_ENV) else { return };
-    let dir = PathBuf::from("/proc").join(owner).join("task");
-    let want = stage_name(point);
-    let deadline = Instant::now() + STAGE_WAIT;
-    while Instant::now() < deadline {
-        let Ok(threads) = std::fs::read_dir(&dir) else { return };
-        let named = threads
-            .flatten()
-            .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm.trim_end() == want));
-        if named {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Environment variable naming the pipe of start tokens a worker takes one
-/// of as it starts (the `init` and `recycle` points; see [`StartTokens`]).
-pub const TOKENS_FD_ENV: &str = "POOLCHAOS_TOKENS_FD";
-/// Environment variable with the fault kind a start token fires (postcard, in hex).
-pub const TOKEN_KIND_ENV: &str = "POOLCHAOS_TOKEN_KIND";
-/// Set (to `1`) when every start fires once the pipe is empty (a fault of
-/// [`Fault::ALWAYS`](crate::task::Fault::ALWAYS) times).
-pub const TOKENS_ALWAYS_ENV: &str = "POOLCHAOS_TOKENS_ALWAYS";
 /// Environment variable with the most tasks a worker runs before it exits
 /// (shared mode, CPython's `maxtasksperchild`) or recycles (supervised).
 pub const MAX_TASKS_ENV: &str = "POOLCHAOS_MAX_TASKS";
-
-/// The start tokens of a fault placed as workers start (`init`, `recycle`),
-/// as the Python adapter's `prepare_start_faults` makes them: a pipe holding
-/// one byte per worker start, `s` (start clean) for the first `clean`
-/// starts, then `f` (fire the fault) for the next `times`. Every worker
-/// process, whoever starts it (a pool, a fork server, per-task's spares),
-/// takes one byte as it starts; with the pipe empty it starts clean, or
-/// fires if the fault fires always.
-#[derive(Debug)]
-pub struct StartTokens {
-    read: OwnedFd,
-    kind: crate::task::FaultKind,
-    always: bool,
-}
-
-impl StartTokens {
-    /// Fills a pipe: `clean` clean starts, then `times` that fire `kind`.
-    pub fn new(clean: usize, times: u32, kind: crate::task::FaultKind) -> io::Result<StartTokens> {
-        let always = times == crate::task::Fault::ALWAYS;
-        // A pipe holds 64 KiB: plenty for any count a plan may mean.
-        let firing = if always { 0 } else { (times as usize).min(32 << 10) };
-        let clean = clean.min(16 << 10);
-        let (read, write) = pipe()?;
-        let mut tokens = vec![b's'; clean];
-        tokens.resize(clean + firing, b'f');
-        let mut left = &tokens[..];
-        while !left.is_empty() {
-            left = &left[rustix::io::write(&write, left)?..];
-        }
-        // Non-blocking, so a worker finding it empty starts at once.
-        set_nonblocking(read.as_fd())?;
-        Ok(StartTokens { read, kind, always })
-    }
-
-    /// The fault kind as [`TOKEN_KIND_ENV`] carries it: postcard, in hex.
-    fn kind_env(&self) -> io::Result<String> {
-        let bytes = postcard::to_stdvec(&self.kind).map_err(io::Error::other)?;
-        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    /// The fault kind a worker reads from [`TOKEN_KIND_ENV`].
-    pub(crate) fn kind_from_env(value: &str) -> Option<crate::task::FaultKind> {
-        let bytes: Option<Vec<u8>> =
-            (0..value.len()).step_by(2).map(|i| u8::from_str_radix(value.get(i..i + 2)?, 16).ok()).collect();
-        postcard::from_bytes(&bytes?).ok()
-    }
-}
 
 /// Told of every worker exit, by whichever pool reaps the worker: its pid
 /// and how it ended.
@@ -236,12 +129,7 @@ impl Child {
             inherited.push(trace.as_raw_fd());
         }
         if let Some(tokens) = &program.start_tokens {
-            cmd.env(TOKENS_FD_ENV, tokens.read.as_raw_fd().to_string());
-            cmd.env(TOKEN_KIND_ENV, tokens.kind_env()?);
-            if tokens.always {
-                cmd.env(TOKENS_ALWAYS_ENV, "1");
-            }
-            inherited.push(tokens.read.as_raw_fd());
+            inherited.push(tokens.pass_to(&mut cmd)?);
         }
         let mut named: Vec<(&str, Vec<String>)> = Vec::new();
         for (fd, var) in &spawn.inherit {
@@ -402,22 +290,5 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Res
             Err(rustix::io::Errno::INTR) => continue,
             other => return Ok(other?),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::task::FaultKind;
-
-    #[test]
-    fn start_tokens_are_the_clean_starts_then_the_firing_ones_and_carry_their_kind() {
-        let tokens = StartTokens::new(2, 3, FaultKind::Exit(7)).unwrap();
-        let mut buf = [0u8; 16];
-        assert_eq!(rustix::io::read(&tokens.read, &mut buf), Ok(5));
-        assert_eq!(&buf[..5], b"ssfff");
-        assert_eq!(rustix::io::read(&tokens.read, &mut buf), Ok(0), "then empty: the rest start clean");
-        assert_eq!(StartTokens::kind_from_env(&tokens.kind_env().unwrap()), Some(FaultKind::Exit(7)));
-        assert!(StartTokens::new(0, crate::task::Fault::ALWAYS, FaultKind::SigKill).unwrap().always);
     }
 }

@@ -6,9 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::planted::PlantedBug;
-use crate::pool::{Pool, PoolConfig, PoolError, PoolKind};
-use crate::{naive, per_task, polling, seed_polling, supervised};
+use crate::pool::{PlantedBug, Pool, PoolConfig, PoolError, PoolKind};
+use crate::{naive, per_task, planted, polling, seed_polling, supervised};
 
 impl PoolKind {
     pub const ALL: [PoolKind; 5] =
@@ -52,6 +51,6 @@ pub fn build(kind: PoolKind, config: &PoolConfig) -> Result<Box<dyn Pool>, PoolE
         PoolKind::Polling => Box::new(polling::PollingPool::new(config)?),
         PoolKind::PerTask => Box::new(per_task::start(config)?),
         PoolKind::Supervised => Box::new(supervised::start(config)?),
-        PoolKind::Planted(bug) => Box::new(supervised::start_with(config, Some(bug))?),
+        PoolKind::Planted(bug) => Box::new(planted::start(config, bug)?),
     })
 }

@@ -65,6 +65,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::fault;
 use crate::job::{AsyncResult, Callbacks, Guard, Job};
 use crate::outcome::{Exit, TaskError};
 use crate::pool::{PoolConfig, PoolError};
@@ -493,7 +494,7 @@ impl Inner {
         for (index, task) in tasks.into_iter().enumerate() {
             frame.clear();
             let id = TaskRef { job, index: index as u32 };
-            if let Err(message) = wire::fire_encode(&task, 0) {
+            if let Err(message) = fault::fire_encode(&task, 0) {
                 self.deliver(id, Err(message));
                 continue;
             }
@@ -589,7 +590,7 @@ fn next_result(frames: &mut Frames, inner: &Inner) -> Result<FromWorker, Halt> {
             // A result that fails to decode ends the result handler, as an
             // unpickling error that is no `OSError`/`EOFError` escapes
             // `_handle_results`' `get()` and kills its thread.
-            return Ok(wire::decode_result(frame).map_err(io::Error::from)?);
+            return Ok(fault::decode_result(frame).map_err(io::Error::from)?);
         }
         if inner.stopped() {
             return Err(Halt::Stopped);

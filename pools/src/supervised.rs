@@ -80,8 +80,10 @@
 //!   worker's window; it leaves a window only through its result or its
 //!   worker's death. Retries go to the front of the queue (or straight into
 //!   the standby's window).
-//! - **Planted bugs** ([`crate::planted`]) change what happens only through
-//!   the supervisor's [`Hooks`].
+//! - **Planted bugs** (the `planted` module, above this one) change what
+//!   happens only through the supervisor's [`Hooks`]; the correct pool is
+//!   built with [`Faithful`], whose hooks are the defaults, so its code
+//!   path never leaves this module.
 //!
 //! Known cost: a worker flushes results when its input runs dry, every
 //! 32 KiB, after any task that took 200 µs or more, or 200 µs after the
@@ -101,11 +103,11 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
-use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox};
+use crate::actor::{ActorPool, Entry, Lifecycle, Mailbox, deliver_all};
+use crate::fault;
 use crate::fork_server::{ForkServer, Forked, Note, START_PATIENCE, is_gone};
 use crate::outcome::{Exit, Outcome, TaskError};
-use crate::planted::{Faithful, Hooks};
-use crate::pool::{PoolConfig, PoolError, PoolKind};
+use crate::pool::{PoolConfig, PoolError, PoolKind, START_DEATHS};
 use crate::process::{self, MAX_TASKS_ENV, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV, now_ns};
 use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
@@ -120,8 +122,6 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed spawn before the next try.
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
-/// Workers dead as they started, in a row, after which the queued tasks fail.
-pub const START_DEATHS: u32 = 5;
 /// Most exits kept for workers forked and not taken yet.
 const UNCLAIMED: usize = 64;
 /// Most scoreboards of dead workers kept for the next ones.
@@ -129,17 +129,15 @@ const SPARE_BOARDS: usize = 4;
 
 /// Starts a supervised pool. Fails if the first workers cannot be spawned.
 pub fn start(config: &PoolConfig) -> Result<ActorPool, PoolError> {
-    start_with(config, None)
+    start_with(config, PoolKind::Supervised, Faithful)
 }
 
-pub use crate::planted::PlantedBug;
-
-/// A supervised pool, with a planted bug if `bug` says so.
-pub fn start_with(config: &PoolConfig, bug: Option<PlantedBug>) -> Result<ActorPool, PoolError> {
+/// A supervised pool named `kind` whose supervisor calls `hooks` (a
+/// planted bug's, or [`Faithful`]).
+pub(crate) fn start_with<H: Hooks>(config: &PoolConfig, kind: PoolKind, hooks: H) -> Result<ActorPool, PoolError> {
     let settings = Settings::from(config);
-    let hooks = bug.map_or_else(|| Box::new(Faithful) as Box<dyn Hooks>, PlantedBug::hooks);
     let (ready_tx, ready_rx) = mpsc::channel();
-    let pool = ActorPool::start(bug.map_or(PoolKind::Supervised, PoolKind::Planted), move |mailbox| {
+    let pool = ActorPool::start(kind, move |mailbox| {
         let mut supervisor = Supervisor::new(settings, hooks, mailbox);
         let ready = supervisor.start_workers();
         let failed = ready.is_err();
@@ -152,6 +150,48 @@ pub fn start_with(config: &PoolConfig, bug: Option<PlantedBug>) -> Result<ActorP
     ready_rx.recv().map_err(|_| PoolError::Spawn(io::Error::other("supervisor thread died")))??;
     Ok(pool)
 }
+
+/// Where a planted bug can change what the supervisor does (a result
+/// lands, a task fails for good, a worker dies, a deadline passes, a task
+/// is charged an attempt, a worker dies at start); every default is the
+/// correct behaviour. The bugs implement it in `planted`, above this module.
+pub(crate) trait Hooks: Send + 'static {
+    /// Workers returned these outcomes (results or the tasks' own errors),
+    /// in order: lands them, and leaves `landed` empty.
+    fn deliver(&mut self, landed: &mut Vec<(Entry, Outcome)>) {
+        deliver_all(landed);
+    }
+
+    /// `entry` fails for good because of a fault: out of attempts after
+    /// deaths, or past its deadline.
+    fn fail(&mut self, entry: Entry, error: TaskError) {
+        entry.deliver(Err(error));
+    }
+
+    /// Whether a dead worker's tasks are settled (charged, retried, requeued).
+    fn settles_deaths(&self) -> bool {
+        true
+    }
+
+    /// Whether per-task deadlines are enforced.
+    fn enforces_deadlines(&self) -> bool {
+        true
+    }
+
+    /// How many attempts a task whose worker dies under it gets, of `max_attempts`.
+    fn attempts(&self, max_attempts: u32) -> u32 {
+        max_attempts
+    }
+
+    /// Whether a worker that died as it started is replaced.
+    fn replaces_start_deaths(&self) -> bool {
+        true
+    }
+}
+
+/// The correct pool: every hook its default.
+pub(crate) struct Faithful;
+impl Hooks for Faithful {}
 
 struct Settings {
     workers: usize,
@@ -185,7 +225,7 @@ struct InFlight {
 }
 
 /// Why a worker takes no more tasks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Retiring {
     /// It said it is over its memory ceiling and will exit.
     Recycling,
@@ -193,11 +233,27 @@ enum Retiring {
     TimedOut { after: Duration },
 }
 
+/// Where a worker is in its life. Each change is one method of [`Worker`]:
+/// [`Worker::retire`], [`Worker::lose`], [`Worker::close`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Life {
+    /// Takes tasks.
+    Working,
+    /// Takes no more tasks; what it holds is still its own.
+    Retiring(Retiring),
+    /// Its results pipe closed, its task pipe broke, or it said something
+    /// not ours: it has been killed, and is buried once its pidfd says it
+    /// is dead. Keeps why it was retiring, if it was.
+    Gone(Option<Retiring>),
+    /// Its task pipe is closed (a graceful shutdown): it exits on EOF.
+    Closed,
+}
+
 struct Worker {
     /// Forked by the pool's fork server: its exit status comes from there.
     child: Forked,
     board: Scoreboard,
-    /// The task pipe; `None` once closed for a graceful shutdown.
+    /// The task pipe; `None` once closed ([`Life::Closed`]).
     to: Option<OwnedFd>,
     from: OwnedFd,
     sent: u64,
@@ -210,10 +266,7 @@ struct Worker {
     last_result_ns: u64,
     /// Moving average of one task's service time, in ns (0 = unknown yet).
     service_ns: f64,
-    retiring: Option<Retiring>,
-    /// The results pipe closed, or something on it was not ours: it has
-    /// been killed, and is buried once its pidfd says it is dead.
-    gone: bool,
+    life: Life,
 }
 
 /// A worker asked of the fork server and not forked yet: our ends of its
@@ -254,15 +307,51 @@ impl Unborn {
             landed: Vec::new(),
             last_result_ns: now_ns(),
             service_ns: 0.0,
-            retiring: None,
-            gone: false,
+            life: Life::Working,
         }
     }
 }
 
 impl Worker {
     fn accepts_work(&self) -> bool {
-        self.to.is_some() && self.retiring.is_none() && !self.gone
+        self.life == Life::Working
+    }
+
+    fn is_gone(&self) -> bool {
+        matches!(self.life, Life::Gone(_))
+    }
+
+    /// Why it retired, if it did (gone since or not).
+    fn retired(&self) -> Option<Retiring> {
+        match self.life {
+            Life::Retiring(why) | Life::Gone(Some(why)) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// It takes no more tasks, for `why` (a later reason replaces an
+    /// earlier one; a gone worker keeps it for its burial).
+    fn retire(&mut self, why: Retiring) {
+        self.life = match self.life {
+            Life::Working | Life::Retiring(_) => Life::Retiring(why),
+            Life::Gone(_) => Life::Gone(Some(why)),
+            Life::Closed => Life::Closed,
+        };
+    }
+
+    /// It is lost to us (see [`Life::Gone`]); the caller kills it.
+    fn lose(&mut self) {
+        self.life = match self.life {
+            Life::Working | Life::Closed => Life::Gone(None),
+            Life::Retiring(why) => Life::Gone(Some(why)),
+            gone @ Life::Gone(_) => gone,
+        };
+    }
+
+    /// Closes its task pipe, for a graceful shutdown.
+    fn close(&mut self) {
+        self.to = None;
+        self.life = Life::Closed;
     }
 
     /// How many tasks it may hold: enough to cover a round trip, few enough
@@ -278,14 +367,11 @@ impl Worker {
     /// Sends `entry`; a task that fails to encode (its `encode` fault) is
     /// handed back with its error instead, for the supervisor to fail alone.
     fn send(&mut self, entry: Entry, now_ns: u64) -> Result<(), (Entry, TaskError)> {
-        if let Err(message) = wire::fire_encode(&entry.task, entry.attempts) {
+        if let Err(message) = fault::fire_encode(&entry.task, entry.attempts) {
             return Err((entry, TaskError::Task { message }));
         }
         let id = entry.id();
-        crate::worker::encode_frame(
-            &ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task },
-            &mut self.out,
-        );
+        wire::encode_frame(&ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task }, &mut self.out);
         self.sent += 1;
         self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
         Ok(())
@@ -301,7 +387,7 @@ impl Worker {
                 Err(rustix::io::Errno::INTR) => continue,
                 // EPIPE: it is dying; its pidfd will say so.
                 Err(_) => {
-                    self.gone = true;
+                    self.lose();
                     let _ = self.child.signal(Signal::KILL);
                     return;
                 }
@@ -314,7 +400,7 @@ impl Worker {
     /// Frames are waiting and the worker can take them (a gone worker's
     /// task pipe reports an error at every poll).
     fn wants_write(&self) -> bool {
-        self.to.is_some() && !self.gone && self.written < self.out.len()
+        matches!(self.life, Life::Working | Life::Retiring(_)) && self.written < self.out.len()
     }
 
     /// When (CLOCK_MONOTONIC ns) it must have made progress: its running
@@ -323,7 +409,7 @@ impl Worker {
     fn deadline_ns(&self, timeout: Option<Duration>) -> Option<u64> {
         let timeout = timeout?.as_nanos() as u64;
         let front = self.inflight.front()?;
-        if self.retiring.is_some() {
+        if self.retired().is_some() {
             return None;
         }
         let score = self.board.read();
@@ -336,12 +422,12 @@ impl Worker {
 
     /// Reads every result that has arrived and lands it. Marks the worker
     /// gone on EOF or on anything it should not have said.
-    fn read_results(&mut self, hooks: &mut dyn Hooks) {
+    fn read_results(&mut self, hooks: &mut impl Hooks) {
         let mut results = std::mem::take(&mut self.results);
         loop {
             match results.read_from(&self.from, 64 << 10) {
                 Ok(0) => {
-                    self.gone = true;
+                    self.lose();
                     break;
                 }
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
@@ -356,7 +442,7 @@ impl Worker {
                 Ok(None) => break,
                 // Not ours, or not what it owes us.
                 Ok(Some(_)) | Err(_) => {
-                    self.gone = true;
+                    self.lose();
                     break;
                 }
             }
@@ -364,7 +450,7 @@ impl Worker {
         self.results = results;
         // One lock of the job for what this read brought.
         hooks.deliver(&mut self.landed);
-        if self.gone {
+        if self.is_gone() {
             // Kill it so its death, and what it held, are handled like any other.
             let _ = self.child.signal(Signal::KILL);
         }
@@ -375,8 +461,8 @@ impl Worker {
     /// fails its task alone with that error: the frame was whole, the
     /// worker is fine.
     fn land(&mut self, frame: &[u8], now: u64) -> bool {
-        let decoded = match wire::decode_result(frame) {
-            Err(wire::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
+        let decoded = match fault::decode_result(frame) {
+            Err(fault::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
             other => other,
         };
         match decoded {
@@ -392,7 +478,7 @@ impl Worker {
                 true
             }
             Ok(FromWorker::Recycling { .. }) => {
-                self.retiring = Some(Retiring::Recycling);
+                self.retire(Retiring::Recycling);
                 true
             }
             Ok(FromWorker::Sentinel) | Err(_) => false,
@@ -400,9 +486,17 @@ impl Worker {
     }
 }
 
-struct Supervisor {
+/// What turned ready while the supervisor slept.
+struct Ready {
+    /// Per worker: its results pipe, its pidfd.
+    workers: Vec<(bool, bool)>,
+    standby_died: bool,
+    server_spoke: bool,
+}
+
+struct Supervisor<H> {
     s: Settings,
-    hooks: Box<dyn Hooks>,
+    hooks: H,
     mailbox: Arc<Mailbox>,
     lifecycle: Lifecycle,
     queue: VecDeque<Entry>,
@@ -427,8 +521,8 @@ struct Supervisor {
     spare_boards: Vec<Scoreboard>,
 }
 
-impl Supervisor {
-    fn new(s: Settings, hooks: Box<dyn Hooks>, mailbox: Arc<Mailbox>) -> Self {
+impl<H: Hooks> Supervisor<H> {
+    fn new(s: Settings, hooks: H, mailbox: Arc<Mailbox>) -> Self {
         Supervisor {
             s,
             hooks,
@@ -661,9 +755,10 @@ impl Supervisor {
         }
     }
 
-    /// Sleeps until mail, a result, a death, a forked worker or the nearest
-    /// deadline; handles them.
-    fn wait_and_handle(&mut self) -> io::Result<()> {
+    /// How long the loop may sleep: until the nearest deadline, the end of
+    /// a spawn pause, or the fork server's answer's due time; not at all if
+    /// the server's messages are waiting, read while waiting for something else.
+    fn sleep_for(&self) -> Option<Duration> {
         let now = now_ns();
         let mut timeout = self
             .workers
@@ -684,41 +779,52 @@ impl Supervisor {
         if self.server.as_ref().is_some_and(ForkServer::has_notes) {
             timeout = Some(Duration::ZERO);
         }
-        let (ready, standby_died, server_spoke): (Vec<(bool, bool)>, bool, bool) = {
-            let wake = self.mailbox.wake_fd();
-            let pidfds: Vec<_> = self.workers.iter().map(|w| w.child.pidfd()).collect();
-            let mut fds = Vec::with_capacity(3 + 3 * self.workers.len());
-            fds.push(PollFd::new(&wake, PollFlags::IN));
-            for (w, pidfd) in self.workers.iter().zip(&pidfds) {
-                // A gone worker's pipe reports HUP whatever we ask of it, for
-                // as long as the worker takes to finish dying (its pidfd turns
-                // readable only then): polled, it would spin this loop, and
-                // take a core from the dying worker. Only its pidfd matters now.
-                let results = if w.gone { *pidfd } else { w.from.as_fd() };
-                fds.push(PollFd::from_borrowed_fd(results, if w.gone { PollFlags::empty() } else { PollFlags::IN }));
-                fds.push(PollFd::new(pidfd, PollFlags::IN));
-            }
-            let standby = self.standby.as_ref().map(|w| w.child.pidfd());
-            if let Some(pidfd) = &standby {
-                fds.push(PollFd::new(pidfd, PollFlags::IN));
-            }
-            let server = self.server.as_ref().map(ForkServer::fd);
-            if let Some(fd) = &server {
-                fds.push(PollFd::new(fd, PollFlags::IN));
-            }
-            for to in self.workers.iter().filter(|w| w.wants_write()).filter_map(|w| w.to.as_ref()) {
-                fds.push(PollFd::new(to, PollFlags::OUT));
-            }
-            process::poll(&mut fds, timeout)?;
-            self.woken = !fds[0].revents().is_empty();
-            let ready = (0..self.workers.len())
-                .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
-                .collect();
-            let at = 1 + 2 * self.workers.len();
-            let standby_died = standby.is_some() && !fds[at].revents().is_empty();
-            let at = at + usize::from(standby.is_some());
-            (ready, standby_died, server.is_some() && !fds[at].revents().is_empty())
-        };
+        timeout
+    }
+
+    /// Sleeps until mail, a result, a death, a forked worker or `timeout`;
+    /// says what turned ready.
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> io::Result<Ready> {
+        let wake = self.mailbox.wake_fd();
+        let pidfds: Vec<_> = self.workers.iter().map(|w| w.child.pidfd()).collect();
+        let mut fds = Vec::with_capacity(3 + 3 * self.workers.len());
+        fds.push(PollFd::new(&wake, PollFlags::IN));
+        for (w, pidfd) in self.workers.iter().zip(&pidfds) {
+            // A gone worker's pipe reports HUP whatever we ask of it, for
+            // as long as the worker takes to finish dying (its pidfd turns
+            // readable only then): polled, it would spin this loop, and
+            // take a core from the dying worker. Only its pidfd matters now.
+            let gone = w.is_gone();
+            let results = if gone { *pidfd } else { w.from.as_fd() };
+            fds.push(PollFd::from_borrowed_fd(results, if gone { PollFlags::empty() } else { PollFlags::IN }));
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+        }
+        let standby = self.standby.as_ref().map(|w| w.child.pidfd());
+        if let Some(pidfd) = &standby {
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+        }
+        let server = self.server.as_ref().map(ForkServer::fd);
+        if let Some(fd) = &server {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
+        for to in self.workers.iter().filter(|w| w.wants_write()).filter_map(|w| w.to.as_ref()) {
+            fds.push(PollFd::new(to, PollFlags::OUT));
+        }
+        process::poll(&mut fds, timeout)?;
+        self.woken = !fds[0].revents().is_empty();
+        let ready = (0..self.workers.len())
+            .map(|i| (!fds[1 + 2 * i].revents().is_empty(), !fds[2 + 2 * i].revents().is_empty()))
+            .collect();
+        let at = 1 + 2 * self.workers.len();
+        let standby_died = standby.is_some() && !fds[at].revents().is_empty();
+        let at = at + usize::from(standby.is_some());
+        Ok(Ready { workers: ready, standby_died, server_spoke: server.is_some() && !fds[at].revents().is_empty() })
+    }
+
+    /// Sleeps until mail, a result, a death, a forked worker or the nearest
+    /// deadline; handles them.
+    fn wait_and_handle(&mut self) -> io::Result<()> {
+        let Ready { workers: ready, standby_died, server_spoke } = self.wait_ready(self.sleep_for())?;
         // The server's socket is read only when it spoke (or when messages
         // read while waiting for something else are kept): a read that finds
         // nothing is a syscall per loop, twice, for nothing.
@@ -726,7 +832,7 @@ impl Supervisor {
         for (worker, &(results, _)) in self.workers.iter_mut().zip(&ready) {
             if results {
                 let held = worker.inflight.len();
-                worker.read_results(&mut *self.hooks);
+                worker.read_results(&mut self.hooks);
                 if worker.inflight.len() < held {
                     self.start_deaths = 0;
                 }
@@ -774,7 +880,7 @@ impl Supervisor {
             let Some(deadline) = worker.deadline_ns(timeout) else { continue };
             if now >= deadline {
                 let late = Duration::from_nanos(now - deadline);
-                worker.retiring = Some(Retiring::TimedOut { after: timeout.unwrap_or_default() + late });
+                worker.retire(Retiring::TimedOut { after: timeout.unwrap_or_default() + late });
                 let _ = worker.child.signal(Signal::KILL);
             }
         }
@@ -788,6 +894,7 @@ impl Supervisor {
         // It has exited: its scoreboard says its last word.
         let score = worker.board.read();
         let culprit = score.running();
+        let retired = worker.retired();
         self.keep_board(worker.board);
         if !self.hooks.settles_deaths() {
             self.publish_pids();
@@ -835,7 +942,7 @@ impl Supervisor {
         self.publish_pids();
         if let Some(entry) = failed {
             let (pid, attempts) = (worker.child.pid(), entry.attempts);
-            let error = match worker.retiring {
+            let error = match retired {
                 Some(Retiring::TimedOut { after }) => TaskError::TimedOut { pid, after, attempts },
                 // The one wait on a death: the error names how it ended.
                 _ => TaskError::WorkerLost { pid, exit: self.reap(&mut worker.child, EXIT_GRACE), attempts },
@@ -903,7 +1010,7 @@ impl Supervisor {
         workers.extend(self.standby.take());
         for worker in &mut workers {
             if graceful {
-                worker.to = None;
+                worker.close();
             } else {
                 let _ = worker.child.signal(Signal::KILL);
             }

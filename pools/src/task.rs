@@ -140,7 +140,7 @@ pub enum FaultPoint {
     Callback,
     /// In the worker running the task, while the parent closes the pool
     /// (this and the next two fire halfway through the workload, once the
-    /// owner names the stage: [`crate::process::set_stage`]).
+    /// owner names the stage: [`crate::fault::set_stage`]).
     Close,
     /// In the worker running the task, while the parent terminates the pool.
     Terminate,

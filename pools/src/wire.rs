@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::{Fault, FaultKind, FaultPoint, Task};
+use crate::task::{Fault, FaultKind, Task};
 
 /// Frames larger than this are a protocol error, not an allocation.
 pub const MAX_FRAME: usize = 256 << 20;
@@ -70,7 +70,7 @@ pub enum FromWorker {
     /// The task's result, or the error the task itself raised.
     Done { id: TaskRef, result: Result<Vec<u8>, String> },
     /// A task's result armed with its `decode-result` fault: the pool fires
-    /// `kind` as it decodes the frame ([`decode_result`]), as Python's
+    /// `kind` as it decodes the frame ([`crate::fault::decode_result`]), as Python's
     /// parent does unpickling a result that raises (`AtUnpickle`).
     Armed { id: TaskRef, result: Result<Vec<u8>, String>, kind: FaultKind },
     /// The worker went over its memory ceiling, or ran its most tasks, and
@@ -100,58 +100,24 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     buf
 }
 
+/// Appends one frame holding `msg` to `out`: the same bytes as
+/// [`encode_into`], but a small message is serialized into a stack
+/// buffer (postcard's slice flavor) and copied in once, not extended a
+/// byte at a time. Used by the worker and by `supervised`.
+pub(crate) fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
+    let mut scratch = [0u8; 256];
+    match postcard::to_slice(msg, &mut scratch) {
+        Ok(bytes) => {
+            out.reserve(4 + bytes.len());
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        Err(_) => encode_into(msg, out),
+    }
+}
+
 pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> io::Result<T> {
     postcard::from_bytes(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Why a frame from a worker decoded to no message.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    /// Not a message of ours.
-    #[error("garbled frame: {0}")]
-    Garbled(#[from] io::Error),
-    /// Task `id`'s result fired its `decode-result` fault (`error` or
-    /// `panic`) as it was decoded; the frame itself was whole.
-    #[error("task {id:?}: {message}")]
-    Fired { id: TaskRef, message: String },
-}
-
-impl From<DecodeError> for io::Error {
-    fn from(e: DecodeError) -> io::Error {
-        match e {
-            DecodeError::Garbled(e) => e,
-            fired => io::Error::new(io::ErrorKind::InvalidData, fired.to_string()),
-        }
-    }
-}
-
-/// Decodes a worker's message as the pool does, firing an armed result's
-/// fault here, in the pool's process: a deadly or stalling kind does not
-/// return (it kills or stalls the pool's owner), `sigstop` returns once the
-/// owner is continued, `error` and `panic` are [`DecodeError::Fired`]. An
-/// armed result that survives is the plain `Done`.
-pub fn decode_result(payload: &[u8]) -> Result<FromWorker, DecodeError> {
-    match decode(payload)? {
-        FromWorker::Armed { id, result, kind } => match crate::worker::fire_fault(kind) {
-            Ok(()) => Ok(FromWorker::Done { id, result }),
-            Err(message) => Err(DecodeError::Fired { id, message: format!("decoding the result: {message}") }),
-        },
-        other => Ok(other),
-    }
-}
-
-/// Fires `task`'s `encode` fault, if it has one for `attempt`, as the pool
-/// encodes the task for a worker (in the pool's process, as Python's
-/// parent pickles a task that raises: `AtPickle`). `Err` is what the task
-/// fails with (`error`, `panic`); the deadly and stalling kinds do not
-/// return.
-pub fn fire_encode(task: &Task, attempt: u32) -> Result<(), String> {
-    match task.fault {
-        Some(f) if f.point == FaultPoint::Encode && f.fires(attempt) => {
-            crate::worker::fire_fault(f.kind).map_err(|e| format!("encoding the task: {e}"))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The length a frame header announces; an error past [`MAX_FRAME`].

@@ -29,21 +29,13 @@
 //! mode also `up 0 0 <pid>` once it got past its start (so the harness can
 //! hold a pool's worker count against its plan).
 //!
-//! The self-placed faults fire here, at the points [`FaultPoint`] names:
-//! - `init`, `recycle`: as the worker starts, before it reads anything, if
-//!   its start token says so ([`crate::process::StartTokens`]);
-//! - `transport`: as soon as the first bytes of a task frame still being
-//!   written show its fault (a frame larger than one read: 64 KiB; the
-//!   task's `fault` precedes its workload on the wire); in shared mode the
-//!   worker holds the inqueue's read lock then, with the rest of the frame
-//!   in the pipe. A frame that arrives whole fires as the worker takes it;
-//! - `decode`, `mid-task`: in [`execute`];
-//! - `encode-result`: once the result is in hand, before it is encoded (in
-//!   shared mode before the outqueue's write lock, as CPython pickles
-//!   before it takes it);
-//! - `transport-result`: half-way through writing the result frame;
-//! - `after-result`: once the result is written (private mode flushes its
-//!   batch first) and, in shared mode, the write lock given back.
+//! The self-placed faults are met here, as the loop reaches each point
+//! [`FaultPoint`] names (a task frame's first bytes, taking it, running it,
+//! encoding and writing its result), and fire in [`crate::fault`], which
+//! says where each one is met. In shared mode the worker holds the
+//! inqueue's read lock at `transport` (with the rest of the frame in the
+//! pipe), and fires `encode-result` before it takes the outqueue's write
+//! lock, as CPython pickles before it takes it.
 //!
 //! With `POOLCHAOS_MAX_TASKS` a worker stops after that many tasks: in
 //! shared mode it exits (CPython's `maxtasksperchild`), in private mode it
@@ -52,18 +44,13 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
-
-use crate::process::{
-    LOCK_FDS_ENV, MAX_TASKS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, StartTokens, TOKEN_KIND_ENV, TOKENS_ALWAYS_ENV,
-    TOKENS_FD_ENV, TRACE_FD_ENV,
-};
+use crate::fault;
+use crate::process::{LOCK_FDS_ENV, MAX_TASKS_ENV, OOM_SCORE_ADJ_ENV, RSS_CEILING_ENV, TRACE_FD_ENV};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV};
-use crate::task::{Fault, FaultKind, FaultPoint, Task, Workload};
-use crate::wire::{self, Frames, FromWorker, RunHead, TaskRef, ToWorker};
+use crate::task::{FaultPoint, Task, Workload};
+use crate::wire::{self, Frames, FromWorker, TaskRef, ToWorker};
 
 const FLUSH_BYTES: usize = 32 << 10;
 /// The most a worker reads from its task pipe at once.
@@ -163,7 +150,7 @@ impl Env {
 static HELD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 fn run_private(mut env: Env) -> io::Result<()> {
-    take_start_token();
+    fault::take_start_token();
     if let Some(board) = &env.scoreboard {
         board.ready();
     }
@@ -185,10 +172,10 @@ fn run_private(mut env: Env) -> io::Result<()> {
             oldest_unflushed = None;
         }
         let peek = |first: &[u8]| {
-            if let Some(kind) = transport_fault(first) {
+            if let Some(kind) = fault::transport(first) {
                 // The task being taken is the one its supervisor blames.
                 clock.start(env.scoreboard.as_ref(), n + 1);
-                fire(kind);
+                fault::fire(kind);
             }
         };
         let Some(message) = next_message(&mut input, peek)? else { break };
@@ -201,14 +188,14 @@ fn run_private(mut env: Env) -> io::Result<()> {
         env.trace("start", &task, attempt);
         let result = execute(&task, attempt);
         env.trace("done", &task, attempt);
-        let result = encoding(&task, attempt, result);
+        let result = fault::encoding(&task, attempt, result);
         let at = out.len();
-        encode_frame(&done(id, &task, attempt, result), &mut out);
-        if let Some(fault) = task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
+        wire::encode_frame(&fault::armed(id, &task, attempt, result), &mut out);
+        if let Some(fault) = fault::placed(&task, attempt, FaultPoint::WriteResult) {
             let frame = out.split_off(at);
             output.write_all(&out)?;
             out.clear();
-            die_writing(&mut output, &frame, fault)?;
+            fault::die_writing(&mut output, &frame, fault)?;
         }
         // Finished only once its result is in our hands: a result lost with
         // the buffer is re-run, a task that dies writing it is blamed.
@@ -219,18 +206,18 @@ fn run_private(mut env: Env) -> io::Result<()> {
             let oldest = *oldest_unflushed.get_or_insert(at);
             took >= FLUSH_AGE || at.saturating_sub(oldest) >= FLUSH_AGE
         });
-        let after = fault_at(&task, attempt, FaultPoint::AfterResult);
+        let after = fault::placed(&task, attempt, FaultPoint::AfterResult);
         if out.len() >= FLUSH_BYTES || due || after.is_some() {
             output.write_all(&out)?;
             out.clear();
             oldest_unflushed = None;
         }
-        if let Some(kind) = after {
-            after_result(kind);
+        if let Some(f) = after {
+            fault::after_result(f.kind);
         }
-        let over = over_ceiling(&env);
+        let over = fault::over_ceiling(env.rss_ceiling_kib);
         if over.is_some() || env.max_tasks.is_some_and(|max| n >= max) {
-            let rss_kib = over.or_else(rss_kib).unwrap_or(0);
+            let rss_kib = over.or_else(fault::rss_kib).unwrap_or(0);
             wire::encode_into(&FromWorker::Recycling { rss_kib }, &mut out);
             break;
         }
@@ -336,22 +323,6 @@ fn next_message(input: &mut Frames, mut peek: impl FnMut(&[u8])) -> io::Result<O
     }
 }
 
-/// Appends one frame holding `msg` to `out`: the same bytes as
-/// [`wire::encode_into`], but a small message is serialized into a stack
-/// buffer (postcard's slice flavor) and copied in once, not extended a
-/// byte at a time. Used by the worker and by `supervised`.
-pub(crate) fn encode_frame<T: serde::Serialize>(msg: &T, out: &mut Vec<u8>) {
-    let mut scratch = [0u8; 256];
-    match postcard::to_slice(msg, &mut scratch) {
-        Ok(bytes) => {
-            out.reserve(4 + bytes.len());
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
-        Err(_) => wire::encode_into(msg, out),
-    }
-}
-
 fn run_shared(mut env: Env) -> io::Result<()> {
     let [rlock_r, rlock_w, wlock_r, wlock_w] =
         env.locks.ok_or_else(|| io::Error::other("shared mode needs the lock fds"))?;
@@ -360,7 +331,7 @@ fn run_shared(mut env: Env) -> io::Result<()> {
     let (mut inqueue, mut outqueue) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
     let rlock = unsafe { Lock { take: File::from_raw_fd(rlock_r), give: File::from_raw_fd(rlock_w) } };
     let wlock = unsafe { Lock { take: File::from_raw_fd(wlock_r), give: File::from_raw_fd(wlock_w) } };
-    take_start_token();
+    fault::take_start_token();
     let mut ran = 0u64;
     // CPython's `maxtasksperchild`: the worker exits after that many tasks.
     while env.max_tasks.is_none_or(|max| ran < max) {
@@ -369,8 +340,8 @@ fn run_shared(mut env: Env) -> io::Result<()> {
         // worker sits here holding it.
         rlock.take()?;
         let frame = wire::read_frame_peeking(&mut inqueue, READ_BYTES, |first| {
-            if let Some(kind) = transport_fault(first) {
-                fire(kind);
+            if let Some(kind) = fault::transport(first) {
+                fault::fire(kind);
             }
         });
         rlock.give()?;
@@ -384,134 +355,19 @@ fn run_shared(mut env: Env) -> io::Result<()> {
         env.trace("done", &task, attempt);
         // Encoded before the lock is taken, as CPython pickles before it
         // takes the outqueue's write lock (`SimpleQueue.put`).
-        let result = encoding(&task, attempt, result);
-        let frame = wire::encode(&done(id, &task, attempt, result));
+        let result = fault::encoding(&task, attempt, result);
+        let frame = wire::encode(&fault::armed(id, &task, attempt, result));
         wlock.take()?;
-        match task.fault.filter(|f| f.point == FaultPoint::WriteResult && f.fires(attempt)) {
-            Some(fault) => die_writing(&mut outqueue, &frame, fault)?,
+        match fault::placed(&task, attempt, FaultPoint::WriteResult) {
+            Some(fault) => fault::die_writing(&mut outqueue, &frame, fault)?,
             None => outqueue.write_all(&frame)?,
         }
         wlock.give()?;
-        if let Some(kind) = fault_at(&task, attempt, FaultPoint::AfterResult) {
-            after_result(kind);
+        if let Some(f) = fault::placed(&task, attempt, FaultPoint::AfterResult) {
+            fault::after_result(f.kind);
         }
     }
     Ok(())
-}
-
-/// The kind of `task`'s fault if it fires at `point` on `attempt`.
-fn fault_at(task: &Task, attempt: u32, point: FaultPoint) -> Option<FaultKind> {
-    task.fault.filter(|f| f.point == point && f.fires(attempt)).map(|f| f.kind)
-}
-
-/// Takes this worker's start token, if its pool hands them out, and fires
-/// the start fault (`init`, `recycle`) if the token says so. `error` and
-/// `panic` end the worker with exit code 1 there, as an exception in a
-/// CPython pool's initializer ends its worker process.
-fn take_start_token() {
-    let fires = match TAKEN_AHEAD.load(Ordering::Relaxed) {
-        NOT_TAKEN => match read_start_token() {
-            Some(token) => token_fires(token),
-            None => return,
-        },
-        token => token_fires(token),
-    };
-    if !fires {
-        return;
-    }
-    match std::env::var(TOKEN_KIND_ENV).ok().and_then(|value| StartTokens::kind_from_env(&value)) {
-        Some(FaultKind::Error | FaultKind::Panic) => exit_now(1),
-        Some(kind) => fire(kind),
-        None => {
-            eprintln!("poolchaos-worker: bad {TOKEN_KIND_ENV}");
-            exit_now(3)
-        }
-    }
-}
-
-/// The start token the fork server took for the child it forks next
-/// ([`take_start_token_ahead`]), inherited by that child; `NOT_TAKEN` if none.
-static TAKEN_AHEAD: AtomicU8 = AtomicU8::new(NOT_TAKEN);
-const NOT_TAKEN: u8 = 0;
-/// The token pipe was empty.
-const NO_TOKEN: u8 = 1;
-
-/// In the fork server, just before a fork: takes the next start token for
-/// the child, so tokens go to workers in the order they are forked, not in
-/// the order they happen to be scheduled (a standby that ran first took a
-/// worker's clean token).
-pub(crate) fn take_start_token_ahead() {
-    TAKEN_AHEAD.store(read_start_token().unwrap_or(NOT_TAKEN), Ordering::Relaxed);
-}
-
-/// One byte off the pool's token pipe (`NO_TOKEN` if it is empty), or
-/// `None` if this pool hands out no tokens.
-fn read_start_token() -> Option<u8> {
-    let fd = std::env::var(TOKENS_FD_ENV).ok().and_then(|s| s.trim().parse::<RawFd>().ok())?;
-    // SAFETY: the pool passed us this fd (a pipe's read end) for these reads.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let mut token = [0u8];
-    Some(match rustix::io::read(fd, &mut token) {
-        Ok(1) => token[0],
-        _ => NO_TOKEN,
-    })
-}
-
-/// Whether a start with this token fires the start fault.
-fn token_fires(token: u8) -> bool {
-    match token {
-        b'f' => true,
-        // Empty: every start fires if the fault always does, else none.
-        NO_TOKEN => std::env::var_os(TOKENS_ALWAYS_ENV).is_some(),
-        _ => false,
-    }
-}
-
-fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit ends the process at once; nothing of ours needs flushing.
-    unsafe { libc::_exit(code) }
-}
-
-/// The `transport` fault to fire now, from the first bytes of a task frame
-/// still being written: one that ends the worker or never returns (the
-/// others fire once the task is taken, in [`execute`]).
-fn transport_fault(first: &[u8]) -> Option<FaultKind> {
-    let (attempt, head) = RunHead::peek(first)?;
-    let fault = head.fault.filter(|f| f.point == FaultPoint::Transport && f.fires(attempt))?;
-    (fault.kind.kills_worker() || fault.kind == FaultKind::Hang).then_some(fault.kind)
-}
-
-/// The `encode-result` point, as the result is encoded: a deadly fault
-/// ends the worker with the result unsent; `error` and `panic` give the
-/// task an error in place of its result (CPython's `MaybeEncodingError`).
-fn encoding(task: &Task, attempt: u32, result: Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
-    match fault_at(task, attempt, FaultPoint::EncodeResult) {
-        Some(kind) => caught(|| fail_or_fire(kind)).and(result),
-        None => result,
-    }
-}
-
-/// The `after-result` point, once the result is sent: a crash in a
-/// destructor. An `error` or a `panic` there is dropped, as Python ignores
-/// an exception raised in `__del__`.
-fn after_result(kind: FaultKind) {
-    let _ = caught(|| fail_or_fire(kind));
-}
-
-/// Runs `f`, a panic in it coming back as `Err("panic: <message>")`.
-fn caught<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| Err(panic_message(panic)))
-}
-
-/// The message carrying a task's result: armed with its `decode-result`
-/// fault when it fires on this attempt (the pool fires it as it decodes).
-fn done(id: TaskRef, task: &Task, attempt: u32, result: Result<Vec<u8>, String>) -> FromWorker {
-    match task.fault {
-        Some(f) if f.point == FaultPoint::DecodeResult && f.fires(attempt) => {
-            FromWorker::Armed { id, result, kind: f.kind }
-        }
-        _ => FromWorker::Done { id, result },
-    }
 }
 
 /// A cross-process lock that stays held if its holder dies.
@@ -534,38 +390,11 @@ impl Lock {
     }
 }
 
-/// Writes the first part of a result frame (more than a pipe buffer when the
-/// result is large), then dies by `fault`.
-fn die_writing(output: &mut File, frame: &[u8], fault: Fault) -> io::Result<()> {
-    output.write_all(&frame[..frame.len() / 2])?;
-    fire(fault.kind);
-    // Faults that do not kill (error, panic) at this point: finish the write.
-    output.write_all(&frame[frame.len() / 2..])
-}
-
-/// Runs the task, firing its fault where it is placed. The task's own error
-/// or panic comes back as `Err`.
+/// Runs the task, firing its fault where it is placed ([`fault::fire_at`]).
+/// The task's own error or panic comes back as `Err`.
 fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
     let fault = task.fault.filter(|f| f.fires(attempt));
-    let at = |point| match fault {
-        // A `spawn` fault's worker dies mid-task; the refused fork is the harness's limit.
-        Some(f) if f.point == point || (point == FaultPoint::MidTask && f.point == FaultPoint::Spawn) => {
-            fail_or_fire(f.kind)
-        }
-        // A lifecycle fault fires mid-task once the owner is in its stage.
-        Some(f)
-            if point == FaultPoint::MidTask
-                && matches!(f.point, FaultPoint::Close | FaultPoint::Terminate | FaultPoint::Join) =>
-        {
-            // SIGTERM is ignored ahead of the stage whose signal it must find ignored.
-            if f.kind == FaultKind::IgnoreSigterm {
-                fire(f.kind);
-            }
-            crate::process::wait_for_stage(f.point);
-            fail_or_fire(f.kind)
-        }
-        _ => Ok(()),
-    };
+    let at = |point| fault::fire_at(fault, point);
     let run = || -> Result<Vec<u8>, String> {
         // A task that arrived whole meets its `transport` fault as it is taken.
         at(FaultPoint::Transport)?;
@@ -592,91 +421,13 @@ fn execute(task: &Task, attempt: u32) -> Result<Vec<u8>, String> {
                 }
             }
         }
-        // A task that fails while its result is made (the deadly kinds at
-        // this point are fired mid-write by the caller).
-        if let Some(f) = fault
-            .filter(|f| f.point == FaultPoint::WriteResult && matches!(f.kind, FaultKind::Error | FaultKind::Panic))
-        {
-            fail_or_fire(f.kind)?;
-        }
+        // A task that fails while its result is made.
+        fault::fire_making_result(fault)?;
         // The worker computes the same deterministic bytes the checker expects;
         // what the check catches is a result lost, torn, duplicated or misdelivered.
         Ok(task.expected_output())
     };
-    caught(run)
-}
-
-/// `panic: <message>`, for a caught panic's payload.
-pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    format!("panic: {message}")
-}
-
-/// Fires a fault where it is placed in the pool's process (encoding a task,
-/// decoding a result, a callback): the deadly and stalling kinds do not
-/// return, `sigstop` once continued; `error` is its message, and `panic`
-/// unwinds and is caught here, as its message.
-pub fn fire_fault(kind: FaultKind) -> Result<(), String> {
-    caught(|| fail_or_fire(kind))
-}
-
-/// Fires a fault: the deadly ones do not return; `Error` and `Panic` fail the task.
-fn fail_or_fire(kind: FaultKind) -> Result<(), String> {
-    match kind {
-        FaultKind::Error => Err("injected task error".to_string()),
-        FaultKind::Panic => panic!("injected panic"),
-        _ => {
-            fire(kind);
-            Ok(())
-        }
-    }
-}
-
-fn fire(kind: FaultKind) {
-    let me = rustix::process::getpid();
-    match kind {
-        FaultKind::SigKill => {
-            let _ = rustix::process::kill_process(me, Signal::KILL);
-        }
-        FaultKind::SigSegv => {
-            // A real invalid access, not a raised signal. Rust's handler sees
-            // it is no stack overflow, restores the default and re-faults.
-            // SAFETY: deliberately unsound: this is the fault being injected.
-            unsafe { std::ptr::read_volatile(16 as *const u8) };
-        }
-        FaultKind::Abort => std::process::abort(),
-        // SAFETY: _exit ends the process at once, as a crashing C extension would.
-        FaultKind::Exit(code) => unsafe { libc::_exit(code) },
-        // Nothing in a Rust worker catches an exit: it is a process exit.
-        // SAFETY: as for `Exit`.
-        FaultKind::SysExit => unsafe { libc::_exit(1) },
-        FaultKind::Hang => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
-        FaultKind::SigStop => {
-            // Stopped until continued; then the task goes on as if nothing happened.
-            let _ = rustix::process::kill_process(me, Signal::STOP);
-            return;
-        }
-        FaultKind::IgnoreSigterm => {
-            // SAFETY: setting a signal's disposition to SIG_IGN is always sound.
-            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
-            return;
-        }
-        // Python's own (the owner reports them not applicable; no Rust worker gets one).
-        FaultKind::Unpicklable | FaultKind::BaseException | FaultKind::MemoryError | FaultKind::ReturnException => {
-            return;
-        }
-        FaultKind::Error | FaultKind::Panic => return,
-    }
-    // A deadly signal is delivered before kill() returns; if not, wait for it.
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    fault::caught(run)
 }
 
 fn spin(d: Duration) {
@@ -694,17 +445,4 @@ fn touched(len: usize) -> Vec<u8> {
     }
     std::hint::black_box(&mut v);
     v
-}
-
-/// The resident set size in KiB, if it is over the ceiling.
-fn over_ceiling(env: &Env) -> Option<u64> {
-    let ceiling = env.rss_ceiling_kib?;
-    rss_kib().filter(|&rss_kib| rss_kib > ceiling)
-}
-
-/// The resident set size in KiB.
-fn rss_kib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * (rustix::param::page_size() as u64 / 1024))
 }

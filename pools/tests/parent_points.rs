@@ -208,7 +208,7 @@ fn a_panicking_callback_hangs_the_naive_family_and_is_caught_by_ours() {
             let tasks = batch(Fault::once(FaultKind::Error, FaultPoint::Callback));
             let calls = Arc::new(AtomicUsize::new(0));
             let raise = || {
-                if let Err(message) = pools::worker::fire_fault(FaultKind::Error) {
+                if let Err(message) = pools::fault::fire_fault(FaultKind::Error) {
                     panic!("callback: {message}");
                 }
             };

@@ -425,7 +425,7 @@ fn planted_fail_bystander_fails_the_next_healthy_task_of_the_job() {
         clean_run(|| {
             let (mut config, _trace) = config(1);
             config.max_attempts = attempts;
-            let bug = pools::supervised::PlantedBug::FailBystander;
+            let bug = pools::pool::PlantedBug::FailBystander;
             let pool = pools::build(PoolKind::Planted(bug), &config).expect("start");
             assert_eq!(pool.kind().name(), "supervised-bug-fail-bystander");
             let mut tasks: Vec<Task> =

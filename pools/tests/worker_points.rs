@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{HUNG, LIVE, clean_run};
-use pools::process::StartTokens;
+use pools::fault::StartTokens;
 use pools::{Callbacks, Exit, Fault, FaultKind, FaultPoint, Outcome, Pool, PoolKind, Task, TaskError, Workload};
 
 /// What a task must come to.

@@ -433,7 +433,7 @@ fn outside(pool: PoolKind, plan: &Plan, f: &Facts) -> Option<Expectation> {
         if matches!(start.kind, FaultKind::Hang | FaultKind::SigStop) {
             return Some(Expectation::Undetermined("a worker stalls as it starts".into()));
         }
-        let few = start.times < pools::supervised::START_DEATHS;
+        let few = start.times < pools::pool::START_DEATHS;
         match pool {
             PoolKind::Polling if start.point == FaultPoint::Init => {
                 return Some(v(Verdict::FailedLoudly, "a worker died as it started: polling breaks the pool"));

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pools::process::StartTokens;
+use pools::fault::StartTokens;
 use pools::{CallStyle, Callbacks, FaultPoint, PoolConfig, Task, WorkerProgram};
 
 use crate::protocol::{CallbackKind, Event, Knob, OutcomeRecord, OwnerPlan};
@@ -404,7 +404,7 @@ fn callbacks(emitter: &Emitter, tasks: &[Task]) -> Callbacks {
     let (ok, err) = (emitter.clone(), emitter.clone());
     let fault = tasks.iter().filter_map(|t| t.fault).find(|f| f.point == FaultPoint::Callback).map(|f| f.kind);
     let fire = move || {
-        if let Some(Err(message)) = fault.map(pools::worker::fire_fault) {
+        if let Some(Err(message)) = fault.map(pools::fault::fire_fault) {
             panic!("callback: {message}");
         }
     };

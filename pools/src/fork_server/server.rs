@@ -131,7 +131,7 @@ fn spawn(
 ) -> io::Result<()> {
     let held: Vec<i32> = children.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     let extra: Vec<(&[u8], i32)> = names.iter().copied().zip(fds[2..].iter().map(|fd| fd.as_raw_fd())).collect();
-    crate::worker::take_start_token_ahead();
+    crate::fault::take_start_token_ahead();
     // SAFETY: this process is single-threaded (the worker binary starts
     // no thread), so the child may run any code; it never returns here.
     let pid = unsafe { libc::fork() };
