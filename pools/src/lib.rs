@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use actor::ActorPool;
+pub use bytes::Bytes;
 pub use job::{AsyncResult, Callbacks};
 pub use outcome::{Exit, Outcome, TaskError};
 pub use pool::{Pool, PoolConfig, PoolError, PoolKind};

@@ -108,7 +108,7 @@ use crate::planted::{Faithful, Hooks};
 use crate::pool::{PoolConfig, PoolError, PoolKind};
 use crate::process::{self, MAX_TASKS_ENV, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV, now_ns};
-use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
+use crate::wire::{self, Frames, FromWorkerRef, ToWorkerRef, Whole};
 
 /// How much work (in time) a worker's window holds once task costs are known.
 const WINDOW_WORK: Duration = Duration::from_millis(2);
@@ -348,18 +348,20 @@ impl Worker {
                 Err(_) => break,
             }
         }
-        // Whole frames, in place; a partial one at the end stays.
+        // Whole frames, in one buffer their results are views of; a partial
+        // one at the end stays.
+        let whole = results.take_whole();
         let now = now_ns();
-        loop {
-            match results.next_frame() {
-                Ok(Some(frame)) if self.land(frame, now) => {}
-                Ok(None) => break,
-                // Not ours, or not what it owes us.
-                Ok(Some(_)) | Err(_) => {
-                    self.gone = true;
-                    break;
-                }
+        for frame in whole.payloads() {
+            // Not what it owes us.
+            if !self.land(&whole, frame, now) {
+                self.gone = true;
+                break;
             }
+        }
+        // Not ours: a header past the largest frame.
+        if results.next_frame().is_err() {
+            self.gone = true;
         }
         self.results = results;
         // One lock of the job for what this read brought.
@@ -374,29 +376,27 @@ impl Worker {
     /// A result that fires its fault as it is decoded (`error`, `panic`)
     /// fails its task alone with that error: the frame was whole, the
     /// worker is fine.
-    fn land(&mut self, frame: &[u8], now: u64) -> bool {
-        let decoded = match wire::decode_result(frame) {
-            Err(wire::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
-            other => other,
-        };
-        match decoded {
-            Ok(FromWorker::Done { id, result } | FromWorker::Armed { id, result, .. }) => {
-                if self.inflight.front().is_none_or(|f| f.entry.id() != id) {
-                    return false;
-                }
-                let Some(done) = self.inflight.pop_front() else { return false };
-                let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
-                self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
-                self.last_result_ns = now;
-                self.landed.push((done.entry, result.map_err(|message| TaskError::Task { message })));
-                true
+    fn land(&mut self, whole: &Whole, frame: &[u8], now: u64) -> bool {
+        let (id, result) = match wire::decode_result(frame) {
+            Ok(FromWorkerRef::Done { id, result } | FromWorkerRef::Armed { id, result, .. }) => {
+                (id, result.map(|bytes| whole.share(bytes)).map_err(str::to_owned))
             }
-            Ok(FromWorker::Recycling { .. }) => {
+            Err(wire::DecodeError::Fired { id, message }) => (id, Err(message)),
+            Ok(FromWorkerRef::Recycling { .. }) => {
                 self.retiring = Some(Retiring::Recycling);
-                true
+                return true;
             }
-            Ok(FromWorker::Sentinel) | Err(_) => false,
+            Ok(FromWorkerRef::Sentinel) | Err(wire::DecodeError::Garbled(_)) => return false,
+        };
+        if self.inflight.front().is_none_or(|f| f.entry.id() != id) {
+            return false;
         }
+        let Some(done) = self.inflight.pop_front() else { return false };
+        let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
+        self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
+        self.last_result_ns = now;
+        self.landed.push((done.entry, result.map_err(|message| TaskError::Task { message })));
+        true
     }
 }
 

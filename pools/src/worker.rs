@@ -336,20 +336,10 @@ fn next_message(input: &mut Frames, mut peek: impl FnMut(&[u8])) -> io::Result<O
     }
 }
 
-/// Appends one frame holding `msg` to `out`: the same bytes as
-/// [`wire::encode_into`], but a small message is serialized into a stack
-/// buffer (postcard's slice flavor) and copied in once, not extended a
-/// byte at a time. Used by the worker and by `supervised`.
+/// Appends one frame holding `msg` to `out` ([`wire::encode_into`]).
+/// Used by the worker and by `supervised`.
 pub(crate) fn encode_frame<T: serde::Serialize>(msg: &T, out: &mut Vec<u8>) {
-    let mut scratch = [0u8; 256];
-    match postcard::to_slice(msg, &mut scratch) {
-        Ok(bytes) => {
-            out.reserve(4 + bytes.len());
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
-        Err(_) => wire::encode_into(msg, out),
-    }
+    wire::encode_into(msg, out);
 }
 
 fn run_shared(mut env: Env) -> io::Result<()> {
