@@ -108,7 +108,7 @@ use crate::planted::{Faithful, Hooks};
 use crate::pool::{PoolConfig, PoolError, PoolKind};
 use crate::process::{self, MAX_TASKS_ENV, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV, now_ns};
-use crate::wire::{self, Frames, FromWorkerRef, ToWorkerRef, Whole};
+use crate::wire::{self, Frames, FromWorkerRef, Whole};
 
 /// How much work (in time) a worker's window holds once task costs are known.
 const WINDOW_WORK: Duration = Duration::from_millis(2);
@@ -282,10 +282,7 @@ impl Worker {
             return Err((entry, TaskError::Task { message }));
         }
         let id = entry.id();
-        crate::worker::encode_frame(
-            &ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task },
-            &mut self.out,
-        );
+        wire::encode_run(id, entry.attempts, &entry.task, &mut self.out);
         self.sent += 1;
         self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
         Ok(())
