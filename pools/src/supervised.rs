@@ -19,7 +19,8 @@
 //!   tail stays short), sent in one write and answered in batches, so a
 //!   round trip (two wake-ups) is paid per window, not per task. Every task
 //!   is still tracked alone: the worker runs them in order and each result
-//!   names its task.
+//!   names its task. A read's results land as views into its one buffer
+//!   ([`Frames::take_whole`]): no allocation per result on this thread.
 //! - **Death.** A worker's death shows as EOF on its results pipe and as its
 //!   pidfd turning readable; no poll interval. Its in-flight tasks are not
 //!   lost, and no bystander is blamed: the worker's [scoreboard] says which
