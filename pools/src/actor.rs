@@ -75,9 +75,9 @@ pub(crate) fn deliver_all(landed: &mut Vec<(Entry, Outcome)>) {
     while let Some((first, outcome)) = outcomes.next() {
         let job = first.job;
         // Straight from `landed` into the job's slots, not through a list of the run.
-        let same_job = std::iter::from_fn(|| outcomes.next_if(|(next, _)| Arc::ptr_eq(&next.job, &job)));
-        let run = std::iter::once((first.index, outcome)).chain(same_job.map(|(next, outcome)| (next.index, outcome)));
-        job.set_many(run.map(|(index, outcome)| (index as usize, outcome)));
+        let rest = std::iter::from_fn(|| outcomes.next_if(|(next, _)| Arc::ptr_eq(&next.job, &job)));
+        let rest = rest.map(|(next, outcome)| (next.index as usize, outcome));
+        job.set_many(std::iter::once((first.index as usize, outcome)).chain(rest));
     }
 }
 
