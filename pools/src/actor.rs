@@ -74,15 +74,10 @@ pub(crate) fn deliver_all(landed: &mut Vec<(Entry, Outcome)>) {
     let mut outcomes = landed.drain(..).peekable();
     while let Some((first, outcome)) = outcomes.next() {
         let job = first.job;
-        let mut run = vec![(first.index as usize, outcome)];
-        while let Some((next, _)) = outcomes.peek()
-            && Arc::ptr_eq(&next.job, &job)
-        {
-            if let Some((next, outcome)) = outcomes.next() {
-                run.push((next.index as usize, outcome));
-            }
-        }
-        job.set_many(run);
+        // Straight from `landed` into the job's slots, not through a list of the run.
+        let rest = std::iter::from_fn(|| outcomes.next_if(|(next, _)| Arc::ptr_eq(&next.job, &job)));
+        let rest = rest.map(|(next, outcome)| (next.index as usize, outcome));
+        job.set_many(std::iter::once((first.index as usize, outcome)).chain(rest));
     }
 }
 

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 
 use crate::task::{Fault, FaultKind, FaultPoint, Task};
-use crate::wire::{self, FromWorker, RunHead, TaskRef};
+use crate::wire::{self, FromWorker, FromWorkerRef, RunHead, TaskRef};
 
 // ---- How a fault fires ----
 
@@ -254,10 +254,13 @@ impl From<DecodeError> for io::Error {
 /// return (it kills or stalls the pool's owner), `sigstop` returns once the
 /// owner is continued, `error` and `panic` are [`DecodeError::Fired`]. An
 /// armed result that survives is the plain `Done`.
-pub fn decode_result(payload: &[u8]) -> Result<FromWorker, DecodeError> {
+pub fn decode_result(payload: &[u8]) -> Result<FromWorkerRef<'_>, DecodeError> {
+    if let Some(done) = wire::done_ok(payload) {
+        return Ok(done);
+    }
     match wire::decode(payload)? {
-        FromWorker::Armed { id, result, kind } => match fire_fault(kind) {
-            Ok(()) => Ok(FromWorker::Done { id, result }),
+        FromWorkerRef::Armed { id, result, kind } => match fire_fault(kind) {
+            Ok(()) => Ok(FromWorkerRef::Done { id, result }),
             Err(message) => Err(DecodeError::Fired { id, message: format!("decoding the result: {message}") }),
         },
         other => Ok(other),

@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::outcome::{Outcome, TaskError};
 
 /// Called with every result when all tasks of a job succeeded.
-pub type ResultCallback = Box<dyn FnOnce(Vec<Vec<u8>>) + Send>;
+pub type ResultCallback = Box<dyn FnOnce(Vec<Bytes>) + Send>;
 /// Called with the first error when any task of a job failed.
 pub type ErrorCallback = Box<dyn FnOnce(TaskError) + Send>;
 
@@ -289,38 +291,41 @@ mod tests {
         let job = Arc::new(Job::new(1, 2, Callbacks::default(), Guard::Caught));
         let (handle, other) = (AsyncResult::new(job.clone()), AsyncResult::new(job.clone()));
         let handle = handle.into_outcomes(Some(Duration::ZERO)).expect_err("nothing has landed");
-        assert!(job.set(0, Ok(vec![1])) && job.set(1, Err(TaskError::Terminated)));
-        let want = vec![Ok(vec![1]), Err(TaskError::Terminated)];
+        assert!(job.set(0, Ok(Bytes::from(vec![1]))) && job.set(1, Err(TaskError::Terminated)));
+        let want = vec![Ok(Bytes::from(vec![1])), Err(TaskError::Terminated)];
         assert_eq!(other.into_outcomes(None).ok(), Some(want.clone()), "copied: a handle still reads");
         assert_eq!(handle.into_outcomes(None).ok(), Some(want), "moved: the last handle");
-        assert!(!job.set(0, Ok(vec![2])), "an outcome after they were taken is a duplicate");
+        assert!(!job.set(0, Ok(Bytes::from(vec![2]))), "an outcome after they were taken is a duplicate");
         assert_eq!(job.duplicates(), 1);
     }
 
     #[test]
     fn a_second_outcome_for_a_task_is_refused_and_counted() {
         let job = Job::new(1, 2, Callbacks::default(), Guard::Unwinds);
-        assert!(job.set(0, Ok(vec![1])));
-        assert!(!job.set(0, Ok(vec![2])));
-        assert!(!job.set(5, Ok(vec![2])));
+        assert!(job.set(0, Ok(Bytes::from(vec![1]))));
+        assert!(!job.set(0, Ok(Bytes::from(vec![2]))));
+        assert!(!job.set(5, Ok(Bytes::from(vec![2]))));
         assert_eq!((job.pending(), job.duplicates()), (1, 2));
-        assert!(job.set(1, Ok(vec![3])));
-        assert_eq!(job.wait(Some(Duration::ZERO)), Some(vec![Ok(vec![1]), Ok(vec![3])]));
+        assert!(job.set(1, Ok(Bytes::from(vec![3]))));
+        assert_eq!(job.wait(Some(Duration::ZERO)), Some(vec![Ok(Bytes::from(vec![1])), Ok(Bytes::from(vec![3]))]));
     }
 
     #[test]
     fn outcomes_set_under_one_lock_count_duplicates_and_finish_the_job_once() {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
-        let on_result = move |results: Vec<Vec<u8>>| {
+        let on_result = move |results: Vec<Bytes>| {
             assert_eq!(results, [vec![1], vec![2], vec![3]]);
             seen.fetch_add(1, Ordering::SeqCst);
         };
         let job = Job::new(1, 3, Callbacks { on_result: Some(Box::new(on_result)), on_error: None }, Guard::Unwinds);
-        assert_eq!(job.set_many([(0, Ok(vec![1])), (0, Ok(vec![9])), (2, Ok(vec![3]))]), 2);
+        assert_eq!(
+            job.set_many([(0, Ok(Bytes::from(vec![1]))), (0, Ok(Bytes::from(vec![9]))), (2, Ok(Bytes::from(vec![3])))]),
+            2
+        );
         assert_eq!((job.pending(), job.duplicates(), job.is_ready()), (1, 1, false));
-        assert_eq!(job.set_many([(1, Ok(vec![2])), (7, Ok(vec![9]))]), 1);
-        assert_eq!(job.set_many([(1, Ok(vec![2]))]), 0);
+        assert_eq!(job.set_many([(1, Ok(Bytes::from(vec![2]))), (7, Ok(Bytes::from(vec![9])))]), 1);
+        assert_eq!(job.set_many([(1, Ok(Bytes::from(vec![2])))]), 0);
         assert_eq!((job.pending(), job.duplicates(), calls.load(Ordering::SeqCst)), (0, 3, 1));
         assert!(job.is_ready());
     }
@@ -350,8 +355,8 @@ mod tests {
     fn a_caught_callback_panic_settles_the_job_and_is_kept() {
         let on_result: ResultCallback = Box::new(|_| panic!("injected panic"));
         let job = Job::new(1, 1, Callbacks { on_result: Some(on_result), on_error: None }, Guard::Caught);
-        job.set(0, Ok(vec![1]));
-        assert_eq!(job.wait(Some(Duration::ZERO)), Some(vec![Ok(vec![1])]));
+        job.set(0, Ok(Bytes::from(vec![1])));
+        assert_eq!(job.wait(Some(Duration::ZERO)), Some(vec![Ok(Bytes::from(vec![1]))]));
         assert_eq!(job.callback_panic().as_deref(), Some("panic: injected panic"));
     }
 
@@ -360,7 +365,10 @@ mod tests {
         let on_result: ResultCallback = Box::new(|_| panic!("injected panic"));
         let job = Arc::new(Job::new(1, 1, Callbacks { on_result: Some(on_result), on_error: None }, Guard::Unwinds));
         let theirs = job.clone();
-        assert!(std::thread::spawn(move || theirs.set(0, Ok(vec![1]))).join().is_err(), "the thread unwound");
+        assert!(
+            std::thread::spawn(move || theirs.set(0, Ok(Bytes::from(vec![1])))).join().is_err(),
+            "the thread unwound"
+        );
         assert_eq!(job.wait(Some(Duration::from_millis(10))), None);
         assert_eq!((job.pending(), job.callback_panic()), (0, None));
     }

@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use actor::ActorPool;
+pub use bytes::Bytes;
 pub use fault::set_stage;
 pub use job::{AsyncResult, Callbacks};
 pub use outcome::{Exit, Outcome, TaskError};

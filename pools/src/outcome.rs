@@ -3,8 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 /// A task's one outcome: its result bytes, or the error that names why not.
-pub type Outcome = Result<Vec<u8>, TaskError>;
+/// The bytes are a [`Bytes`]: `supervised`'s are views into the buffer of
+/// the read that brought them, so a result costs its pool no allocation.
+pub type Outcome = Result<Bytes, TaskError>;
 
 /// How a worker process ended, as its reaper saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -55,6 +55,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
@@ -64,7 +65,7 @@ use crate::fork_server::{ForkServer, Forked, Note};
 use crate::outcome::{Exit, Outcome, TaskError};
 use crate::pool::{PoolConfig, PoolError, PoolKind, START_DEATHS};
 use crate::process::{self, Child, Spawn, WorkerProgram};
-use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
+use crate::wire::{self, Frames, FromWorkerRef, ToWorkerRef};
 
 const SPAWN_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a shutdown waits for the fork server to report killed children.
@@ -184,7 +185,7 @@ struct Run {
     /// A spare's task pipe, read end (see [`Spare`]).
     unread: Option<OwnedFd>,
     /// Its answer, once read: its result (or its own error), if it left one.
-    answer: Option<Option<Result<Vec<u8>, String>>>,
+    answer: Option<Option<Result<Bytes, String>>>,
     /// The results pipe reached EOF: all it will ever say is in `results`.
     eof: bool,
     started: Instant,
@@ -393,7 +394,9 @@ impl Run {
             let first = self.results.next_frame().ok().flatten()?;
             // A result that fires its fault as it is decoded fails its task alone.
             match fault::decode_result(first) {
-                Ok(FromWorker::Done { id, result }) if id == self.entry.id() => Some(result),
+                Ok(FromWorkerRef::Done { id, result }) if id == self.entry.id() => {
+                    Some(result.map(Bytes::copy_from_slice).map_err(str::to_owned))
+                }
                 Err(fault::DecodeError::Fired { id, message }) if id == self.entry.id() => Some(Err(message)),
                 _ => None,
             }

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::job::{AsyncResult, Callbacks};
 use crate::outcome::{Outcome, TaskError};
 use crate::process::WorkerProgram;
@@ -81,20 +83,20 @@ pub trait Pool: Send + Sync {
     fn apply_async(
         &self,
         task: Task,
-        on_result: impl FnOnce(Vec<u8>) + Send + 'static,
+        on_result: impl FnOnce(Bytes) + Send + 'static,
         on_error: impl FnOnce(TaskError) + Send + 'static,
     ) -> Result<AsyncResult, PoolError>
     where
         Self: Sized,
     {
-        let on_result = move |mut results: Vec<Vec<u8>>| on_result(results.pop().unwrap_or_default());
+        let on_result = move |mut results: Vec<Bytes>| on_result(results.pop().unwrap_or_default());
         self.submit(vec![task], Callbacks { on_result: Some(Box::new(on_result)), on_error: Some(Box::new(on_error)) })
     }
 
     fn map_async(
         &self,
         tasks: Vec<Task>,
-        on_result: impl FnOnce(Vec<Vec<u8>>) + Send + 'static,
+        on_result: impl FnOnce(Vec<Bytes>) + Send + 'static,
         on_error: impl FnOnce(TaskError) + Send + 'static,
     ) -> Result<AsyncResult, PoolError>
     where

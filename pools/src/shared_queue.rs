@@ -61,6 +61,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -510,7 +511,7 @@ impl Inner {
         let Some(job) = self.shared().cache.get(&id.job).cloned() else {
             return;
         };
-        job.set(id.index as usize, result.map_err(|message| TaskError::Task { message }));
+        job.set(id.index as usize, result.map(Bytes::from).map_err(|message| TaskError::Task { message }));
         if job.pending() > 0 {
             return;
         }
@@ -590,7 +591,7 @@ fn next_result(frames: &mut Frames, inner: &Inner) -> Result<FromWorker, Halt> {
             // A result that fails to decode ends the result handler, as an
             // unpickling error that is no `OSError`/`EOFError` escapes
             // `_handle_results`' `get()` and kills its thread.
-            return Ok(fault::decode_result(frame).map_err(io::Error::from)?);
+            return Ok(fault::decode_result(frame).map_err(io::Error::from)?.into_owned());
         }
         if inner.stopped() {
             return Err(Halt::Stopped);

@@ -19,7 +19,8 @@
 //!   tail stays short), sent in one write and answered in batches, so a
 //!   round trip (two wake-ups) is paid per window, not per task. Every task
 //!   is still tracked alone: the worker runs them in order and each result
-//!   names its task.
+//!   names its task. A read's results land as views into its one buffer
+//!   ([`Frames::take_whole`]): no allocation per result on this thread.
 //! - **Death.** A worker's death shows as EOF on its results pipe and as its
 //!   pidfd turning readable; no poll interval. Its in-flight tasks are not
 //!   lost, and no bystander is blamed: the worker's [scoreboard] says which
@@ -110,7 +111,7 @@ use crate::outcome::{Exit, Outcome, TaskError};
 use crate::pool::{PoolConfig, PoolError, PoolKind, START_DEATHS};
 use crate::process::{self, MAX_TASKS_ENV, RSS_CEILING_ENV, WorkerProgram};
 use crate::scoreboard::{SCOREBOARD_FD_ENV, Scoreboard, TIMED_ENV, now_ns};
-use crate::wire::{self, Frames, FromWorker, ToWorkerRef};
+use crate::wire::{self, Frames, FromWorkerRef, Whole};
 
 /// How much work (in time) a worker's window holds once task costs are known.
 const WINDOW_WORK: Duration = Duration::from_millis(2);
@@ -371,7 +372,7 @@ impl Worker {
             return Err((entry, TaskError::Task { message }));
         }
         let id = entry.id();
-        wire::encode_frame(&ToWorkerRef::Run { id, attempt: entry.attempts, task: &entry.task }, &mut self.out);
+        wire::encode_run(id, entry.attempts, &entry.task, &mut self.out);
         self.sent += 1;
         self.inflight.push_back(InFlight { entry, seq: self.sent, sent_ns: now_ns });
         Ok(())
@@ -434,18 +435,20 @@ impl Worker {
                 Err(_) => break,
             }
         }
-        // Whole frames, in place; a partial one at the end stays.
+        // Whole frames, in one buffer their results are views of; a partial
+        // one at the end stays.
+        let whole = results.take_whole();
         let now = now_ns();
-        loop {
-            match results.next_frame() {
-                Ok(Some(frame)) if self.land(frame, now) => {}
-                Ok(None) => break,
-                // Not ours, or not what it owes us.
-                Ok(Some(_)) | Err(_) => {
-                    self.lose();
-                    break;
-                }
+        for frame in whole.payloads() {
+            // Not what it owes us.
+            if !self.land(&whole, frame, now) {
+                self.lose();
+                break;
             }
+        }
+        // Not ours: a header past the largest frame.
+        if results.next_frame().is_err() {
+            self.lose();
         }
         self.results = results;
         // One lock of the job for what this read brought.
@@ -460,29 +463,27 @@ impl Worker {
     /// A result that fires its fault as it is decoded (`error`, `panic`)
     /// fails its task alone with that error: the frame was whole, the
     /// worker is fine.
-    fn land(&mut self, frame: &[u8], now: u64) -> bool {
-        let decoded = match fault::decode_result(frame) {
-            Err(fault::DecodeError::Fired { id, message }) => Ok(FromWorker::Done { id, result: Err(message) }),
-            other => other,
-        };
-        match decoded {
-            Ok(FromWorker::Done { id, result } | FromWorker::Armed { id, result, .. }) => {
-                if self.inflight.front().is_none_or(|f| f.entry.id() != id) {
-                    return false;
-                }
-                let Some(done) = self.inflight.pop_front() else { return false };
-                let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
-                self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
-                self.last_result_ns = now;
-                self.landed.push((done.entry, result.map_err(|message| TaskError::Task { message })));
-                true
+    fn land(&mut self, whole: &Whole, frame: &[u8], now: u64) -> bool {
+        let (id, result) = match fault::decode_result(frame) {
+            Ok(FromWorkerRef::Done { id, result } | FromWorkerRef::Armed { id, result, .. }) => {
+                (id, result.map(|bytes| whole.share(bytes)).map_err(str::to_owned))
             }
-            Ok(FromWorker::Recycling { .. }) => {
+            Err(fault::DecodeError::Fired { id, message }) => (id, Err(message)),
+            Ok(FromWorkerRef::Recycling { .. }) => {
                 self.retire(Retiring::Recycling);
-                true
+                return true;
             }
-            Ok(FromWorker::Sentinel) | Err(_) => false,
+            Ok(FromWorkerRef::Sentinel) | Err(fault::DecodeError::Garbled(_)) => return false,
+        };
+        if self.inflight.front().is_none_or(|f| f.entry.id() != id) {
+            return false;
         }
+        let Some(done) = self.inflight.pop_front() else { return false };
+        let service = now.saturating_sub(done.sent_ns.max(self.last_result_ns)) as f64;
+        self.service_ns = if self.service_ns <= 0.0 { service } else { 0.8 * self.service_ns + 0.2 * service };
+        self.last_result_ns = now;
+        self.landed.push((done.entry, result.map_err(|message| TaskError::Task { message })));
+        true
     }
 }
 

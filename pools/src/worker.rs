@@ -190,7 +190,7 @@ fn run_private(mut env: Env) -> io::Result<()> {
         env.trace("done", &task, attempt);
         let result = fault::encoding(&task, attempt, result);
         let at = out.len();
-        wire::encode_frame(&fault::armed(id, &task, attempt, result), &mut out);
+        wire::encode_into(&fault::armed(id, &task, attempt, result), &mut out);
         if let Some(fault) = fault::placed(&task, attempt, FaultPoint::WriteResult) {
             let frame = out.split_off(at);
             output.write_all(&out)?;

@@ -45,7 +45,7 @@ fn batch(fault: Fault) -> Vec<Task> {
 
 /// Every task's outcome: its result, or `error` for the faulted one.
 fn expected(tasks: &[Task], error: TaskError) -> Vec<Outcome> {
-    tasks.iter().map(|t| if t.tag == FAULTED { Err(error.clone()) } else { Ok(t.expected_output()) }).collect()
+    tasks.iter().map(|t| if t.tag == FAULTED { Err(error.clone()) } else { Ok(t.expected_output().into()) }).collect()
 }
 
 fn task_error(message: &str) -> TaskError {
@@ -111,7 +111,7 @@ fn one(handle: &AsyncResult, timeout: Duration) -> Option<Outcome> {
 /// On one worker, the result handler died at task 1: task 0's job settled,
 /// task 1's and the later ones never do (watched for a bounded time).
 fn assert_only_task_0_delivered(kind: PoolKind, tasks: &[Task], handles: &[AsyncResult]) {
-    assert_eq!(one(&handles[0], LIVE), Some(Ok(tasks[0].expected_output())), "{kind}: task 0");
+    assert_eq!(one(&handles[0], LIVE), Some(Ok(tasks[0].expected_output().into())), "{kind}: task 0");
     assert_eq!(one(&handles[1], HUNG), None, "{kind}: task 1 must hang");
     for (i, handle) in handles.iter().enumerate().skip(2) {
         assert_eq!(one(handle, Duration::ZERO), None, "{kind}: task {i} must hang");
@@ -222,7 +222,10 @@ fn a_panicking_callback_hangs_the_naive_family_and_is_caught_by_ours() {
                 }
                 PoolKind::PerTask | PoolKind::Supervised => {
                     let outcomes: Vec<Outcome> = handles.iter().map(|h| one(h, LIVE).expect("no hang")).collect();
-                    assert_eq!(outcomes, tasks.iter().map(|t| Ok(t.expected_output())).collect::<Vec<_>>());
+                    assert_eq!(
+                        outcomes,
+                        tasks.iter().map(|t| Ok(t.expected_output().into())).collect::<Vec<Outcome>>()
+                    );
                     let panics: Vec<Option<String>> = handles.iter().map(|h| h.job().callback_panic()).collect();
                     let raised = Some("panic: callback: injected task error".to_string());
                     assert_eq!(panics, [None, raised, None, None], "{kind}");
@@ -265,7 +268,7 @@ fn ended_at_stage(kind: PoolKind, point: FaultPoint, fault_kind: FaultKind) -> (
     let handles = apply_each(&*pool, &tasks, &calls, || {});
     // The healthy tasks first, so that what follows is the faulted one's alone.
     for (task, handle) in tasks.iter().zip(&handles).skip(1) {
-        assert_eq!(one(handle, LIVE), Some(Ok(task.expected_output())), "{kind}: task {}", task.tag);
+        assert_eq!(one(handle, LIVE), Some(Ok(task.expected_output().into())), "{kind}: task {}", task.tag);
     }
     let pid = trace.wait_start(0, LIVE);
     let hangs = matches!(kind, PoolKind::Naive | PoolKind::SeedPolling) && fault_kind.kills_worker();
@@ -316,7 +319,7 @@ fn a_worker_dying_at_close_or_join() {
                     PoolKind::Naive | PoolKind::SeedPolling => None,
                     PoolKind::Polling => Some(Err(TaskError::PoolBroken { pid, exit: killed })),
                     PoolKind::PerTask => Some(Err(TaskError::WorkerLost { pid, exit: killed, attempts: 1 })),
-                    PoolKind::Supervised => Some(Ok(faulted(point, FaultKind::SigKill).expected_output())),
+                    PoolKind::Supervised => Some(Ok(faulted(point, FaultKind::SigKill).expected_output().into())),
                     PoolKind::Planted(_) => unreachable!(),
                 };
                 assert_eq!(outcome, want, "{kind} at {point:?}");
