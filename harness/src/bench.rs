@@ -183,29 +183,15 @@ impl<'a> Bench<'a> {
         } else {
             BenchRun { trace: false, deadline: QUIET_BATCH_DEADLINE, stall: None }
         };
-        Plan {
-            scenario: format!("bench: {}", self.row.label),
-            pool: self.row.target.clone(),
-            seed: 0,
-            workers,
-            style: self.row.target.style().unwrap_or(self.row.style),
-            deadline: START_UP + bench.deadline,
-            memory_limit_mib: None,
-            task_timeout: None,
-            // As our pools get in this process; the Python pools do not retry.
-            max_attempts: pools::PoolConfig::ATTEMPTS,
-            tasks,
-            nemesis: Vec::new(),
-            storm: None,
-            warmup: true,
-            bench: Some(bench),
-            chunksize: self.row.chunksize,
-            max_tasks: None,
-            knobs: Default::default(),
-            bounds: Default::default(),
-            cancel: Vec::new(),
-            join_timeout_ms: None,
-        }
+        let style = self.row.target.style().unwrap_or(self.row.style);
+        // Our pools' attempts; the Python pools do not retry.
+        let mut plan =
+            Plan::of_tasks(format!("bench: {}", self.row.label), self.row.target.clone(), workers, style, tasks);
+        plan.deadline = START_UP + bench.deadline;
+        plan.warmup = true;
+        plan.bench = Some(bench);
+        plan.chunksize = self.row.chunksize;
+        plan
     }
 }
 
@@ -301,28 +287,8 @@ impl benches::fixed::Harness for Fixed<'_> {
     }
 
     fn one_echo_run(&self, workers: usize) -> anyhow::Result<Duration> {
-        let plan = Plan {
-            scenario: "bench: one echo task".into(),
-            pool: Target::Pool(PoolKind::Supervised),
-            seed: 0,
-            workers,
-            style: CallStyle::Map,
-            deadline: Duration::from_secs(30),
-            memory_limit_mib: None,
-            task_timeout: None,
-            max_attempts: pools::PoolConfig::ATTEMPTS,
-            tasks: vec![Task::echo(0, *b"fixed")],
-            nemesis: Vec::new(),
-            storm: None,
-            warmup: false,
-            bench: None,
-            chunksize: None,
-            max_tasks: None,
-            knobs: Default::default(),
-            bounds: Default::default(),
-            cancel: Vec::new(),
-            join_timeout_ms: None,
-        };
+        let (name, pool) = ("bench: one echo task".to_string(), Target::Pool(PoolKind::Supervised));
+        let plan = Plan::of_tasks(name, pool, workers, CallStyle::Map, vec![Task::echo(0, *b"fixed")]);
         self.runs.set(self.runs.get() + 1);
         let started = Instant::now();
         let result = runner::run(&plan, self.ctx, &format!("fixed{}", self.runs.get()))?;

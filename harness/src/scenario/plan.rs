@@ -147,6 +147,33 @@ impl Plan {
         plan
     }
 
+    /// A plan of `tasks` alone, made in code rather than from a scenario (the
+    /// bench's runs): no nemesis, no options, our pools' attempts.
+    pub fn of_tasks(name: String, pool: Target, workers: usize, style: CallStyle, tasks: Vec<Task>) -> Plan {
+        Plan {
+            scenario: name,
+            pool,
+            seed: 0,
+            workers,
+            style,
+            deadline: Duration::from_secs(30),
+            memory_limit_mib: None,
+            task_timeout: None,
+            max_attempts: pools::PoolConfig::ATTEMPTS,
+            tasks,
+            nemesis: Vec::new(),
+            storm: None,
+            warmup: false,
+            bench: None,
+            chunksize: None,
+            max_tasks: None,
+            knobs: BTreeMap::new(),
+            bounds: TimeBounds::default(),
+            cancel: Vec::new(),
+            join_timeout_ms: None,
+        }
+    }
+
     /// Whether a task's fault is at `spawn`: then the runner holds the
     /// run's `pids.max` below its count from the warm-up on, so the kernel
     /// refuses every fork (see [`pools::FaultPoint::Spawn`]).
